@@ -1,0 +1,72 @@
+/** Typed errors of the board store. Every message names the board path or the row at fault. */
+
+export class BoardError extends Error {
+  override name = 'BoardError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** A worker write whose run is no longer current (reclaimed, cancelled, ended, wrong token). */
+export class NotCurrentError extends BoardError {
+  override name = 'NotCurrentError';
+  constructor(readonly runId: string, readonly taskId: string) {
+    super(`run ${runId} is no longer current for task ${taskId}`);
+  }
+}
+
+/** The board file is damaged (not a database, malformed, failing quick_check). */
+export class BoardDamagedError extends BoardError {
+  override name = 'BoardDamagedError';
+  constructor(readonly path: string, readonly detail: string, options?: { cause?: unknown }) {
+    super(`board ${path} is damaged: ${detail}`, options);
+  }
+}
+
+/** The board was written by a newer schema than this build knows. */
+export class SchemaTooNewError extends BoardError {
+  override name = 'SchemaTooNewError';
+  constructor(readonly path: string, readonly found: number, readonly supported: number) {
+    super(
+      `board ${path} has schema version ${found}, newer than this kanban-supervisor supports (${supported}); upgrade kanban-supervisor`,
+    );
+  }
+}
+
+/** WAL could not be enabled (network filesystem, unsupported locking). Never silently degraded. */
+export class WalUnavailableError extends BoardError {
+  override name = 'WalUnavailableError';
+  constructor(readonly path: string, detail: string, options?: { cause?: unknown }) {
+    super(`board ${path}: cannot use WAL journal mode (${detail}); refusing to open it in any other journal mode`, options);
+  }
+}
+
+/** A caller-side mistake: unknown task, unknown skill, invalid JSON, invalid state change. */
+export class BoardInputError extends BoardError {
+  override name = 'BoardInputError';
+}
+
+export type ErrorClass = 'busy' | 'damaged' | 'io' | 'other';
+
+interface SqliteLikeError {
+  code?: unknown;
+  message?: unknown;
+}
+
+/**
+ * Classify an error from SQLite: BUSY/LOCKED are contention, never damage; CORRUPT/NOTADB are
+ * damage; IOERR is transient until a header check and quick_check confirm damage.
+ */
+export function classifyError(err: unknown): ErrorClass {
+  if (err instanceof BoardDamagedError) return 'damaged';
+  const e = err as SqliteLikeError | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'busy';
+  if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return 'damaged';
+  if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_FULL') return 'io';
+  return 'other';
+}
+
+export function isBusy(err: unknown): boolean {
+  return classifyError(err) === 'busy';
+}

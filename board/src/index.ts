@@ -1,0 +1,12 @@
+export * from './errors.js';
+export * from './types.js';
+export * from './ids.js';
+export { openDatabase, holdsConnection, checkHeaderByFs, filesystemType, initLockPath, openLockDatabase, SQLITE_MAGIC, type Db, type OpenOptions } from './open.js';
+export { SqliteBoard, type SqliteBoardOptions } from './sqlite-store.js';
+export { SCHEMA_VERSION } from './schema.js';
+export { OwnerLock, ownerLockPath, type LockAttempt } from './lock.js';
+export { checkBoard, type CheckReport } from './check.js';
+export * from './damage.js';
+export { backupDamaged, damageFingerprint, listBackups, BACKUP_MAIN, DEFAULT_BACKUP_KEEP, DEFAULT_BACKUP_MAX_BYTES, type BackupOptions, type BackupResult } from './backup.js';
+export { recoverBoard, recoverInPlace, formatRecoverReport, RecoverRefusedError, type RecoverOptions, type RecoverInPlaceOptions, type RecoverReport, type RecoverInPlaceReport, type TableRecovery, type RecoverFixup, type RowidRange, type WalInfo } from './recover.js';
+export { fsyncDir } from './fsutil.js';

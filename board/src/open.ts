@@ -1,0 +1,280 @@
+/**
+ * Opening a board: the one place that creates files, checks headers, sets WAL and migrates.
+ *
+ * Rules this module keeps (each one answers a corruption seen in the field):
+ * - The DB file is never opened/read/closed through `fs` by a process that holds a SQLite
+ *   connection to it: closing any fd of a file drops all of the process's POSIX locks on it.
+ *   Header checks therefore happen only before this process's first connection to the file.
+ * - `PRAGMA journal_mode=WAL` is issued at most once per board, under a cross-process init
+ *   lock, and only when the file is not WAL yet. If WAL cannot be had, the open fails; there
+ *   is no silent fallback to another journal mode.
+ */
+import Database from 'better-sqlite3';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { BoardDamagedError, BoardError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
+import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
+
+export type Db = Database.Database;
+
+export interface OpenOptions {
+  /** Busy timeout per statement. Keep it small in the supervisor (its event loop blocks meanwhile). */
+  busyTimeoutMs?: number;
+  /** Create the board when it does not exist (default true). */
+  create?: boolean;
+  /** Open read-only (no WAL change, no migration): for `check`, `status` of a board one does not own. */
+  readonly?: boolean;
+}
+
+export const SQLITE_MAGIC = 'SQLite format 3\u0000';
+export const JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024;
+export const WAL_AUTOCHECKPOINT_PAGES = 1000;
+
+/** Connections this process holds, by real path of the DB file. */
+const held = new Map<string, number>();
+
+function keyFor(abs: string): string {
+  try {
+    return resolve(realpathSync(dirname(abs)), basename(abs));
+  } catch {
+    return abs;
+  }
+}
+
+/** Whether this process currently holds a SQLite connection to `path`. */
+export function holdsConnection(path: string): boolean {
+  return (held.get(keyFor(resolve(path))) ?? 0) > 0;
+}
+
+const NETWORK_FS = new Set(['nfs', 'nfs4', 'cifs', 'smb3', 'smbfs', 'fuse.sshfs', 'sshfs', '9p', 'afs', 'ncpfs', 'fuse.gcsfuse', 'fuse.s3fs', 'glusterfs', 'fuse.glusterfs', 'lustre', 'ceph', 'fuse.ceph']);
+
+/** The filesystem type of the mount that holds `dir` (Linux; null elsewhere). */
+export function filesystemType(dir: string): { type: string; mount: string } | null {
+  let mounts: string;
+  try {
+    mounts = readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return null;
+  }
+  let real: string;
+  try {
+    real = realpathSync(dir);
+  } catch {
+    real = dir;
+  }
+  let best: { type: string; mount: string } | null = null;
+  for (const line of mounts.split('\n')) {
+    const parts = line.split(' ');
+    if (parts.length < 3) continue;
+    const mount = parts[1]!.replace(/\\040/g, ' ');
+    if (real === mount || real.startsWith(mount.endsWith('/') ? mount : mount + '/')) {
+      if (!best || mount.length >= best.mount.length) best = { type: parts[2]!, mount };
+    }
+  }
+  return best;
+}
+
+/** Read and check the 100-byte header. Only call before this process holds a connection. */
+export function checkHeaderByFs(abs: string): { size: number; empty: boolean } {
+  const size = statSync(abs).size;
+  if (size === 0) return { size, empty: true };
+  const fd = openSync(abs, 'r');
+  try {
+    const buf = Buffer.alloc(100);
+    const n = readSync(fd, buf, 0, 100, 0);
+    const magic = buf.subarray(0, 16).toString('latin1');
+    if (n < 16 || magic !== SQLITE_MAGIC) {
+      throw new BoardDamagedError(
+        abs,
+        `not a SQLite database: its header is ${JSON.stringify(buf.subarray(0, Math.min(n, 16)).toString('latin1'))}, expected "SQLite format 3\\0"`,
+      );
+    }
+    if (n < 100) throw new BoardDamagedError(abs, `truncated header (${size} bytes)`);
+    const pageSizeRaw = buf.readUInt16BE(16);
+    const pageSize = pageSizeRaw === 1 ? 65536 : pageSizeRaw;
+    if (pageSize < 512 || (pageSize & (pageSize - 1)) !== 0) {
+      throw new BoardDamagedError(abs, `invalid page size ${pageSizeRaw} in the header`);
+    }
+    return { size, empty: false };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Create `abs` with mode 0600 if missing, and its missing parent folders with mode 0700. */
+function ensureFile(abs: string): void {
+  mkdirSync(dirname(abs), { recursive: true, mode: 0o700 });
+  if (existsSync(abs)) return;
+  if (existsSync(abs + '-wal')) {
+    throw new BoardDamagedError(
+      abs,
+      `${abs}-wal exists without its database file; the WAL was separated from its board. Restore the database file next to it, or move the -wal away deliberately`,
+    );
+  }
+  try {
+    closeSync(openSync(abs, 'wx', 0o600));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+}
+
+/** Run `fn` with a umask that makes SQLite's own files (lock DBs, -wal, -shm) private. */
+function withPrivateUmask<T>(fn: () => T): T {
+  const old = process.umask(0o077);
+  try {
+    return fn();
+  } finally {
+    process.umask(old);
+  }
+}
+
+function track(db: Db, key: string): Db {
+  held.set(key, (held.get(key) ?? 0) + 1);
+  const close = db.close.bind(db);
+  let closed = false;
+  db.close = () => {
+    if (!closed) {
+      closed = true;
+      const n = (held.get(key) ?? 1) - 1;
+      if (n <= 0) held.delete(key);
+      else held.set(key, n);
+    }
+    return close();
+  };
+  return db;
+}
+
+/** Open a raw SQLite connection with the board's per-connection settings (no WAL change, no migration). */
+function connect(abs: string, opts: OpenOptions): Db {
+  const key = keyFor(abs);
+  const db = withPrivateUmask(
+    () => new Database(abs, { timeout: opts.busyTimeoutMs ?? 5000, readonly: opts.readonly ?? false, fileMustExist: true }),
+  );
+  track(db, key);
+  try {
+    db.pragma('cell_size_check = ON');
+    db.pragma('trusted_schema = OFF');
+    db.pragma('foreign_keys = ON');
+    if (!opts.readonly) {
+      db.pragma('synchronous = FULL');
+      // Freed pages hold zeros, so a torn write cannot resurrect stale rows (cost measured: within noise,
+      // see `npm run bench:secure-delete` and the README).
+      db.pragma('secure_delete = ON');
+      db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
+      db.pragma(`wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`);
+    }
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  return db;
+}
+
+/** Path of the small SQLite database used as the cross-process init lock. */
+export function initLockPath(abs: string): string {
+  return abs + '.init-lock';
+}
+
+/** Set WAL once, under the init lock; verify; never fall back. */
+function enableWalOnce(db: Db, abs: string): void {
+  const lock = withPrivateUmask(() => new Database(initLockPath(abs), { timeout: 15_000 }));
+  try {
+    lock.exec('BEGIN IMMEDIATE');
+    try {
+      const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
+      if (mode === 'wal') return;
+      let got: string;
+      try {
+        got = String(db.pragma('journal_mode = WAL', { simple: true })).toLowerCase();
+      } catch (e) {
+        if (classifyError(e) === 'busy') throw e;
+        throw new WalUnavailableError(abs, (e as Error).message, { cause: e });
+      }
+      if (got !== 'wal') {
+        const fs = filesystemType(dirname(abs));
+        throw new WalUnavailableError(
+          abs,
+          `SQLite answered journal_mode=${got}${fs ? ` on a ${fs.type} filesystem mounted at ${fs.mount}` : ''}; shared-memory locking is not supported there`,
+        );
+      }
+    } finally {
+      if (lock.inTransaction) lock.exec('COMMIT');
+    }
+  } finally {
+    lock.close();
+  }
+}
+
+function migrate(db: Db, abs: string): void {
+  const current = Number(db.pragma('user_version', { simple: true }));
+  if (current > SCHEMA_VERSION) throw new SchemaTooNewError(abs, current, SCHEMA_VERSION);
+  if (current === SCHEMA_VERSION) return;
+  for (const m of MIGRATIONS) {
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      const v = Number(db.pragma('user_version', { simple: true }));
+      if (v > SCHEMA_VERSION) throw new SchemaTooNewError(abs, v, SCHEMA_VERSION);
+      if (v < m.version) {
+        db.exec(m.sql);
+        db.pragma(`user_version = ${m.version}`);
+      }
+      db.exec('COMMIT');
+    } catch (e) {
+      if (db.inTransaction) {
+        try {
+          db.exec('ROLLBACK');
+        } catch {
+          /* the original error is the one that matters */
+        }
+      }
+      throw e;
+    }
+  }
+}
+
+/**
+ * Open (and create, by default) the board at `path` with the hardened settings.
+ * Throws BoardDamagedError, SchemaTooNewError, WalUnavailableError or BoardError naming the path.
+ */
+export function openDatabase(path: string, opts: OpenOptions = {}): Db {
+  const abs = resolve(path);
+  const create = opts.create ?? true;
+  if (opts.readonly && !existsSync(abs)) throw new BoardError(`board ${abs} does not exist`);
+  if (!opts.readonly) {
+    const fs = filesystemType(dirname(abs)) ?? (existsSync(dirname(abs)) ? null : filesystemType(dirname(dirname(abs))));
+    if (fs && NETWORK_FS.has(fs.type)) {
+      throw new WalUnavailableError(abs, `it is on a network filesystem (${fs.type} at ${fs.mount}); SQLite WAL needs local shared memory`);
+    }
+    if (create) ensureFile(abs);
+    else if (!existsSync(abs)) throw new BoardError(`board ${abs} does not exist (run \`kanban-supervisor init\`)`);
+  }
+  if (!holdsConnection(abs)) checkHeaderByFs(abs);
+  let db: Db;
+  try {
+    db = connect(abs, opts);
+  } catch (e) {
+    if (classifyError(e) === 'damaged') throw new BoardDamagedError(abs, (e as Error).message, { cause: e });
+    throw e;
+  }
+  try {
+    if (!opts.readonly) {
+      const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
+      if (mode !== 'wal') enableWalOnce(db, abs);
+      migrate(db, abs);
+    } else {
+      const v = Number(db.pragma('user_version', { simple: true }));
+      if (v > SCHEMA_VERSION) throw new SchemaTooNewError(abs, v, SCHEMA_VERSION);
+    }
+  } catch (e) {
+    db.close();
+    if (classifyError(e) === 'damaged') throw new BoardDamagedError(abs, (e as Error).message, { cause: e });
+    throw e;
+  }
+  return db;
+}
+
+/** Open a raw connection to a small lock database with a private umask (used by the owner lock). */
+export function openLockDatabase(path: string, busyTimeoutMs = 0): Db {
+  mkdirSync(dirname(resolve(path)), { recursive: true, mode: 0o700 });
+  return withPrivateUmask(() => new Database(resolve(path), { timeout: busyTimeoutMs }));
+}

@@ -1,0 +1,101 @@
+/**
+ * Schema migrations keyed on PRAGMA user_version. Each runs in one BEGIN IMMEDIATE
+ * transaction that re-reads the version, so concurrent openers migrate exactly once.
+ */
+export interface Migration {
+  version: number;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE skills (
+  name TEXT PRIMARY KEY,
+  argv TEXT NOT NULL CHECK (json_valid(argv) AND json_type(argv) = 'array' AND json_array_length(argv) > 0),
+  cwd TEXT,
+  env TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(env) AND json_type(env) = 'object'),
+  max_runtime_seconds REAL CHECK (max_runtime_seconds IS NULL OR max_runtime_seconds > 0),
+  heartbeat_timeout_seconds REAL CHECK (heartbeat_timeout_seconds IS NULL OR heartbeat_timeout_seconds >= 0),
+  reclaim_grace_seconds REAL CHECK (reclaim_grace_seconds IS NULL OR reclaim_grace_seconds >= 0),
+  max_rss_mb INTEGER CHECK (max_rss_mb IS NULL OR max_rss_mb >= 0),
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL,
+  skill TEXT NOT NULL,
+  payload TEXT NOT NULL DEFAULT 'null' CHECK (json_valid(payload)),
+  status TEXT NOT NULL CHECK (status IN ('ready', 'running', 'done', 'blocked', 'cancelled')),
+  priority INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  not_before INTEGER NOT NULL DEFAULT 0,
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  max_retries INTEGER CHECK (max_retries IS NULL OR max_retries >= 1),
+  max_runtime_seconds REAL CHECK (max_runtime_seconds IS NULL OR max_runtime_seconds > 0),
+  last_error TEXT,
+  result TEXT CHECK (result IS NULL OR json_valid(result)),
+  current_run_id TEXT
+) STRICT;
+CREATE INDEX tasks_ready ON tasks (priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_status ON tasks (status, created_at);
+
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  task_id TEXT NOT NULL REFERENCES tasks (id),
+  token TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('starting', 'running', 'ended')),
+  outcome TEXT CHECK (outcome IS NULL OR outcome IN ('completed', 'failed', 'crashed', 'spawn_failed', 'timed_out',
+                      'stalled', 'memory_exceeded', 'cancelled', 'deferred', 'abandoned')),
+  pid INTEGER,
+  pgid INTEGER,
+  proc_start_time INTEGER,
+  boot_id TEXT,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER,
+  progress TEXT CHECK (progress IS NULL OR json_valid(progress)),
+  ended_at INTEGER,
+  exit_code INTEGER,
+  signal TEXT,
+  error TEXT,
+  log_path TEXT,
+  stop_reason TEXT,
+  sigterm_at INTEGER,
+  sigkill_at INTEGER,
+  exited_at INTEGER,
+  accounted_at INTEGER,
+  defer_until INTEGER,
+  stopped_on_request INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX runs_task ON runs (task_id, started_at);
+CREATE INDEX runs_live ON runs (started_at) WHERE exited_at IS NULL;
+CREATE INDEX runs_unaccounted ON runs (ended_at) WHERE accounted_at IS NULL AND status = 'ended';
+
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY,
+  task_id TEXT NOT NULL,
+  run_id TEXT,
+  kind TEXT NOT NULL,
+  data TEXT CHECK (data IS NULL OR json_valid(data)),
+  at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX events_task ON events (task_id, id);
+
+CREATE TABLE owner (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  pid INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  seen_at INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'running',
+  detail TEXT
+) STRICT;
+`,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

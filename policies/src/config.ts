@@ -1,0 +1,134 @@
+/**
+ * Configuration: environment variables, overridden by CLI flags, validated once.
+ * Every failure names the variable (or flag) and the value it got.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  /** Process exit status for configuration and usage errors. */
+  readonly exitCode = 2;
+}
+
+export interface IntSpec {
+  min: number;
+  max: number;
+}
+
+/** Parse a whole number in [min, max]; `name` is what the message blames. */
+export function parseIntStrict(name: string, raw: string, spec: IntSpec): number {
+  const text = raw.trim();
+  if (!/^[+-]?\d+$/.test(text)) {
+    throw new ConfigError(`${name} must be an integer from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+  }
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) {
+    throw new ConfigError(`${name} must be an integer from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+/** Parse a decimal number in [min, max]. */
+export function parseNumberStrict(name: string, raw: string, spec: IntSpec): number {
+  const text = raw.trim();
+  if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(text)) {
+    throw new ConfigError(`${name} must be a number from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+  }
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < spec.min || n > spec.max) {
+    throw new ConfigError(`${name} must be a number from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+  }
+  return n;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface SupervisorConfig {
+  db: string;
+  maxConcurrentWorkers: number;
+  reclaimGraceSeconds: number;
+  crashGraceSeconds: number;
+  failureLimit: number;
+  backoffBaseSeconds: number;
+  backoffFactor: number;
+  backoffMaxSeconds: number;
+  maxRuntimeSeconds: number;
+  heartbeatTimeoutSeconds: number;
+  tickIntervalMs: number;
+  logLevel: LogLevel;
+  maxWorkerRssMb: number;
+  logMaxBytes: number;
+  quarantineProbeSeconds: number;
+  stormDistinctTasks: number;
+}
+
+type Kind = 'int' | 'number' | 'string' | 'level';
+
+interface VarSpec {
+  key: keyof SupervisorConfig;
+  env: string;
+  flag: string;
+  kind: Kind;
+  def: string;
+  range?: IntSpec;
+  help: string;
+}
+
+/** The single table of tunables: README, `--help` and validation all come from it. */
+export const CONFIG_VARS: readonly VarSpec[] = [
+  { key: 'db', env: 'KANBAN_DB', flag: '--db', kind: 'string', def: './.kanban/kanban.db', help: 'board path' },
+  { key: 'maxConcurrentWorkers', env: 'MAX_CONCURRENT_WORKERS', flag: '--max-concurrent-workers', kind: 'int', def: '4', range: { min: 1, max: 1024 }, help: 'live workers at once' },
+  { key: 'reclaimGraceSeconds', env: 'RECLAIM_GRACE_SECONDS', flag: '--reclaim-grace', kind: 'number', def: '30', range: { min: 0, max: 86_400 }, help: 'SIGTERM → SIGKILL grace' },
+  { key: 'crashGraceSeconds', env: 'CRASH_GRACE_SECONDS', flag: '--crash-grace', kind: 'number', def: '30', range: { min: 0, max: 86_400 }, help: 'how young a run whose pid looks dead may be before it is judged crashed' },
+  { key: 'failureLimit', env: 'FAILURE_LIMIT', flag: '--failure-limit', kind: 'int', def: '2', range: { min: 1, max: 1000 }, help: 'counted failures in a row before blocked' },
+  { key: 'backoffBaseSeconds', env: 'BACKOFF_BASE_SECONDS', flag: '--backoff-base', kind: 'number', def: '1', range: { min: 0, max: 86_400 }, help: 'first retry delay' },
+  { key: 'backoffFactor', env: 'BACKOFF_FACTOR', flag: '--backoff-factor', kind: 'number', def: '4', range: { min: 1, max: 100 }, help: 'growth of the retry delay' },
+  { key: 'backoffMaxSeconds', env: 'BACKOFF_MAX_SECONDS', flag: '--backoff-max', kind: 'number', def: '300', range: { min: 0, max: 604_800 }, help: 'retry delay cap' },
+  { key: 'maxRuntimeSeconds', env: 'MAX_RUNTIME_SECONDS', flag: '--max-runtime', kind: 'number', def: '3600', range: { min: 0.1, max: 31_536_000 }, help: 'default max runtime per run' },
+  { key: 'heartbeatTimeoutSeconds', env: 'HEARTBEAT_TIMEOUT_SECONDS', flag: '--heartbeat-timeout', kind: 'number', def: '0', range: { min: 0, max: 31_536_000 }, help: 'default stall limit (0 = off)' },
+  { key: 'tickIntervalMs', env: 'TICK_INTERVAL_MS', flag: '--tick-interval-ms', kind: 'int', def: '1000', range: { min: 10, max: 60_000 }, help: 'longest time between ticks' },
+  { key: 'logLevel', env: 'LOG_LEVEL', flag: '--log-level', kind: 'level', def: 'info', help: 'pino level' },
+  { key: 'maxWorkerRssMb', env: 'MAX_WORKER_RSS_MB', flag: '--max-worker-rss-mb', kind: 'int', def: '0', range: { min: 0, max: 16_777_216 }, help: 'default memory limit per worker process group (0 = off)' },
+  { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: '--log-max-bytes', kind: 'int', def: String(8 * 1024 * 1024), range: { min: 1024, max: 2 ** 40 }, help: 'bound of each run\'s log file' },
+  { key: 'quarantineProbeSeconds', env: 'QUARANTINE_PROBE_SECONDS', flag: '--quarantine-probe', kind: 'number', def: '30', range: { min: 0.1, max: 1800 }, help: 'first re-probe delay of a damaged board (doubles up to 30 min)' },
+  { key: 'stormDistinctTasks', env: 'STORM_DISTINCT_TASKS', flag: '--storm-distinct-tasks', kind: 'int', def: '8', range: { min: 0, max: 100_000 }, help: 'different tasks failing within 10 s that pause dispatch (0 = breaker off)' },
+];
+
+function parseOne(spec: VarSpec, name: string, raw: string): unknown {
+  switch (spec.kind) {
+    case 'int':
+      return parseIntStrict(name, raw, spec.range!);
+    case 'number':
+      return parseNumberStrict(name, raw, spec.range!);
+    case 'level':
+      if (!(LOG_LEVELS as readonly string[]).includes(raw.trim())) {
+        throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+      }
+      return raw.trim();
+    case 'string':
+      if (raw.trim() === '') throw new ConfigError(`${name} must not be empty`);
+      return raw;
+  }
+}
+
+/**
+ * Build the config from `env`, then apply `flags` (keyed by flag name, e.g. `--db`).
+ * Unknown keys in `flags` are the caller's business; this only reads known ones.
+ */
+export function loadConfig(env: Record<string, string | undefined>, flags: Record<string, string | undefined> = {}): SupervisorConfig {
+  const out: Record<string, unknown> = {};
+  for (const spec of CONFIG_VARS) {
+    const fromFlag = flags[spec.flag];
+    const fromEnv = env[spec.env];
+    if (fromFlag !== undefined) out[spec.key] = parseOne(spec, spec.flag, fromFlag);
+    else if (fromEnv !== undefined && fromEnv !== '') out[spec.key] = parseOne(spec, spec.env, fromEnv);
+    else out[spec.key] = parseOne(spec, spec.env, spec.def);
+  }
+  const cfg = out as unknown as SupervisorConfig;
+  if (cfg.backoffMaxSeconds < cfg.backoffBaseSeconds) {
+    throw new ConfigError(
+      `BACKOFF_MAX_SECONDS (${cfg.backoffMaxSeconds}) must be at least BACKOFF_BASE_SECONDS (${cfg.backoffBaseSeconds})`,
+    );
+  }
+  return cfg;
+}

@@ -1,0 +1,194 @@
+/**
+ * Pure decisions of the supervisor: no clock reads, no randomness of their own
+ * (callers pass `now` and a random source), no I/O.
+ */
+
+export const RUN_OUTCOMES = [
+  'completed',
+  'failed',
+  'crashed',
+  'spawn_failed',
+  'timed_out',
+  'stalled',
+  'memory_exceeded',
+  'cancelled',
+  'deferred',
+  'abandoned',
+] as const;
+export type RunOutcome = (typeof RUN_OUTCOMES)[number];
+
+export const TASK_STATUSES = ['ready', 'running', 'done', 'blocked', 'cancelled'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+/** Outcomes the worker (or its skill) is to blame for: they count toward the failure limit. */
+const COUNTED: ReadonlySet<RunOutcome> = new Set<RunOutcome>([
+  'failed',
+  'crashed',
+  'spawn_failed',
+  'timed_out',
+  'stalled',
+  'memory_exceeded',
+]);
+
+export function countsAsFailure(outcome: RunOutcome): boolean {
+  return COUNTED.has(outcome);
+}
+
+export interface BackoffPolicy {
+  baseSeconds: number;
+  factor: number;
+  maxSeconds: number;
+  /** Fraction of the delay that is randomised, e.g. 0.2 → ±10 %. */
+  jitter?: number;
+}
+
+/**
+ * Delay before try n+1 after the n-th consecutive failure (n >= 1):
+ * base · factor^(n-1), capped at max, with symmetric jitter. `random` is in [0, 1).
+ */
+export function retryDelayMs(failures: number, p: BackoffPolicy, random: number = 0.5): number {
+  const n = Math.max(1, Math.floor(failures));
+  const raw = p.baseSeconds * Math.pow(p.factor, n - 1);
+  const capped = Math.min(raw, p.maxSeconds);
+  const j = p.jitter ?? 0.2;
+  const scaled = capped * (1 - j / 2 + j * Math.min(Math.max(random, 0), 1));
+  return Math.round(Math.min(scaled, p.maxSeconds) * 1000);
+}
+
+/** The failure limit that applies to a task: its own max_retries wins over the global one. */
+export function failureLimitFor(taskMaxRetries: number | null | undefined, globalLimit: number): number {
+  return taskMaxRetries != null && taskMaxRetries >= 0 ? Math.max(1, taskMaxRetries) : globalLimit;
+}
+
+export type AccountingDecision =
+  | { action: 'done'; consecutiveFailures: 0 }
+  | { action: 'requeue'; consecutiveFailures: number; notBefore: number; counted: boolean }
+  | { action: 'block'; consecutiveFailures: number; reason: string }
+  | { action: 'leave' };
+
+export interface AccountInput {
+  outcome: RunOutcome;
+  consecutiveFailures: number;
+  taskMaxRetries: number | null;
+  taskStatus: TaskStatus;
+  error: string | null;
+  /** For `deferred`: when the worker asked to be retried. */
+  deferUntil: number | null;
+  now: number;
+  random: number;
+}
+
+export interface AccountPolicy {
+  failureLimit: number;
+  backoff: BackoffPolicy;
+}
+
+/** What to do with a task once its run has ended and its processes are gone. */
+export function decideAccounting(input: AccountInput, policy: AccountPolicy): AccountingDecision {
+  // A task cancelled, done or blocked by someone else keeps that state.
+  if (input.taskStatus !== 'running') return { action: 'leave' };
+  const { outcome } = input;
+  if (outcome === 'completed') return { action: 'done', consecutiveFailures: 0 };
+  if (outcome === 'deferred') {
+    return {
+      action: 'requeue',
+      consecutiveFailures: input.consecutiveFailures,
+      notBefore: input.deferUntil ?? input.now,
+      counted: false,
+    };
+  }
+  if (!countsAsFailure(outcome)) {
+    // cancelled (task not cancelled though: treat as not counted), abandoned
+    return { action: 'requeue', consecutiveFailures: input.consecutiveFailures, notBefore: input.now, counted: false };
+  }
+  const failures = input.consecutiveFailures + 1;
+  const limit = failureLimitFor(input.taskMaxRetries, policy.failureLimit);
+  if (failures >= limit) {
+    const why = input.error ? `: ${input.error}` : '';
+    return {
+      action: 'block',
+      consecutiveFailures: failures,
+      reason: `${outcome} ${failures} time${failures === 1 ? '' : 's'} in a row (limit ${limit})${why}`,
+    };
+  }
+  return {
+    action: 'requeue',
+    consecutiveFailures: failures,
+    notBefore: input.now + retryDelayMs(failures, policy.backoff, input.random),
+    counted: true,
+  };
+}
+
+export type ReclaimReason = 'timed_out' | 'stalled' | 'memory_exceeded' | 'cancelled' | 'hung_after_report';
+
+export interface LiveRunView {
+  startedAt: number;
+  heartbeatAt: number | null;
+  /** Effective limits, seconds; 0 or null = off. */
+  maxRuntimeSeconds: number | null;
+  heartbeatTimeoutSeconds: number | null;
+  maxRssMb: number | null;
+  rssBytes: number | null;
+  taskCancelled: boolean;
+  /** Set when the run already ended (the worker reported) but its process lives on. */
+  endedAt: number | null;
+}
+
+/** Seconds a worker may linger after it reported its outcome before it is reclaimed. */
+export const EXIT_AFTER_REPORT_SECONDS = 10;
+
+/** Whether a live run must be reclaimed now, and why. First matching reason wins. */
+export function reclaimReason(run: LiveRunView, now: number): ReclaimReason | null {
+  if (run.endedAt != null) {
+    return now - run.endedAt >= EXIT_AFTER_REPORT_SECONDS * 1000 ? 'hung_after_report' : null;
+  }
+  if (run.taskCancelled) return 'cancelled';
+  if (run.maxRuntimeSeconds && now - run.startedAt >= run.maxRuntimeSeconds * 1000) return 'timed_out';
+  if (run.heartbeatTimeoutSeconds) {
+    // A fresh run has not heartbeated yet: its start counts as the first beat.
+    const last = Math.max(run.heartbeatAt ?? 0, run.startedAt);
+    if (now - last >= run.heartbeatTimeoutSeconds * 1000) return 'stalled';
+  }
+  if (run.maxRssMb && run.rssBytes != null && run.rssBytes > run.maxRssMb * 1024 * 1024) return 'memory_exceeded';
+  return null;
+}
+
+/** When the SIGKILL is due for a reclaim that sent SIGTERM at `sigtermAt`. */
+export function killDeadline(sigtermAt: number, graceSeconds: number): number {
+  return sigtermAt + Math.round(graceSeconds * 1000);
+}
+
+/** Pick the first non-null of a per-task, per-skill and global value (seconds). */
+export function effectiveLimit(...values: Array<number | null | undefined>): number | null {
+  for (const v of values) if (v != null) return v;
+  return null;
+}
+
+/**
+ * Whether a run that looks dead is old enough to be judged crashed.
+ * Younger runs may still be starting (the pid was not recorded yet, or /proc lags).
+ */
+export function pastCrashGrace(startedAt: number, now: number, crashGraceSeconds: number): boolean {
+  return now - startedAt >= crashGraceSeconds * 1000;
+}
+
+/** Interval between automatic worker heartbeats for a heartbeat timeout (seconds). */
+export function heartbeatIntervalMs(heartbeatTimeoutSeconds: number | null): number {
+  if (!heartbeatTimeoutSeconds || heartbeatTimeoutSeconds <= 0) return 30_000;
+  return Math.max(100, Math.min(30_000, Math.floor((heartbeatTimeoutSeconds * 1000) / 3)));
+}
+
+/**
+ * Time a worker keeps for its shutdown hooks out of the announced grace: keep a margin
+ * (a quarter of the grace, at least 250 ms, at most 5 s) for closing the database.
+ */
+export function shutdownBudgetMs(graceSeconds: number): number {
+  const grace = Math.max(0, graceSeconds * 1000);
+  const margin = Math.min(5000, Math.max(250, grace / 4));
+  return Math.max(0, Math.floor(grace - margin));
+}
+
+/** Delay before the n-th re-probe (n >= 0) of a quarantined board: first, doubling, capped at 30 min. */
+export function quarantineProbeDelayMs(attempt: number, firstSeconds: number): number {
+  return Math.round(Math.min(firstSeconds * Math.pow(2, Math.max(0, attempt)), 1800) * 1000);
+}

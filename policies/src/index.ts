@@ -1,0 +1,3 @@
+export * from './config.js';
+export * from './decisions.js';
+export * from './storm.js';

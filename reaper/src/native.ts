@@ -1,0 +1,42 @@
+// Loader for the optional native addon (reaper/native/subreaper.c, built by node-gyp at
+// install time into reaper/build/Release/subreaper.node). Everything in the reaper works
+// without it, except becoming a child subreaper, reaping re-parented zombies and
+// race-free pidfd signalling.
+import { createRequire } from 'node:module';
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeAddon {
+  /** prctl(PR_SET_CHILD_SUBREAPER, 1): 0 or errno */
+  setChildSubreaper(): number;
+  isChildSubreaper(): boolean;
+  /** waitpid(pid, &st, WNOHANG): 0 = not exited, <0 = -errno, [exitCode, signal] = reaped */
+  waitNoHang(pid: number): number | [number, number];
+  /** pidfd_open(pid, 0): fd or -errno */
+  pidfdOpen(pid: number): number;
+  /** pidfd_send_signal(fd, sig, NULL, 0): 0 or -errno */
+  pidfdSendSignal(fd: number, sig: number): number;
+}
+
+let loaded: { addon: NativeAddon | null; error: string | null } | null = null;
+
+export function loadNative(): { addon: NativeAddon | null; error: string | null } {
+  if (loaded) return loaded;
+  const require = createRequire(import.meta.url);
+  const candidates = ['../build/Release/subreaper.node', '../build/Debug/subreaper.node'];
+  let error = 'native addon not built (reaper/build/Release/subreaper.node missing; run `npm rebuild @kanban-supervisor/reaper`)';
+  for (const rel of candidates) {
+    const file = new URL(rel, import.meta.url);
+    if (!fs.existsSync(file)) continue;
+    try {
+      const addon = require(fileURLToPath(file)) as NativeAddon;
+      if (typeof addon.waitNoHang !== 'function') throw new Error('addon lacks waitNoHang');
+      loaded = { addon, error: null };
+      return loaded;
+    } catch (err) {
+      error = `native addon failed to load: ${(err as Error).message}`;
+    }
+  }
+  loaded = { addon: null, error };
+  return loaded;
+}

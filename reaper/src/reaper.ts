@@ -1,0 +1,621 @@
+// The Reaper: spawns workers in their own process group, drains their exits, terminates whole
+// groups/trees with a non-blocking SIGTERM -> grace -> SIGKILL escalation, reaps re-parented
+// orphans (child subreaper), and samples CPU/RSS from /proc. Nothing here sleeps or blocks:
+// every method does one /proc scan and a few syscalls and returns.
+//
+// PGID REUSE (why kill(-pgid) is safe here)
+// Linux never hands out a pid number while it is still in use as anybody's process-group id,
+// so while group X has at least one member, no new process can be born with pid X and no new
+// group X can exist. We therefore signal -pgid only when ownership of group X is proven in the
+// /proc snapshot taken just before the kill:
+//   1. the recorded leader (pid X with the recorded start time, alive or zombie) still holds X; or
+//   2. the leader is gone but a current member of X is a process (pid + start time) that we saw
+//      in the worker's tree in an earlier snapshot: X has been continuously occupied since; or
+//   3. the leader is gone and /proc/sys/kernel/ns_last_pid shows that the number X has not been
+//      allocated again since the last moment ownership was proven (the allocator is cyclic, so a
+//      new group X needs a fresh allocation of X); or
+//   4. the worker was adopted after a restart with its leader already gone and no earlier
+//      observation: every member must have started after the recorded leader (residual risk:
+//      a full pid wrap-around during the supervisor's downtime; we accept it and say so).
+// Group signalling is never used when pgid != pid (the worker does not lead its group), for
+// pgid <= 1, or for our own group; then only the individually verified tree is signalled.
+// The only remaining window is between the scan and kill(-X) (microseconds; it would need the
+// whole group to die AND X to be re-allocated in between).
+// Single processes outside the group are signalled through a pidfd opened before the start
+// time is re-checked (pidfd_open + /proc re-read + pidfd_send_signal), so a pid that is reused
+// can never receive the signal; without the native addon, the check-then-kill window remains.
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import { DEFAULT_PATH, lookupExecutable } from './exec.js';
+import {
+  collectTree,
+  groupOwnedStateless,
+  groupSignalAllowed,
+  matches,
+  type ProcessIdentity,
+  type ProcTable,
+} from './identity.js';
+import { loadNative, type NativeAddon } from './native.js';
+import {
+  bootId,
+  IS_LINUX,
+  isDeadState,
+  lastAllocatedPid,
+  openFdCount,
+  readRawStat,
+  scanProcesses,
+  sysconf,
+  uptimeSeconds,
+  type RawStat,
+} from './platform.js';
+
+export interface SpawnRequest {
+  argv: string[];
+  cwd?: string;
+  env: Record<string, string>;
+  logPath: string;
+}
+export type SpawnResult = { ok: true; identity: ProcessIdentity } | { ok: false; code: string; message: string };
+export interface ExitRecord {
+  pid: number;
+  exitCode: number | null;
+  signal: string | null;
+  /** ms epoch */
+  at: number;
+}
+export interface TerminationState {
+  pid: number;
+  phase: 'term' | 'kill' | 'gone';
+  sigtermAt: number;
+  sigkillAt: number | null;
+  remaining: number[];
+}
+export interface Usage {
+  /** percent of one core, summed over the worker's group/tree */
+  cpuPercent: number;
+  rssBytes: number;
+  processes: number;
+}
+export interface ReaperLogger {
+  warn(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+}
+export interface ReaperOptions {
+  logger?: ReaperLogger;
+  /** become PR_SET_CHILD_SUBREAPER (default: true on Linux) */
+  subreaper?: boolean;
+  /** grace between SIGTERM and SIGKILL for orphans found by reapOrphans (default 5000 ms) */
+  orphanGraceMs?: number;
+  /** default grace for cleanupAfterExit (default 5000 ms) */
+  cleanupGraceMs?: number;
+  /** called (synchronously, from Node's exit event) whenever an own child exits: a wake-up hint */
+  onExit?: () => void;
+}
+
+const SIGTERM = os.constants.signals.SIGTERM;
+const SIGKILL = os.constants.signals.SIGKILL;
+const ENOSYS = 38;
+
+interface TermInternal {
+  state: TerminationState;
+  /** "pid:start" of processes that already got SIGTERM (do not repeat it every tick) */
+  termSent: Set<string>;
+  groupTermSent: boolean;
+}
+
+interface Tracked {
+  id: ProcessIdentity;
+  /** processes (pid -> start time) seen in the worker's tree in the latest snapshot */
+  known: Map<number, number>;
+  /** ns_last_pid at the last moment group ownership was proven (null: never / unavailable) */
+  cursor: number | null;
+  /** group ownership has been proven at least once */
+  everProven: boolean;
+  term: TermInternal | null;
+}
+
+interface SampleState {
+  startTime: number;
+  uptime: number;
+  procs: Map<number, { start: number; total: number; ppid: number }>;
+}
+
+interface OrphanState {
+  start: number;
+  termAt: number;
+  killed: boolean;
+}
+
+let warnedNative = false;
+/**
+ * Children spawned by any Reaper in this process that Node has not reaped yet. Process-wide so
+ * that one instance's reapOrphans never waitpid()s or signals another instance's worker.
+ */
+const ownChildren = new Set<number>();
+
+const consoleLogger: ReaperLogger = {
+  warn: (obj, msg) => console.warn(`[reaper] ${msg ?? ''} ${JSON.stringify(obj)}`),
+  info: () => {},
+};
+
+/** Did the cyclic pid allocator hand out `x` in (c0, c1]? */
+function pidAllocatedBetween(c0: number, c1: number, x: number): boolean {
+  if (c1 === c0) return false;
+  if (c1 > c0) return x > c0 && x <= c1;
+  return x > c0 || x <= c1; // wrapped around pid_max
+}
+
+function key(pid: number, start: number): string {
+  return `${pid}:${start}`;
+}
+
+export class Reaper {
+  readonly subreaperActive: boolean;
+  private readonly logger: ReaperLogger;
+  private readonly native: NativeAddon | null;
+  private pidfdUsable: boolean;
+  private readonly orphanGraceMs: number;
+  private readonly cleanupGraceMs: number;
+  private readonly onExit: (() => void) | undefined;
+  private exits: ExitRecord[] = [];
+  /** our own spawned children that Node has not reaped yet (never waitpid these); process-wide */
+  private readonly ownChildren = ownChildren;
+  private readonly tracked = new Map<number, Tracked>();
+  private readonly samples = new Map<number, SampleState>();
+  private readonly orphans = new Map<number, OrphanState>();
+
+  constructor(opts: ReaperOptions = {}) {
+    this.logger = opts.logger ?? consoleLogger;
+    this.orphanGraceMs = opts.orphanGraceMs ?? 5000;
+    this.cleanupGraceMs = opts.cleanupGraceMs ?? 5000;
+    this.onExit = opts.onExit;
+    const { addon, error } = loadNative();
+    this.native = addon;
+    this.pidfdUsable = IS_LINUX && !!addon;
+    let active = false;
+    const want = opts.subreaper ?? IS_LINUX;
+    if (want && IS_LINUX) {
+      if (!addon) {
+        this.warnOnce({ error }, 'reaper: native addon unavailable; running without child subreaper (escaped descendants re-parent to init) and without reaping re-parented zombies');
+      } else {
+        const rc = addon.setChildSubreaper();
+        active = rc === 0 && addon.isChildSubreaper();
+        if (!active) this.warnOnce({ errno: rc }, 'reaper: prctl(PR_SET_CHILD_SUBREAPER) failed; running without child subreaper');
+        else this.logger.info({ event: 'subreaper_active' }, 'reaper: child subreaper active');
+      }
+    } else if (!addon && IS_LINUX) {
+      this.warnOnce({ error }, 'reaper: native addon unavailable; cannot reap re-parented zombies');
+    }
+    this.subreaperActive = active;
+  }
+
+  private warnOnce(obj: object, msg: string): void {
+    if (warnedNative) return;
+    warnedNative = true;
+    this.logger.warn(obj, msg);
+  }
+
+  // ------------------------------------------------------------------ spawning
+
+  async spawn(req: SpawnRequest): Promise<SpawnResult> {
+    const fail = (code: string, message: string): SpawnResult => ({ ok: false, code, message });
+    if (!Array.isArray(req.argv) || req.argv.length === 0 || typeof req.argv[0] !== 'string' || req.argv[0] === '') {
+      return fail('EINVAL', 'argv must be a non-empty array of strings');
+    }
+    const cwd = req.cwd;
+    if (cwd !== undefined) {
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(cwd);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'ENOENT';
+        return fail(code, `working directory ${cwd} is not accessible: ${code}`);
+      }
+      if (!st.isDirectory()) return fail('ENOTDIR', `working directory ${cwd} is not a directory`);
+      try {
+        fs.accessSync(cwd, fs.constants.X_OK);
+      } catch {
+        return fail('EACCES', `working directory ${cwd}: permission denied`);
+      }
+    }
+    const lookup = lookupExecutable(req.argv[0], req.env.PATH ?? DEFAULT_PATH, cwd);
+    if (!lookup.ok) return fail(lookup.code, lookup.message);
+
+    let fd: number;
+    try {
+      fd = fs.openSync(req.logPath, 'a', 0o600);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      return fail(e.code ?? 'EIO', `cannot open log ${req.logPath}: ${e.message}`);
+    }
+    let child: ChildProcess;
+    try {
+      child = spawnChild(lookup.file, req.argv.slice(1), {
+        cwd,
+        env: req.env, // exactly this env, nothing inherited
+        argv0: req.argv[0],
+        detached: true, // setsid(): own session and process group (pgid = pid)
+        stdio: ['ignore', fd, fd], // no pipes to us: the worker survives our death, no SIGPIPE
+        shell: false,
+        windowsHide: true,
+      });
+    } catch (err) {
+      fs.closeSync(fd);
+      const e = err as NodeJS.ErrnoException;
+      return fail(e.code ?? 'ESPAWN', e.message);
+    }
+    // uv_spawn forked (and waited for exec) synchronously: the child holds its own copy now.
+    fs.closeSync(fd);
+    child.on('error', () => {}); // errors after the spawn (e.g. from kill()) are not ours to throw
+
+    const pid = child.pid;
+    if (pid === undefined) {
+      const err = await new Promise<NodeJS.ErrnoException>((resolve) => child.once('error', resolve));
+      return fail(err.code ?? 'ESPAWN', `${req.argv[0]}: ${err.message}`);
+    }
+    // Read /proc now: Node cannot have reaped the child before we return to the event loop.
+    const raw = readRawStat(pid);
+    this.ownChildren.add(pid);
+    child.once('exit', (code, signal) => {
+      this.exits.push({ pid, exitCode: code, signal, at: Date.now() });
+      this.ownChildren.delete(pid);
+      this.onExit?.();
+    });
+    child.unref(); // the supervisor's own timers decide its lifetime, not the workers
+    await new Promise<void>((resolve) => {
+      child.once('spawn', resolve);
+      child.once('error', () => resolve());
+    });
+    if (!raw) return fail('ESRCH', `spawned pid ${pid} vanished before it could be identified`);
+    const identity: ProcessIdentity = { pid, pgid: pid, startTime: raw.startTime, bootId: bootId() };
+    const t = this.newTracked(identity);
+    t.known.set(pid, raw.startTime);
+    t.cursor = lastAllocatedPid();
+    t.everProven = true;
+    this.tracked.set(pid, t);
+    return { ok: true, identity };
+  }
+
+  drainExits(): ExitRecord[] {
+    const out = this.exits;
+    this.exits = [];
+    return out;
+  }
+
+  // ------------------------------------------------------------------ tracking
+
+  private newTracked(id: ProcessIdentity): Tracked {
+    return { id: { ...id }, known: new Map(), cursor: null, everProven: false, term: null };
+  }
+
+  track(id: ProcessIdentity): void {
+    const t = this.ensureTracked(id);
+    this.snapshot(t, scanProcesses(), lastAllocatedPid());
+  }
+
+  untrack(pid: number): void {
+    this.tracked.delete(pid);
+    this.samples.delete(pid);
+  }
+
+  /** pids currently tracked (spawned or adopted and not yet confirmed gone/untracked) */
+  trackedPids(): number[] {
+    return [...this.tracked.keys()];
+  }
+
+  private ensureTracked(id: ProcessIdentity): Tracked {
+    let t = this.tracked.get(id.pid);
+    if (!t || t.id.startTime !== id.startTime || t.id.bootId !== id.bootId || t.id.pgid !== id.pgid) {
+      t = this.newTracked(id);
+      this.tracked.set(id.pid, t);
+    }
+    return t;
+  }
+
+  /** Group ownership proof, see the header comment. */
+  private proveGroup(t: Tracked, table: ProcTable, cursorNow: number | null): boolean {
+    const id = t.id;
+    if (!groupSignalAllowed(id, table)) return false;
+    const holder = table.get(id.pgid);
+    if (holder) return holder.startTime === id.startTime; // (1) or reused number
+    let members = 0;
+    let allAfterLeader = true;
+    for (const s of table.values()) {
+      if (s.pgid !== id.pgid) continue;
+      members++;
+      if (t.known.get(s.pid) === s.startTime) return true; // (2)
+      if (s.startTime < id.startTime) allAfterLeader = false;
+    }
+    if (members === 0) return false;
+    if (t.cursor !== null && cursorNow !== null) return !pidAllocatedBetween(t.cursor, cursorNow, id.pgid); // (3)
+    if (!t.everProven) return allAfterLeader; // (4)
+    return false;
+  }
+
+  /** One look at the worker in a snapshot; refreshes what we know about its tree. */
+  private snapshot(t: Tracked, table: ProcTable, cursorNow: number | null): { tree: RawStat[]; groupOwned: boolean } {
+    const groupOwned = this.proveGroup(t, table, cursorNow);
+    const tree = collectTree(t.id, table, groupOwned, t.known);
+    if (groupOwned) {
+      t.everProven = true;
+      if (cursorNow !== null) t.cursor = cursorNow;
+    }
+    t.known = new Map(tree.filter((s) => !isDeadState(s.state)).map((s) => [s.pid, s.startTime]));
+    return { tree, groupOwned };
+  }
+
+  // ------------------------------------------------------------------ signalling
+
+  /** Signal one process only if it is still the same process (pidfd when available). */
+  private killChecked(pid: number, start: number, sig: number): boolean {
+    if (pid <= 1 || pid === process.pid) return false;
+    if (this.pidfdUsable && this.native) {
+      const fd = this.native.pidfdOpen(pid);
+      if (fd >= 0) {
+        try {
+          const s = readRawStat(pid);
+          if (!s || s.startTime !== start) return false;
+          return this.native.pidfdSendSignal(fd, sig) === 0;
+        } finally {
+          fs.closeSync(fd);
+        }
+      }
+      if (fd !== -ENOSYS) return false; // ESRCH: gone
+      this.pidfdUsable = false;
+    }
+    const s = readRawStat(pid);
+    if (!s || s.startTime !== start) return false;
+    try {
+      process.kill(pid, sig);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private killGroup(pgid: number, sig: number): void {
+    if (pgid <= 1) return;
+    try {
+      process.kill(-pgid, sig);
+    } catch {
+      /* ESRCH: the group emptied meanwhile */
+    }
+  }
+
+  /** pids of live ChildProcess handles Node itself owns (best effort; unref'd handles are not listed). */
+  private nodeChildPids(): Set<number> {
+    const out = new Set<number>(this.ownChildren);
+    const get = (process as unknown as { _getActiveHandles?: () => unknown[] })._getActiveHandles;
+    if (typeof get === 'function') {
+      try {
+        for (const h of get.call(process)) {
+          const pid = (h as { pid?: unknown } | null)?.pid;
+          if (typeof pid === 'number' && (h as object).constructor?.name === 'ChildProcess') out.add(pid);
+        }
+      } catch {
+        /* ignore */
+      }
+    }
+    return out;
+  }
+
+  /** waitpid(pid, WNOHANG) on zombies that are our children but not Node's own. */
+  private reapZombies(candidates: RawStat[], exclude?: Set<number>): number[] {
+    const reaped: number[] = [];
+    if (!this.native) return reaped;
+    let nodeKids: Set<number> | null = null;
+    for (const s of candidates) {
+      if (!isDeadState(s.state) || s.ppid !== process.pid) continue;
+      nodeKids ??= this.nodeChildPids();
+      if (nodeKids.has(s.pid) || exclude?.has(s.pid)) continue;
+      const r = this.native.waitNoHang(s.pid);
+      if (Array.isArray(r)) reaped.push(s.pid);
+    }
+    return reaped;
+  }
+
+  private signalTree(id: ProcessIdentity, tree: RawStat[], groupOwned: boolean, sig: number, skip?: Set<string>): void {
+    const live = tree.filter((s) => !isDeadState(s.state));
+    const groupLive = groupOwned && live.some((s) => s.pgid === id.pgid);
+    if (groupLive && !(skip && skip.has('group'))) {
+      this.killGroup(id.pgid, sig);
+      skip?.add('group');
+    }
+    for (const s of live) {
+      if (groupLive && s.pgid === id.pgid) {
+        skip?.add(key(s.pid, s.startTime));
+        continue; // covered by kill(-pgid)
+      }
+      const k = key(s.pid, s.startTime);
+      if (skip?.has(k)) continue;
+      this.killChecked(s.pid, s.startTime, sig);
+      skip?.add(k);
+    }
+  }
+
+  // ------------------------------------------------------------------ termination
+
+  terminate(id: ProcessIdentity, graceMs: number, now: number = Date.now()): TerminationState {
+    const t = this.ensureTracked(id);
+    const cursorNow = lastAllocatedPid();
+    const table = scanProcesses();
+    const { tree, groupOwned } = this.snapshot(t, table, cursorNow);
+    this.reapZombies(tree);
+    const live = tree.filter((s) => !isDeadState(s.state));
+    const firstCall = !t.term;
+    if (!t.term) {
+      t.term = {
+        state: { pid: id.pid, phase: 'term', sigtermAt: now, sigkillAt: null, remaining: [] },
+        termSent: new Set(),
+        groupTermSent: false,
+      };
+    }
+    const term = t.term;
+    const st = term.state;
+    if (live.length === 0) {
+      st.phase = 'gone';
+      st.remaining = [];
+      const out = { ...st, remaining: [] };
+      // nothing left to prove or escalate: forget the worker unless its leader is still ours to watch
+      if (!this.ownChildren.has(id.pid)) {
+        this.tracked.delete(id.pid);
+        this.samples.delete(id.pid);
+      }
+      return out;
+    }
+    if (st.phase === 'gone') st.phase = st.sigkillAt === null ? 'term' : 'kill'; // something reappeared
+    // the first call always sends SIGTERM (even with graceMs <= 0); escalation happens on a later call
+    if (st.phase === 'term' && !firstCall && now >= st.sigtermAt + graceMs) {
+      st.phase = 'kill';
+      st.sigkillAt = now;
+    }
+    if (st.phase === 'term') {
+      this.signalTree(t.id, tree, groupOwned, SIGTERM, term.termSent);
+    } else {
+      this.signalTree(t.id, tree, groupOwned, SIGKILL); // every call until nothing is left
+    }
+    st.remaining = live.map((s) => s.pid);
+    return { ...st, remaining: [...st.remaining] };
+  }
+
+  cleanupAfterExit(id: ProcessIdentity, graceMs: number = this.cleanupGraceMs, now: number = Date.now()): TerminationState {
+    return this.terminate(id, graceMs, now);
+  }
+
+  // ------------------------------------------------------------------ orphans
+
+  reapOrphans(knownPids: Set<number>, now: number = Date.now()): { terminated: number[]; reaped: number[] } {
+    const terminated: number[] = [];
+    const table = scanProcesses();
+    const exclude = this.nodeChildPids();
+    for (const p of knownPids) exclude.add(p);
+
+    const children: RawStat[] = [];
+    for (const s of table.values()) if (s.ppid === process.pid) children.push(s);
+    // a zombie in knownPids is still reaped when it is an adopted worker of ours (re-parented to
+    // us, not Node's child): nobody else will ever wait for it
+    const zombieExclude = new Set(knownPids);
+    for (const t of this.tracked.values()) {
+      const z = table.get(t.id.pid);
+      if (z && z.startTime === t.id.startTime && isDeadState(z.state)) zombieExclude.delete(t.id.pid);
+    }
+    const reaped = this.reapZombies(children, zombieExclude);
+    for (const pid of reaped) this.orphans.delete(pid);
+
+    const live = children.filter((s) => !isDeadState(s.state) && !exclude.has(s.pid));
+    let protectedSet: Set<string> | null = null;
+    for (const s of live) {
+      protectedSet ??= this.liveWorkersProcesses(table);
+      // a process of a worker that is still running (its own double-forked helper): leave it
+      // to that worker's cleanupAfterExit
+      if (protectedSet.has(key(s.pid, s.startTime))) continue;
+      let o = this.orphans.get(s.pid);
+      if (o && o.start !== s.startTime) o = undefined;
+      // the orphan with everything below it (and its own group if it leads one, e.g. after setsid)
+      const orphanId: ProcessIdentity = { pid: s.pid, pgid: s.pgid, startTime: s.startTime, bootId: bootId() };
+      const owned = groupOwnedStateless(orphanId, table);
+      if (!o) {
+        o = { start: s.startTime, termAt: now, killed: false };
+        this.orphans.set(s.pid, o);
+        this.signalTree(orphanId, collectTree(orphanId, table, owned), owned, SIGTERM);
+        terminated.push(s.pid);
+      } else if (o.killed || now >= o.termAt + this.orphanGraceMs) {
+        this.signalTree(orphanId, collectTree(orphanId, table, owned), owned, SIGKILL);
+        if (!o.killed) terminated.push(s.pid);
+        o.killed = true;
+      }
+    }
+    // forget orphans that are gone
+    for (const [pid, o] of this.orphans) {
+      const s = table.get(pid);
+      if (!s || s.startTime !== o.start || (isDeadState(s.state) && s.ppid !== process.pid)) this.orphans.delete(pid);
+    }
+    return { terminated, reaped };
+  }
+
+  /**
+   * "pid:start" of every process of a tracked worker that is still running (its own
+   * double-forked helpers) or whose termination is in progress (it follows that worker's
+   * grace and escalation). Everything else re-parented to us is an orphan.
+   */
+  private liveWorkersProcesses(table: ProcTable): Set<string> {
+    const out = new Set<string>();
+    for (const t of this.tracked.values()) {
+      const leader = matches(table, t.id.pid, t.id.startTime);
+      const running = !!leader && !isDeadState(leader.state);
+      const terminating = !!t.term && t.term.state.phase !== 'gone';
+      if (!running && !terminating) continue;
+      const owned = running ? groupOwnedStateless(t.id, table) : this.proveGroup(t, table, null);
+      for (const s of collectTree(t.id, table, owned, t.known)) out.add(key(s.pid, s.startTime));
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ sampling
+
+  sample(ids: ProcessIdentity[]): Map<number, Usage> {
+    const out = new Map<number, Usage>();
+    const { clockTicks, pageSize } = sysconf();
+    const cursorNow = lastAllocatedPid();
+    const table = scanProcesses();
+    const uptime = IS_LINUX ? uptimeSeconds() : 0;
+    const wanted = new Set<number>();
+    for (const id of ids) {
+      wanted.add(id.pid);
+      const t = this.tracked.get(id.pid);
+      const tree =
+        t && t.id.startTime === id.startTime && t.id.bootId === id.bootId
+          ? this.snapshot(t, table, cursorNow).tree
+          : collectTree(id, table, groupOwnedStateless(id, table));
+      const live = tree.filter((s) => !isDeadState(s.state));
+      if (!IS_LINUX) {
+        out.set(id.pid, {
+          cpuPercent: live.reduce((a, s) => a + Math.max(0, s.psCpu), 0),
+          rssBytes: live.reduce((a, s) => a + Math.max(0, s.psRssBytes), 0),
+          processes: live.length,
+        });
+        continue;
+      }
+      let prev = this.samples.get(id.pid);
+      if (prev && prev.startTime !== id.startTime) prev = undefined;
+      const procs = new Map<number, { start: number; total: number; ppid: number }>();
+      let deltaTicks = 0;
+      let lifetimePercent = 0;
+      let rssPages = 0;
+      for (const s of live) {
+        const total = s.cpuTicks + s.childTicks;
+        rssPages += s.rssPages;
+        procs.set(s.pid, { start: s.startTime, total, ppid: s.ppid });
+        const p = prev?.procs.get(s.pid);
+        if (p && p.start === s.startTime) {
+          deltaTicks += Math.max(0, total - p.total);
+        } else if (prev && s.startTime / clockTicks >= prev.uptime) {
+          deltaTicks += total; // born since the previous sample
+        } else {
+          // first sight without a baseline: its lifetime average instead of a meaningless 0
+          const age = uptime - s.startTime / clockTicks;
+          if (age > 0) lifetimePercent += (total / clockTicks / age) * 100;
+        }
+      }
+      if (prev) {
+        // a child that vanished and was reaped by a parent still in the tree re-appears in the
+        // parent's cutime/cstime: do not count what we already counted for it
+        for (const [pid, p] of prev.procs) {
+          const cur = procs.get(pid);
+          if ((!cur || cur.start !== p.start) && procs.has(p.ppid)) deltaTicks -= p.total;
+        }
+      }
+      const dt = prev ? uptime - prev.uptime : 0;
+      const cpuPercent = (prev && dt > 0 ? (Math.max(0, deltaTicks) / clockTicks / dt) * 100 : 0) + lifetimePercent;
+      this.samples.set(id.pid, { startTime: id.startTime, uptime, procs });
+      out.set(id.pid, { cpuPercent: Math.round(cpuPercent * 10) / 10, rssBytes: rssPages * pageSize, processes: live.length });
+    }
+    for (const pid of this.samples.keys()) if (!wanted.has(pid)) this.samples.delete(pid);
+    return out;
+  }
+
+  openFdCount(): number {
+    return openFdCount();
+  }
+}

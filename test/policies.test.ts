@@ -1,0 +1,150 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  countsAsFailure,
+  decideAccounting,
+  dispatchPaused,
+  failureLimitFor,
+  heartbeatIntervalMs,
+  initialStorm,
+  killDeadline,
+  loadConfig,
+  reclaimReason,
+  recordFailure,
+  retryDelayMs,
+  shutdownBudgetMs,
+  DEFAULT_STORM,
+  RUN_OUTCOMES,
+} from '@kanban-supervisor/policies';
+
+const backoff = { baseSeconds: 1, factor: 4, maxSeconds: 300, jitter: 0 };
+
+describe('config', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      db: './.kanban/kanban.db',
+      maxConcurrentWorkers: 4,
+      reclaimGraceSeconds: 30,
+      crashGraceSeconds: 30,
+      failureLimit: 2,
+      backoffBaseSeconds: 1,
+      backoffFactor: 4,
+      backoffMaxSeconds: 300,
+      maxRuntimeSeconds: 3600,
+      heartbeatTimeoutSeconds: 0,
+      tickIntervalMs: 1000,
+      logLevel: 'info',
+    });
+  });
+  it('flags win over env', () => {
+    const c = loadConfig({ MAX_CONCURRENT_WORKERS: '3', KANBAN_DB: '/a' }, { '--db': '/b' });
+    expect(c.maxConcurrentWorkers).toBe(3);
+    expect(c.db).toBe('/b');
+  });
+  it.each([
+    ['MAX_CONCURRENT_WORKERS', 'abc', 'MAX_CONCURRENT_WORKERS must be an integer from 1 to 1024, got "abc"'],
+    ['MAX_CONCURRENT_WORKERS', '0', 'MAX_CONCURRENT_WORKERS must be an integer from 1 to 1024, got "0"'],
+    ['MAX_CONCURRENT_WORKERS', '2.5', 'got "2.5"'],
+    ['RECLAIM_GRACE_SECONDS', '-1', 'RECLAIM_GRACE_SECONDS must be a number from 0 to 86400, got "-1"'],
+    ['RECLAIM_GRACE_SECONDS', '1e3', 'RECLAIM_GRACE_SECONDS'],
+    ['TICK_INTERVAL_MS', '5', 'TICK_INTERVAL_MS must be an integer from 10 to 60000, got "5"'],
+    ['LOG_LEVEL', 'loud', 'LOG_LEVEL must be one of'],
+    ['FAILURE_LIMIT', ' ', 'FAILURE_LIMIT must be an integer from 1 to 1000, got " "'],
+  ])('%s=%j is refused with a message naming it', (name, value, msg) => {
+    let err: unknown;
+    try {
+      loadConfig({ [name]: value });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toContain(msg);
+    expect((err as ConfigError).exitCode).toBe(2);
+  });
+  it('a bad flag names the flag', () => {
+    expect(() => loadConfig({}, { '--max-concurrent-workers': 'x' })).toThrow('--max-concurrent-workers must be an integer');
+  });
+});
+
+describe('backoff and limits', () => {
+  it('grows 1 s, 4 s, 16 s ... capped', () => {
+    expect([1, 2, 3, 4, 5, 6].map((n) => retryDelayMs(n, backoff))).toEqual([1000, 4000, 16000, 64000, 256000, 300000]);
+  });
+  it('jitter stays within its band and never exceeds the cap', () => {
+    for (const r of [0, 0.25, 0.5, 0.999]) {
+      const d = retryDelayMs(2, { ...backoff, jitter: 0.2 }, r);
+      expect(d).toBeGreaterThanOrEqual(3600);
+      expect(d).toBeLessThanOrEqual(4400);
+      expect(retryDelayMs(20, { ...backoff, jitter: 0.2 }, r)).toBeLessThanOrEqual(300000);
+    }
+  });
+  it('counts exactly the failures the worker caused', () => {
+    const counted = RUN_OUTCOMES.filter(countsAsFailure);
+    expect(counted.sort()).toEqual(['crashed', 'failed', 'memory_exceeded', 'spawn_failed', 'stalled', 'timed_out']);
+  });
+  it('per-task max_retries wins over the global limit', () => {
+    expect(failureLimitFor(null, 2)).toBe(2);
+    expect(failureLimitFor(5, 2)).toBe(5);
+  });
+});
+
+describe('accounting', () => {
+  const base = { consecutiveFailures: 0, taskMaxRetries: null, taskStatus: 'running' as const, error: 'x', deferUntil: null, now: 1000, random: 0.5 };
+  const policy = { failureLimit: 2, backoff };
+  it('first counted failure requeues with backoff, the limit-th blocks', () => {
+    expect(decideAccounting({ ...base, outcome: 'crashed' }, policy)).toEqual({ action: 'requeue', consecutiveFailures: 1, notBefore: 2000, counted: true });
+    const d = decideAccounting({ ...base, outcome: 'crashed', consecutiveFailures: 1 }, policy);
+    expect(d.action).toBe('block');
+    if (d.action === 'block') expect(d.reason).toContain('crashed 2 times in a row (limit 2): x');
+  });
+  it('completed resets; deferred and abandoned do not count', () => {
+    expect(decideAccounting({ ...base, outcome: 'completed', consecutiveFailures: 1 }, policy)).toEqual({ action: 'done', consecutiveFailures: 0 });
+    expect(decideAccounting({ ...base, outcome: 'deferred', consecutiveFailures: 1, deferUntil: 9000 }, policy)).toEqual({ action: 'requeue', consecutiveFailures: 1, notBefore: 9000, counted: false });
+    expect(decideAccounting({ ...base, outcome: 'abandoned', consecutiveFailures: 1 }, policy)).toMatchObject({ action: 'requeue', counted: false, consecutiveFailures: 1 });
+  });
+  it('leaves a task someone else cancelled', () => {
+    expect(decideAccounting({ ...base, outcome: 'cancelled', taskStatus: 'cancelled' }, policy)).toEqual({ action: 'leave' });
+  });
+});
+
+describe('reclaim decisions', () => {
+  const run = { startedAt: 0, heartbeatAt: null, maxRuntimeSeconds: 10, heartbeatTimeoutSeconds: 3, maxRssMb: 100, rssBytes: 1, taskCancelled: false, endedAt: null };
+  it('picks the reason', () => {
+    expect(reclaimReason(run, 1000)).toBeNull();
+    expect(reclaimReason(run, 3000)).toBe('stalled');
+    expect(reclaimReason({ ...run, heartbeatAt: 9000 }, 10_000)).toBe('timed_out');
+    expect(reclaimReason({ ...run, taskCancelled: true }, 1)).toBe('cancelled');
+    expect(reclaimReason({ ...run, rssBytes: 101 * 1024 * 1024 }, 1)).toBe('memory_exceeded');
+    expect(reclaimReason({ ...run, endedAt: 100 }, 5000)).toBeNull();
+    expect(reclaimReason({ ...run, endedAt: 100 }, 10_100)).toBe('hung_after_report');
+  });
+  it('deadline, heartbeat interval and shutdown budget', () => {
+    expect(killDeadline(1000, 30)).toBe(31_000);
+    expect(heartbeatIntervalMs(0)).toBe(30_000);
+    expect(heartbeatIntervalMs(3)).toBe(1000);
+    expect(shutdownBudgetMs(30)).toBe(25_000);
+    expect(shutdownBudgetMs(2)).toBe(1500);
+    expect(shutdownBudgetMs(0)).toBe(0);
+  });
+});
+
+describe('storm breaker', () => {
+  it('trips when many different tasks fail in the window, with growing pauses', () => {
+    let s = initialStorm;
+    let tripped = false;
+    for (let i = 0; i < DEFAULT_STORM.distinctTasks; i++) {
+      const r = recordFailure(s, `t${i}`, 1000 + i, DEFAULT_STORM);
+      s = r.state;
+      tripped ||= r.tripped;
+    }
+    expect(tripped).toBe(true);
+    expect(dispatchPaused(s, 1100)).toBe(true);
+    expect(dispatchPaused(s, 1000 + DEFAULT_STORM.distinctTasks + DEFAULT_STORM.basePauseMs)).toBe(false);
+  });
+  it('one task failing many times does not trip it', () => {
+    let s = initialStorm;
+    for (let i = 0; i < 50; i++) s = recordFailure(s, 'same', 1000 + i, DEFAULT_STORM).state;
+    expect(dispatchPaused(s, 1100)).toBe(false);
+  });
+});

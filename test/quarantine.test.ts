@@ -1,0 +1,119 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { garbageHeader, makeBoard, zeroInteriorPage } from '@kanban-supervisor/board';
+import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from './helpers.js';
+
+const SUP = join(FIXTURES, 'sup');
+const cleanups: Array<() => void> = [];
+afterEach(() => {
+  while (cleanups.length) cleanups.pop()!();
+});
+
+const FAST = { TICK_INTERVAL_MS: '50', CRASH_GRACE_SECONDS: '1', QUARANTINE_PROBE_SECONDS: '0.2' };
+
+function supervise(db: string, args: string[] = []) {
+  const p = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], FAST);
+  cleanups.push(() => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
+  return p;
+}
+
+const count = (text: string, needle: string) => text.split(needle).length - 1;
+
+/** Move the board and its sidecars aside, put `fresh` (and its sidecars) in its place. */
+function swapIn(db: string, fresh: string, aside: string) {
+  mkdirSync(aside, { recursive: true });
+  for (const s of ['', '-wal', '-shm']) if (existsSync(db + s)) renameSync(db + s, join(aside, 'kanban.db' + s));
+  for (const s of ['-wal', '-shm']) expect(existsSync(fresh + s)).toBe(false);
+  renameSync(fresh, db);
+}
+
+describe('a damaged board under the supervisor', () => {
+  it('quarantines with one backup over many ticks and two restarts, then resumes by itself after recovery', async () => {
+    const t = tempDir('ks-q-');
+    cleanups.push(t.cleanup);
+    const db = join(t.dir, 'board', 'kanban.db');
+    await makeBoard(db, { tasks: 300 });
+    zeroInteriorPage(db);
+    const check = await cli(db, ['check']);
+    expect(check.code).toBe(1);
+    expect(check.stdout).toContain('DAMAGED');
+
+    const logs: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const p = supervise(db);
+      await waitFor(() => p.output().includes('board_quarantined'));
+      await sleep(800); // ~16 ticks and several re-probes
+      if (i === 2) {
+        const st = JSON.parse((await cli(db, ['--json', 'status'])).stdout);
+        expect(st.owner.pid).toBe(p.pid);
+        expect(st.quarantine.reason).toContain('malformed');
+        // Recover while the owner is quarantined (it holds no connection), swap the files in.
+        const rec = await cli(db, ['recover', '--out', join(t.dir, 'new.db')]);
+        expect(rec.code, rec.stderr).toBe(0);
+        expect(rec.stdout).toMatch(/tasks\s+partial\s+(\d+)/);
+        const salvaged = Number(/tasks\s+partial\s+(\d+)/.exec(rec.stdout)![1]);
+        expect(salvaged).toBeGreaterThan(250);
+        expect(salvaged).toBeLessThan(300);
+        swapIn(db, join(t.dir, 'new.db'), join(t.dir, 'broken'));
+        await waitFor(() => p.output().includes('quarantine_lifted'), 10_000);
+        // Dispatch resumes by itself: a new task runs to completion.
+        await cli(db, ['skill', 'add', 'span', '--', join(SUP, 'span.sh'), join(t.dir, 'spans.txt'), '0']);
+        const id = (await cli(db, ['add', '--skill', 'span', '--priority', '100'])).stdout.trim();
+        await waitFor(async () => JSON.parse((await cli(db, ['--json', 'show', id])).stdout).status === 'done', 15_000, 200);
+      }
+      p.kill('SIGTERM');
+      expect((await exited(p)).code, p.output()).toBe(0);
+      logs.push(p.output());
+    }
+    // One error line per supervisor process for this damage, one backup in all.
+    for (const l of logs) expect(count(l, '"event":"board_quarantined"'), l.split('\n').filter((x) => x.includes('board_quarantined')).join('\n')).toBe(1);
+    // Exactly one backup per damage fingerprint, whatever the number of ticks and restarts.
+    const lines = logs.flatMap((l) => l.split('\n').filter((x) => /board_quarantined|board_damage_changed/.test(x)));
+    const fingerprints = new Set(lines.map((x) => (JSON.parse(x) as { fingerprint: string }).fingerprint));
+    expect(fingerprints.has(null as unknown as string), lines.join('\n')).toBe(false);
+    expect(count(logs.join(''), '"backupCreated":true'), lines.join('\n')).toBe(fingerprints.size);
+    expect(readdirSync(join(t.dir, 'board', 'backups')).length).toBe(fingerprints.size);
+    expect(fingerprints.size, lines.join('\n')).toBeLessThanOrEqual(2);
+    expect((await cli(db, ['check', '--full'])).code).toBe(0);
+  });
+
+  it('a worker that finishes while the board is damaged lands its result through the spool, exactly once', async () => {
+    const t = tempDir('ks-q-');
+    cleanups.push(t.cleanup);
+    const db = join(t.dir, 'board', 'kanban.db');
+    const pids = join(t.dir, 'pids.txt');
+    const go = join(t.dir, 'go');
+    await cli(db, ['skill', 'add', 'waiter', '--', join(SUP, 'waiter.sh'), pids, go]);
+    const id = (await cli(db, ['add', '--skill', 'waiter'])).stdout.trim();
+    const a = supervise(db);
+    await waitFor(() => existsSync(pids));
+    a.kill('SIGKILL'); // the worker lives on
+    await exited(a);
+    garbageHeader(db);
+    writeFileSync(go, '');
+    const spool = join(t.dir, 'board', 'spool');
+    await waitFor(() => existsSync(spool) && readdirSync(spool).some((f) => f.endsWith('.json')), 15_000);
+
+    const b = supervise(db);
+    await waitFor(() => b.output().includes('board_quarantined'));
+    expect((await cli(db, ['recover', '--in-place'])).code).toBe(1); // refused while b owns the board
+    b.kill('SIGTERM');
+    expect((await exited(b)).code).toBe(0);
+    const rec = await cli(db, ['recover', '--in-place']);
+    expect(rec.code, rec.stderr).toBe(0);
+
+    const c = supervise(db, ['--until-idle']);
+    expect((await exited(c)).code, c.output()).toBe(0);
+    expect(c.output()).toContain('spool_applied');
+    const show = JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
+    expect(show.status).toBe('done');
+    expect(show.result).toEqual({ via: 'spool' });
+    expect(show.runs).toHaveLength(1);
+    expect(show.runs[0].outcome).toBe('completed');
+    expect(readdirSync(spool).filter((f) => f.endsWith('.json'))).toEqual([]);
+    expect(readFileSync(pids, 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+});

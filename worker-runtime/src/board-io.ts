@@ -1,0 +1,90 @@
+/**
+ * Worker-side board access: a short busy timeout, fenced writes, the final report with its
+ * spool fallback, and the close that checkpoints what is free to checkpoint.
+ * Every board operation is synchronous inside (one BEGIN IMMEDIATE … COMMIT, no await in it).
+ */
+import {
+  BoardInputError,
+  NotCurrentError,
+  SqliteBoard,
+  classifyError,
+  type Board,
+  type RunCredentials,
+  type WorkerReport,
+} from '@kanban-supervisor/board';
+import { writeSpool } from './spool.js';
+
+/** The worker's busy timeout: long enough to ride out a supervisor transaction, short enough to stay responsive. */
+export const WORKER_BUSY_TIMEOUT_MS = 2000;
+/** Retries (with backoff, asynchronous) after the busy timeout ran out. */
+export const WORKER_BUSY_RETRIES = 10;
+
+/** Open an existing board the way workers do (same hardened open; never creates a board). */
+export function openWorkerBoard(dbPath: string): SqliteBoard {
+  return SqliteBoard.open(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false });
+}
+
+/** Set the connection's busy timeout (used to keep the last writes of a shutdown inside the grace). */
+export function setBusyTimeout(board: SqliteBoard, ms: number): void {
+  try {
+    board.setBusyTimeout(ms);
+  } catch {
+    /* best effort */
+  }
+}
+
+/** Checkpoint the WAL without waiting and close the connection. Never throws. */
+export function checkpointAndClose(board: SqliteBoard | null): void {
+  board?.checkpointAndCloseSync();
+}
+
+export type Delivery = { via: 'board' } | { via: 'spool'; path: string; cause: string };
+
+export interface DeliverOptions {
+  /** Attempts on I/O or exhausted-busy errors before spooling (default 3). */
+  attempts?: number;
+  /** Delay between attempts, ms (default 250, doubled each time). */
+  delayMs?: number;
+  now?: () => number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Deliver the final report. On the board when possible; when the board is damaged (or keeps
+ * failing with I/O errors, or cannot be opened: `board === null`) the report goes to the spool
+ * next to the board and `{ via: 'spool' }` is returned.
+ * Throws NotCurrentError when the run is fenced out (nothing is written anywhere),
+ * BoardInputError for an invalid report, and any error the spool itself hits.
+ */
+export async function deliverReport(
+  board: Board | null,
+  dbPath: string,
+  cred: RunCredentials,
+  report: WorkerReport,
+  opts: DeliverOptions & { openError?: unknown } = {},
+): Promise<Delivery> {
+  const now = opts.now ?? Date.now;
+  const at = now();
+  const attempts = Math.max(1, opts.attempts ?? 3);
+  let delay = opts.delayMs ?? 250;
+  let cause: unknown = opts.openError ?? new Error('the board could not be opened');
+  if (board) {
+    for (let i = 1; ; i++) {
+      try {
+        await board.report(cred, report, at);
+        return { via: 'board' };
+      } catch (e) {
+        if (e instanceof NotCurrentError || e instanceof BoardInputError) throw e;
+        const cls = classifyError(e);
+        if (cls === 'other') throw e;
+        cause = e;
+        if (cls === 'damaged' || i >= attempts) break;
+        await sleep(delay);
+        delay *= 2;
+      }
+    }
+  }
+  const why = cause instanceof Error ? cause.message : String(cause);
+  return { via: 'spool', path: writeSpool(dbPath, cred, report, at, why), cause: why };
+}

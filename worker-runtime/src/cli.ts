@@ -1,0 +1,248 @@
+/**
+ * The worker CLI, for skills written in any language: `kanban-supervisor worker <command>`.
+ * It reads the same KANBAN_* variables as the runtime and makes one fenced board call per invocation.
+ *
+ * Exit statuses: 0 ok, 1 other failure, 2 bad arguments or environment, 3 fenced out
+ * (`run R is no longer current for task T`, nothing written).
+ */
+import { BoardInputError, NotCurrentError, classifyError, type Json, type SqliteBoard, type WorkerReport } from '@kanban-supervisor/board';
+import { ConfigError, parseNumberStrict } from '@kanban-supervisor/policies';
+import { checkpointAndClose, deliverReport, openWorkerBoard } from './board-io.js';
+import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';
+
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const stdio: CliIo = {
+  out: (t) => {
+    try {
+      process.stdout.write(t);
+    } catch {
+      /* reader gone */
+    }
+  },
+  err: (t) => {
+    try {
+      process.stderr.write(t);
+    } catch {
+      /* reader gone */
+    }
+  },
+};
+
+type FlagKind = 'json' | 'string' | 'seconds';
+
+interface CommandSpec {
+  args: string[];
+  flags: Record<string, FlagKind>;
+  required?: string[];
+  summary: string;
+}
+
+const COMMANDS: Record<string, CommandSpec> = {
+  heartbeat: { args: [], flags: { '--progress': 'json' }, summary: 'record a heartbeat, with optional progress JSON' },
+  event: { args: ['KIND'], flags: { '--data': 'json' }, summary: 'append an event of KIND to the task history' },
+  complete: { args: [], flags: { '--result': 'json' }, summary: 'end the run completed (the task becomes done with this result)' },
+  fail: { args: [], flags: { '--error': 'string' }, summary: 'end the run failed with a message' },
+  defer: { args: [], flags: { '--seconds': 'seconds', '--reason': 'string' }, required: ['--seconds'], summary: 'end the run deferred: retry the task after N seconds' },
+  payload: { args: [], flags: { '--get': 'string' }, summary: 'print the task payload (JSON), or one field of it (strings raw)' },
+};
+
+export const WORKER_CLI_USAGE = `usage: kanban-supervisor worker <command> [options]
+
+Commands (they read KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID, KANBAN_RUN_TOKEN):
+  heartbeat [--progress JSON]          ${COMMANDS.heartbeat!.summary}
+  event KIND [--data JSON]             ${COMMANDS.event!.summary}
+  complete [--result JSON]             ${COMMANDS.complete!.summary}
+  fail [--error MSG]                   ${COMMANDS.fail!.summary}
+  defer --seconds N [--reason R]       ${COMMANDS.defer!.summary}
+  payload [--get FIELD[.FIELD...]]     ${COMMANDS.payload!.summary}
+
+Exit status: 0 ok; 1 failure; 2 bad arguments or environment;
+3 the run is no longer current (reclaimed, cancelled, ended): nothing was written.
+`;
+
+class UsageError extends Error {}
+
+interface Parsed {
+  command: string;
+  positional: string[];
+  flags: Map<string, string | number | Json>;
+}
+
+function parseArgs(args: string[]): Parsed | 'help' {
+  const [command, ...rest] = args;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') return 'help';
+  const spec = COMMANDS[command];
+  if (!spec) throw new UsageError(`unknown worker command ${JSON.stringify(command)}; one of ${Object.keys(COMMANDS).join(', ')}`);
+  const positional: string[] = [];
+  const flags = new Map<string, string | number | Json>();
+  let onlyPositional = false;
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (!onlyPositional && a === '--') {
+      onlyPositional = true;
+      continue;
+    }
+    if (!onlyPositional && (a === '--help' || a === '-h')) return 'help';
+    if (!onlyPositional && a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq >= 0 ? a.slice(0, eq) : a;
+      const kind = spec.flags[name];
+      if (!kind) {
+        const known = Object.keys(spec.flags);
+        throw new UsageError(`worker ${command}: unknown option ${name}${known.length ? ` (options: ${known.join(', ')})` : ''}`);
+      }
+      let raw: string;
+      if (eq >= 0) raw = a.slice(eq + 1);
+      else {
+        if (i + 1 >= rest.length) throw new UsageError(`worker ${command}: ${name} needs a value`);
+        raw = rest[++i]!;
+      }
+      if (flags.has(name)) throw new UsageError(`worker ${command}: ${name} was given twice`);
+      flags.set(name, parseFlag(command, name, kind, raw));
+      continue;
+    }
+    positional.push(a);
+  }
+  if (positional.length !== spec.args.length) {
+    throw new UsageError(
+      spec.args.length === 0
+        ? `worker ${command}: unexpected argument ${JSON.stringify(positional[0])}`
+        : `worker ${command}: expects ${spec.args.join(' ')}, got ${positional.length === 0 ? 'nothing' : positional.map((p) => JSON.stringify(p)).join(' ')}`,
+    );
+  }
+  for (const r of spec.required ?? []) {
+    if (!flags.has(r)) throw new UsageError(`worker ${command}: ${r} is required`);
+  }
+  return { command, positional, flags };
+}
+
+function parseFlag(command: string, name: string, kind: FlagKind, raw: string): string | number | Json {
+  switch (kind) {
+    case 'string':
+      return raw;
+    case 'seconds':
+      try {
+        return parseNumberStrict(name, raw, { min: 0, max: 31_536_000 });
+      } catch (e) {
+        throw new UsageError(`worker ${command}: ${e instanceof ConfigError ? e.message : String(e)}`);
+      }
+    case 'json':
+      try {
+        return JSON.parse(raw) as Json;
+      } catch (e) {
+        throw new UsageError(`worker ${command}: ${name} is not valid JSON: ${JSON.stringify(raw)} (${(e as Error).message})`);
+      }
+  }
+}
+
+function pick(value: Json, path: string): Json | undefined {
+  let cur: Json | undefined = value;
+  for (const part of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = Array.isArray(cur) ? (/^\d+$/.test(part) ? cur[Number(part)] : undefined) : cur[part];
+    if (cur === undefined) return undefined;
+  }
+  return cur;
+}
+
+/**
+ * Run one worker CLI command. `args` are the words after `worker`; returns the exit status.
+ * Messages go to stderr (`io.err`); only `payload` writes to stdout.
+ */
+export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliIo = stdio): Promise<number> {
+  let parsed: Parsed | 'help';
+  try {
+    parsed = parseArgs(args);
+  } catch (e) {
+    io.err(`kanban-supervisor ${(e as Error).message}\n`);
+    if (!(e instanceof UsageError)) return EXIT.failed;
+    io.err(`(see: kanban-supervisor worker --help)\n`);
+    return EXIT.usage;
+  }
+  if (parsed === 'help') {
+    io.out(WORKER_CLI_USAGE);
+    return EXIT.ok;
+  }
+  const { command, positional, flags } = parsed;
+
+  let wenv;
+  try {
+    wenv = readWorkerEnv(env);
+  } catch (e) {
+    io.err(`kanban-supervisor worker ${command}: ${(e as Error).message}\n`);
+    return e instanceof WorkerEnvError ? e.exitCode : EXIT.failed;
+  }
+  const { dbPath, cred } = wenv;
+  const final = command === 'complete' || command === 'fail' || command === 'defer';
+
+  let report: WorkerReport | null = null;
+  if (command === 'complete') report = { outcome: 'completed', result: (flags.get('--result') as Json | undefined) ?? null };
+  else if (command === 'fail') report = { outcome: 'failed', error: String(flags.get('--error') ?? 'failed') };
+  else if (command === 'defer') {
+    const reason = flags.get('--reason');
+    report = reason === undefined
+      ? { outcome: 'deferred', seconds: flags.get('--seconds') as number }
+      : { outcome: 'deferred', seconds: flags.get('--seconds') as number, reason: String(reason) };
+  }
+
+  let board: SqliteBoard | null = null;
+  try {
+    try {
+      board = openWorkerBoard(dbPath);
+    } catch (e) {
+      const cls = classifyError(e);
+      if (report && (cls === 'damaged' || cls === 'io')) {
+        const d = await deliverReport(null, dbPath, cred, report, { openError: e });
+        if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
+        return EXIT.ok;
+      }
+      io.err(`kanban-supervisor worker ${command}: cannot open board ${dbPath}: ${(e as Error).message}\n`);
+      return EXIT.failed;
+    }
+    const now = Date.now();
+    switch (command) {
+      case 'heartbeat':
+        await board.heartbeat(cred, flags.get('--progress') as Json | undefined, now);
+        break;
+      case 'event':
+        await board.workerEvent(cred, positional[0]!, (flags.get('--data') as Json | undefined) ?? null, now);
+        break;
+      case 'payload': {
+        const { task } = await board.loadRun(cred);
+        const path = flags.get('--get') as string | undefined;
+        const v = path === undefined ? task.payload : pick(task.payload, path);
+        if (v !== undefined) io.out((typeof v === 'string' ? v : JSON.stringify(v)) + '\n');
+        break;
+      }
+      default: {
+        const d = await deliverReport(board, dbPath, cred, report!);
+        if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
+      }
+    }
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof NotCurrentError) {
+      io.err(`${e.message}\n`);
+      return EXIT.notCurrent;
+    }
+    if (e instanceof BoardInputError) {
+      io.err(`kanban-supervisor worker ${command}: ${e.message}\n`);
+      return EXIT.usage;
+    }
+    io.err(`kanban-supervisor worker ${command}: ${(e as Error)?.message ?? String(e)}\n`);
+    return EXIT.failed;
+  } finally {
+    if (final) checkpointAndClose(board);
+    else if (board) {
+      try {
+        board.closeSync(null);
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The environment contract between the supervisor and a worker process.
+ * The supervisor sets these variables; the runtime and the worker CLI read them.
+ */
+import { resolve } from 'node:path';
+import { CONFIG_VARS, ConfigError, parseNumberStrict } from '@kanban-supervisor/policies';
+import type { RunCredentials } from '@kanban-supervisor/board';
+
+/** Process exit statuses of a worker (runtime and CLI). */
+export const EXIT = {
+  completed: 0,
+  ok: 0,
+  failed: 1,
+  /** Bad arguments, missing or invalid KANBAN_* variables. */
+  usage: 2,
+  /** The run is no longer current (reclaimed, cancelled, ended): nothing was written. */
+  notCurrent: 3,
+  /** EX_TEMPFAIL: the worker deferred its task. */
+  deferred: 75,
+  sigint: 130,
+  sigterm: 143,
+} as const;
+
+export const REQUIRED_VARS = ['KANBAN_DB', 'KANBAN_TASK_ID', 'KANBAN_RUN_ID', 'KANBAN_RUN_TOKEN'] as const;
+
+/** A missing or invalid KANBAN_* variable; always exit status 2. */
+export class WorkerEnvError extends Error {
+  override name = 'WorkerEnvError';
+  readonly exitCode = EXIT.usage;
+}
+
+export interface WorkerEnv {
+  /** Absolute path of the board. */
+  dbPath: string;
+  cred: RunCredentials;
+  /** The SIGTERM → SIGKILL grace the supervisor announced (KANBAN_RECLAIM_GRACE_SECONDS). */
+  reclaimGraceSeconds: number;
+  /** The stall limit of this run (KANBAN_HEARTBEAT_TIMEOUT_SECONDS), 0 = off. */
+  heartbeatTimeoutSeconds: number;
+}
+
+function defaultGraceSeconds(): number {
+  const spec = CONFIG_VARS.find((v) => v.key === 'reclaimGraceSeconds');
+  const n = Number(spec?.def ?? '30');
+  return Number.isFinite(n) ? n : 30;
+}
+
+function optionalNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  try {
+    return parseNumberStrict(name, raw, { min: 0, max: 31_536_000 });
+  } catch (e) {
+    throw new WorkerEnvError(e instanceof ConfigError ? e.message : String(e));
+  }
+}
+
+/** Read and check the KANBAN_* variables. Throws WorkerEnvError naming every missing variable. */
+export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
+  const missing = REQUIRED_VARS.filter((k) => (env[k] ?? '').trim() === '');
+  if (missing.length > 0) {
+    const list = missing.join(', ');
+    throw new WorkerEnvError(
+      `${list} ${missing.length === 1 ? 'is' : 'are'} not set: this program runs as a kanban-supervisor worker, ` +
+        `which gets KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID and KANBAN_RUN_TOKEN from the supervisor that spawned it`,
+    );
+  }
+  return {
+    dbPath: resolve(env.KANBAN_DB!),
+    cred: { taskId: env.KANBAN_TASK_ID!.trim(), runId: env.KANBAN_RUN_ID!.trim(), token: env.KANBAN_RUN_TOKEN!.trim() },
+    reclaimGraceSeconds: optionalNumber(env, 'KANBAN_RECLAIM_GRACE_SECONDS', defaultGraceSeconds()),
+    heartbeatTimeoutSeconds: optionalNumber(env, 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 0),
+  };
+}

@@ -1,0 +1,33 @@
+/**
+ * @kanban-supervisor/worker-runtime: what skills import.
+ *
+ *   import { runWorker } from '@kanban-supervisor/worker-runtime';
+ *   runWorker(async (ctx) => { ...; return result; });
+ */
+export {
+  runWorker,
+  WorkerStoppedError,
+  DeferRequest,
+  guardStdio,
+  type WorkerContext,
+  type WorkerHandler,
+  type WorkerResult,
+  type WorkerTask,
+  type RunWorkerOptions,
+  type ShutdownHook,
+  type StopReason,
+} from './runtime.js';
+export { workerCli, WORKER_CLI_USAGE, type CliIo } from './cli.js';
+export { EXIT, REQUIRED_VARS, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
+export {
+  openWorkerBoard,
+  checkpointAndClose,
+  deliverReport,
+  WORKER_BUSY_TIMEOUT_MS,
+  WORKER_BUSY_RETRIES,
+  type Delivery,
+  type DeliverOptions,
+} from './board-io.js';
+export { writeSpool, readSpool, removeSpoolEntry, spoolDir, spoolPath, SPOOL_VERSION, type SpoolEntry, type SpoolRead } from './spool.js';
+/** Rejection of ctx.heartbeat/ctx.event (and abort reason of ctx.signal) when the run was fenced out. */
+export { NotCurrentError } from '@kanban-supervisor/board';

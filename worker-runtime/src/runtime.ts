@@ -1,0 +1,439 @@
+/**
+ * `runWorker`: the process-level runtime a skill written in TypeScript/JavaScript runs under.
+ *
+ * Lifecycle of a worker process:
+ *   read KANBAN_* → open the board (hardened open, short busy timeout) → loadRun (fenced)
+ *   → run the handler with automatic heartbeats → one final fenced report → checkpoint, close, exit.
+ *
+ * Exit statuses: 0 completed, 1 failed, 2 bad environment, 3 fenced out (nothing written),
+ * 75 deferred, 143 SIGTERM, 130 SIGINT.
+ *
+ * Every board operation is synchronous inside (one short transaction, never spanning an await);
+ * the only awaits around them are the busy-retry backoffs between transactions.
+ */
+import { BoardInputError, NotCurrentError, type Json, type SqliteBoard, type Task, type WorkerReport } from '@kanban-supervisor/board';
+import { heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
+import { checkpointAndClose, deliverReport, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
+import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
+
+/** What the handler sees of its task. */
+export interface WorkerTask {
+  id: string;
+  title: string;
+  skill: string;
+  payload: Json;
+}
+
+/** Why the worker is stopping early: a signal, or the run was fenced out. */
+export type StopReason = WorkerStoppedError | NotCurrentError;
+
+export type ShutdownHook = (reason: StopReason) => unknown;
+
+export interface WorkerContext {
+  readonly task: WorkerTask;
+  readonly runId: string;
+  /** Aborted on SIGTERM/SIGINT (reason: WorkerStoppedError) or when the run is fenced out (reason: NotCurrentError). */
+  readonly signal: AbortSignal;
+  /** Record a heartbeat, with optional progress. Rejects with NotCurrentError when fenced out. */
+  heartbeat(progress?: Json): Promise<void>;
+  /** Append an event to the task's history. Rejects with NotCurrentError when fenced out. */
+  event(kind: string, data?: Json): Promise<void>;
+  /**
+   * Register a hook that runs when the worker stops before its handler finished: on SIGTERM/SIGINT,
+   * or after the handler settled once the run was fenced out. Hooks run concurrently, within the
+   * shutdown budget derived from KANBAN_RECLAIM_GRACE_SECONDS; a second signal skips them.
+   */
+  onShutdown(fn: ShutdownHook): void;
+  /**
+   * End the run `deferred`: the task goes back to ready after `seconds`. Throws a DeferRequest to
+   * end the handler (`return ctx.defer(60)` reads well); even if the handler swallows it, the run ends deferred.
+   */
+  defer(seconds: number, reason?: string): never;
+}
+
+export type WorkerResult = Json | undefined | void;
+export type WorkerHandler = (ctx: WorkerContext) => WorkerResult | Promise<WorkerResult>;
+
+export interface RunWorkerOptions {
+  /** Automatic heartbeats while the handler runs (default true). */
+  autoHeartbeat?: boolean;
+  /** Override the automatic heartbeat interval (default: derived from KANBAN_HEARTBEAT_TIMEOUT_SECONDS). */
+  heartbeatIntervalMs?: number;
+  /** Environment to read KANBAN_* from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The abort reason of `ctx.signal` when the worker got SIGTERM or SIGINT. */
+export class WorkerStoppedError extends Error {
+  override name = 'WorkerStoppedError';
+  constructor(readonly signal: 'SIGTERM' | 'SIGINT') {
+    super(`the worker received ${signal} and is stopping`);
+  }
+}
+
+/** Thrown by `ctx.defer()`; the runtime turns it into a `deferred` report. */
+export class DeferRequest extends Error {
+  override name = 'DeferRequest';
+  constructor(readonly seconds: number, readonly reason?: string) {
+    super(`deferred for ${seconds} s${reason ? `: ${reason}` : ''}`);
+  }
+}
+
+type Outcome = { ok: true; value: WorkerResult } | { ok: false; error: unknown };
+
+/**
+ * How long a fenced-out worker whose handler has settled waits for the supervisor's SIGTERM
+ * before it exits 3 on its own (the fence closes just before the signal; a cancel is seen at the
+ * supervisor's next tick).
+ */
+export const FENCED_SIGNAL_WAIT_MS = 1500;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+function messageOf(e: unknown): string {
+  if (e instanceof Error) return e.message || e.name;
+  if (typeof e === 'string') return e;
+  try {
+    return JSON.stringify(e) ?? String(e);
+  } catch {
+    return String(e);
+  }
+}
+
+/** Write a line to stderr; never throws (the reader may be gone). */
+export function say(line: string): void {
+  try {
+    process.stderr.write(line.endsWith('\n') ? line : line + '\n');
+  } catch {
+    /* stderr closed: nothing to do */
+  }
+}
+
+/**
+ * A worker must outlive its supervisor: a closed stdout/stderr pipe (EPIPE) must not kill it.
+ * Node ignores SIGPIPE; this swallows the stream errors that follow.
+ */
+export function guardStdio(): void {
+  for (const s of [process.stdout, process.stderr]) {
+    if (!s.listeners('error').includes(ignore)) s.on('error', ignore);
+  }
+}
+function ignore(): void {}
+
+let started = false;
+
+/**
+ * Run `handler` as this process's worker. Never resolves: the process exits with the status
+ * of the run (see the module comment). Call it once per process.
+ */
+export function runWorker(handler: WorkerHandler, options: RunWorkerOptions = {}): Promise<never> {
+  if (started) return Promise.reject(new Error('runWorker was already called in this process'));
+  started = true;
+  return new WorkerProcess(handler, options).start();
+}
+
+class WorkerProcess {
+  private env: WorkerEnv | null = null;
+  private board: SqliteBoard | null = null;
+  private readonly controller = new AbortController();
+  private readonly hooks: ShutdownHook[] = [];
+  private hooksDone: Promise<void> | null = null;
+  private fenced: NotCurrentError | null = null;
+  private deferReq: DeferRequest | null = null;
+  private signal: 'SIGTERM' | 'SIGINT' | null = null;
+  private skip: () => void = () => {};
+  private readonly skipped = new Promise<void>((r) => (this.skip = r));
+  private exiting = false;
+  private onSignalled: () => void = () => {};
+  private readonly signalled = new Promise<void>((r) => (this.onSignalled = r));
+  private hbTimer: NodeJS.Timeout | null = null;
+  private hbInFlight = false;
+  private lastBeatAt = 0;
+  private hbWarned = false;
+  private handlerPending = false;
+  private failHandler: (e: unknown) => void = () => {};
+
+  constructor(
+    private readonly handler: WorkerHandler,
+    private readonly opts: RunWorkerOptions,
+  ) {}
+
+  async start(): Promise<never> {
+    guardStdio();
+    process.on('SIGTERM', () => this.onSignal('SIGTERM'));
+    process.on('SIGINT', () => this.onSignal('SIGINT'));
+    // A worker's life is bound to its run on the board, not to a terminal or to its parent.
+    process.on('SIGHUP', ignore);
+    process.on('uncaughtException', (e) => this.onCrash(e));
+    process.on('unhandledRejection', (e) => this.onCrash(e));
+    process.on('beforeExit', () => this.onBeforeExit());
+    try {
+      await this.main();
+    } catch (e) {
+      say(`kanban worker: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      this.exit(EXIT.failed);
+    }
+    // The exit happens in main() or in the signal path.
+    return new Promise<never>(() => {});
+  }
+
+  private async main(): Promise<void> {
+    let env: WorkerEnv;
+    try {
+      env = readWorkerEnv(this.opts.env ?? process.env);
+    } catch (e) {
+      say(`kanban worker: ${messageOf(e)}`);
+      return this.exit(e instanceof WorkerEnvError ? e.exitCode : EXIT.usage);
+    }
+    this.env = env;
+    try {
+      this.board = openWorkerBoard(env.dbPath);
+    } catch (e) {
+      say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
+      return this.exit(EXIT.failed);
+    }
+    let task: Task;
+    try {
+      task = (await this.board.loadRun(env.cred)).task;
+    } catch (e) {
+      if (this.signal) return;
+      if (e instanceof NotCurrentError) {
+        say(e.message);
+        return this.exit(EXIT.notCurrent);
+      }
+      say(`kanban worker: cannot load run ${env.cred.runId} of task ${env.cred.taskId}: ${messageOf(e)}`);
+      return this.exit(EXIT.failed);
+    }
+    if (this.signal) return;
+
+    const ctx = this.context(task, env);
+    this.startHeartbeats(env);
+    let outcome: Outcome;
+    try {
+      outcome = { ok: true, value: await this.runHandler(ctx) };
+    } catch (error) {
+      outcome = { ok: false, error };
+    }
+    this.stopHeartbeats();
+    if (this.signal || this.exiting) return; // the signal path owns the exit
+
+    if (this.fenced) {
+      // The run was taken away (reclaimed, cancelled). The supervisor closes the fence *before* it
+      // sends SIGTERM, so the signal usually follows: run the hooks, then give it a moment to arrive
+      // so that the stop is recorded and the exit status says "stopped on request".
+      await Promise.race([this.runHooks(), sleep(shutdownBudgetMs(env.reclaimGraceSeconds)), this.signalled]);
+      await Promise.race([sleep(FENCED_SIGNAL_WAIT_MS), this.signalled]);
+      if (this.signal) return;
+      say(this.fenced.message);
+      return this.exit(EXIT.notCurrent);
+    }
+
+    let report = this.reportFor(outcome);
+    for (;;) {
+      try {
+        const d = await deliverReport(this.board, env.dbPath, env.cred, report);
+        if (d.via === 'spool') {
+          say(`kanban worker: the board could not take the final report (${d.cause}); it was spooled to ${d.path}`);
+        }
+        break;
+      } catch (e) {
+        if (this.signal) return;
+        if (e instanceof NotCurrentError) {
+          say(e.message);
+          return this.exit(EXIT.notCurrent);
+        }
+        if (e instanceof BoardInputError && report.outcome === 'completed') {
+          // The result itself was refused (not JSON, too large): the run fails, saying why.
+          report = { outcome: 'failed', error: `the handler's result was refused: ${e.message}` };
+          say(`kanban worker: ${report.error}`);
+          continue;
+        }
+        say(`kanban worker: cannot record the ${report.outcome} outcome: ${messageOf(e)}`);
+        return this.exit(EXIT.failed);
+      }
+    }
+    if (this.signal) return;
+    this.exit(report.outcome === 'completed' ? EXIT.completed : report.outcome === 'deferred' ? EXIT.deferred : EXIT.failed);
+  }
+
+  private context(task: Task, env: WorkerEnv): WorkerContext {
+    const board = this.board!;
+    const cred = env.cred;
+    return {
+      task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload },
+      runId: cred.runId,
+      signal: this.controller.signal,
+      heartbeat: (progress?: Json) =>
+        this.fencedCall(async () => {
+          await board.heartbeat(cred, progress, Date.now());
+          this.lastBeatAt = Date.now();
+        }),
+      event: (kind: string, data?: Json) => this.fencedCall(() => board.workerEvent(cred, kind, data === undefined ? null : data, Date.now())),
+      onShutdown: (fn: ShutdownHook) => {
+        if (typeof fn !== 'function') throw new TypeError('onShutdown needs a function');
+        this.hooks.push(fn);
+      },
+      defer: (seconds: number, reason?: string): never => {
+        if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) {
+          throw new RangeError(`ctx.defer needs a non-negative number of seconds, got ${String(seconds)}`);
+        }
+        this.deferReq ??= new DeferRequest(seconds, reason);
+        throw this.deferReq;
+      },
+    };
+  }
+
+  private async fencedCall(fn: () => Promise<void>): Promise<void> {
+    if (this.fenced) throw this.fenced;
+    try {
+      await fn();
+    } catch (e) {
+      if (e instanceof NotCurrentError) this.fence(e);
+      throw e;
+    }
+  }
+
+  private fence(e: NotCurrentError): void {
+    if (this.fenced) return;
+    this.fenced = e;
+    this.stopHeartbeats();
+    this.controller.abort(e);
+  }
+
+  private runHandler(ctx: WorkerContext): Promise<WorkerResult> {
+    this.handlerPending = true;
+    return new Promise<WorkerResult>((resolve, reject) => {
+      this.failHandler = reject;
+      Promise.resolve()
+        .then(() => this.handler(ctx))
+        .then(resolve, reject);
+    }).finally(() => {
+      this.handlerPending = false;
+    });
+  }
+
+  /** An uncaught exception or unhandled rejection while the handler runs fails the run (instead of a bare crash). */
+  private onCrash(e: unknown): void {
+    if (this.handlerPending) {
+      this.failHandler(e);
+      return;
+    }
+    say(`kanban worker: uncaught error: ${e instanceof Error ? (e.stack ?? e.message) : messageOf(e)}`);
+  }
+
+  /** The event loop ran dry while the handler's promise is pending: it can never settle. */
+  private onBeforeExit(): void {
+    if (this.exiting || this.signal) return;
+    if (this.handlerPending) {
+      this.failHandler(new Error('the handler never finished: its promise is pending with nothing left to wait for'));
+    }
+  }
+
+  private reportFor(outcome: Outcome): WorkerReport {
+    if (this.deferReq) {
+      return this.deferReq.reason === undefined
+        ? { outcome: 'deferred', seconds: this.deferReq.seconds }
+        : { outcome: 'deferred', seconds: this.deferReq.seconds, reason: this.deferReq.reason };
+    }
+    if (outcome.ok) return { outcome: 'completed', result: outcome.value === undefined ? null : (outcome.value as Json) };
+    const err = outcome.error;
+    say(`kanban worker: the handler failed: ${err instanceof Error ? (err.stack ?? err.message) : messageOf(err)}`);
+    return { outcome: 'failed', error: messageOf(err) };
+  }
+
+  // ------------------------------------------------------------------ heartbeats
+
+  private startHeartbeats(env: WorkerEnv): void {
+    if (this.opts.autoHeartbeat === false) return;
+    const ms = this.opts.heartbeatIntervalMs ?? heartbeatIntervalMs(env.heartbeatTimeoutSeconds || null);
+    this.hbTimer = setInterval(() => void this.autoBeat(env, ms), ms);
+    // The heartbeat alone must not keep the process alive.
+    this.hbTimer.unref();
+  }
+
+  private stopHeartbeats(): void {
+    if (this.hbTimer) clearInterval(this.hbTimer);
+    this.hbTimer = null;
+  }
+
+  private async autoBeat(env: WorkerEnv, ms: number): Promise<void> {
+    if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.board) return;
+    if (Date.now() - this.lastBeatAt < ms / 2) return; // an explicit heartbeat just happened
+    this.hbInFlight = true;
+    try {
+      await this.board.heartbeat(env.cred, undefined, Date.now());
+      this.lastBeatAt = Date.now();
+    } catch (e) {
+      if (e instanceof NotCurrentError) this.fence(e);
+      else if (!this.hbWarned && !this.exiting) {
+        this.hbWarned = true;
+        say(`kanban worker: automatic heartbeat failed (will keep trying): ${messageOf(e)}`);
+      }
+    } finally {
+      this.hbInFlight = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ shutdown
+
+  private runHooks(): Promise<void> {
+    this.hooksDone ??= (async () => {
+      const reason = this.controller.signal.reason as StopReason;
+      const hooks = this.hooks.splice(0);
+      await Promise.all(
+        hooks.map(async (h) => {
+          try {
+            await h(reason);
+          } catch (e) {
+            say(`kanban worker: a shutdown hook failed: ${messageOf(e)}`);
+          }
+        }),
+      );
+    })();
+    return this.hooksDone;
+  }
+
+  private onSignal(sig: 'SIGTERM' | 'SIGINT'): void {
+    if (this.exiting) return;
+    if (this.signal) {
+      // Second signal: skip the hooks (and any wait), still record what we can and close the board.
+      this.skip();
+      return;
+    }
+    this.signal = sig;
+    this.onSignalled();
+    void this.shutdown(sig).catch((e: unknown) => {
+      say(`kanban worker: shutdown error: ${messageOf(e)}`);
+      this.exit(sig === 'SIGINT' ? EXIT.sigint : EXIT.sigterm);
+    });
+  }
+
+  private async shutdown(sig: 'SIGTERM' | 'SIGINT'): Promise<void> {
+    const code = sig === 'SIGINT' ? EXIT.sigint : EXIT.sigterm;
+    const t0 = Date.now();
+    this.stopHeartbeats();
+    this.controller.abort(new WorkerStoppedError(sig));
+    const env = this.env;
+    if (!env || !this.board) return this.exit(code);
+    const graceMs = env.reclaimGraceSeconds * 1000;
+    const budget = shutdownBudgetMs(env.reclaimGraceSeconds);
+    await Promise.race([this.runHooks(), sleep(budget), this.skipped]);
+    // Record the stop within what is left of the grace (keep ~100 ms to close the connection).
+    const left = Math.max(50, graceMs - (Date.now() - t0) - 100);
+    setBusyTimeout(this.board, Math.min(WORKER_BUSY_TIMEOUT_MS, left));
+    const stop = this.board.recordStop(env.cred, sig, Date.now()).catch((e: unknown) => {
+      if (!(e instanceof NotCurrentError)) say(`kanban worker: could not record the stop: ${messageOf(e)}`);
+    });
+    await Promise.race([stop, sleep(left), this.skipped]);
+    this.exit(code);
+  }
+
+  /** Checkpoint what is free, close the board, exit. Idempotent. */
+  private exit(code: number): void {
+    if (this.exiting) return;
+    this.exiting = true;
+    this.stopHeartbeats();
+    checkpointAndClose(this.board);
+    process.exit(code);
+  }
+}
