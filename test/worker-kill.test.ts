@@ -46,12 +46,13 @@ describe('workers SIGKILLed mid-write', () => {
     const exits: Array<{ code: number | null; signal: NodeJS.Signals | null }> = [];
     const lane = async () => {
       while (next < runs.length) {
-        const run = runs[next++]!;
+        const i = next++;
+        const run = runs[i]!;
         const ledger = join(t.dir, 'ledger', run.runId);
         const w = await spawnWorker(board, run, [process.execPath, SKILL], { MODE: 'write-loop', LEDGER: ledger });
         // A random moment. Every other worker: anywhere from start-up and opening the board to the
         // loop of writes; the others: a random moment after their first acknowledged write.
-        if (next % 2 === 0) await sleep(Math.random() * 600);
+        if (i % 2 === 0) await sleep(Math.random() * 600);
         else {
           await waitFor(() => ledgerSeqs(ledger).length > 0 || w.exitCode !== null, 10_000, 10);
           await sleep(Math.random() * 250);
