@@ -121,7 +121,8 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     expect(st.phase).toBe('term');
     await exitOf(res.identity.pid);
     expect(alive(res.identity)).toBe(false);
-    expect(reaper.terminate(res.identity, 5000).phase).toBe('gone');
+    // the leader's exit can be collected before its `sleep` has died of the same SIGTERM
+    await waitFor(() => reaper.terminate(res.identity, 5000).phase === 'gone', 5000, 10);
   });
 
   it('alive() is false for a zombie and groupProcesses() ignores it', async () => {
@@ -442,6 +443,68 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     expect(resolveExecutable('not-exec.sh', '', dir)).toBe(notExec); // empty PATH entry = cwd
     expect(resolveExecutable('not-exec.sh', '/bin', dir)).toBeNull();
     expect(resolveExecutable('tmp', '/', undefined)).toBeNull(); // a directory is not executable
+  });
+
+  it.each(['native', 'node'] as const)('%s spawner: the worker holds only stdin (/dev/null) and the log, signals at their defaults, own session', async (spawner) => {
+    const r = new Reaper({ subreaper: false, spawner, logger: { warn: (o) => warnings.push(o), info: () => {} } });
+    expect(r.nativeSpawn).toBe(spawner === 'native');
+    // Descriptors this process holds: a board-like file and a plain one, both close-on-exec.
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(join(dir, `fds-${spawner}.db`));
+    db.exec('CREATE TABLE IF NOT EXISTS t (x)');
+    // What a child may legitimately inherit: our descriptors without FD_CLOEXEC (from whoever started the test).
+    const inheritable = readdirSync('/proc/self/fd')
+      .map(Number)
+      .filter((fd) => {
+        try {
+          const flags = /flags:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
+          return flags !== undefined && (parseInt(flags, 8) & 0o2000000) === 0;
+        } catch {
+          return false;
+        }
+      });
+    const log = join(dir, `fds-${spawner}.log`);
+    const res = await r.spawn({
+      argv: ['bash', '-c', 'echo "ids $$ $(cut -d" " -f5,6 /proc/$$/stat)"; ls -l /proc/$$/fd/; exec grep -E "^Sig(Blk|Ign)" /proc/self/status'],
+      env: ENV,
+      logPath: log,
+    });
+    db.close();
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    await until(() => {
+      const ex = r.drainExits().find((e) => e.pid === res.identity.pid);
+      return ex ? (expect(ex.exitCode).toBe(0), true) : null;
+    }, 10_000, 10);
+    const out = readFileSync(log, 'utf8');
+    const fds = new Map([...out.matchAll(/ (\d+) -> (.*)$/gm)].map((m) => [Number(m[1]), m[2]!]));
+    expect(fds.get(0)).toBe('/dev/null');
+    expect(fds.get(1)).toBe(log);
+    expect(fds.get(2)).toBe(log);
+    const extra = [...fds.keys()].filter((fd) => fd > 2 && fd !== 255); // 255: bash's own script fd
+    for (const fd of extra) expect(inheritable, `fd ${fd} -> ${fds.get(fd)} leaked into the worker`).toContain(fd);
+    expect([...fds.values()].some((t) => t.endsWith('.db') || t.endsWith('.db-wal'))).toBe(false);
+    const sigBlk = BigInt('0x' + /SigBlk:\s*([0-9a-f]+)/.exec(out)![1]);
+    const sigIgn = BigInt('0x' + /SigIgn:\s*([0-9a-f]+)/.exec(out)![1]);
+    expect(sigBlk).toBe(0n);
+    // Node ignores SIGPIPE; a worker must get the default back (bit n-1 for signal n). glibc's
+    // posix_spawn leaves its two internal real-time signals (32, 33) ignored; glibc programs re-arm them.
+    expect(sigIgn & ~(3n << 31n)).toBe(0n);
+    const [pid, pgid, sid] = /^ids (\d+) (\d+) (\d+)$/m.exec(out)!.slice(1).map(Number);
+    expect(pid).toBe(res.identity.pid);
+    expect(pgid).toBe(pid);
+    expect(sid).toBe(pid);
+  });
+
+  it('native spawner: exec errors come back as codes naming the file', async () => {
+    const r = new Reaper({ subreaper: false, spawner: 'native' });
+    const noShebang = join(dir, 'no-shebang');
+    writeFileSync(noShebang, '\x7fELF garbage');
+    chmodSync(noShebang, 0o755);
+    const res = await r.spawn({ argv: [noShebang], env: ENV, logPath: join(dir, 'enoexec.log') });
+    expect(res, JSON.stringify(res)).toMatchObject({ ok: false, code: 'ENOEXEC' });
+    if (!res.ok) expect(res.message).toContain(noShebang);
+    expect(await r.spawn({ argv: ['true'], env: { ...ENV, 'BAD=NAME': 'x' }, logPath: join(dir, 'enoexec.log') })).toMatchObject({ ok: false, code: 'EINVAL' });
   });
 
   it('leaves no zombie children behind', async () => {

@@ -46,6 +46,18 @@ export class BoardInputError extends BoardError {
   override name = 'BoardInputError';
 }
 
+/**
+ * The writes of a group (one transaction for a supervisor tick) did not land: the commit failed,
+ * or SQLite rolled the whole transaction back under an earlier write. Nothing of the group is on
+ * the board; `cause` is the SQLite error, and classifies this error.
+ */
+export class WriteGroupLostError extends BoardError {
+  override name = 'WriteGroupLostError';
+  constructor(readonly path: string, cause: unknown) {
+    super(`board ${path}: the writes of this group were rolled back (${(cause as Error)?.message ?? String(cause)})`, { cause });
+  }
+}
+
 export type ErrorClass = 'busy' | 'damaged' | 'io' | 'other';
 
 interface SqliteLikeError {
@@ -59,6 +71,7 @@ interface SqliteLikeError {
  */
 export function classifyError(err: unknown): ErrorClass {
   if (err instanceof BoardDamagedError) return 'damaged';
+  if (err instanceof WriteGroupLostError) return classifyError(err.cause);
   const e = err as SqliteLikeError | null;
   const code = typeof e?.code === 'string' ? e.code : '';
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'busy';

@@ -7,7 +7,7 @@ import type { RunOutcome, TaskStatus } from '@kanban-supervisor/policies';
 import { TASK_STATUSES } from '@kanban-supervisor/policies';
 import type Database from 'better-sqlite3';
 import { resolve } from 'node:path';
-import { BoardDamagedError, BoardError, BoardInputError, NotCurrentError, classifyError, isBusy } from './errors.js';
+import { BoardDamagedError, BoardError, BoardInputError, NotCurrentError, WriteGroupLostError, classifyError, isBusy } from './errors.js';
 import { newRunId, newTaskId, newToken } from './ids.js';
 import { openDatabase, type Db, type OpenOptions } from './open.js';
 import type {
@@ -276,16 +276,113 @@ export class SqliteBoard implements Board {
 
   /** A write, retried on SQLITE_BUSY with jittered backoff (asynchronous: the event loop runs meanwhile). */
   private async write<T>(fn: () => T): Promise<T> {
+    if (this.group) return this.groupedWrite(fn);
     for (let attempt = 0; ; attempt++) {
       try {
         return this.txImmediate(fn);
       } catch (e) {
         if (isBusy(e) && attempt < this.busyRetries) {
-          await sleep(Math.min(200, 5 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random()));
+          await sleep(this.busyDelayMs(attempt));
           continue;
         }
         throw this.wrap(e);
       }
+    }
+  }
+
+  private busyDelayMs(attempt: number): number {
+    return Math.min(200, 5 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
+  }
+
+  // ---------------------------------------------------------------- write groups
+
+  /** Set while a group is open: its transaction (if begun) and the error that broke it, if any. */
+  private group: { begun: boolean; broken: unknown } | null = null;
+
+  beginGroup(): void {
+    if (this.group) throw new Error('a write group is already open');
+    this.group = { begun: false, broken: null };
+  }
+
+  async commitGroup(): Promise<void> {
+    const g = this.group;
+    if (!g) throw new Error('no write group is open');
+    if (g.broken !== null) {
+      const e = g.broken;
+      g.broken = null;
+      g.begun = false;
+      throw new WriteGroupLostError(this.path, e);
+    }
+    if (!g.begun) return;
+    g.begun = false;
+    try {
+      this.stmt('COMMIT').run();
+    } catch (e) {
+      if (this.db.inTransaction) {
+        try {
+          this.stmt('ROLLBACK').run();
+        } catch {
+          /* keep the original error */
+        }
+      }
+      throw new WriteGroupLostError(this.path, this.wrap(e));
+    }
+  }
+
+  endGroup(): void {
+    const g = this.group;
+    this.group = null;
+    // A group left uncommitted (its owner failed before commitGroup) is rolled back, never half-kept.
+    if (g?.begun && this.db.open && this.db.inTransaction) {
+      try {
+        this.stmt('ROLLBACK').run();
+      } catch {
+        /* closing the connection rolls back too */
+      }
+    }
+  }
+
+  /**
+   * A write inside the open group: the group's BEGIN IMMEDIATE is taken at its first write (retried
+   * on BUSY like any write); each write is its own SAVEPOINT, so a failed write undoes only itself.
+   * If SQLite had to roll the whole transaction back (I/O error, full disk), the group is broken:
+   * this write and commitGroup() throw, so the caller knows its earlier writes did not land.
+   */
+  private async groupedWrite<T>(fn: () => T): Promise<T> {
+    const g = this.group!;
+    if (g.broken !== null) throw new WriteGroupLostError(this.path, g.broken);
+    if (!g.begun) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          this.stmt('BEGIN IMMEDIATE').run();
+          break;
+        } catch (e) {
+          if (isBusy(e) && attempt < this.busyRetries) {
+            await sleep(this.busyDelayMs(attempt));
+            continue;
+          }
+          throw this.wrap(e);
+        }
+      }
+      g.begun = true;
+    }
+    this.stmt('SAVEPOINT w').run();
+    try {
+      const out = fn();
+      this.stmt('RELEASE w').run();
+      return out;
+    } catch (e) {
+      if (!this.db.inTransaction) {
+        g.broken = this.wrap(e);
+        throw new WriteGroupLostError(this.path, g.broken);
+      }
+      try {
+        this.stmt('ROLLBACK TO w').run();
+        this.stmt('RELEASE w').run();
+      } catch {
+        /* keep the original error */
+      }
+      throw this.wrap(e);
     }
   }
 
@@ -610,7 +707,7 @@ export class SqliteBoard implements Board {
     await this.write(() => {
       for (const { runId, info } of items) {
         const r = this.get('SELECT task_id FROM runs WHERE id = ?', runId);
-        if (!r) throw new BoardInputError(`no run ${runId}`);
+        if (!r) continue; // nothing to record it on (a run is never deleted while its worker lives)
         this.run(
           `UPDATE runs SET pid = ?, pgid = ?, proc_start_time = ?, boot_id = ?,
                   status = CASE WHEN status = 'starting' THEN 'running' ELSE status END

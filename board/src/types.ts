@@ -192,6 +192,19 @@ export interface Board {
   /** True when nothing is ready (now or later), running, or awaiting accounting. */
   idle(): Promise<boolean>;
 
+  // Write groups (the supervisor's one commit per tick)
+  /**
+   * Group the writes that follow into one transaction: one commit (one fsync) for a whole tick.
+   * The transaction begins at the group's first write; each write stays atomic on its own (a
+   * failed write undoes only itself) and reads see the group's earlier writes. Keep a group short:
+   * it holds the board's write lock until commitGroup().
+   */
+  beginGroup(): void;
+  /** Commit what the group wrote so far (a no-op if nothing); the group stays open for more writes. Throws WriteGroupLostError if nothing of it landed. */
+  commitGroup(): Promise<void>;
+  /** Close the group; what it wrote since the last commitGroup() is rolled back. */
+  endGroup(): void;
+
   // Supervisor
   /** Claim the next runnable task and open its run with a fresh token, atomically. */
   claimNext(now: number, logPathFor: (runId: string) => string): Promise<Claim | null>;

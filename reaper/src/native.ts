@@ -16,6 +16,14 @@ export interface NativeAddon {
   pidfdOpen(pid: number): number;
   /** pidfd_send_signal(fd, sig, NULL, 0): 0 or -errno */
   pidfdSendSignal(fd: number, sig: number): number;
+  /**
+   * posix_spawn(file) in a new session, stdin /dev/null, stdout and stderr on `logFd`, empty
+   * signal mask, default dispositions, exactly `envp`: pid > 0 or -errno. Absent in addons built
+   * before it existed (the reaper then spawns through Node).
+   */
+  spawn?(file: string, argv: string[], envp: string[], cwd: string | null, logFd: number): number;
+  /** The same spawn on a libuv pool thread (the JS thread does not wait for the exec). */
+  spawnAsync?(file: string, argv: string[], envp: string[], cwd: string | null, logFd: number): Promise<number>;
 }
 
 let loaded: { addon: NativeAddon | null; error: string | null } | null = null;

@@ -91,6 +91,12 @@ export interface ReaperOptions {
   cleanupGraceMs?: number;
   /** called (synchronously, from Node's exit event) whenever an own child exits: a wake-up hint */
   onExit?: () => void;
+  /**
+   * How to start workers. 'native' (the default where the addon has it): posix_spawn, whose cost
+   * does not grow with this process's size, exits collected by waitpid on exactly those pids at
+   * SIGCHLD. 'node': child_process.spawn (fork + exec of this process).
+   */
+  spawner?: 'native' | 'node';
 }
 
 const SIGTERM = os.constants.signals.SIGTERM;
@@ -134,6 +140,39 @@ let warnedNative = false;
  */
 const ownChildren = new Set<number>();
 
+/**
+ * Children started with the native posix_spawn, and the Reaper that collects each one's exit.
+ * Node does not know them: we waitpid() exactly these pids, at SIGCHLD and at every drainExits().
+ */
+const nativeChildren = new Map<number, Reaper>();
+let sigchldListening = false;
+/**
+ * Native spawns running on a pool thread: their child exists before its pid reaches us, so until
+ * they return, a child of ours that nobody knows may be one of them. reapOrphans waits meanwhile.
+ */
+let spawnsInFlight = 0;
+
+function collectNativeExits(notify = true): void {
+  const addon = loadNative().addon;
+  if (!addon) return;
+  for (const [pid, owner] of nativeChildren) {
+    const r = addon.waitNoHang(pid);
+    if (r === 0) continue;
+    nativeChildren.delete(pid);
+    // -ECHILD cannot happen unless someone else reaped it; record the exit without a status.
+    const [code, sig] = Array.isArray(r) ? r : [-1, 0];
+    owner.nativeExited(pid, code >= 0 ? code : null, sig > 0 ? (SIGNAL_NAMES.get(sig) ?? `SIG${sig}`) : null, notify);
+  }
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(os.constants.errno).map(([name, n]) => [n, name]));
+
+function errnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
+}
+
+const SIGNAL_NAMES = new Map<number, string>(Object.entries(os.constants.signals).map(([name, n]) => [n, name]));
+
 const consoleLogger: ReaperLogger = {
   warn: (obj, msg) => console.warn(`[reaper] ${msg ?? ''} ${JSON.stringify(obj)}`),
   info: () => {},
@@ -158,6 +197,8 @@ export class Reaper {
   private readonly orphanGraceMs: number;
   private readonly cleanupGraceMs: number;
   private readonly onExit: (() => void) | undefined;
+  /** workers are started with the addon's posix_spawn (false: Node's child_process.spawn) */
+  readonly nativeSpawn: boolean;
   private exits: ExitRecord[] = [];
   /** our own spawned children that Node has not reaped yet (never waitpid these); process-wide */
   private readonly ownChildren = ownChildren;
@@ -172,6 +213,7 @@ export class Reaper {
     this.onExit = opts.onExit;
     const { addon, error } = loadNative();
     this.native = addon;
+    this.nativeSpawn = IS_LINUX && typeof addon?.spawn === 'function' && (opts.spawner ?? 'native') === 'native';
     this.pidfdUsable = IS_LINUX && !!addon;
     let active = false;
     const want = opts.subreaper ?? IS_LINUX;
@@ -229,6 +271,7 @@ export class Reaper {
       const e = err as NodeJS.ErrnoException;
       return fail(e.code ?? 'EIO', `cannot open log ${req.logPath}: ${e.message}`);
     }
+    if (this.nativeSpawn) return this.spawnNative(req, lookup.file, fd);
     let child: ChildProcess;
     try {
       child = spawnChild(lookup.file, req.argv.slice(1), {
@@ -277,7 +320,71 @@ export class Reaper {
     return { ok: true, identity };
   }
 
+  /**
+   * posix_spawn through the addon: no fork of this (large) process, so the cost of a spawn stays
+   * flat; same contract as Node's path (own session, exact env, log fd, nothing piped to us).
+   */
+  private async spawnNative(req: SpawnRequest, file: string, fd: number): Promise<SpawnResult> {
+    const envp: string[] = [];
+    for (const [k, v] of Object.entries(req.env)) {
+      if (k === '' || k.includes('=') || k.includes('\0') || String(v).includes('\0')) {
+        fs.closeSync(fd);
+        return { ok: false, code: 'EINVAL', message: `environment variable ${JSON.stringify(k)} has an invalid name or value` };
+      }
+      envp.push(`${k}=${v}`);
+    }
+    let rc: number;
+    try {
+      const n = this.native!;
+      if (n.spawnAsync) {
+        spawnsInFlight++;
+        try {
+          rc = await n.spawnAsync(file, req.argv, envp, req.cwd ?? null, fd);
+        } finally {
+          spawnsInFlight--;
+        }
+      } else rc = n.spawn!(file, req.argv, envp, req.cwd ?? null, fd);
+    } catch (err) {
+      return { ok: false, code: 'EINVAL', message: `${req.argv[0]}: ${(err as Error).message}` };
+    } finally {
+      fs.closeSync(fd); // the child has its own copies on 1 and 2
+    }
+    if (rc < 0) {
+      const code = errnoName(-rc);
+      const why = code === 'ENOEXEC' ? 'not an executable format (a script needs a #! line)' : code;
+      return { ok: false, code, message: `${req.argv[0]}: cannot execute ${file}: ${why}` };
+    }
+    const pid = rc;
+    // Not reaped until we waitpid() it, so /proc/PID/stat is there (a zombie at worst).
+    const raw = readRawStat(pid);
+    this.ownChildren.add(pid);
+    nativeChildren.set(pid, this);
+    if (!sigchldListening) {
+      sigchldListening = true;
+      // A signal listener does not keep the event loop alive (Node unrefs it).
+      process.on('SIGCHLD', () => collectNativeExits());
+    }
+    // Spawned on a pool thread: its SIGCHLD may have come and gone before it was registered.
+    collectNativeExits();
+    if (!raw) return { ok: false, code: 'ESRCH', message: `spawned pid ${pid} vanished before it could be identified` };
+    const identity: ProcessIdentity = { pid, pgid: pid, startTime: raw.startTime, bootId: bootId() };
+    const t = this.newTracked(identity);
+    t.known.set(pid, raw.startTime);
+    t.cursor = lastAllocatedPid();
+    t.everProven = true;
+    this.tracked.set(pid, t);
+    return { ok: true, identity };
+  }
+
+  /** @internal called by the SIGCHLD collector for a native child of this reaper */
+  nativeExited(pid: number, exitCode: number | null, signal: string | null, notify: boolean): void {
+    this.exits.push({ pid, exitCode, signal, at: Date.now() });
+    this.ownChildren.delete(pid);
+    if (notify) this.onExit?.();
+  }
+
   drainExits(): ExitRecord[] {
+    if (nativeChildren.size) collectNativeExits(false);
     const out = this.exits;
     this.exits = [];
     return out;
@@ -487,6 +594,8 @@ export class Reaper {
 
   reapOrphans(knownPids: Set<number>, now: number = Date.now()): { terminated: number[]; reaped: number[] } {
     const terminated: number[] = [];
+    // A worker being spawned is our child before we know its pid: never mistake it for an orphan.
+    if (spawnsInFlight > 0) return { terminated, reaped: [] };
     const table = scanProcesses();
     const exclude = this.nodeChildPids();
     for (const p of knownPids) exclude.add(p);

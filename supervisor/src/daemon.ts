@@ -18,8 +18,10 @@ import {
   OwnerLock,
   checkBoard,
   SqliteBoard,
+  WriteGroupLostError,
   classifyError,
   type ExitObservation,
+  type SpawnInfo,
   type LiveRun,
   type Run,
 } from '@kanban-supervisor/board';
@@ -118,6 +120,10 @@ export class Supervisor {
   private quarantine: Quarantine | null = null;
   /** Exit observations made while the board could not take them; written once it is healthy. */
   private heldObs: ExitObservation[] = [];
+  /** Spawns not yet on the board: written with the next tick's group (one commit per tick). */
+  private pendingSpawns: Array<{ at: number; items: Array<{ runId: string; info: SpawnInfo }> }> = [];
+  /** What the open write group holds that lives only in memory: restored if the group is lost. */
+  private uncommitted: { obs: ExitObservation[]; spawns: Array<{ at: number; items: Array<{ runId: string; info: SpawnInfo }> }> } = { obs: [], spawns: [] };
   private pollTimer: NodeJS.Timeout | null = null;
   private resolveDone!: (code: number) => void;
   readonly done: Promise<number>;
@@ -411,6 +417,7 @@ export class Supervisor {
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (!this.quarantine) {
       try {
+        for (const b of this.pendingSpawns.splice(0)) await this.board.recordSpawns(b.items, b.at);
         if (this.heldObs.length) await this.board.recordExits(this.heldObs.splice(0));
         await this.board.setOwner({ pid: process.pid, host: hostname(), startedAt: this.startedAt, state: 'stopped', detail: this.ownerDetail() });
       } catch {
@@ -433,6 +440,7 @@ export class Supervisor {
       await fn();
     } catch (e) {
       this.tickErrors++;
+      if (e instanceof WriteGroupLostError) this.restoreUncommitted();
       const cls = classifyError(e);
       const level = cls === 'busy' ? 'warn' : 'error';
       if (!this.quarantine) this.log[level]({ event: 'tick_step_failed', step, errorClass: cls, err: e }, `tick step ${step} failed`);
@@ -450,17 +458,40 @@ export class Supervisor {
       if (this.quarantine) return;
     }
     let live: LiveRun[] = [];
-    await this.guard('spool', () => this.ingestSpool());
-    await this.guard('reap', () => this.reap(now));
-    await this.guard('detect', async () => {
-      live = await this.board.liveRuns();
-      await this.detect(live, now);
-    });
-    await this.guard('sample', async () => this.sample(now));
-    await this.guard('reclaim', () => this.reclaim(live, now));
-    await this.guard('account', () => this.account(now));
-    await this.guard('dispatch', () => this.dispatch(now));
+    // Every write of the tick goes into one transaction (one commit, one fsync): exits, crash
+    // verdicts, accounting and claims. It is committed before anything acts on it outside the
+    // board: before a SIGTERM (the fence), before a spawn (the claim), before a spool file goes.
+    const board = this.board;
+    board.beginGroup();
+    try {
+      await this.guard('spool', () => this.ingestSpool());
+      await this.guard('reap', () => this.reap(now));
+      await this.guard('detect', async () => {
+        live = await this.board.liveRuns();
+        await this.detect(live, now);
+      });
+      await this.guard('sample', async () => this.sample(now));
+      await this.guard('reclaim', () => this.reclaim(live, now));
+      await this.guard('account', () => this.account(now));
+      await this.guard('dispatch', () => this.dispatch(now));
+      if (!this.quarantine && this.board === board) await this.guard('commit', () => this.commitGroup());
+    } finally {
+      board.endGroup();
+    }
     await this.guard('housekeeping', async () => this.housekeeping(now));
+  }
+
+  /** Commit the tick's writes so far; what they carried from memory is then on the board. */
+  private async commitGroup(): Promise<void> {
+    await this.board.commitGroup();
+    this.uncommitted = { obs: [], spawns: [] };
+  }
+
+  /** The tick's transaction was rolled back: put what it carried from memory back in line. */
+  private restoreUncommitted(): void {
+    this.heldObs = this.uncommitted.obs.concat(this.heldObs);
+    this.pendingSpawns = this.uncommitted.spawns.concat(this.pendingSpawns);
+    this.uncommitted = { obs: [], spawns: [] };
   }
 
   // ------------------------------------------------------------------ 1. reap
@@ -481,6 +512,18 @@ export class Supervisor {
   }
 
   private async reap(now: number): Promise<void> {
+    // Spawns of the last tick first, so that an exit in the same transaction finds its pid.
+    if (!this.quarantine && this.pendingSpawns.length) {
+      const batches = this.pendingSpawns;
+      this.pendingSpawns = [];
+      try {
+        for (const b of batches) await this.board.recordSpawns(b.items, b.at);
+      } catch (e) {
+        this.pendingSpawns = batches.concat(this.pendingSpawns);
+        throw e;
+      }
+      this.uncommitted.spawns.push(...batches);
+    }
     const exits = this.pendingExits.concat(this.reaper.drainExits());
     this.pendingExits = [];
     const obs: ExitObservation[] = [];
@@ -530,6 +573,7 @@ export class Supervisor {
         this.heldObs = batch.concat(this.heldObs);
         throw e;
       }
+      this.uncommitted.obs.push(...batch);
     }
     // Orphans re-parented to us (child subreaper). Our direct children are cheap to list; the full
     // /proc scan of reapOrphans runs only when one of them is not a known worker (or every 5 s).
@@ -702,6 +746,7 @@ export class Supervisor {
       if (!reason) continue;
       // Close the run's fence first, then signal: a reclaimed worker can no longer write.
       if (!(await this.board.beginReclaim(w.runId, reason, now))) continue;
+      await this.commitGroup(); // the fence is on the board before the signal goes
       w.stopReason = reason;
       w.term = this.reaper.terminate(w.identity, this.stopping?.hurry ? 0 : w.graceMs, now);
       this.log.warn(
@@ -754,6 +799,7 @@ export class Supervisor {
         // Applied by an earlier ingestion that died before deleting the file.
         this.log.info({ event: 'spool_already_applied', ...ctx }, 'spooled result was already on the board');
       }
+      await this.commitGroup(); // on the board before the file goes
       removeSpoolEntry(item.path);
     }
   }
@@ -829,6 +875,8 @@ export class Supervisor {
     // One transaction claims as many tasks as there are free slots.
     const claims = await this.board.claimBatch(free, Date.now(), (runId) => join(this.logDir, `${runId}.log`));
     if (claims.length === 0) return;
+    // The claims (with every other write of this tick) are on the board before any worker starts.
+    await this.commitGroup();
     const spawns = claims.map(async (claim) => {
       const { task, run, skill, token } = claim;
       const ctx = { task: task.id, run: run.id, skill: skill.name };
@@ -854,11 +902,14 @@ export class Supervisor {
     });
     const settled = await Promise.allSettled(spawns);
     const started = settled.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
-    // One transaction records every spawn of this tick (pid, pgid, start time, boot id).
-    await this.board.recordSpawns(
-      started.map(({ claim, id }) => ({ runId: claim.run.id, info: { pid: id.pid, pgid: id.pgid, procStartTime: id.startTime, bootId: id.bootId } })),
-      Date.now(),
-    );
+    // The spawns (pid, pgid, start time, boot id) go into the next tick's transaction. Until then a
+    // supervisor that dies finds these workers by their run id in /proc (detect).
+    if (started.length) {
+      this.pendingSpawns.push({
+        at: Date.now(),
+        items: started.map(({ claim, id }) => ({ runId: claim.run.id, info: { pid: id.pid, pgid: id.pgid, procStartTime: id.startTime, bootId: id.bootId } })),
+      });
+    }
     for (const { claim, id, ctx } of started) {
       this.log.info({ event: 'spawned', ...ctx, pid: id.pid, attempt: claim.task.consecutiveFailures + 1, log: claim.run.logPath }, 'worker spawned');
     }
