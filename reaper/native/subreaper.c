@@ -17,8 +17,6 @@
  *                                 tables (about 1-2 ms for a Node process). Exec errors (ENOENT,
  *                                 EACCES, ENOEXEC) come back as the return value. The caller
  *                                 collects the exit with waitNoHang(pid) on exactly that pid.
- *   spawnAsync(...same)        -> Promise<pid | -errno>: the same spawn on a libuv pool thread, so
- *                                 the JS thread does not wait while the child execs.
  *
  * Everything is non-blocking. On non-Linux systems the prctl/pidfd calls report ENOSYS.
  */
@@ -179,9 +177,6 @@ typedef struct {
   char **envp;
   char *cwd;
   int log_fd;
-  int result; /* pid > 0 or -errno */
-  napi_async_work work;
-  napi_deferred deferred;
 } spawn_req;
 
 static void free_req(spawn_req *r) {
@@ -223,7 +218,7 @@ static spawn_req *parse_spawn_args(napi_env env, napi_callback_info info) {
   return r;
 }
 
-/* posix_spawn with the worker contract. Touches no JS state: safe on a libuv pool thread. */
+/* posix_spawn with the worker contract. */
 static int do_spawn(const spawn_req *r) {
   int rc;
   pid_t pid = -1;
@@ -268,38 +263,6 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   return make_int(env, result);
 }
 
-static void spawn_execute(napi_env env, void *data) {
-  (void)env;
-  spawn_req *r = data;
-  r->result = do_spawn(r);
-}
-
-static void spawn_complete(napi_env env, napi_status status, void *data) {
-  spawn_req *r = data;
-  napi_value v = make_int(env, status == napi_ok ? r->result : -ECANCELED);
-  napi_resolve_deferred(env, r->deferred, v);
-  napi_delete_async_work(env, r->work);
-  free_req(r);
-}
-
-/* The same spawn on a libuv pool thread: the JS thread does not wait for the child's exec. */
-static napi_value SpawnAsync(napi_env env, napi_callback_info info) {
-  spawn_req *r = parse_spawn_args(env, info);
-  if (!r) return NULL;
-  napi_value promise, name;
-  napi_create_promise(env, &r->deferred, &promise);
-  napi_create_string_utf8(env, "kanban-spawn", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_async_work(env, NULL, name, spawn_execute, spawn_complete, r, &r->work) != napi_ok) {
-    napi_resolve_deferred(env, r->deferred, make_int(env, -EAGAIN));
-    free_req(r);
-  } else if (napi_queue_async_work(env, r->work) != napi_ok) {
-    napi_resolve_deferred(env, r->deferred, make_int(env, -EAGAIN));
-    napi_delete_async_work(env, r->work);
-    free_req(r);
-  }
-  return promise;
-}
-
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "setChildSubreaper", NULL, SetChildSubreaper, NULL, NULL, NULL, napi_default, NULL },
@@ -308,7 +271,6 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "pidfdOpen", NULL, PidfdOpen, NULL, NULL, NULL, napi_default, NULL },
     { "pidfdSendSignal", NULL, PidfdSendSignal, NULL, NULL, NULL, napi_default, NULL },
     { "spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL },
-    { "spawnAsync", NULL, SpawnAsync, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -22,8 +22,6 @@ export interface NativeAddon {
    * before it existed (the reaper then spawns through Node).
    */
   spawn?(file: string, argv: string[], envp: string[], cwd: string | null, logFd: number): number;
-  /** The same spawn on a libuv pool thread (the JS thread does not wait for the exec). */
-  spawnAsync?(file: string, argv: string[], envp: string[], cwd: string | null, logFd: number): Promise<number>;
 }
 
 let loaded: { addon: NativeAddon | null; error: string | null } | null = null;

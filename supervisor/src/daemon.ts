@@ -54,6 +54,14 @@ interface Quarantine {
   nextProbeAt: number;
 }
 
+/**
+ * The supervisor's connection: it never sleeps in SQLite's busy handler (1, 2, 5 ms steps that
+ * oversleep a lock held for about a millisecond); it polls the write lock every 0.2 ms for up to
+ * 50 ms, then retries on a later turn of the event loop (3 times), then the tick step fails and the
+ * next tick tries again.
+ */
+const SUPERVISOR_CONNECTION = { busyTimeoutMs: 50, lockPollMs: 50, busyRetries: 3 } as const;
+
 export interface SupervisorOptions {
   standby?: boolean;
   untilIdle?: boolean;
@@ -170,7 +178,7 @@ export class Supervisor {
       // Before our first connection: header and quick_check of an existing board (cheap, once).
       const pre = existsSync(this.boardPath) ? checkBoard(this.boardPath) : null;
       if (pre && !pre.healthy) throw new BoardDamagedError(this.boardPath, pre.problems.join('; '));
-      this.board = SqliteBoard.open(this.boardPath, { busyTimeoutMs: 50, busyRetries: 3 });
+      this.board = SqliteBoard.open(this.boardPath, SUPERVISOR_CONNECTION);
     } catch (e) {
       if (classifyError(e) !== 'damaged') {
         this.lock?.release();
@@ -299,7 +307,7 @@ export class Supervisor {
       return;
     }
     try {
-      this.board = SqliteBoard.open(this.boardPath, { busyTimeoutMs: 50, busyRetries: 3 });
+      this.board = SqliteBoard.open(this.boardPath, SUPERVISOR_CONNECTION);
     } catch (e) {
       this.log.warn({ event: 'quarantine_reopen_failed', err: e }, 'board looked healthy but did not open');
       return;
@@ -511,9 +519,14 @@ export class Supervisor {
     return { outcome: 'crashed', error: `worker ${how} without reporting an outcome` };
   }
 
-  private async reap(now: number): Promise<void> {
-    // Spawns of the last tick first, so that an exit in the same transaction finds its pid.
-    if (!this.quarantine && this.pendingSpawns.length) {
+  /**
+   * Write what the tick observed (spawns of the last tick first, so that an exit in the same
+   * transaction finds its pid; then exits and crash verdicts). Called where the tick's writing
+   * starts, so that the board's write lock is held only for the writes, not for /proc work.
+   */
+  private async writeHeld(): Promise<void> {
+    if (this.quarantine) return;
+    if (this.pendingSpawns.length) {
       const batches = this.pendingSpawns;
       this.pendingSpawns = [];
       try {
@@ -524,6 +537,20 @@ export class Supervisor {
       }
       this.uncommitted.spawns.push(...batches);
     }
+    if (this.heldObs.length) {
+      const batch = this.heldObs;
+      this.heldObs = [];
+      try {
+        await this.board.recordExits(batch);
+      } catch (e) {
+        this.heldObs = batch.concat(this.heldObs);
+        throw e;
+      }
+      this.uncommitted.obs.push(...batch);
+    }
+  }
+
+  private async reap(now: number): Promise<void> {
     const exits = this.pendingExits.concat(this.reaper.drainExits());
     this.pendingExits = [];
     const obs: ExitObservation[] = [];
@@ -563,18 +590,8 @@ export class Supervisor {
       }
     }
     for (const w of gone) this.forget(w);
+    // Written by writeHeld() with the rest of the tick's writes.
     this.heldObs.push(...obs);
-    if (!this.quarantine && this.heldObs.length) {
-      const batch = this.heldObs;
-      this.heldObs = [];
-      try {
-        await this.board.recordExits(batch);
-      } catch (e) {
-        this.heldObs = batch.concat(this.heldObs);
-        throw e;
-      }
-      this.uncommitted.obs.push(...batch);
-    }
     // Orphans re-parented to us (child subreaper). Our direct children are cheap to list; the full
     // /proc scan of reapOrphans runs only when one of them is not a known worker (or every 5 s).
     const known = new Set<number>([...this.workers.values()].map((w) => w.identity.pid));
@@ -599,8 +616,9 @@ export class Supervisor {
 
   private async detect(live: LiveRun[], now: number): Promise<void> {
     const obs: ExitObservation[] = [];
+    const observed = new Set(this.heldObs.map((o) => o.runId)); // ended this tick, not written yet
     for (const run of live) {
-      if (this.workers.has(run.id)) continue;
+      if (this.workers.has(run.id) || observed.has(run.id)) continue;
       let id = this.identityOf(run);
       if (!id && run.status === 'starting') {
         // Spawned, but its supervisor died before recording the pid: find it by its run id.
@@ -631,7 +649,7 @@ export class Supervisor {
       obs.push({ runId: run.id, at: now, gone: true, outcomeIfUnreported: run.stopReason === 'abandoned' ? 'abandoned' : 'crashed', errorIfUnreported: error });
       this.log.warn({ event: 'crash_detected', task: run.taskId, run: run.id, pid: run.pid, error }, 'run crashed');
     }
-    if (obs.length) await this.board.recordExits(obs);
+    this.heldObs.push(...obs);
   }
 
   private identityOf(run: Run): ProcessIdentity | null {
@@ -807,6 +825,7 @@ export class Supervisor {
   // ------------------------------------------------------------------ 4. account
 
   private async account(now: number): Promise<void> {
+    await this.writeHeld();
     const pending = await this.board.unaccountedRuns();
     if (pending.length === 0) return;
     const policy = {
