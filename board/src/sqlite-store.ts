@@ -34,17 +34,7 @@ import type {
 export interface SqliteBoardOptions extends OpenOptions {
   /** How many times a write is retried on SQLITE_BUSY after the busy timeout ran out. */
   busyRetries?: number;
-  /**
-   * Wait for the write lock by polling every 0.2 ms, up to this long, instead of SQLite's busy
-   * handler (which sleeps 1, 2, 5, 10 ms... and so oversleeps a lock held for about a millisecond).
-   * For a process whose whole job waits on the lock anyway (the supervisor's tick). With it, the
-   * connection's busy timeout is busyTimeoutMs while opening, then 0. Default 0: off.
-   */
-  lockPollMs?: number;
 }
-
-/** A 4-byte buffer to Atomics.wait on: a sub-millisecond sleep that burns no CPU. */
-const NAP = new Int32Array(new SharedArrayBuffer(4));
 
 type Row = Record<string, unknown>;
 
@@ -151,15 +141,11 @@ export class SqliteBoard implements Board {
   readonly db: Db;
   private readonly stmts = new Map<string, Database.Statement>();
   private readonly busyRetries: number;
-  private readonly lockPollMs: number;
 
   private constructor(path: string, db: Db, opts: SqliteBoardOptions) {
     this.path = path;
     this.db = db;
     this.busyRetries = opts.busyRetries ?? 20;
-    this.lockPollMs = opts.lockPollMs ?? 0;
-    // Opening (WAL set-up, migrations) used busyTimeoutMs; from now on the lock is polled instead.
-    if (this.lockPollMs > 0) this.db.pragma('busy_timeout = 0');
   }
 
   /** Open the board at `path` (hardened open: WAL once, migrations, per-connection pragmas). */
@@ -269,27 +255,9 @@ export class SqliteBoard implements Board {
     return e;
   }
 
-  /** BEGIN IMMEDIATE; with lockPollMs, a busy lock is polled every 0.2 ms up to that long. */
-  private beginImmediate(): void {
-    if (this.lockPollMs <= 0) {
-      this.stmt('BEGIN IMMEDIATE').run();
-      return;
-    }
-    const deadline = performance.now() + this.lockPollMs;
-    for (;;) {
-      try {
-        this.stmt('BEGIN IMMEDIATE').run();
-        return;
-      } catch (e) {
-        if (!isBusy(e) || performance.now() >= deadline) throw e;
-        Atomics.wait(NAP, 0, 0, 0.2);
-      }
-    }
-  }
-
   /** One BEGIN IMMEDIATE transaction; if ROLLBACK fails, the original error still surfaces. */
   private txImmediate<T>(fn: () => T): T {
-    this.beginImmediate();
+    this.stmt('BEGIN IMMEDIATE').run();
     try {
       const out = fn();
       this.stmt('COMMIT').run();
@@ -386,7 +354,7 @@ export class SqliteBoard implements Board {
     if (!g.begun) {
       for (let attempt = 0; ; attempt++) {
         try {
-          this.beginImmediate();
+          this.stmt('BEGIN IMMEDIATE').run();
           break;
         } catch (e) {
           if (isBusy(e) && attempt < this.busyRetries) {

@@ -39,8 +39,8 @@ const BENCH = join(FIXTURES, 'bench');
 const HAVE_SQLITE3 = spawnSync('sqlite3', ['-version'], { encoding: 'utf8' }).status === 0;
 
 const P = SHORT
-  ? { conc: 4, nativeN: 200, nodeN: 40, latN: 60, smallRows: 1_000, bigRows: 1_000_000, flatIters: 120, hbWorkers: 64, hbWindowS: 12, reclaimN: 8 }
-  : { conc: 4, nativeN: 800, nodeN: 160, latN: 300, smallRows: 1_000, bigRows: 1_000_000, flatIters: 400, hbWorkers: 64, hbWindowS: 40, reclaimN: 24 };
+  ? { conc: 4, rounds: 3, nativeN: 200, nodeN: 40, latN: 60, smallRows: 1_000, bigRows: 1_000_000, flatIters: 120, hbWorkers: 64, hbWindowS: 12, reclaimN: 8 }
+  : { conc: 4, rounds: 5, nativeN: 800, nodeN: 160, latN: 300, smallRows: 1_000, bigRows: 1_000_000, flatIters: 400, hbWorkers: 64, hbWindowS: 40, reclaimN: 24 };
 
 const h = new Harness({ prefix: 'ks-bench-', keep: FLAGS.keep, deadlineMs: (SHORT ? 6 : 30) * 60_000 });
 const res = new Results();
@@ -95,50 +95,62 @@ async function physicalLimit(argv: string[], env: Record<string, string>, n: num
 
 async function throughputOne(label: string, argv: string[], skillEnv: Record<string, string>, n: number): Promise<void> {
   const S = 'throughput';
-  const dir = h.dir(`throughput-${label.replace(/\W+/g, '-')}`);
-  const db = join(dir, 'board', 'kanban.db');
-  // The limit first (it also warms the page cache for the binaries).
-  const limitEnv = workerBaseEnv({ ...skillEnv, NO_BOARD: '1', KANBAN_DB: db, KANBAN_TASK_ID: 't', KANBAN_RUN_ID: 'r', KANBAN_RUN_TOKEN: 'x' });
-  await physicalLimit(argv, limitEnv, Math.min(20, n), P.conc, join(dir, 'limit-warm.log'));
-  const limit = await physicalLimit(argv, limitEnv, n, P.conc, join(dir, 'limit.log'));
-
-  const b = openBoard(db);
-  await b.putSkill({ name: 'noop', argv, env: skillEnv });
-  for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
-  b.closeSync();
-  const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log') });
-  let cpu = 0;
-  const cpuPoll = setInterval(() => {
-    const c = cpuSeconds(sup.pid);
-    if (c !== null) cpu = c;
-  }, 100);
-  const fin = await sup.waitExit(n * 2000 + 60_000);
-  clearInterval(cpuPoll);
-  const c = openBoard(db);
-  const phases = phaseBreakdown(c, P.conc);
-  const r = c.db.prepare(`SELECT count(*) AS n, sum(t.status = 'done') AS done, min(r.started_at) AS t0, max(r.accounted_at) AS t1, count(DISTINCT r.id) AS runs
-                            FROM tasks t JOIN runs r ON r.task_id = t.id`).get() as { n: number; done: number; t0: number; t1: number; runs: number };
-  c.closeSync();
-  const seconds = (r.t1 - r.t0) / 1000;
-  const tps = r.done / seconds;
-  const ratio = tps / limit.tps;
-  if (fin.timedOut || fin.code !== 0 || r.done !== n || r.runs !== n) {
-    failed = true;
-    res.add({ scenario: S, figure: `${label}: all tasks done, one run each`, value: `${r.done}/${n} done, ${r.runs} runs, supervisor ${fin.timedOut ? 'timed out' : `exit ${fin.code}`}`, target: `${n}/${n}`, pass: false });
+  const base = h.dir(`throughput-${label.replace(/\W+/g, '-')}`);
+  const limitEnv = workerBaseEnv({ ...skillEnv, NO_BOARD: '1', KANBAN_DB: join(base, 'none.db'), KANBAN_TASK_ID: 't', KANBAN_RUN_ID: 'r', KANBAN_RUN_TOKEN: 'x' });
+  // Warm the page cache for the binaries first.
+  await physicalLimit(argv, limitEnv, Math.min(20, n), P.conc, join(base, 'limit-warm.log'));
+  // These machines share their CPUs with others (steal time comes and goes within seconds), so
+  // the limit and the supervisor take turns, round after round; the figure is the median ratio.
+  const rounds: Array<{ ratio: number; tps: number; limitTps: number; cpu: number; seconds: number; phases: Record<string, number> }> = [];
+  for (let round = 0; round < P.rounds; round++) {
+    const dir = join(base, `round-${round}`);
+    const db = join(dir, 'board', 'kanban.db');
+    const limit = await physicalLimit(argv, limitEnv, n, P.conc, join(base, 'limit.log'));
+    const b = openBoard(db);
+    await b.putSkill({ name: 'noop', argv, env: skillEnv });
+    for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
+    b.closeSync();
+    const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log') });
+    let cpu = 0;
+    const cpuPoll = setInterval(() => {
+      const c = cpuSeconds(sup.pid);
+      if (c !== null) cpu = c;
+    }, 100);
+    const fin = await sup.waitExit(n * 2000 + 60_000);
+    clearInterval(cpuPoll);
+    const c = openBoard(db);
+    const phases = phaseBreakdown(c, P.conc);
+    const r = c.db.prepare(`SELECT count(*) AS n, sum(t.status = 'done') AS done, min(r.started_at) AS t0, max(r.accounted_at) AS t1, count(DISTINCT r.id) AS runs
+                              FROM tasks t JOIN runs r ON r.task_id = t.id`).get() as { n: number; done: number; t0: number; t1: number; runs: number };
+    c.closeSync();
+    if (fin.timedOut || fin.code !== 0 || r.done !== n || r.runs !== n) {
+      failed = true;
+      res.add({ scenario: S, figure: `${label}: all tasks done, one run each (round ${round + 1})`, value: `${r.done}/${n} done, ${r.runs} runs, supervisor ${fin.timedOut ? 'timed out' : `exit ${fin.code}`}`, target: `${n}/${n}`, pass: false });
+      return;
+    }
+    const seconds = (r.t1 - r.t0) / 1000;
+    const tps = r.done / seconds;
+    rounds.push({ ratio: tps / limit.tps, tps, limitTps: limit.tps, cpu, seconds, phases });
   }
+  const byRatio = [...rounds].sort((x, y) => x.ratio - y.ratio);
+  const mid = byRatio[Math.floor((byRatio.length - 1) / 2)]!;
+  const ratio = median(rounds.map((x) => x.ratio));
+  const cpuMs = (mid.cpu / n) * 1000;
+  const ph = mid.phases;
   res.add({
     scenario: S,
-    figure: `${label}: supervisor ÷ physical limit (concurrency ${P.conc}, ${n} tasks)`,
-    value: `${fmt(ratio, 2)} (${fmt(tps)} vs ${fmt(limit.tps)} tasks/s)`,
+    figure: `${label}: supervisor ÷ physical limit (concurrency ${P.conc}, ${n} tasks, median of ${rounds.length} alternating rounds)`,
+    value: `${fmt(ratio, 2)} (${fmt(mid.tps)} vs ${fmt(mid.limitTps)} tasks/s)`,
     number: ratio,
     target: '≥ 0.8 (synchronous=FULL)',
     pass: ratio >= 0.8,
     note:
-      `supervisor CPU ${fmt((cpu / seconds) * 100, 0)} % of one core over the run, ${fmt((cpu / r.done) * 1000, 2)} ms per task; ` +
-      `medians: claim→spawned ${fmt(phases.claimToSpawn, 1)} ms, spawned→report ${fmt(phases.spawnToReport, 1)} ms, report→exit ${fmt(phases.reportToExit, 1)} ms, ` +
-      `exit→accounted ${fmt(phases.exitToAccount, 1)} ms, exit→slot claimed again ${fmt(phases.exitToRefill, 1)} ms${limit.failures ? `; ${limit.failures} limit spawns failed` : ''}`,
+      `ratios per round ${rounds.map((x) => fmt(x.ratio, 2)).join(', ')}; ` +
+      `median round: supervisor CPU ${fmt((mid.cpu / mid.seconds) * 100, 0)} % of one core, ${fmt(cpuMs, 2)} ms per task; ` +
+      `medians: claim→spawned ${fmt(ph.claimToSpawn!, 1)} ms, spawned→report ${fmt(ph.spawnToReport!, 1)} ms, report→exit ${fmt(ph.reportToExit!, 1)} ms, ` +
+      `exit→accounted ${fmt(ph.exitToAccount!, 1)} ms, exit→slot claimed again ${fmt(ph.exitToRefill!, 1)} ms`,
   });
-  res.extra[`throughput ${label}`] = { n, conc: P.conc, limit, supervisor: { tps, seconds, cpuSeconds: cpu }, ratio, phases };
+  res.extra[`throughput ${label}`] = { n, conc: P.conc, rounds, ratio };
 }
 
 /** Where a task's time goes, from the board's own timestamps (medians, ms). */
