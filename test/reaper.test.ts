@@ -261,6 +261,32 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     expect(zombieChildrenOfUs()).toEqual([]);
   });
 
+  it('reapZombieChildren reaps an escaped grandchild that died, without a /proc scan, and nothing else', async () => {
+    const marker = join(dir, 'short-grandchild.pid');
+    // the grandchild leaves the worker's session, outlives the worker briefly, then exits
+    const id = await start(`setsid bash -c 'echo $$ > ${marker}; sleep 0.4' & sleep 0.2; exit 0`);
+    await exitOf(id.pid);
+    const gpid = await until(() => {
+      try {
+        return Number(readFileSync(marker, 'utf8').trim()) || null;
+      } catch {
+        return null;
+      }
+    }, 5000, 20);
+    const plain = spawnChild('sleep', ['0.1'], { stdio: 'ignore' }); // Node's own child: never ours to reap
+    const plainExit = new Promise<number | null>((resolve) => plain.once('exit', (code) => resolve(code)));
+    const z = await until(() => {
+      const s = readStat(gpid);
+      return s && s.ppid === process.pid && s.state === 'Z' ? s : null;
+    }, 5000, 20);
+    expect(z.pid).toBe(gpid);
+    await sleep(150); // Node's `sleep 0.1` may be a zombie too by now, until libuv reaps it
+    expect(reaper.reapZombieChildren([gpid, plain.pid!])).toEqual([gpid]);
+    expect(readStat(gpid)?.startTime === z.startTime).toBe(false);
+    expect(await plainExit).toBe(0); // libuv still got its child's status
+    expect(reaper.reapZombieChildren([gpid])).toEqual([]);
+  });
+
   it('reapOrphans leaves Node-owned children and helpers of running workers alone', async () => {
     const plain = spawnChild('sleep', ['30'], { stdio: 'ignore' });
     started.push(identify(plain.pid!)!);

@@ -146,6 +146,7 @@ const ownChildren = new Set<number>();
  */
 const nativeChildren = new Map<number, Reaper>();
 let sigchldListening = false;
+let lastNativePoll = 0;
 
 function collectNativeExits(notify = true): void {
   const addon = loadNative().addon;
@@ -371,7 +372,13 @@ export class Reaper {
   }
 
   drainExits(): ExitRecord[] {
-    if (nativeChildren.size) collectNativeExits(false);
+    // SIGCHLD collects native children's exits as they happen; this is only a safety net (a
+    // waitpid per child, so not at every call: the supervisor drains every 25 ms).
+    const now = Date.now();
+    if (nativeChildren.size && now - lastNativePoll >= 500) {
+      lastNativePoll = now;
+      collectNativeExits(false);
+    }
     const out = this.exits;
     this.exits = [];
     return out;
@@ -495,6 +502,19 @@ export class Reaper {
   }
 
   /** waitpid(pid, WNOHANG) on zombies that are our children but not Node's own. */
+  /**
+   * Reap the zombies among these direct children of ours (one /proc read each, no scan); Node's
+   * own children and native children not yet collected are never touched. Returns the reaped pids.
+   */
+  reapZombieChildren(pids: number[]): number[] {
+    const stats: RawStat[] = [];
+    for (const pid of pids) {
+      const st = readRawStat(pid);
+      if (st) stats.push(st);
+    }
+    return this.reapZombies(stats);
+  }
+
   private reapZombies(candidates: RawStat[], exclude?: Set<number>): number[] {
     const reaped: number[] = [];
     if (!this.native) return reaped;

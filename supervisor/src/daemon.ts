@@ -598,7 +598,14 @@ export class Supervisor {
     // /proc scan of reapOrphans runs only when one of them is not a known worker (or every 5 s).
     const known = new Set<number>([...this.workers.values()].map((w) => w.identity.pid));
     const children = childPids();
-    const strangers = children === null || children.some((pid) => !known.has(pid));
+    const strangerPids = children?.filter((pid) => !known.has(pid)) ?? [];
+    const strangers = children === null || strangerPids.length > 0;
+    // Zombies among them are reaped at every tick (one /proc read each); the full scan that also
+    // terminates live orphans runs at most every 250 ms.
+    if (strangerPids.length) {
+      const reaped = this.reaper.reapZombieChildren(strangerPids);
+      if (reaped.length) this.log.info({ event: 'orphans', terminated: [], reaped }, 'reaped orphaned zombies');
+    }
     if (!strangers && now - this.lastOrphanScanAt < 5000) return;
     if (strangers && exits.length === 0 && now - this.lastOrphanScanAt < 250) return;
     this.lastOrphanScanAt = now;
