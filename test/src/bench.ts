@@ -105,11 +105,15 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
   for (let round = 0; round < P.rounds; round++) {
     const dir = join(base, `round-${round}`);
     const db = join(dir, 'board', 'kanban.db');
+    // Each side starts with no dirty pages of the other's files waiting to be written back (they
+    // would otherwise land in this side's fsyncs).
+    spawnSync('sync');
     const limit = await physicalLimit(argv, limitEnv, n, P.conc, join(base, 'limit.log'));
     const b = openBoard(db);
     await b.putSkill({ name: 'noop', argv, env: skillEnv });
     for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
     b.closeSync();
+    spawnSync('sync');
     const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log') });
     let cpu = 0;
     const cpuPoll = setInterval(() => {
