@@ -228,6 +228,68 @@ describe('claims and fencing', () => {
   });
 });
 
+describe('write groups (one transaction per supervisor tick)', () => {
+  it('commit lands every write at once; a failed write undoes only itself; endGroup rolls back the rest', async () => {
+    const dir = tmp();
+    const b = await boardWithSkill(dir);
+    const other = SqliteBoard.open(b.path);
+    try {
+      const t1 = await b.createTask({ skill: 'echo', title: 'one' });
+      b.beginGroup();
+      await b.cancelTask(t1.id);
+      await expect(b.cancelTask('no-such-task')).rejects.toThrow(/no-such-task/);
+      const t2 = await b.createTask({ skill: 'echo', title: 'two' });
+      // the group's own reads see its writes; another connection sees nothing before the commit
+      expect((await b.getTask(t1.id))!.status).toBe('cancelled');
+      expect((await other.getTask(t1.id))!.status).toBe('ready');
+      expect(await other.getTask(t2.id)).toBeNull();
+      await b.commitGroup();
+      expect((await other.getTask(t1.id))!.status).toBe('cancelled');
+      expect((await other.getTask(t2.id))!.title).toBe('two');
+      // after a commit the group goes on; what is not committed when it ends is rolled back
+      const t3 = await b.createTask({ skill: 'echo', title: 'three' });
+      b.endGroup();
+      expect(await b.getTask(t3.id)).toBeNull();
+      expect(await other.getTask(t3.id)).toBeNull();
+      expect(b.db.inTransaction).toBe(false);
+      // outside a group every write commits on its own again
+      const t4 = await b.createTask({ skill: 'echo', title: 'four' });
+      expect((await other.getTask(t4.id))!.title).toBe('four');
+    } finally {
+      other.closeSync();
+      b.closeSync();
+    }
+  });
+
+  it('writes that wait together for a busy lock begin the group once and land in one commit', async () => {
+    const dir = tmp();
+    const b0 = await boardWithSkill(dir);
+    b0.closeSync();
+    const b = SqliteBoard.open(join(dir, 'sub', 'kanban.db'), { busyTimeoutMs: 0, busyRetries: 50 });
+    const holder = new Database(b.path);
+    try {
+      holder.exec('BEGIN IMMEDIATE');
+      b.beginGroup();
+      const writes = Promise.all([1, 2, 3].map((i) => b.createTask({ skill: 'echo', title: `t${i}` })));
+      await new Promise((r) => setTimeout(r, 60));
+      holder.exec('COMMIT');
+      const tasks = await writes;
+      await b.commitGroup();
+      b.endGroup();
+      const seen = new Database(b.path, { readonly: true });
+      try {
+        expect(seen.prepare('SELECT count(*) AS n FROM tasks').get()).toEqual({ n: 3 });
+      } finally {
+        seen.close();
+      }
+      expect(tasks.map((t) => t.title).sort()).toEqual(['t1', 't2', 't3']);
+    } finally {
+      holder.close();
+      b.closeSync();
+    }
+  });
+});
+
 describe('owner lock', () => {
   it('is exclusive while held and free once released or once its holder process dies', async () => {
     const dir = tmp();

@@ -351,20 +351,21 @@ export class SqliteBoard implements Board {
   private async groupedWrite<T>(fn: () => T): Promise<T> {
     const g = this.group!;
     if (g.broken !== null) throw new WriteGroupLostError(this.path, g.broken);
-    if (!g.begun) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          this.stmt('BEGIN IMMEDIATE').run();
-          break;
-        } catch (e) {
-          if (isBusy(e) && attempt < this.busyRetries) {
-            await sleep(this.busyDelayMs(attempt));
-            continue;
-          }
-          throw this.wrap(e);
+    // While this write sleeps on a busy lock, another write of the group may begin the transaction:
+    // re-check before every attempt.
+    for (let attempt = 0; !g.begun; attempt++) {
+      try {
+        this.stmt('BEGIN IMMEDIATE').run();
+        g.begun = true;
+      } catch (e) {
+        if (isBusy(e) && attempt < this.busyRetries) {
+          await sleep(this.busyDelayMs(attempt));
+          if (this.group !== g) throw new Error('the write group ended while a write waited for the lock');
+          if (g.broken !== null) throw new WriteGroupLostError(this.path, g.broken);
+          continue;
         }
+        throw this.wrap(e);
       }
-      g.begun = true;
     }
     this.stmt('SAVEPOINT w').run();
     try {

@@ -55,17 +55,17 @@ interface Quarantine {
 }
 
 /**
- * The supervisor's connection: a short busy timeout (its event loop must not block long), then
- * retries on later turns of the event loop (3 times), then the tick step fails and the next tick
- * tries again. (Polling the lock every 0.2 ms instead was measured: the supervisor then wins the
- * lock ahead of workers sleeping in their busy handler, and throughput fell.)
- */
-/**
  * CPU and RSS of every worker are sampled this often (one /proc scan: ~10-20 ms of the event loop
  * with 64 workers). Memory limits are checked on these samples.
  */
 const SAMPLE_INTERVAL_MS = 5000;
 
+/**
+ * The supervisor's connection: a short busy timeout (its event loop must not block long), then
+ * retries on later turns of the event loop (3 times), then the tick step fails and the next tick
+ * tries again. (Polling the lock every 0.2 ms instead was measured: the supervisor then wins the
+ * lock ahead of workers sleeping in their busy handler, and throughput fell.)
+ */
 const SUPERVISOR_CONNECTION = { busyTimeoutMs: 50, busyRetries: 3 } as const;
 
 export interface SupervisorOptions {
