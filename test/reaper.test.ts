@@ -78,6 +78,14 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     started.push(res.identity);
     return res.identity;
   }
+  /** The pid a script wrote to `file`, once it is there. */
+  function pidFrom(file: string): number | null {
+    try {
+      return Number(readFileSync(file, 'utf8').trim()) || null;
+    } catch {
+      return null;
+    }
+  }
   async function exitOf(pid: number, timeoutMs = 10_000): Promise<ExitRecord> {
     return until(() => {
       exits.push(...reaper.drainExits());
@@ -228,13 +236,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     const marker = join(dir, 'grandchild.pid');
     const id = await start(`setsid bash -c 'echo $$ > ${marker}; trap "" TERM; sleep 300 & wait' & sleep 0.3; exit 0`);
     await exitOf(id.pid);
-    const gpid = await until(() => {
-      try {
-        return Number(readFileSync(marker, 'utf8').trim()) || null;
-      } catch {
-        return null;
-      }
-    }, 5000, 20);
+    const gpid = await until(() => pidFrom(marker), 5000, 20);
     const g = await until(() => {
       const s = readStat(gpid);
       return s && s.ppid === process.pid ? s : null;
@@ -266,13 +268,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     // the grandchild leaves the worker's session, outlives the worker briefly, then exits
     const id = await start(`setsid bash -c 'echo $$ > ${marker}; sleep 0.4' & sleep 0.2; exit 0`);
     await exitOf(id.pid);
-    const gpid = await until(() => {
-      try {
-        return Number(readFileSync(marker, 'utf8').trim()) || null;
-      } catch {
-        return null;
-      }
-    }, 5000, 20);
+    const gpid = await until(() => pidFrom(marker), 5000, 20);
     const plain = spawnChild('sleep', ['0.1'], { stdio: 'ignore' }); // Node's own child: never ours to reap
     const plainExit = new Promise<number | null>((resolve) => plain.once('exit', (code) => resolve(code)));
     const z = await until(() => {

@@ -157,7 +157,7 @@ function collectNativeExits(notify = true): void {
     nativeChildren.delete(pid);
     // -ECHILD cannot happen unless someone else reaped it; record the exit without a status.
     const [code, sig] = Array.isArray(r) ? r : [-1, 0];
-    owner.nativeExited(pid, code >= 0 ? code : null, sig > 0 ? (SIGNAL_NAMES.get(sig) ?? `SIG${sig}`) : null, notify);
+    owner.childExited(pid, code >= 0 ? code : null, sig > 0 ? (SIGNAL_NAMES.get(sig) ?? `SIG${sig}`) : null, notify);
   }
 }
 
@@ -296,17 +296,18 @@ export class Reaper {
     // Read /proc now: Node cannot have reaped the child before we return to the event loop.
     const raw = readRawStat(pid);
     this.ownChildren.add(pid);
-    child.once('exit', (code, signal) => {
-      this.exits.push({ pid, exitCode: code, signal, at: Date.now() });
-      this.ownChildren.delete(pid);
-      this.onExit?.();
-    });
+    child.once('exit', (code, signal) => this.childExited(pid, code, signal, true));
     child.unref(); // the supervisor's own timers decide its lifetime, not the workers
     await new Promise<void>((resolve) => {
       child.once('spawn', resolve);
       child.once('error', () => resolve());
     });
-    if (!raw) return fail('ESRCH', `spawned pid ${pid} vanished before it could be identified`);
+    return this.trackSpawned(pid, raw);
+  }
+
+  /** Start tracking a child we just spawned (its own group leader), from its /proc stat. */
+  private trackSpawned(pid: number, raw: RawStat | null): SpawnResult {
+    if (!raw) return { ok: false, code: 'ESRCH', message: `spawned pid ${pid} vanished before it could be identified` };
     const identity: ProcessIdentity = { pid, pgid: pid, startTime: raw.startTime, bootId: bootId() };
     const t = this.newTracked(identity);
     t.known.set(pid, raw.startTime);
@@ -354,18 +355,11 @@ export class Reaper {
       // A signal listener does not keep the event loop alive (Node unrefs it).
       process.on('SIGCHLD', () => collectNativeExits());
     }
-    if (!raw) return { ok: false, code: 'ESRCH', message: `spawned pid ${pid} vanished before it could be identified` };
-    const identity: ProcessIdentity = { pid, pgid: pid, startTime: raw.startTime, bootId: bootId() };
-    const t = this.newTracked(identity);
-    t.known.set(pid, raw.startTime);
-    t.cursor = lastAllocatedPid();
-    t.everProven = true;
-    this.tracked.set(pid, t);
-    return { ok: true, identity };
+    return this.trackSpawned(pid, raw);
   }
 
-  /** @internal called by the SIGCHLD collector for a native child of this reaper */
-  nativeExited(pid: number, exitCode: number | null, signal: string | null, notify: boolean): void {
+  /** @internal an own child exited (Node's exit event, or the SIGCHLD collector for native children) */
+  childExited(pid: number, exitCode: number | null, signal: string | null, notify: boolean): void {
     this.exits.push({ pid, exitCode, signal, at: Date.now() });
     this.ownChildren.delete(pid);
     if (notify) this.onExit?.();
