@@ -171,6 +171,12 @@ static char **get_string_array(napi_env env, napi_value v) {
   return out;
 }
 
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#define SPAWN_CAN_CHDIR 1
+#else
+#define SPAWN_CAN_CHDIR 0
+#endif
+
 typedef struct {
   char *file;
   char **argv;
@@ -188,7 +194,7 @@ static void free_req(spawn_req *r) {
   free(r);
 }
 
-/* Copy the JS arguments into C memory (on the JS thread). NULL after throwing a TypeError. */
+/* Copy the JS arguments into C memory. NULL after throwing a TypeError. */
 static spawn_req *parse_spawn_args(napi_env env, napi_callback_info info) {
   napi_value args[5];
   size_t argc = 5;
@@ -244,10 +250,10 @@ static int do_spawn(const spawn_req *r) {
   if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, r->log_fd, 1);
   if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, r->log_fd, 2);
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#if SPAWN_CAN_CHDIR
   if (!rc && r->cwd) rc = posix_spawn_file_actions_addchdir_np(&fa, r->cwd);
 #else
-  if (!rc && r->cwd) rc = ENOSYS;
+  if (!rc && r->cwd) rc = ENOSYS; /* spawnCanChdir is false: the caller uses Node's spawn for a cwd */
 #endif
   if (!rc) rc = posix_spawn(&pid, r->file, &fa, &attr, r->argv, r->envp);
   posix_spawn_file_actions_destroy(&fa);
@@ -273,6 +279,9 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  napi_value can_chdir;
+  napi_get_boolean(env, SPAWN_CAN_CHDIR, &can_chdir);
+  napi_set_named_property(env, exports, "spawnCanChdir", can_chdir);
   return exports;
 }
 

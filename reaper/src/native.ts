@@ -22,6 +22,8 @@ export interface NativeAddon {
    * before it existed (the reaper then spawns through Node).
    */
   spawn?(file: string, argv: string[], envp: string[], cwd: string | null, logFd: number): number;
+  /** spawn() can set the child's working directory (glibc >= 2.29); if not, a cwd needs Node's spawn */
+  spawnCanChdir?: boolean;
 }
 
 let loaded: { addon: NativeAddon | null; error: string | null } | null = null;

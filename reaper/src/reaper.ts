@@ -267,7 +267,7 @@ export class Reaper {
       const e = err as NodeJS.ErrnoException;
       return fail(e.code ?? 'EIO', `cannot open log ${req.logPath}: ${e.message}`);
     }
-    if (this.nativeSpawn) return this.spawnNative(req, lookup.file, fd);
+    if (this.nativeSpawn && (cwd === undefined || this.native!.spawnCanChdir)) return this.spawnNative(req, lookup.file, fd);
     let child: ChildProcess;
     try {
       child = spawnChild(lookup.file, req.argv.slice(1), {
