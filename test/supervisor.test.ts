@@ -240,7 +240,9 @@ describe('kanban-supervisor run', () => {
     const pids = join(dir, 'pids.txt');
     await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '30']);
     const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
-    const p = supervise(db, [], { MAX_CONCURRENT_WORKERS: '2' });
+    // A long tick interval: the worker's pid reaches the board only with the next tick, so status
+    // must find a just-spawned worker by itself.
+    const p = supervise(db, [], { MAX_CONCURRENT_WORKERS: '2', TICK_INTERVAL_MS: '60000' });
     await waitFor(() => existsSync(pids));
     const st = JSON.parse((await cli(db, ['--json', 'status'])).stdout);
     expect(st.owner).toMatchObject({ pid: p.pid, live: true });

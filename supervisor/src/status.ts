@@ -1,7 +1,7 @@
 /** `kanban-supervisor status`: the owner, the pool, and each running worker with its resource use. */
 import { readFileSync } from 'node:fs';
 import { OwnerLock, SqliteBoard } from '@kanban-supervisor/board';
-import { Reaper, alive, type ProcessIdentity } from '@kanban-supervisor/reaper';
+import { Reaper, alive, findByEnv, type ProcessIdentity } from '@kanban-supervisor/reaper';
 
 export interface StatusReport {
   board: string;
@@ -65,6 +65,10 @@ export async function statusReport(db: string): Promise<StatusReport> {
     for (const r of live) {
       if (r.pid !== null && r.procStartTime !== null && r.bootId !== null) {
         ids.set(r.id, { pid: r.pid, pgid: r.pgid ?? r.pid, startTime: r.procStartTime, bootId: r.bootId });
+      } else if (r.status === 'starting') {
+        // Spawned in the supervisor's last tick: its pid reaches the board with the next one.
+        const found = findByEnv('KANBAN_RUN_ID', r.id)[0];
+        if (found) ids.set(r.id, found);
       }
     }
     const reaper = new Reaper({ subreaper: false });
@@ -96,7 +100,7 @@ export async function statusReport(db: string): Promise<StatusReport> {
         return {
           task: r.taskId,
           run: r.id,
-          pid: r.pid,
+          pid: r.pid ?? ids.get(r.id)?.pid ?? null,
           status: r.status,
           stopReason: r.stopReason,
           ageMs: now - r.startedAt,
