@@ -9,6 +9,8 @@ import {
   SchemaTooNewError,
   SqliteBoard,
   SCHEMA_VERSION,
+  WriteGroupLostError,
+  classifyError,
   initLockPath,
 } from '@kanban-supervisor/board';
 import { FIXTURES, run, tempDir } from './helpers.js';
@@ -257,6 +259,30 @@ describe('write groups (one transaction per supervisor tick)', () => {
       expect((await other.getTask(t4.id))!.title).toBe('four');
     } finally {
       other.closeSync();
+      b.closeSync();
+    }
+  });
+
+  it('a write that makes SQLite roll back the whole transaction (disk full) loses the group loudly, never half', async () => {
+    const dir = tmp();
+    const b = await boardWithSkill(dir);
+    try {
+      const pages = Number(b.db.pragma('page_count', { simple: true }));
+      b.db.pragma(`max_page_count = ${pages + 2}`); // a full disk, as SQLite sees it
+      b.beginGroup();
+      const a = await b.createTask({ skill: 'echo', title: 'a' });
+      const big = b.createTask({ skill: 'echo', title: 'big', payload: { x: 'y'.repeat(200_000) } });
+      await expect(big).rejects.toBeInstanceOf(WriteGroupLostError);
+      await expect(big).rejects.toThrow(/rolled back/);
+      // every later write of the group and its commit say so too, until the group ends
+      await expect(b.createTask({ skill: 'echo', title: 'c' })).rejects.toBeInstanceOf(WriteGroupLostError);
+      await expect(b.commitGroup()).rejects.toBeInstanceOf(WriteGroupLostError);
+      b.endGroup();
+      expect(await b.getTask(a.id)).toBeNull(); // nothing of the group landed
+      expect(classifyError(new WriteGroupLostError(b.path, Object.assign(new Error('x'), { code: 'SQLITE_FULL' })))).toBe('io');
+      b.db.pragma(`max_page_count = ${2 ** 30}`);
+      expect((await b.createTask({ skill: 'echo', title: 'after' })).title).toBe('after');
+    } finally {
       b.closeSync();
     }
   });
