@@ -142,7 +142,8 @@ const ownChildren = new Set<number>();
 
 /**
  * Children started with the native posix_spawn, and the Reaper that collects each one's exit.
- * Node does not know them: we waitpid() exactly these pids, at SIGCHLD and at every drainExits().
+ * Node does not know them: we waitpid() exactly these pids at SIGCHLD (and, as a safety net, from
+ * drainExits() at most every 500 ms).
  */
 const nativeChildren = new Map<number, Reaper>();
 let sigchldListening = false;
@@ -495,7 +496,6 @@ export class Reaper {
     return out;
   }
 
-  /** waitpid(pid, WNOHANG) on zombies that are our children but not Node's own. */
   /**
    * Reap the zombies among these direct children of ours (one /proc read each, no scan); Node's
    * own children and native children not yet collected are never touched. Returns the reaped pids.
@@ -509,6 +509,7 @@ export class Reaper {
     return this.reapZombies(stats);
   }
 
+  /** waitpid(pid, WNOHANG) on zombies that are our children but not Node's own. */
   private reapZombies(candidates: RawStat[], exclude?: Set<number>): number[] {
     const reaped: number[] = [];
     if (!this.native) return reaped;

@@ -633,7 +633,9 @@ export class Supervisor {
 
   private async detect(live: LiveRun[], now: number): Promise<void> {
     const obs: ExitObservation[] = [];
-    const observed = new Set(this.heldObs.map((o) => o.runId)); // ended this tick, not written yet
+    // Runs whose end is observed but not on the board yet (their write failed and waits for the
+    // next try): not crashes to detect.
+    const observed = new Set(this.heldObs.map((o) => o.runId));
     for (const run of live) {
       if (this.workers.has(run.id) || observed.has(run.id)) continue;
       let id = this.identityOf(run);
