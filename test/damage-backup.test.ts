@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFile
 import { join } from 'node:path';
 import {
   BACKUP_MAIN,
+  DEFAULT_BACKUP_KEEP,
   SqliteBoard,
   backupDamaged,
   checkBoard,
@@ -93,7 +94,10 @@ describe('backupDamaged: exactly one backup per damage fingerprint', () => {
     await makeBoard(path, { tasks: 3000, payloadBytes: 5000 }); // ~20 MB: copies overlap in time
     zeroInteriorPage(path);
     let raced = 0;
-    for (let round = 0; round < 3; round++) {
+    // Three rounds at least; then more (up to 5, the number of backups kept) until a racer has lost
+    // the rename, since on a loaded machine the racers may not overlap in a given round.
+    let round = 0;
+    for (; round < 3 || (raced === 0 && round < DEFAULT_BACKUP_KEEP); round++) {
       if (round > 0) {
         const buf = readFileSync(path);
         buf[buf.length - 1 - round] ^= 0xff; // new damage, new fingerprint
@@ -112,7 +116,7 @@ describe('backupDamaged: exactly one backup per damage fingerprint', () => {
       raced += results.filter((r) => r.raced).length;
       expect(readdirSync(join(dir, 'backups')).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
     }
-    expect(readdirSync(join(dir, 'backups'))).toHaveLength(3);
+    expect(readdirSync(join(dir, 'backups'))).toHaveLength(round);
     expect(raced).toBeGreaterThan(0); // the losing-rename path really ran
   });
 
