@@ -38,6 +38,38 @@ export interface SqliteBoardOptions extends OpenOptions {
 
 type Row = Record<string, unknown>;
 
+
+/**
+ * The statements the supervisor runs every tick. Each must stay flat in the board's size (an index
+ * seek, never a scan or a sort of the queue): test/board.test.ts checks their query plans.
+ */
+export const HOT_SQL = {
+  // INDEXED BY: left alone, the planner picks tasks_status and sorts every ready task per claim.
+  claimReady: `SELECT t.* FROM tasks t INDEXED BY tasks_ready
+  WHERE t.status = 'ready' AND t.not_before <= ?
+    AND EXISTS (SELECT 1 FROM skills s WHERE s.name = t.skill)
+  ORDER BY t.priority DESC, t.created_at, t.id LIMIT ?`,
+  // The distinct skills of the ready tasks, one index seek each (a loose index scan).
+  firstReadySkill: `SELECT skill FROM tasks INDEXED BY tasks_ready_skill WHERE status = 'ready' ORDER BY skill LIMIT 1`,
+  nextReadySkill: `SELECT skill FROM tasks INDEXED BY tasks_ready_skill WHERE status = 'ready' AND skill > ? ORDER BY skill LIMIT 1`,
+  readyTasksOfSkill: `SELECT id FROM tasks INDEXED BY tasks_ready_skill WHERE status = 'ready' AND skill = ?`,
+  liveRuns: `SELECT r.*, t.status AS t_status, t.max_runtime_seconds AS t_max_runtime,
+        s.max_runtime_seconds AS s_max_runtime, s.heartbeat_timeout_seconds AS s_hb,
+        s.reclaim_grace_seconds AS s_grace, s.max_rss_mb AS s_rss
+   FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
+  WHERE r.exited_at IS NULL ORDER BY r.started_at`,
+  unaccountedRuns: `SELECT r.id AS r_id, r.task_id AS r_task_id, r.token AS r_token, r.status AS r_status, r.outcome AS r_outcome,
+        r.pid AS r_pid, r.pgid AS r_pgid, r.proc_start_time AS r_proc_start_time, r.boot_id AS r_boot_id,
+        r.started_at AS r_started_at, r.heartbeat_at AS r_heartbeat_at, r.progress AS r_progress,
+        r.ended_at AS r_ended_at, r.exit_code AS r_exit_code, r.signal AS r_signal, r.error AS r_error,
+        r.log_path AS r_log_path, r.stop_reason AS r_stop_reason, r.sigterm_at AS r_sigterm_at,
+        r.sigkill_at AS r_sigkill_at, r.exited_at AS r_exited_at, r.accounted_at AS r_accounted_at,
+        r.defer_until AS r_defer_until, r.stopped_on_request AS r_stopped_on_request, t.*
+   FROM runs r JOIN tasks t ON t.id = r.task_id
+  WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
+  ORDER BY r.ended_at`,
+} as const;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 function parseJson(v: unknown): Json | null {
@@ -649,10 +681,7 @@ export class SqliteBoard implements Board {
     return this.write(() => {
       const claims: Claim[] = [];
       const rows = this.all(
-        `SELECT t.* FROM tasks t
-          WHERE t.status = 'ready' AND t.not_before <= ?
-            AND EXISTS (SELECT 1 FROM skills s WHERE s.name = t.skill)
-          ORDER BY t.priority DESC, t.created_at, t.id LIMIT ?`,
+        HOT_SQL.claimReady,
         now,
         max,
       );
@@ -680,22 +709,36 @@ export class SqliteBoard implements Board {
   }
 
   async blockUnknownSkillTasks(now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>> {
-    const unknownSql = `SELECT 1 FROM tasks t WHERE status = 'ready' AND NOT EXISTS (SELECT 1 FROM skills s WHERE s.name = t.skill) LIMIT 1`;
-    // Read first: the common case (nothing to block) must not cost a write transaction every tick.
-    if (!(await this.read(() => this.get(unknownSql)))) return [];
+    // Read first: the common case (nothing to block) must not cost a write transaction every tick,
+    // nor a scan of the ready queue: one index seek per distinct skill of the ready tasks.
+    const unknown = await this.read(() => this.unknownReadySkills());
+    if (unknown.length === 0) return [];
     return this.write(() => {
-      const rows = this.all(
-        `SELECT id, skill FROM tasks t WHERE status = 'ready' AND NOT EXISTS (SELECT 1 FROM skills s WHERE s.name = t.skill)`,
-      );
-      return rows.map((r) => {
-        const taskId = String(r.id);
-        const skill = String(r.skill);
+      const blocked: Array<{ taskId: string; skill: string; reason: string }> = [];
+      for (const skill of this.unknownReadySkills()) {
         const reason = `skill ${JSON.stringify(skill)} is not registered on board ${this.path}`;
-        this.run(`UPDATE tasks SET status = 'blocked', last_error = ?, updated_at = ? WHERE id = ?`, reason, now, taskId);
-        this.event(taskId, null, 'blocked', { reason }, now);
-        return { taskId, skill, reason };
-      });
+        const rows = this.all(HOT_SQL.readyTasksOfSkill, skill);
+        for (const r of rows) {
+          const taskId = String(r.id);
+          this.run(`UPDATE tasks SET status = 'blocked', last_error = ?, updated_at = ? WHERE id = ?`, reason, now, taskId);
+          this.event(taskId, null, 'blocked', { reason }, now);
+          blocked.push({ taskId, skill, reason });
+        }
+      }
+      return blocked;
     });
+  }
+
+  /** The skills that ready tasks name but the board does not have (a loose scan of tasks_ready_skill). */
+  private unknownReadySkills(): string[] {
+    const unknown: string[] = [];
+    let row = this.get(HOT_SQL.firstReadySkill);
+    while (row) {
+      const skill = String(row.skill);
+      if (!this.get('SELECT 1 FROM skills WHERE name = ?', skill)) unknown.push(skill);
+      row = this.get(HOT_SQL.nextReadySkill, skill);
+    }
+    return unknown;
   }
 
   async recordSpawn(runId: string, info: SpawnInfo, now: number): Promise<void> {
@@ -743,11 +786,7 @@ export class SqliteBoard implements Board {
   async liveRuns(): Promise<LiveRun[]> {
     return this.read(() =>
       this.all(
-        `SELECT r.*, t.status AS t_status, t.max_runtime_seconds AS t_max_runtime,
-                s.max_runtime_seconds AS s_max_runtime, s.heartbeat_timeout_seconds AS s_hb,
-                s.reclaim_grace_seconds AS s_grace, s.max_rss_mb AS s_rss
-           FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
-          WHERE r.exited_at IS NULL ORDER BY r.started_at`,
+        HOT_SQL.liveRuns,
       ).map((row) => ({
         ...toRun(row),
         taskStatus: row.t_status as TaskStatus,
@@ -819,16 +858,7 @@ export class SqliteBoard implements Board {
   async unaccountedRuns(): Promise<Array<{ run: Run; task: Task }>> {
     return this.read(() =>
       this.all(
-        `SELECT r.id AS r_id, r.task_id AS r_task_id, r.token AS r_token, r.status AS r_status, r.outcome AS r_outcome,
-                r.pid AS r_pid, r.pgid AS r_pgid, r.proc_start_time AS r_proc_start_time, r.boot_id AS r_boot_id,
-                r.started_at AS r_started_at, r.heartbeat_at AS r_heartbeat_at, r.progress AS r_progress,
-                r.ended_at AS r_ended_at, r.exit_code AS r_exit_code, r.signal AS r_signal, r.error AS r_error,
-                r.log_path AS r_log_path, r.stop_reason AS r_stop_reason, r.sigterm_at AS r_sigterm_at,
-                r.sigkill_at AS r_sigkill_at, r.exited_at AS r_exited_at, r.accounted_at AS r_accounted_at,
-                r.defer_until AS r_defer_until, r.stopped_on_request AS r_stopped_on_request, t.*
-           FROM runs r JOIN tasks t ON t.id = r.task_id
-          WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
-          ORDER BY r.ended_at`,
+        HOT_SQL.unaccountedRuns,
       ).map((row) => ({ run: toRun(row, 'r_'), task: toTask(row) })),
     );
   }
