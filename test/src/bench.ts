@@ -114,7 +114,7 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
     for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
     b.closeSync();
     spawnSync('sync');
-    const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log') });
+    const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log'), direct: true });
     let cpu = 0;
     const cpuPoll = setInterval(() => {
       const c = cpuSeconds(sup.pid);

@@ -358,13 +358,20 @@ export class Sup {
   constructor(
     readonly h: Harness,
     readonly db: string,
-    opts: { args?: string[]; env?: Record<string, string>; logFile: string },
+    /**
+     * direct: the supervisor writes its log straight into `logFile`, as a deployed one writes to a
+     * file or journald, and this process reads nothing (no lines, no waitFor): for measurements,
+     * where parsing the log here would take CPU from the machine being measured.
+     */
+    opts: { args?: string[]; env?: Record<string, string>; logFile: string; direct?: boolean },
   ) {
     const args = [CLI, '--db', db, 'run', '--pass-env', MARK_VAR, ...(opts.args ?? [])];
-    this.proc = h.spawn(process.execPath, args, { env: { LOG_LEVEL: 'info', ...opts.env }, stdio: 'pipe' });
-    this.pid = this.proc.pid!;
     const file = opts.logFile;
     mkdirSync(dirname(file), { recursive: true });
+    const fd = opts.direct ? openSync(file, 'a') : undefined;
+    this.proc = h.spawn(process.execPath, args, { env: { LOG_LEVEL: 'info', ...opts.env }, stdio: fd ?? 'pipe' });
+    if (fd !== undefined) closeSync(fd);
+    this.pid = this.proc.pid!;
     const onData = (d: Buffer) => {
       const text = String(d);
       appendFileSync(file, text);
@@ -384,8 +391,8 @@ export class Sup {
       this.waiters = [];
       for (const f of w) f();
     };
-    this.proc.stdout!.on('data', onData);
-    this.proc.stderr!.on('data', onData);
+    this.proc.stdout?.on('data', onData);
+    this.proc.stderr?.on('data', onData);
     this.exited = new Promise((resolve) => {
       if (this.proc.exitCode !== null || this.proc.signalCode !== null) resolve({ code: this.proc.exitCode, signal: this.proc.signalCode });
       else this.proc.once('exit', (code, signal) => resolve({ code, signal }));
