@@ -64,8 +64,15 @@ function workerBaseEnv(extra: Record<string, string>): Record<string, string> {
 /**
  * The physical limit: spawn `argv` `n` times with at most `conc` alive, the way the reaper spawns
  * (own process group, stdin ignored, stdout/stderr appended to a log file), no board at all.
+ * `env` may give each spawn its own environment (the i-th spawn gets env(i)).
  */
-async function physicalLimit(argv: string[], env: Record<string, string>, n: number, conc: number, logPath: string): Promise<{ tps: number; seconds: number; failures: number }> {
+async function physicalLimit(
+  argv: string[],
+  env: Record<string, string> | ((i: number) => Record<string, string>),
+  n: number,
+  conc: number,
+  logPath: string,
+): Promise<{ tps: number; seconds: number; failures: number }> {
   let started = 0;
   let done = 0;
   let failures = 0;
@@ -74,9 +81,9 @@ async function physicalLimit(argv: string[], env: Record<string, string>, n: num
     const next = () => {
       if (done === n) return resolve();
       while (started < n && started - done < conc) {
-        started++;
+        const i = started++;
         const fd = openSync(logPath, 'a');
-        const child = h.spawn(argv[0]!, argv.slice(1), { env, stdio: fd, exactEnv: true });
+        const child = h.spawn(argv[0]!, argv.slice(1), { env: typeof env === 'function' ? env(i) : env, stdio: fd, exactEnv: true });
         closeSync(fd);
         child.once('exit', (code) => {
           if (code !== 0) failures++;
@@ -91,6 +98,37 @@ async function physicalLimit(argv: string[], env: Record<string, string>, n: num
   return { tps: n / seconds, seconds, failures };
 }
 
+/**
+ * The same workers writing the same board, with no supervisor: every task is claimed up front (one
+ * transaction, before the clock starts), then the workers run as in physicalLimit, each with the
+ * variables the supervisor would give it, and report into the board. Separates what the workers'
+ * own fenced, fsync'd report costs from what the supervisor costs.
+ */
+async function boardLimit(argv: string[], skillEnv: Record<string, string>, n: number, conc: number, dir: string): Promise<{ tps: number; seconds: number; failures: number; done: number }> {
+  const db = join(dir, 'board', 'kanban.db');
+  const b = openBoard(db);
+  await b.putSkill({ name: 'noop', argv, env: skillEnv });
+  for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
+  const claims = await b.claimBatch(n, Date.now(), (runId) => join(dir, `${runId}.log`));
+  b.closeSync();
+  spawnSync('sync');
+  const envOf = (i: number) =>
+    workerBaseEnv({
+      ...skillEnv,
+      KANBAN_DB: db,
+      KANBAN_TASK_ID: claims[i]!.task.id,
+      KANBAN_RUN_ID: claims[i]!.run.id,
+      KANBAN_RUN_TOKEN: claims[i]!.token,
+      KANBAN_RECLAIM_GRACE_SECONDS: '30',
+      KANBAN_HEARTBEAT_TIMEOUT_SECONDS: '0',
+    });
+  const r = await physicalLimit(argv, envOf, n, conc, join(dir, 'workers.log'));
+  const c = openBoard(db);
+  const done = (c.db.prepare(`SELECT count(*) AS n FROM tasks WHERE status = 'done'`).get() as { n: number }).n;
+  c.closeSync();
+  return { ...r, done };
+}
+
 // =============================================================================== throughput
 
 async function throughputOne(label: string, argv: string[], skillEnv: Record<string, string>, n: number): Promise<void> {
@@ -101,7 +139,7 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
   await physicalLimit(argv, limitEnv, Math.min(20, n), P.conc, join(base, 'limit-warm.log'));
   // These machines share their CPUs with others (steal time comes and goes within seconds), so
   // the limit and the supervisor take turns, round after round; the figure is the median ratio.
-  const rounds: Array<{ ratio: number; tps: number; limitTps: number; cpu: number; seconds: number; phases: Record<string, number> }> = [];
+  const rounds: Array<{ ratio: number; boardRatio: number; tps: number; limitTps: number; boardTps: number; cpu: number; seconds: number; phases: Record<string, number> }> = [];
   for (let round = 0; round < P.rounds; round++) {
     const dir = join(base, `round-${round}`);
     const db = join(dir, 'board', 'kanban.db');
@@ -109,6 +147,13 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
     // would otherwise land in this side's fsyncs).
     spawnSync('sync');
     const limit = await physicalLimit(argv, limitEnv, n, P.conc, join(base, 'limit.log'));
+    spawnSync('sync');
+    const boardSide = await boardLimit(argv, skillEnv, n, P.conc, join(dir, 'no-supervisor'));
+    if (boardSide.done !== n || boardSide.failures > 0) {
+      failed = true;
+      res.add({ scenario: S, figure: `${label}: workers reporting into a board without a supervisor (round ${round + 1})`, value: `${boardSide.done}/${n} done, ${boardSide.failures} failed`, target: `${n}/${n}`, pass: false });
+      return;
+    }
     const b = openBoard(db);
     await b.putSkill({ name: 'noop', argv, env: skillEnv });
     for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
@@ -134,7 +179,7 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
     }
     const seconds = (r.t1 - r.t0) / 1000;
     const tps = r.done / seconds;
-    rounds.push({ ratio: tps / limit.tps, tps, limitTps: limit.tps, cpu, seconds, phases });
+    rounds.push({ ratio: tps / limit.tps, boardRatio: tps / boardSide.tps, tps, limitTps: limit.tps, boardTps: boardSide.tps, cpu, seconds, phases });
   }
   // The median round (rounds are odd in number): its ratio is the figure, its details the notes.
   const mid = [...rounds].sort((x, y) => x.ratio - y.ratio)[Math.floor((rounds.length - 1) / 2)]!;
@@ -154,7 +199,18 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
       `medians: claim→spawned ${fmt(ph.claimToSpawn!, 1)} ms, spawned→report ${fmt(ph.spawnToReport!, 1)} ms, report→exit ${fmt(ph.reportToExit!, 1)} ms, ` +
       `exit→accounted ${fmt(ph.exitToAccount!, 1)} ms, exit→slot claimed again ${fmt(ph.exitToRefill!, 1)} ms`,
   });
-  res.extra[`throughput ${label}`] = { n, conc: P.conc, rounds, ratio };
+  // Where the gap comes from: the same workers reporting into a board with nobody supervising them.
+  const bmid = [...rounds].sort((x, y) => x.boardRatio - y.boardRatio)[Math.floor((rounds.length - 1) / 2)]!;
+  res.add({
+    scenario: S,
+    figure: `${label}: supervisor ÷ the same workers reporting into a board, no supervisor (claims made beforehand)`,
+    value: `${fmt(bmid.boardRatio, 2)} (${fmt(bmid.tps)} vs ${fmt(bmid.boardTps)} tasks/s)`,
+    number: bmid.boardRatio,
+    target: `none: it shows what the workers' own board writes cost (without a supervisor they reach ${rounds.map((x) => fmt(x.boardTps / x.limitTps, 2)).join(', ')} of the limit per round)`,
+    pass: null,
+    note: `ratios per round ${rounds.map((x) => fmt(x.boardRatio, 2)).join(', ')}`,
+  });
+  res.extra[`throughput ${label}`] = { n, conc: P.conc, rounds, ratio, boardRatio: bmid.boardRatio };
 }
 
 /** Where a task's time goes, from the board's own timestamps (medians, ms). */
