@@ -38,7 +38,6 @@ export interface SqliteBoardOptions extends OpenOptions {
 
 type Row = Record<string, unknown>;
 
-
 /**
  * The statements the supervisor runs every tick. Each must stay flat in the board's size (an index
  * seek, never a scan or a sort of the queue): test/board.test.ts checks their query plans.
