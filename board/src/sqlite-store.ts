@@ -294,14 +294,18 @@ export class SqliteBoard implements Board {
       this.stmt('COMMIT').run();
       return out;
     } catch (e) {
-      if (this.db.inTransaction) {
-        try {
-          this.stmt('ROLLBACK').run();
-        } catch {
-          /* keep the original error */
-        }
-      }
+      this.rollbackQuietly();
       throw e;
+    }
+  }
+
+  /** Roll back the open transaction, if any; a failing ROLLBACK never hides the error being handled. */
+  private rollbackQuietly(): void {
+    if (!this.db.open || !this.db.inTransaction) return;
+    try {
+      this.stmt('ROLLBACK').run();
+    } catch {
+      /* keep the original error (closing the connection rolls back too) */
     }
   }
 
@@ -349,13 +353,7 @@ export class SqliteBoard implements Board {
     try {
       this.stmt('COMMIT').run();
     } catch (e) {
-      if (this.db.inTransaction) {
-        try {
-          this.stmt('ROLLBACK').run();
-        } catch {
-          /* keep the original error */
-        }
-      }
+      this.rollbackQuietly();
       throw new WriteGroupLostError(this.path, this.wrap(e));
     }
   }
@@ -364,13 +362,7 @@ export class SqliteBoard implements Board {
     const g = this.group;
     this.group = null;
     // A group left uncommitted (its owner failed before commitGroup) is rolled back, never half-kept.
-    if (g?.begun && this.db.open && this.db.inTransaction) {
-      try {
-        this.stmt('ROLLBACK').run();
-      } catch {
-        /* closing the connection rolls back too */
-      }
-    }
+    if (g?.begun) this.rollbackQuietly();
   }
 
   /**

@@ -68,6 +68,9 @@ const SAMPLE_INTERVAL_MS = 5000;
  */
 const SUPERVISOR_CONNECTION = { busyTimeoutMs: 50, busyRetries: 3 } as const;
 
+/** The spawns of one dispatch, as they go on the board (recordSpawns). */
+type SpawnBatch = { at: number; items: Array<{ runId: string; info: SpawnInfo }> };
+
 export interface SupervisorOptions {
   standby?: boolean;
   untilIdle?: boolean;
@@ -135,9 +138,9 @@ export class Supervisor {
   /** Exit observations made while the board could not take them; written once it is healthy. */
   private heldObs: ExitObservation[] = [];
   /** Spawns not yet on the board: written with the next tick's group (one commit per tick). */
-  private pendingSpawns: Array<{ at: number; items: Array<{ runId: string; info: SpawnInfo }> }> = [];
+  private pendingSpawns: SpawnBatch[] = [];
   /** What the open write group holds that lives only in memory: restored if the group is lost. */
-  private uncommitted: { obs: ExitObservation[]; spawns: Array<{ at: number; items: Array<{ runId: string; info: SpawnInfo }> }> } = { obs: [], spawns: [] };
+  private uncommitted: { obs: ExitObservation[]; spawns: SpawnBatch[] } = { obs: [], spawns: [] };
   private pollTimer: NodeJS.Timeout | null = null;
   private resolveDone!: (code: number) => void;
   readonly done: Promise<number>;
@@ -433,8 +436,7 @@ export class Supervisor {
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (!this.quarantine) {
       try {
-        for (const b of this.pendingSpawns.splice(0)) await this.board.recordSpawns(b.items, b.at);
-        if (this.heldObs.length) await this.board.recordExits(this.heldObs.splice(0));
+        await this.writeHeld();
         await this.board.setOwner({ pid: process.pid, host: hostname(), startedAt: this.startedAt, state: 'stopped', detail: this.ownerDetail() });
       } catch {
         /* best effort */
@@ -633,8 +635,8 @@ export class Supervisor {
 
   private async detect(live: LiveRun[], now: number): Promise<void> {
     const obs: ExitObservation[] = [];
-    // Runs whose end is observed but not on the board yet (their write failed and waits for the
-    // next try): not crashes to detect.
+    // Runs whose end is observed but not on the board yet (written at the accounting, or waiting
+    // for a retry after a failed write): not crashes to detect.
     const observed = new Set(this.heldObs.map((o) => o.runId));
     for (const run of live) {
       if (this.workers.has(run.id) || observed.has(run.id)) continue;
