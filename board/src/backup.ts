@@ -13,23 +13,32 @@
  *
  * A backup is made in a temporary folder and renamed to its final name `<base>.<16 hex>`; when two
  * processes race, the rename of the second fails with EEXIST/ENOTEMPTY and it keeps the winner's.
+ *
+ * The board's folder is one that workers can write: every file is opened without following a
+ * symlink and without blocking (a FIFO planted as `<board>-wal` cannot hang the helper), and must
+ * be a regular file owned by this process's user. An unsafe -wal or -shm is left out of the backup
+ * and the fingerprint (and named in `skipped`); an unsafe database file refuses the backup. A board
+ * path that is itself a symlink is read through its target (the path the supervisor resolved).
  */
 import { fsyncDir } from './fsutil.js';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
+  constants as FS,
   existsSync,
   fsyncSync,
+  lstatSync,
   mkdirSync,
   openSync,
   readdirSync,
   readSync,
+  realpathSync,
   renameSync,
   rmSync,
-  statSync,
   statfsSync,
   writeSync,
 } from 'node:fs';
+import { UnsafeFileError, isOwnDirectory, openSafe } from '@kanban-supervisor/reaper/safe-fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BoardError } from './errors.js';
@@ -57,6 +66,8 @@ export interface BackupResult {
   pruned: string[];
   /** True when this call copied the board but another process renamed its copy into place first. */
   raced: boolean;
+  /** Side files (-wal, -shm) left out because they were not safe to read (why, naming the file). */
+  skipped?: string[];
 }
 
 /** Absolute path of the compiled helper script: `node BACKUP_MAIN BOARD_PATH` prints a BackupResult as JSON. */
@@ -67,14 +78,28 @@ export const DEFAULT_BACKUP_MAX_BYTES = 1024 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
 const STALE_TMP_MS = 60 * 60 * 1000;
 
-/** The board's files that take part in a backup: [suffix, absolute path, size]; missing ones are left out. */
+/** The path the board's files are read through: the target when the board path is a symlink. */
+function sourceOf(abs: string): string {
+  try {
+    return lstatSync(abs).isSymbolicLink() ? realpathSync(abs) : abs;
+  } catch {
+    return abs;
+  }
+}
+
+/**
+ * The board's files that take part in a backup: [suffix, absolute path, size] (by lstat: nothing
+ * is followed or opened; size 0 for what is not a regular file, which hashFile then refuses);
+ * missing ones are left out.
+ */
 function boardFiles(abs: string): Array<{ suffix: '' | '-wal' | '-shm'; path: string; size: number }> {
   const out: Array<{ suffix: '' | '-wal' | '-shm'; path: string; size: number }> = [];
+  const src = sourceOf(abs);
   for (const suffix of ['', '-wal', '-shm'] as const) {
-    const p = abs + suffix;
+    const p = src + suffix;
     try {
-      const st = statSync(p);
-      if (st.isFile()) out.push({ suffix, path: p, size: st.size });
+      const st = lstatSync(p);
+      out.push({ suffix, path: p, size: st.isFile() ? st.size : 0 });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
@@ -91,11 +116,12 @@ function assertNoConnection(abs: string, what: string): void {
 }
 
 /**
- * Read a file in chunks, optionally copying it to `copyTo` (created 0600, fsynced) meanwhile.
- * Returns the bytes read and the SHA-256 (hex) of what was read.
+ * Read a file in chunks (opened without following a symlink or blocking, checked to be a regular
+ * file of ours: UnsafeFileError otherwise), optionally copying it to `copyTo` (created 0600,
+ * exclusively, fsynced) meanwhile. Returns the bytes read and the SHA-256 (hex) of what was read.
  */
 function hashFile(path: string, copyTo: string | null): { total: number; digest: string } {
-  const fd = openSync(path, 'r');
+  const { fd } = openSafe(path, FS.O_RDONLY);
   let out: number | null = null;
   try {
     out = copyTo === null ? null : openSync(copyTo, 'wx', 0o600);
@@ -130,20 +156,31 @@ export function damageFingerprint(boardPath: string): string {
   return fingerprintOf(abs, null).fingerprint;
 }
 
-function fingerprintOf(abs: string, copyDir: string | null): { fingerprint: string; bytes: number } {
+function fingerprintOf(abs: string, copyDir: string | null): { fingerprint: string; bytes: number; skipped: string[] } {
   const files = boardFiles(abs);
   if (!files.some((f) => f.suffix === '')) throw new BoardError(`board ${abs} does not exist`);
   const hash = createHash('sha256');
   let bytes = 0;
+  const skipped: string[] = [];
   for (const f of files) {
     if (f.suffix === '-shm' && copyDir === null) continue; // not part of the fingerprint
     const dest = copyDir === null ? null : join(copyDir, basename(abs) + f.suffix);
-    const { total, digest } = hashFile(f.path, dest);
+    let r: { total: number; digest: string };
+    try {
+      r = hashFile(f.path, dest);
+    } catch (e) {
+      if (!(e instanceof UnsafeFileError)) throw e;
+      if (f.suffix === '') throw new BoardError(`board ${e.message}; it was not backed up`);
+      skipped.push(e.message);
+      if (dest !== null) rmSync(dest, { force: true });
+      continue;
+    }
+    const { total, digest } = r;
     bytes += total;
     // The database always counts; the -wal only when it holds something; the -shm never.
     if (f.suffix === '' || (f.suffix === '-wal' && total > 0)) hash.update(`${f.suffix === '' ? 'db' : 'wal'}\0${total}\0${digest}\n`);
   }
-  return { fingerprint: hash.digest('hex'), bytes };
+  return { fingerprint: hash.digest('hex'), bytes, skipped };
 }
 
 
@@ -151,7 +188,7 @@ function dirBytes(dir: string): number {
   let total = 0;
   for (const name of readdirSync(dir)) {
     try {
-      total += statSync(join(dir, name)).size;
+      total += lstatSync(join(dir, name)).size;
     } catch {
       /* removed meanwhile */
     }
@@ -174,7 +211,7 @@ export function listBackups(boardPath: string, opts: { backupsDir?: string } = {
     if (!re.test(name)) continue;
     const dir = join(backupsDir, name);
     try {
-      const st = statSync(dir);
+      const st = lstatSync(dir);
       if (st.isDirectory()) out.push({ dir, mtimeMs: st.mtimeMs, bytes: dirBytes(dir) });
     } catch {
       /* pruned by another process meanwhile */
@@ -207,7 +244,7 @@ function prune(abs: string, backupsDir: string, keep: number, maxBytes: number, 
     if (!name.startsWith(tmpPrefix)) continue;
     const p = join(backupsDir, name);
     try {
-      if (Date.now() - statSync(p).mtimeMs > STALE_TMP_MS) rmSync(p, { recursive: true, force: true });
+      if (Date.now() - lstatSync(p).mtimeMs > STALE_TMP_MS) rmSync(p, { recursive: true, force: true });
     } catch {
       /* gone */
     }
@@ -234,6 +271,9 @@ export function backupDamaged(boardPath: string, opts: BackupOptions = {}): Back
   if (existsSync(dirFor(first))) return { created: false, dir: dirFor(first), fingerprint: first, bytes: 0, pruned: [], raced: false };
 
   mkdirSync(backupsDir, { recursive: true, mode: 0o700 });
+  if (!isOwnDirectory(backupsDir)) {
+    throw new BoardError(`backups folder ${backupsDir} is not a folder of this process's user (a symlink, or another owner's); the damaged board ${abs} was not backed up`);
+  }
   const need = boardFiles(abs).reduce((s, f) => s + f.size, 0);
   try {
     const fs = statfsSync(backupsDir);
@@ -252,7 +292,7 @@ export function backupDamaged(boardPath: string, opts: BackupOptions = {}): Back
   mkdirSync(tmp, { mode: 0o700 });
   try {
     // Copy and hash in one pass: the folder is named after what it actually holds.
-    const { fingerprint, bytes } = fingerprintOf(abs, tmp);
+    const { fingerprint, bytes, skipped } = fingerprintOf(abs, tmp);
     fsyncDir(tmp);
     const final = dirFor(fingerprint);
     try {
@@ -261,13 +301,13 @@ export function backupDamaged(boardPath: string, opts: BackupOptions = {}): Back
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EEXIST' || code === 'ENOTEMPTY') {
         rmSync(tmp, { recursive: true, force: true });
-        return { created: false, dir: final, fingerprint, bytes: 0, pruned: [], raced: true };
+        return { created: false, dir: final, fingerprint, bytes: 0, pruned: [], raced: true, ...(skipped.length ? { skipped } : {}) };
       }
       throw e;
     }
     fsyncDir(backupsDir);
     const pruned = prune(abs, backupsDir, keep, maxBytes, final);
-    return { created: true, dir: final, fingerprint, bytes, pruned, raced: false };
+    return { created: true, dir: final, fingerprint, bytes, pruned, raced: false, ...(skipped.length ? { skipped } : {}) };
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -47,6 +47,18 @@ export class BoardInputError extends BoardError {
 }
 
 /**
+ * The board path itself is wrong (a directory, a missing folder, a board file with several hard
+ * links, not writable by this user): a configuration error, exit status 2 in the CLI.
+ */
+export class BoardPathError extends BoardError {
+  override name = 'BoardPathError';
+  readonly exitCode = 2;
+  constructor(readonly path: string, readonly detail: string, options?: { cause?: unknown }) {
+    super(`board ${path} ${detail}`, options);
+  }
+}
+
+/**
  * The writes of a group (one transaction for a supervisor tick) did not land: the commit failed,
  * or SQLite rolled the whole transaction back under an earlier write. Nothing of the group is on
  * the board; `cause` is the SQLite error, and classifies this error.
@@ -58,7 +70,15 @@ export class WriteGroupLostError extends BoardError {
   }
 }
 
-export type ErrorClass = 'busy' | 'damaged' | 'io' | 'other';
+/**
+ * busy: contention. damaged: the file is not a sound database. io: an I/O failure, transient until
+ * a check confirms damage. access: this process may not open or write the board (permissions, a
+ * read-only file or filesystem): never damage, never a reason to quarantine or back up. other: the rest.
+ */
+export type ErrorClass = 'busy' | 'damaged' | 'io' | 'access' | 'other';
+
+/** errno codes (from `fs` or the OS) that mean "not allowed", not "broken". */
+const ACCESS_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS']);
 
 interface SqliteLikeError {
   code?: unknown;
@@ -67,16 +87,20 @@ interface SqliteLikeError {
 
 /**
  * Classify an error from SQLite: BUSY/LOCKED are contention, never damage; CORRUPT/NOTADB are
- * damage; IOERR is transient until a header check and quick_check confirm damage.
+ * damage; IOERR is transient until a header check and quick_check confirm damage; READONLY/PERM/AUTH
+ * and EACCES/EPERM/EROFS (from the header check through `fs`) are access, never damage.
  */
 export function classifyError(err: unknown): ErrorClass {
   if (err instanceof BoardDamagedError) return 'damaged';
   if (err instanceof WriteGroupLostError) return classifyError(err.cause);
+  // A path refused because of the errno it met (EACCES …) is classified by that errno.
+  if (err instanceof BoardPathError && err.cause !== undefined) return classifyError(err.cause);
   const e = err as SqliteLikeError | null;
   const code = typeof e?.code === 'string' ? e.code : '';
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'busy';
   if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return 'damaged';
   if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_FULL') return 'io';
+  if (code.startsWith('SQLITE_READONLY') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH' || ACCESS_ERRNO.has(code)) return 'access';
   return 'other';
 }
 

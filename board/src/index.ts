@@ -1,7 +1,7 @@
 export * from './errors.js';
 export * from './types.js';
 export * from './ids.js';
-export { openDatabase, holdsConnection, checkHeaderByFs, filesystemType, initLockPath, openLockDatabase, SQLITE_MAGIC, type Db, type OpenOptions } from './open.js';
+export { openDatabase, resolveBoardPath, holdsConnection, checkHeaderByFs, filesystemType, initLockPath, openLockDatabase, SQLITE_MAGIC, type BoardPathOptions, type Db, type OpenOptions } from './open.js';
 export { SqliteBoard, HOT_SQL, type SqliteBoardOptions } from './sqlite-store.js';
 export { SCHEMA_VERSION } from './schema.js';
 export { OwnerLock, ownerLockPath, type LockAttempt } from './lock.js';

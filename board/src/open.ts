@@ -10,9 +10,9 @@
  *   is no silent fallback to another journal mode.
  */
 import Database from 'better-sqlite3';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
-import { BoardDamagedError, BoardError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { BoardDamagedError, BoardPathError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 export type Db = Database.Database;
@@ -29,6 +29,105 @@ export interface OpenOptions {
 export const SQLITE_MAGIC = 'SQLite format 3\u0000';
 export const JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024;
 export const WAL_AUTOCHECKPOINT_PAGES = 1000;
+
+export interface BoardPathOptions {
+  /** Refuse a missing board file (every CLI command but `init`, `skill add` and `run`). */
+  mustExist?: boolean;
+  /** Refuse a missing board file whose folder does not exist either (`run`, outside the default location). */
+  folderMustExist?: boolean;
+  /**
+   * Accept a board file with more than one hard link. Only for a process given its path by the
+   * board's owner (a worker), which checked it: a link made later must not fail runs.
+   */
+  allowHardLinks?: boolean;
+}
+
+function errnoOf(e: unknown): string {
+  return String((e as NodeJS.ErrnoException)?.code ?? '');
+}
+
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a regular file';
+}
+
+/**
+ * The path of the board at `path`, checked before anything opens it, and the one path every file
+ * of the board is derived from (owner lock, -wal, -shm, logs/, spool/, status file):
+ * - a board file that is a symbolic link is replaced by the real path of its target, so every path
+ *   to one board reaches the same owner lock (a symlinked folder needs nothing: the side files
+ *   live in the same folder);
+ * - a board file with more than one hard link is refused (BoardPathError): two names of one file
+ *   would get two owner locks and two -wal files, i.e. two owners and a split journal;
+ * - a directory, FIFO, socket or device is refused; so is a path through a non-folder;
+ * - a missing board file is refused with `mustExist`, or with `folderMustExist` when its folder is missing too.
+ * Never opens the file (no POSIX lock of this process can be dropped by it).
+ */
+export function resolveBoardPath(path: string, opts: BoardPathOptions = {}): string {
+  if (path.trim() === '') throw new BoardPathError('""', 'is not a path: the board path is empty');
+  const given = resolve(path);
+  let abs = given;
+  let st: Stats | null;
+  try {
+    st = lstatSync(abs);
+  } catch (e) {
+    const code = errnoOf(e);
+    if (code === 'ENOENT') st = null;
+    else if (code === 'ENOTDIR') throw new BoardPathError(abs, 'cannot exist: a component of its folder path is not a folder', { cause: e });
+    else throw new BoardPathError(abs, `cannot be looked up: ${(e as Error).message}`, { cause: e });
+  }
+  if (st?.isSymbolicLink()) {
+    let target = '?';
+    try {
+      target = readlinkSync(abs);
+    } catch {
+      /* named as '?' */
+    }
+    try {
+      abs = realpathSync(abs);
+      st = statSync(abs);
+    } catch (e) {
+      throw new BoardPathError(given, `is a symbolic link to ${JSON.stringify(target)}, which cannot be resolved (${errnoOf(e) || (e as Error).message}); give the path of the board file itself`, { cause: e });
+    }
+  }
+  const via = abs === given ? '' : ` (reached through the symbolic link ${given})`;
+  if (st) {
+    if (st.isDirectory()) {
+      throw new BoardPathError(abs, `${via} is a directory; --db (KANBAN_DB) must name the board file, e.g. ${join(abs, 'kanban.db')}`.trimStart());
+    }
+    if (!st.isFile()) throw new BoardPathError(abs, `${via} is ${kindOf(st)}, not a board file`.trimStart());
+    if (st.nlink > 1 && !opts.allowHardLinks) {
+      throw new BoardPathError(
+        abs,
+        (
+          `${via} has ${st.nlink} hard links: another name reaches the same file, and each name would get its own owner lock and its own -wal (two owners, a split journal). ` +
+          `Keep one name (find the others with \`find / -xdev -samefile ${abs}\`) and remove the other links`
+        ).trimStart(),
+      );
+    }
+    return abs;
+  }
+  if (opts.mustExist) throw new BoardPathError(abs, `does not exist; create it with \`kanban-supervisor --db ${abs} init\``);
+  const dir = dirname(abs);
+  let dst: Stats | null = null;
+  try {
+    dst = statSync(dir);
+  } catch (e) {
+    if (errnoOf(e) !== 'ENOENT') throw new BoardPathError(abs, `cannot be created: its folder ${dir} cannot be looked up (${(e as Error).message})`, { cause: e });
+  }
+  if (dst && !dst.isDirectory()) throw new BoardPathError(abs, `cannot be created: ${dir} is not a folder`);
+  if (!dst && opts.folderMustExist) {
+    throw new BoardPathError(
+      abs,
+      `does not exist, nor does its folder ${dir} (a mistyped path?); it is not created here: create the board with \`kanban-supervisor --db ${abs} init\``,
+    );
+  }
+  return abs;
+}
 
 /** Connections this process holds, by real path of the DB file. */
 const held = new Map<string, number>();
@@ -237,16 +336,18 @@ function migrate(db: Db, abs: string): void {
  * Throws BoardDamagedError, SchemaTooNewError, WalUnavailableError or BoardError naming the path.
  */
 export function openDatabase(path: string, opts: OpenOptions = {}): Db {
-  const abs = resolve(path);
+  // Symlink resolved, type checked (a directory or FIFO is refused, never opened); hard links are
+  // the callers' business (resolveBoardPath without allowHardLinks at every entry point).
+  const abs = resolveBoardPath(path, { allowHardLinks: true });
   const create = opts.create ?? true;
-  if (opts.readonly && !existsSync(abs)) throw new BoardError(`board ${abs} does not exist`);
+  if (opts.readonly && !existsSync(abs)) throw new BoardPathError(abs, 'does not exist');
   if (!opts.readonly) {
     const fs = filesystemType(dirname(abs)) ?? (existsSync(dirname(abs)) ? null : filesystemType(dirname(dirname(abs))));
     if (fs && NETWORK_FS.has(fs.type)) {
       throw new WalUnavailableError(abs, `it is on a network filesystem (${fs.type} at ${fs.mount}); SQLite WAL needs local shared memory`);
     }
     if (create) ensureFile(abs);
-    else if (!existsSync(abs)) throw new BoardError(`board ${abs} does not exist (run \`kanban-supervisor init\`)`);
+    else if (!existsSync(abs)) throw new BoardPathError(abs, 'does not exist (run `kanban-supervisor init`)');
   }
   if (!holdsConnection(abs)) checkHeaderByFs(abs);
   let db: Db;

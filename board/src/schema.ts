@@ -102,6 +102,19 @@ CREATE TABLE owner (
     version: 2,
     sql: `CREATE INDEX tasks_ready_skill ON tasks (skill) WHERE status = 'ready';`,
   },
+  {
+    // pass_env: the names of variables a skill's workers get from the supervisor's environment at
+    // spawn (names only: the values are never stored). The UPDATE rewrites the few skill rows with
+    // the new column, so every row's record has the table's full column count (a salvage's page
+    // scan matches records by their column count).
+    // runs_started: `runs` across tasks, newest first, without sorting every run (tasks, flags).
+    version: 3,
+    sql: `
+ALTER TABLE skills ADD COLUMN pass_env TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(pass_env) AND json_type(pass_env) = 'array');
+UPDATE skills SET pass_env = '[]';
+CREATE INDEX runs_started ON runs (started_at);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

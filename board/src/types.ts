@@ -12,6 +12,8 @@ export interface SkillInput {
   argv: string[];
   cwd?: string | null;
   env?: Record<string, string>;
+  /** Names of variables the skill's workers get from the supervisor's environment at spawn (names only; values are never stored). */
+  passEnv?: string[];
   maxRuntimeSeconds?: number | null;
   heartbeatTimeoutSeconds?: number | null;
   reclaimGraceSeconds?: number | null;
@@ -23,6 +25,8 @@ export interface Skill {
   argv: string[];
   cwd: string | null;
   env: Record<string, string>;
+  /** Names of variables passed from the supervisor's environment at spawn. */
+  passEnv: string[];
   maxRuntimeSeconds: number | null;
   heartbeatTimeoutSeconds: number | null;
   reclaimGraceSeconds: number | null;
@@ -159,6 +163,24 @@ export interface OwnerInfo {
   detail: string | null;
 }
 
+/** A run with what `runs` and `status` show about its task. */
+export interface RunListing extends Run {
+  taskTitle: string;
+  taskStatus: TaskStatus;
+  skill: string;
+  /** The run's place among its task's runs, from 1 (the order `show` lists them in). */
+  attempt: number;
+}
+
+export interface RunFilter {
+  taskId?: string;
+  outcome?: RunOutcome;
+  /** Only runs whose processes may be alive (not yet confirmed gone). */
+  live?: boolean;
+  /** Most runs returned (default 100), newest first. */
+  limit?: number;
+}
+
 export interface TaskDetail {
   task: Task;
   runs: Run[];
@@ -183,11 +205,21 @@ export interface Board {
   // Tasks (operator)
   createTask(input: TaskInput): Promise<Task>;
   getTask(id: string): Promise<Task | null>;
-  listTasks(filter?: { status?: TaskStatus; limit?: number }): Promise<Task[]>;
+  listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]>;
   showTask(id: string): Promise<TaskDetail | null>;
   cancelTask(id: string): Promise<Task>;
   blockTask(id: string, reason: string): Promise<Task>;
   unblockTask(id: string): Promise<Task>;
+  /**
+   * A blocked, cancelled or done task becomes ready again for a new attempt, its failure counter
+   * reset (event `retried`). Refused (BoardInputError) for a ready or running task, and while any
+   * run of the task has not ended and been accounted (its worker may still be alive).
+   */
+  retryTask(id: string): Promise<Task>;
+  /** One run by id (null if none). */
+  getRun(id: string): Promise<Run | null>;
+  /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */
+  listRuns(filter?: RunFilter): Promise<RunListing[]>;
   counts(): Promise<BoardCounts>;
   /** True when nothing is ready (now or later), running, or awaiting accounting. */
   idle(): Promise<boolean>;

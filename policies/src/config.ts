@@ -2,6 +2,7 @@
  * Configuration: environment variables, overridden by CLI flags, validated once.
  * Every failure names the variable (or flag) and the value it got.
  */
+import { LIMITS, type LimitRange } from './limits.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -14,15 +15,17 @@ export interface IntSpec {
   max: number;
 }
 
+const span = (spec: IntSpec) => `from ${spec.min} to ${spec.max}`;
+
 /** Parse a whole number in [min, max]; `name` is what the message blames. */
 export function parseIntStrict(name: string, raw: string, spec: IntSpec): number {
   const text = raw.trim();
   if (!/^[+-]?\d+$/.test(text)) {
-    throw new ConfigError(`${name} must be an integer from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(`${name} must be an integer ${span(spec)}, got ${JSON.stringify(raw)}`);
   }
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < spec.min || n > spec.max) {
-    throw new ConfigError(`${name} must be an integer from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(`${name} must be an integer ${span(spec)}, got ${JSON.stringify(raw)}`);
   }
   return n;
 }
@@ -31,17 +34,29 @@ export function parseIntStrict(name: string, raw: string, spec: IntSpec): number
 export function parseNumberStrict(name: string, raw: string, spec: IntSpec): number {
   const text = raw.trim();
   if (!/^[+-]?(\d+(\.\d*)?|\.\d+)$/.test(text)) {
-    throw new ConfigError(`${name} must be a number from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(`${name} must be a number ${span(spec)}, got ${JSON.stringify(raw)}`);
   }
   const n = Number(text);
   if (!Number.isFinite(n) || n < spec.min || n > spec.max) {
-    throw new ConfigError(`${name} must be a number from ${spec.min} to ${spec.max}, got ${JSON.stringify(raw)}`);
+    throw new ConfigError(`${name} must be a number ${span(spec)}, got ${JSON.stringify(raw)}`);
   }
   return n;
 }
 
+/**
+ * Parse a per-skill or per-task limit given as text (a CLI flag) against its range in LIMITS, the
+ * same range the board, the supervisor and the worker runtime accept. `name` is what the message blames.
+ */
+export function parseLimit(name: string, raw: string, range: LimitRange): number {
+  return range.integer ? parseIntStrict(name, raw, range) : parseNumberStrict(name, raw, range);
+}
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Supervisor log format: `auto` is pretty on a terminal and JSON lines otherwise. */
+export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export interface SupervisorConfig {
   db: string;
@@ -56,13 +71,14 @@ export interface SupervisorConfig {
   heartbeatTimeoutSeconds: number;
   tickIntervalMs: number;
   logLevel: LogLevel;
+  logFormat: LogFormat;
   maxWorkerRssMb: number;
   logMaxBytes: number;
   quarantineProbeSeconds: number;
   stormDistinctTasks: number;
 }
 
-type Kind = 'int' | 'number' | 'string' | 'level';
+type Kind = 'int' | 'number' | 'string' | 'level' | 'format';
 
 interface VarSpec {
   key: keyof SupervisorConfig;
@@ -78,17 +94,18 @@ interface VarSpec {
 export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'db', env: 'KANBAN_DB', flag: '--db', kind: 'string', def: './.kanban/kanban.db', help: 'board path' },
   { key: 'maxConcurrentWorkers', env: 'MAX_CONCURRENT_WORKERS', flag: '--max-concurrent-workers', kind: 'int', def: '4', range: { min: 1, max: 1024 }, help: 'live workers at once' },
-  { key: 'reclaimGraceSeconds', env: 'RECLAIM_GRACE_SECONDS', flag: '--reclaim-grace', kind: 'number', def: '30', range: { min: 0, max: 86_400 }, help: 'SIGTERM → SIGKILL grace' },
+  { key: 'reclaimGraceSeconds', env: 'RECLAIM_GRACE_SECONDS', flag: '--reclaim-grace', kind: 'number', def: '30', range: LIMITS.reclaimGraceSeconds, help: 'SIGTERM → SIGKILL grace' },
   { key: 'crashGraceSeconds', env: 'CRASH_GRACE_SECONDS', flag: '--crash-grace', kind: 'number', def: '30', range: { min: 0, max: 86_400 }, help: 'how young a run whose pid looks dead may be before it is judged crashed' },
-  { key: 'failureLimit', env: 'FAILURE_LIMIT', flag: '--failure-limit', kind: 'int', def: '2', range: { min: 1, max: 1000 }, help: 'counted failures in a row before blocked' },
+  { key: 'failureLimit', env: 'FAILURE_LIMIT', flag: '--failure-limit', kind: 'int', def: '2', range: LIMITS.failureLimit, help: 'attempts per task: blocked after this many counted failures in a row (task --max-attempts overrides)' },
   { key: 'backoffBaseSeconds', env: 'BACKOFF_BASE_SECONDS', flag: '--backoff-base', kind: 'number', def: '1', range: { min: 0, max: 86_400 }, help: 'first retry delay' },
   { key: 'backoffFactor', env: 'BACKOFF_FACTOR', flag: '--backoff-factor', kind: 'number', def: '4', range: { min: 1, max: 100 }, help: 'growth of the retry delay' },
   { key: 'backoffMaxSeconds', env: 'BACKOFF_MAX_SECONDS', flag: '--backoff-max', kind: 'number', def: '300', range: { min: 0, max: 604_800 }, help: 'retry delay cap' },
-  { key: 'maxRuntimeSeconds', env: 'MAX_RUNTIME_SECONDS', flag: '--max-runtime', kind: 'number', def: '3600', range: { min: 0.1, max: 31_536_000 }, help: 'default max runtime per run' },
-  { key: 'heartbeatTimeoutSeconds', env: 'HEARTBEAT_TIMEOUT_SECONDS', flag: '--heartbeat-timeout', kind: 'number', def: '0', range: { min: 0, max: 31_536_000 }, help: 'default stall limit (0 = off)' },
+  { key: 'maxRuntimeSeconds', env: 'MAX_RUNTIME_SECONDS', flag: '--max-runtime', kind: 'number', def: '3600', range: LIMITS.maxRuntimeSeconds, help: 'default max runtime per run' },
+  { key: 'heartbeatTimeoutSeconds', env: 'HEARTBEAT_TIMEOUT_SECONDS', flag: '--heartbeat-timeout', kind: 'number', def: '0', range: LIMITS.heartbeatTimeoutSeconds, help: 'default stall limit (0 = off)' },
   { key: 'tickIntervalMs', env: 'TICK_INTERVAL_MS', flag: '--tick-interval-ms', kind: 'int', def: '1000', range: { min: 10, max: 60_000 }, help: 'longest time between ticks' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: '--log-level', kind: 'level', def: 'info', help: 'pino level' },
-  { key: 'maxWorkerRssMb', env: 'MAX_WORKER_RSS_MB', flag: '--max-worker-rss-mb', kind: 'int', def: '0', range: { min: 0, max: 16_777_216 }, help: 'default memory limit per worker process group (0 = off)' },
+  { key: 'logFormat', env: 'LOG_FORMAT', flag: '--log-format', kind: 'format', def: 'auto', help: 'pretty (one line per event), json (JSON lines) or auto (pretty on a terminal)' },
+  { key: 'maxWorkerRssMb', env: 'MAX_WORKER_RSS_MB', flag: '--max-worker-rss-mb', kind: 'int', def: '0', range: LIMITS.maxRssMb, help: 'default memory limit per worker process group (0 = off)' },
   { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: '--log-max-bytes', kind: 'int', def: String(8 * 1024 * 1024), range: { min: 1024, max: 2 ** 40 }, help: 'bound of each run\'s log file' },
   { key: 'quarantineProbeSeconds', env: 'QUARANTINE_PROBE_SECONDS', flag: '--quarantine-probe', kind: 'number', def: '30', range: { min: 0.1, max: 1800 }, help: 'first re-probe delay of a damaged board (doubles up to 30 min)' },
   { key: 'stormDistinctTasks', env: 'STORM_DISTINCT_TASKS', flag: '--storm-distinct-tasks', kind: 'int', def: '8', range: { min: 0, max: 100_000 }, help: 'different tasks failing within 10 s that pause dispatch (0 = breaker off)' },
@@ -103,6 +120,11 @@ function parseOne(spec: VarSpec, name: string, raw: string): unknown {
     case 'level':
       if (!(LOG_LEVELS as readonly string[]).includes(raw.trim())) {
         throw new ConfigError(`${name} must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+      }
+      return raw.trim();
+    case 'format':
+      if (!(LOG_FORMATS as readonly string[]).includes(raw.trim())) {
+        throw new ConfigError(`${name} must be one of ${LOG_FORMATS.join(', ')}, got ${JSON.stringify(raw)}`);
       }
       return raw.trim();
     case 'string':

@@ -93,7 +93,8 @@ export function decideAccounting(input: AccountInput, policy: AccountPolicy): Ac
     return {
       action: 'requeue',
       consecutiveFailures: input.consecutiveFailures,
-      notBefore: input.deferUntil ?? input.now,
+      // A defer with no time of its own (a worker that exited 75): one backoff step, not counted.
+      notBefore: input.deferUntil ?? input.now + retryDelayMs(1, policy.backoff, input.random),
       counted: false,
     };
   }

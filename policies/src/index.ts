@@ -1,3 +1,4 @@
 export * from './config.js';
 export * from './decisions.js';
 export * from './storm.js';
+export * from './limits.js';

@@ -17,6 +17,12 @@
  *                                 tables (about 1-2 ms for a Node process). Exec errors (ENOENT,
  *                                 EACCES, ENOEXEC) come back as the return value. The caller
  *                                 collects the exit with waitNoHang(pid) on exactly that pid.
+ *   sdNotify(socketPath, message)
+ *                              -> 0 | -errno
+ *                                 one datagram to the service manager's NOTIFY_SOCKET (sd_notify(3)
+ *                                 protocol): an AF_UNIX SOCK_DGRAM socket, non-blocking, sendto with
+ *                                 MSG_DONTWAIT (a full queue is -EAGAIN, never a wait), closed again.
+ *                                 "@name" is an abstract socket (leading NUL byte, no trailing one).
  *
  * Everything is non-blocking. On non-Linux systems the prctl/pidfd calls report ENOSYS.
  */
@@ -25,11 +31,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <spawn.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -269,6 +278,62 @@ static napi_value Spawn(napi_env env, napi_callback_info info) {
   return make_int(env, result);
 }
 
+/* sd_notify(3) without libsystemd: the whole message in one datagram, nothing that can block. */
+static int notify_send(const char *path, const char *msg, size_t msg_len) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sun_family = AF_UNIX;
+  size_t path_len = strlen(path);
+  if (path_len < 2 || (path[0] != '/' && path[0] != '@')) return -EAFNOSUPPORT; /* also vsock:... */
+  if (path_len >= sizeof(sa.sun_path)) return -ENAMETOOLONG;
+  memcpy(sa.sun_path, path, path_len);
+  socklen_t sa_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + path_len);
+  if (path[0] == '@') sa.sun_path[0] = '\0'; /* abstract: the name's length, no NUL terminator */
+  else sa_len += 1;
+#ifdef SOCK_NONBLOCK
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+#else
+  int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (fd >= 0 && (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+#endif
+  if (fd < 0) return -errno;
+  int flags = MSG_DONTWAIT;
+#ifdef MSG_NOSIGNAL
+  flags |= MSG_NOSIGNAL;
+#endif
+  ssize_t n;
+  do {
+    n = sendto(fd, msg, msg_len, flags, (const struct sockaddr *)&sa, sa_len);
+  } while (n < 0 && errno == EINTR);
+  int rc = n < 0 ? -errno : ((size_t)n == msg_len ? 0 : -EMSGSIZE);
+  close(fd);
+  return rc;
+}
+
+static napi_value SdNotify(napi_env env, napi_callback_info info) {
+  napi_value args[2];
+  size_t argc = 2;
+  if (napi_get_cb_info(env, info, &argc, args, NULL, NULL) != napi_ok || argc < 2) {
+    napi_throw_type_error(env, NULL, "sdNotify(socketPath, message)");
+    return NULL;
+  }
+  char *path = get_string(env, args[0]);
+  char *msg = get_string(env, args[1]);
+  int rc;
+  if (!path || !msg || !msg[0]) {
+    rc = -EINVAL; /* not strings, a NUL byte inside, or an empty message */
+  } else {
+    rc = notify_send(path, msg, strlen(msg));
+  }
+  free(path);
+  free(msg);
+  return make_int(env, rc);
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "setChildSubreaper", NULL, SetChildSubreaper, NULL, NULL, NULL, napi_default, NULL },
@@ -277,6 +342,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "pidfdOpen", NULL, PidfdOpen, NULL, NULL, NULL, napi_default, NULL },
     { "pidfdSendSignal", NULL, PidfdSendSignal, NULL, NULL, NULL, napi_default, NULL },
     { "spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL },
+    { "sdNotify", NULL, SdNotify, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_value can_chdir;

@@ -22,6 +22,27 @@ export {
   type ReaperLogger,
   type ReaperOptions,
 } from './reaper.js';
-export { openFdCount, IS_LINUX as procSupported } from './platform.js';
+export { openFdCount, IS_LINUX as procSupported, psProcessTable, ProcessTableError } from './platform.js';
+export { FALLBACK_ENV, ReaperConfigError, fallbackForced, type ProcBackend, type PortableSamplerOptions } from './fallback.js';
+export { runHelper, runHelperSync, type HelperOptions, type HelperResult } from './helper.js';
 export { zombieChildren } from './zombies.js';
-export { findByEnv, childPids, groupEmpty } from './find.js';
+export { findByEnv, findAllByEnv, scanEnv, childPids, groupEmpty } from './find.js';
+export {
+  UnsafeFileError,
+  type UnsafeReason,
+  type SafeOpenOptions,
+  assertSafeStat,
+  openSafe,
+  readFileBounded,
+  isOwnDirectory,
+  fsyncDirectory,
+  writeFileAtomic,
+  type AtomicWriteOptions,
+  LOG_MARKER_PREFIX,
+  boundLogFd,
+  boundLogFile,
+  openLogForBounding,
+  type LogBoundOptions,
+  type LogBoundResult,
+} from './safe-fs.js';
+export { sdNotify, SystemdNotifier, STATUS_MIN_INTERVAL_MS, type SdNotifyResult, type NotifierOptions } from './notify.js';

@@ -24,6 +24,12 @@ export interface NativeAddon {
   spawn?(file: string, argv: string[], envp: string[], cwd: string | null, logFd: number): number;
   /** spawn() can set the child's working directory (glibc >= 2.29); if not, a cwd needs Node's spawn */
   spawnCanChdir?: boolean;
+  /**
+   * One sd_notify(3) datagram to `socketPath` (NOTIFY_SOCKET: a path, or `@name` for an abstract
+   * socket) through a non-blocking AF_UNIX socket: 0 or -errno (-EAGAIN when the manager's queue
+   * is full: never a wait). Absent in addons built before it existed.
+   */
+  sdNotify?(socketPath: string, message: string): number;
 }
 
 let loaded: { addon: NativeAddon | null; error: string | null } | null = null;

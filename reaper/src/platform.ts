@@ -1,12 +1,21 @@
 // Low-level, synchronous and cheap OS readers. Linux reads /proc directly (small files,
-// fs.readFileSync); other platforms fall back to `ps` (argv only, no shell) and are
-// marked "degraded" — the supervisor targets Linux.
+// fs.readFileSync); where /proc is missing (macOS, BSD) the process table comes from one `ps`
+// (a helper run through execa: argv only, no shell, a timeout). Either way it is the table that
+// identity (pid + start time), group membership and the tree walk are read from; CPU and memory
+// figures of the portable backend come from pidusage (fallback.ts), not from here.
 import * as fs from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { runHelperSync } from './helper.js';
 
 export const IS_LINUX = process.platform === 'linux';
 
-/** Full parse of one /proc/PID/stat line (Linux) or the ps equivalent (elsewhere). */
+/**
+ * /proc is there to read (Linux with /proc mounted). Identity is read from /proc whenever it is
+ * there, whatever process backend is in use, so that the start times recorded on the board keep
+ * their unit (clock ticks since boot) across supervisors with and without the fallback.
+ */
+export const HAVE_PROC = IS_LINUX && fs.existsSync('/proc/self/stat');
+
+/** Full parse of one /proc/PID/stat line (Linux) or the `ps` equivalent (where /proc is missing). */
 export interface RawStat {
   pid: number;
   comm: string;
@@ -14,18 +23,14 @@ export interface RawStat {
   ppid: number;
   pgid: number;
   sid: number;
-  /** field 22: clock ticks since boot (Linux); seconds since the epoch elsewhere */
+  /** field 22: clock ticks since boot (/proc); seconds since the epoch from `ps` (no /proc) */
   startTime: number;
-  /** utime + stime (ticks) */
+  /** utime + stime (ticks; 0 from `ps`) */
   cpuTicks: number;
-  /** cutime + cstime (ticks): CPU of reaped children */
+  /** cutime + cstime (ticks): CPU of reaped children (0 from `ps`) */
   childTicks: number;
-  /** resident set size in pages (Linux) */
+  /** resident set size in pages (0 from `ps`) */
   rssPages: number;
-  /** percent of one core as reported by ps (non-Linux only, else -1) */
-  psCpu: number;
-  /** rss in bytes as reported by ps (non-Linux only, else -1) */
-  psRssBytes: number;
 }
 
 /** Parse the text of /proc/PID/stat. Fields are read after the LAST ')' since comm may contain anything. */
@@ -49,8 +54,6 @@ export function parseStat(text: string): RawStat | null {
     cpuTicks: Number(f[11]) + Number(f[12]),
     childTicks: Number(f[13]) + Number(f[14]),
     rssPages: Number(f[21]),
-    psCpu: -1,
-    psRssBytes: -1,
   };
 }
 
@@ -61,7 +64,7 @@ export function isDeadState(state: string): boolean {
 /** Read one process; null when gone (or unreadable). */
 export function readRawStat(pid: number): RawStat | null {
   if (!Number.isInteger(pid) || pid <= 0) return null;
-  if (!IS_LINUX) return psTable([String(pid)]).get(pid) ?? null;
+  if (!HAVE_PROC) return psProcessTable([pid]).get(pid) ?? null;
   let text: string;
   try {
     text = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -73,7 +76,7 @@ export function readRawStat(pid: number): RawStat | null {
 
 /** One snapshot of every process on the host, keyed by pid. */
 export function scanProcesses(): Map<number, RawStat> {
-  if (!IS_LINUX) return psTable(null);
+  if (!HAVE_PROC) return psProcessTable();
   const out = new Map<number, RawStat>();
   let names: string[];
   try {
@@ -107,14 +110,12 @@ export function bootId(): string {
       id = '';
     }
   } else {
-    try {
-      // macOS: a UUID per boot; fall back to the boot time.
-      id = execFileSync('sysctl', ['-n', 'kern.bootsessionuuid'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    } catch {
-      try {
-        id = execFileSync('sysctl', ['-n', 'kern.boottime'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-      } catch {
-        id = 'unknown-boot';
+    // macOS: a UUID per boot; else the boot time.
+    for (const name of ['kern.bootsessionuuid', 'kern.boottime']) {
+      const r = runHelperSync('sysctl', ['-n', name], { timeoutMs: 5000 });
+      if (r.ok && r.stdout.trim()) {
+        id = r.stdout.trim();
+        break;
       }
     }
   }
@@ -183,43 +184,64 @@ export function openFdCount(): number {
   }
 }
 
-// ---------------------------------------------------------------- non-Linux fallback (degraded)
+// ---------------------------------------------------------------- no /proc: the table from `ps`
 
-const PS_FIELDS = 'pid=,ppid=,pgid=,sess=,state=,%cpu=,rss=,lstart=,comm=';
+/**
+ * Only what identity, groups and the tree need; `comm` last (it may contain spaces). Known to BSD
+ * ps (macOS) and procps alike; `lstart` is printed in the C locale and UTC (set in the helper's
+ * environment), so its parse does not depend on the host's locale or time zone.
+ */
+const PS_FIELDS = 'pid=,ppid=,pgid=,stat=,lstart=,comm=';
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
-/** `ps` based table (macOS/BSD). Blocking (~10 ms); only used where /proc does not exist. */
-function psTable(pids: string[] | null): Map<number, RawStat> {
+/** One line of PS_FIELDS output ("  41  1  41 Ss  Mon Nov 23 12:50:01 2026 /usr/bin/foo"); null when malformed. */
+export function parsePsLine(line: string): RawStat | null {
+  const t = line.trim().split(/\s+/);
+  if (t.length < 10) return null;
+  const [pid, ppid, pgid, stat, , mon, day, hms, year] = t;
+  const [h, m, sec] = hms!.split(':').map(Number);
+  const month = MONTHS.indexOf(mon!);
+  const ms = Date.UTC(Number(year), month, Number(day), h!, m!, sec!);
+  const s: RawStat = {
+    pid: Number(pid),
+    ppid: Number(ppid),
+    pgid: Number(pgid),
+    // the session id is not portable (BSD ps prints a kernel address for `sess`): unknown
+    sid: -1,
+    state: stat!.charAt(0),
+    comm: t.slice(9).join(' '),
+    startTime: Math.floor(ms / 1000),
+    cpuTicks: 0,
+    childTicks: 0,
+    rssPages: 0,
+  };
+  if (!Number.isInteger(s.pid) || s.pid <= 0 || !Number.isInteger(s.ppid) || !Number.isInteger(s.pgid) || month < 0 || !Number.isFinite(ms)) return null;
+  return s;
+}
+
+/** `ps` could not be run or failed: the table is unknown (which is not the same as empty). */
+export class ProcessTableError extends Error {
+  override readonly name = 'ProcessTableError';
+}
+
+/**
+ * The process table from one `ps` (every process, or only `pids`), the source of identity where
+ * /proc is missing. Blocking (~10-20 ms). Throws ProcessTableError when ps fails: an empty table
+ * would say every worker is gone.
+ */
+export function psProcessTable(pids?: number[]): Map<number, RawStat> {
   const out = new Map<number, RawStat>();
-  let text = '';
-  try {
-    const args = pids ? ['-o', PS_FIELDS, '-p', pids.join(',')] : ['-A', '-o', PS_FIELDS];
-    text = execFileSync('ps', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 16 << 20 });
-  } catch (err) {
-    // ps exits 1 when none of the -p pids exist
-    const e = err as { stdout?: string };
-    text = typeof e.stdout === 'string' ? e.stdout : '';
-  }
-  for (const line of text.split('\n')) {
-    const t = line.trim().split(/\s+/);
-    if (t.length < 13) continue;
-    const [pid, ppid, pgid, sid, state, cpu, rss] = t;
-    // lstart is 5 tokens: "Mon Nov 23 12:50:01 2026"
-    const start = Date.parse(t.slice(7, 12).join(' '));
-    const s: RawStat = {
-      pid: Number(pid),
-      ppid: Number(ppid),
-      pgid: Number(pgid),
-      sid: Number(sid),
-      state: (state ?? '?').charAt(0),
-      comm: t.slice(12).join(' '),
-      startTime: Number.isFinite(start) ? Math.floor(start / 1000) : 0,
-      cpuTicks: 0,
-      childTicks: 0,
-      rssPages: 0,
-      psCpu: Number(cpu),
-      psRssBytes: Number(rss) * 1024,
-    };
-    if (Number.isInteger(s.pid)) out.set(s.pid, s);
+  const args = pids ? ['-o', PS_FIELDS, '-p', pids.join(',')] : ['-A', '-o', PS_FIELDS];
+  const r = runHelperSync('ps', args, {
+    timeoutMs: 10_000,
+    maxBuffer: 64 << 20,
+    env: { PATH: process.env.PATH || '/bin:/usr/bin', LC_ALL: 'C', TZ: 'UTC' },
+  });
+  // ps exits 1 when none of the -p pids exist: an empty answer, not an error
+  if (!r.ok && !(pids && r.exitCode === 1 && !r.stderr.trim())) throw new ProcessTableError(`cannot read the process table: ${r.error}`);
+  for (const line of r.stdout.split('\n')) {
+    const s = parsePsLine(line);
+    if (s) out.set(s.pid, s);
   }
   return out;
 }

@@ -38,7 +38,18 @@ import {
 } from './identity.js';
 import { loadNative, type NativeAddon } from './native.js';
 import {
+  chooseBackend,
+  fallbackForced,
+  PortableSampler,
+  treeKillChecked,
+  treeKillUsable,
+  type PortableSamplerOptions,
+  type ProcBackend,
+} from './fallback.js';
+import { UnsafeFileError, openSafe } from './safe-fs.js';
+import {
   bootId,
+  HAVE_PROC,
   IS_LINUX,
   isDeadState,
   lastAllocatedPid,
@@ -97,6 +108,13 @@ export interface ReaperOptions {
    * SIGCHLD. 'node': child_process.spawn (fork + exec of this process).
    */
   spawner?: 'native' | 'node';
+  /**
+   * Use the portable backend (pidusage, tree-kill, Node's spawn, no addon) even where the fast path
+   * is available. Default: KANBAN_REAPER_FALLBACK=1 (validated once; anything but 0/1 throws).
+   */
+  fallback?: boolean;
+  /** pidusage's history age and refresh period of the portable backend (tests) */
+  portableSampler?: PortableSamplerOptions;
 }
 
 const SIGTERM = os.constants.signals.SIGTERM;
@@ -134,6 +152,7 @@ interface OrphanState {
 }
 
 let warnedNative = false;
+let warnedPortable = false;
 /**
  * Children spawned by any Reaper in this process that Node has not reaped yet. Process-wide so
  * that one instance's reapOrphans never waitpid()s or signals another instance's worker.
@@ -188,6 +207,16 @@ function key(pid: number, start: number): string {
 
 export class Reaper {
   readonly subreaperActive: boolean;
+  /**
+   * 'linux-proc': /proc and the native addon (posix_spawn, pidfd signals, child subreaper).
+   * 'portable': where either is missing, or forced: pidusage for CPU/RSS, tree-kill for what lies
+   * outside the group after the group kill, Node's spawn, no subreaper (see fallback.ts).
+   */
+  readonly procBackend: ProcBackend;
+  /** why this backend (for the supervisor's start-up log) */
+  readonly procBackendReason: string;
+  /** CPU/RSS of the portable backend (null on linux-proc) */
+  private readonly portable: PortableSampler | null;
   private readonly logger: ReaperLogger;
   private readonly native: NativeAddon | null;
   private pidfdUsable: boolean;
@@ -208,13 +237,30 @@ export class Reaper {
     this.orphanGraceMs = opts.orphanGraceMs ?? 5000;
     this.cleanupGraceMs = opts.cleanupGraceMs ?? 5000;
     this.onExit = opts.onExit;
-    const { addon, error } = loadNative();
+    const forced = opts.fallback ?? fallbackForced();
+    const loadedAddon = loadNative();
+    const { backend, reason } = chooseBackend({ forced, haveProc: HAVE_PROC, addon: !!loadedAddon.addon, addonError: loadedAddon.error });
+    this.procBackend = backend;
+    this.procBackendReason = reason;
+    // The portable backend does without the addon altogether: forced, it runs as where it is missing.
+    const addon = backend === 'linux-proc' ? loadedAddon.addon : null;
+    const error = loadedAddon.error;
     this.native = addon;
+    this.portable = backend === 'portable' ? new PortableSampler(opts.portableSampler) : null;
     this.nativeSpawn = IS_LINUX && typeof addon?.spawn === 'function' && (opts.spawner ?? 'native') === 'native';
     this.pidfdUsable = IS_LINUX && !!addon;
     let active = false;
     const want = opts.subreaper ?? IS_LINUX;
-    if (want && IS_LINUX) {
+    if (backend === 'portable') {
+      if (!warnedPortable) {
+        warnedPortable = true;
+        const walk = treeKillUsable();
+        this.logger.warn(
+          { event: 'proc_backend', procBackend: backend, reason, treeKill: walk.ok ? 'usable' : walk.why },
+          `reaper: portable process backend (${reason}): pidusage sampling, tree-kill after the group kill, no child subreaper (descendants that leave the tree unseen re-parent to init)`,
+        );
+      }
+    } else if (want && IS_LINUX) {
       if (!addon) {
         this.warnOnce({ error }, 'reaper: native addon unavailable; running without child subreaper (escaped descendants re-parent to init) and without reaping re-parented zombies');
       } else {
@@ -263,8 +309,11 @@ export class Reaper {
 
     let fd: number;
     try {
-      fd = fs.openSync(req.logPath, 'a', 0o600);
+      // In a folder workers can write: a symlink, FIFO, hard link or foreign file planted at the
+      // log's name is refused (never followed, never blocked on, never appended to).
+      fd = openSafe(req.logPath, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, { owner: true, singleLink: true, mode: 0o600 }).fd;
     } catch (err) {
+      if (err instanceof UnsafeFileError) return fail(err.code, `log ${err.message}`);
       const e = err as NodeJS.ErrnoException;
       return fail(e.code ?? 'EIO', `cannot open log ${req.logPath}: ${e.message}`);
     }
@@ -295,7 +344,18 @@ export class Reaper {
       return fail(err.code ?? 'ESPAWN', `${req.argv[0]}: ${err.message}`);
     }
     // Read /proc now: Node cannot have reaped the child before we return to the event loop.
-    const raw = readRawStat(pid);
+    let raw: RawStat | null;
+    try {
+      raw = readRawStat(pid);
+    } catch (err) {
+      // no /proc and `ps` failed: a worker we cannot identify is not left running
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+      return fail('ESRCH', `spawned pid ${pid} could not be identified: ${(err as Error).message}`);
+    }
     this.ownChildren.add(pid);
     child.once('exit', (code, signal) => this.childExited(pid, code, signal, true));
     child.unref(); // the supervisor's own timers decide its lifetime, not the workers
@@ -387,7 +447,61 @@ export class Reaper {
 
   track(id: ProcessIdentity): void {
     const t = this.ensureTracked(id);
-    this.snapshot(t, scanProcesses(), lastAllocatedPid());
+    const scan = this.turnScan();
+    this.snapshot(t, scan.table, scan.cursor);
+  }
+
+  /**
+   * One /proc scan per turn of the event loop for track() and liveMembers(): a supervisor that
+   * restarts adopts every live worker in one go, and adopted workers that end together are checked
+   * together (one scan each kept the event loop busy for seconds with 64 workers and 1,000
+   * processes on the host). Dropped at the next turn.
+   */
+  private turnScan(): { table: ProcTable; cursor: number | null } {
+    if (!this.scanOfTurn) {
+      const scan = { table: scanProcesses(), cursor: lastAllocatedPid() };
+      this.scanOfTurn = scan;
+      setImmediate(() => {
+        if (this.scanOfTurn === scan) this.scanOfTurn = null;
+      });
+    }
+    return this.scanOfTurn;
+  }
+
+  private scanOfTurn: { table: ProcTable; cursor: number | null } | null = null;
+
+  /**
+   * Processes that belong to a tracked worker although they are neither in its group nor below it
+   * (escapees found by the run id in their environment after a restart): from now on they are part
+   * of its tree, signalled and waited for with it.
+   */
+  addKnown(id: ProcessIdentity, members: ProcessIdentity[]): void {
+    const t = this.ensureTracked(id);
+    for (const m of members) if (m.pid !== id.pid && m.bootId === id.bootId) t.known.set(m.pid, m.startTime);
+  }
+
+  /**
+   * Resume a termination that an earlier supervisor began (its SIGTERM time, and its SIGKILL time
+   * if it got that far): the next terminate() call escalates from where it stood, SIGKILL at
+   * sigtermAt + grace, or at once when that has passed. The SIGTERM is sent again (the earlier
+   * supervisor may have died between recording it and sending it).
+   */
+  resumeTermination(id: ProcessIdentity, sigtermAt: number, sigkillAt: number | null): void {
+    const t = this.ensureTracked(id);
+    if (t.term) return;
+    t.term = {
+      state: { pid: id.pid, phase: sigkillAt === null ? 'term' : 'kill', sigtermAt, sigkillAt, remaining: [] },
+      termSent: new Set(),
+      groupTermSent: false,
+    };
+  }
+
+  /** Pids still running of a tracked worker's tree: its group, its descendants and known escapees. */
+  liveMembers(id: ProcessIdentity): number[] {
+    const t = this.ensureTracked(id);
+    const scan = this.turnScan();
+    const { tree } = this.snapshot(t, scan.table, scan.cursor);
+    return tree.filter((s) => !isDeadState(s.state)).map((s) => s.pid);
   }
 
   untrack(pid: number): void {
@@ -531,6 +645,10 @@ export class Reaper {
       this.killGroup(id.pgid, sig);
       skip?.add('group');
     }
+    if (this.portable && treeKillUsable().ok) {
+      this.treeKillRest(live, groupLive ? id.pgid : null, sig, skip);
+      return;
+    }
     for (const s of live) {
       if (groupLive && s.pgid === id.pgid) {
         skip?.add(key(s.pid, s.startTime));
@@ -540,6 +658,50 @@ export class Reaper {
       if (skip?.has(k)) continue;
       this.killChecked(s.pid, s.startTime, sig);
       skip?.add(k);
+    }
+  }
+
+  /**
+   * Portable backend, after the group kill: what lies outside the group (escapees of the group,
+   * everything when the group is not ours to signal) goes to tree-kill, from each root — a process
+   * not signalled yet whose parent is not one of them either — once its pid and start time are
+   * checked. tree-kill signals the root and whatever its own walk finds below it (processes born
+   * since our table included); the root's descendants in our table count as signalled with it.
+   * A root that is no longer itself gets nothing, and its children are roots in their turn.
+   */
+  private treeKillRest(live: RawStat[], killedGroup: number | null, sig: number, skip?: Set<string>): void {
+    const pending: RawStat[] = [];
+    for (const s of live) {
+      const k = key(s.pid, s.startTime);
+      if (killedGroup !== null && s.pgid === killedGroup) skip?.add(k); // covered by kill(-pgid)
+      else if (!skip?.has(k)) pending.push(s);
+    }
+    if (pending.length === 0) return;
+    const pids = new Set(pending.map((s) => s.pid));
+    const children = new Map<number, RawStat[]>();
+    for (const s of pending) {
+      if (!pids.has(s.ppid)) continue;
+      let c = children.get(s.ppid);
+      if (!c) children.set(s.ppid, (c = []));
+      c.push(s);
+    }
+    const roots = pending.filter((s) => !pids.has(s.ppid));
+    while (roots.length) {
+      const r = roots.shift()!;
+      const sent = treeKillChecked(r.pid, r.startTime, sig, (err) =>
+        this.logger.warn({ event: 'tree_kill_failed', pid: r.pid, signal: SIGNAL_NAMES.get(sig) ?? sig, error: err.message }, 'reaper: tree-kill failed'),
+      );
+      if (sent === 'gone') {
+        roots.push(...(children.get(r.pid) ?? []));
+        continue;
+      }
+      if (!skip) continue;
+      const below = [r];
+      while (below.length) {
+        const x = below.pop()!;
+        skip.add(key(x.pid, x.startTime));
+        below.push(...(children.get(x.pid) ?? []));
+      }
     }
   }
 
@@ -663,29 +825,36 @@ export class Reaper {
 
   // ------------------------------------------------------------------ sampling
 
-  sample(ids: ProcessIdentity[]): Map<number, Usage> {
-    const out = new Map<number, Usage>();
-    const { clockTicks, pageSize } = sysconf();
-    const cursorNow = lastAllocatedPid();
+  /** The live processes of each worker's tree in one fresh table (refreshing what tracking knows of them). */
+  private liveTrees(ids: ProcessIdentity[]): Array<[ProcessIdentity, RawStat[]]> {
+    const cursorNow = lastAllocatedPid(); // before the scan, as in terminate()
     const table = scanProcesses();
-    const uptime = IS_LINUX ? uptimeSeconds() : 0;
-    const wanted = new Set<number>();
+    const out: Array<[ProcessIdentity, RawStat[]]> = [];
     for (const id of ids) {
-      wanted.add(id.pid);
       const t = this.tracked.get(id.pid);
       const tree =
         t && t.id.startTime === id.startTime && t.id.bootId === id.bootId
           ? this.snapshot(t, table, cursorNow).tree
           : collectTree(id, table, groupOwnedStateless(id, table));
-      const live = tree.filter((s) => !isDeadState(s.state));
-      if (!IS_LINUX) {
-        out.set(id.pid, {
-          cpuPercent: live.reduce((a, s) => a + Math.max(0, s.psCpu), 0),
-          rssBytes: live.reduce((a, s) => a + Math.max(0, s.psRssBytes), 0),
-          processes: live.length,
-        });
-        continue;
-      }
+      out.push([id, tree.filter((s) => !isDeadState(s.state))]);
+    }
+    return out;
+  }
+
+  /**
+   * CPU (percent of one core) and RSS summed over each worker's group and tree. Never blocks: on
+   * the portable backend the figures are pidusage's latest readings (kept fresh in the background,
+   * see PortableSampler), and a process seen for the first time counts from the next refresh.
+   */
+  sample(ids: ProcessIdentity[]): Map<number, Usage> {
+    if (this.portable) return this.portable.usage(this.liveTrees(ids).map(([id, live]) => [id.pid, live] as const));
+    const out = new Map<number, Usage>();
+    const { clockTicks, pageSize } = sysconf();
+    const trees = this.liveTrees(ids);
+    const uptime = uptimeSeconds();
+    const wanted = new Set<number>();
+    for (const [id, live] of trees) {
+      wanted.add(id.pid);
       let prev = this.samples.get(id.pid);
       if (prev && prev.startTime !== id.startTime) prev = undefined;
       const procs = new Map<number, { start: number; total: number; ppid: number }>();
@@ -722,6 +891,15 @@ export class Reaper {
     }
     for (const pid of this.samples.keys()) if (!wanted.has(pid)) this.samples.delete(pid);
     return out;
+  }
+
+  /**
+   * The same, waiting for fresh readings on the portable backend (one pidusage call; a first
+   * reading of a process is its lifetime average). On linux-proc: sample().
+   */
+  async sampleNow(ids: ProcessIdentity[]): Promise<Map<number, Usage>> {
+    if (this.portable) return this.portable.usageNow(this.liveTrees(ids).map(([id, live]) => [id.pid, live] as const));
+    return this.sample(ids);
   }
 
   openFdCount(): number {

@@ -4,7 +4,7 @@
  * miss is printed, never hidden), then a markdown table, and writes the same figures as JSON to
  * bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,reclaim] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim] [--keep]
  */
 import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
@@ -32,6 +32,8 @@ import {
   runParts,
   sleep,
 } from './lib.js';
+import { heartbeatsUnderRestarts, rssUnderChurn, waitSummary } from './load.js';
+import { WORKER_BUSY_TIMEOUT_MS } from '@kanban-supervisor/worker-runtime';
 
 const FLAGS = parseFlags(process.argv.slice(2));
 const SHORT = FLAGS.short;
@@ -39,8 +41,8 @@ const BENCH = join(FIXTURES, 'bench');
 const HAVE_SQLITE3 = spawnSync('sqlite3', ['-version'], { encoding: 'utf8' }).status === 0;
 
 const P = SHORT
-  ? { conc: 4, rounds: 3, nativeN: 200, nodeN: 40, latN: 60, smallRows: 1_000, bigRows: 1_000_000, bigQueue: 100_000, flatIters: 120, hbWorkers: 64, hbWindowS: 12, reclaimN: 8 }
-  : { conc: 4, rounds: 5, nativeN: 800, nodeN: 160, latN: 300, smallRows: 1_000, bigRows: 1_000_000, bigQueue: 100_000, flatIters: 400, hbWorkers: 64, hbWindowS: 40, reclaimN: 24 };
+  ? { conc: 4, rounds: 3, nativeN: 200, nodeN: 40, latN: 60, smallRows: 1_000, bigRows: 1_000_000, bigQueue: 100_000, flatIters: 120, hbWorkers: 64, hbWindowS: 12, reclaimN: 8, churnS: 15, restarts: 3, waveMs: 6000, otherProcs: 600 }
+  : { conc: 4, rounds: 5, nativeN: 800, nodeN: 160, latN: 300, smallRows: 1_000, bigRows: 1_000_000, bigQueue: 100_000, flatIters: 400, hbWorkers: 64, hbWindowS: 40, reclaimN: 24, churnS: 60, restarts: 10, waveMs: 8000, otherProcs: 1000 };
 
 const h = new Harness({ prefix: 'ks-bench-', keep: FLAGS.keep, deadlineMs: (SHORT ? 6 : 30) * 60_000 });
 const res = new Results();
@@ -520,6 +522,51 @@ async function benchOverhead(): Promise<void> {
   }
 }
 
+// =============================================================================== under load
+
+/**
+ * The supervisor's RSS with 64 workers whose tasks end every second or so, and how long a worker's
+ * heartbeat waits for the board's write lock while the supervisor is SIGKILLed and restarted every
+ * few seconds (right after it spawned a batch, the worst moment: see test/src/load.ts).
+ */
+async function benchLoad(): Promise<void> {
+  const S = 'under load';
+  const n = P.hbWorkers;
+  const churn = await rssUnderChurn(h, h.dir('load-churn'), { workers: n, windowS: P.churnS, taskMs: [1000, 4000] });
+  res.add({
+    scenario: S,
+    figure: `RSS of the supervisor, ${n} workers under churn (tasks of 1–4 s, highest sample in ${P.churnS} s)`,
+    value: `${fmt(churn.rssMaxMb)} MB`,
+    number: churn.rssMaxMb,
+    target: '≤ 100 MB',
+    pass: churn.rssMaxMb <= 100,
+    note: `last sample ${fmt(churn.rssLastMb)} MB, VmHWM ${fmt(churn.hwmMb)} MB; ${churn.completed} tasks completed (${fmt(churn.exitsPerSecond)} a second)`,
+  });
+  const r = await heartbeatsUnderRestarts(h, h.dir('load-restarts'), { workers: n, restarts: P.restarts, waveMs: P.waveMs, otherProcesses: P.otherProcs });
+  const failed = r.failedBeats.filter((f) => f.name !== 'NotCurrentError').length + r.runsFailed;
+  const maxWait = Math.max(...r.waits);
+  res.add({
+    scenario: S,
+    figure: `longest write-lock wait seen by any worker: heartbeat p50 / p99 / max, ${n} workers at 1 Hz, supervisor SIGKILLed and restarted ${r.restarts} times (every ${fmt(r.killEveryS)} s, right after spawning), ${P.otherProcs} other processes on the host`,
+    value: waitSummary(r.waits),
+    number: maxWait,
+    target: 'no heartbeat or report fails (max stated)',
+    pass: r.waits.length > 0 && failed === 0,
+    note: `${r.beats} beats, ${failed} failed; runs by outcome: ${Object.entries(r.outcomes).map(([o, c]) => `${o} ${c}`).join(', ')}; the longest waits fall while ${n} Node workers start at once (CPU)`,
+  });
+  const longest = Math.max(0, ...r.lockStreaks);
+  res.add({
+    scenario: S,
+    figure: "same run: longest time the board's write lock stayed taken (a probe tries it every 5 ms)",
+    value: `${fmt(longest, 0)} ms`,
+    number: longest,
+    target: `≤ ${WORKER_BUSY_TIMEOUT_MS} ms (one busy timeout of the worker)`,
+    pass: longest <= WORKER_BUSY_TIMEOUT_MS,
+    note: `supervisor ticks holding it > 1 s: ${r.supervisorHolds.length ? r.supervisorHolds.map((x) => `${x} ms`).join(', ') : 'none'}`,
+  });
+  res.extra.load = { churn, restarts: { ...r, waits: undefined, p50: median(r.waits), p99: quantile(r.waits, 0.99), max: maxWait } };
+}
+
 // =============================================================================== reclaim precision
 
 async function reclaimOnce(label: string, tickMs: string | null): Promise<number[]> {
@@ -595,6 +642,7 @@ async function main(): Promise<number> {
     ['latency', 'dispatch latency', benchLatency],
     ['flat', 'flat cost in board size', benchFlat],
     ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
+    ['load', 'under load: churn, supervisor restarts', benchLoad],
     ['reclaim', 'reclaim precision', benchReclaim],
   ];
   const { timing, failed: partFailed } = await runParts(res, parts, want, { figure: 'measurement ran to the end', hard: false });

@@ -6,7 +6,7 @@
  * figures as JSON in chaos-results/chaos-<timestamp>.json. Exit status 1 when a hard invariant
  * (board integrity, lost writes or tasks, two live workers, double completion, leaks) fails.
  *
- *   node test/dist/chaos.js [--short] [--only storm,restart,crash,tree,damage] [--keep]
+ *   node test/dist/chaos.js [--short] [--only storm,restart,crash,tree,damage,load] [--keep]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ import {
   zeroInteriorPage,
   type RecoverInPlaceReport,
 } from '@kanban-supervisor/board';
-import { readSpool, spoolDir } from '@kanban-supervisor/worker-runtime';
+import { readSpool, spoolDir, WORKER_BUSY_TIMEOUT_MS } from '@kanban-supervisor/worker-runtime';
 import {
   FIXTURES,
   Harness,
@@ -52,6 +52,7 @@ import {
   zombieChildren,
   type LogLine,
 } from './lib.js';
+import { heartbeatsUnderRestarts, rssUnderChurn, waitSummary } from './load.js';
 
 const FLAGS = parseFlags(process.argv.slice(2));
 /** Small healthy tasks kept open beside the storm (the successes a real pool has). */
@@ -72,12 +73,14 @@ const P = SHORT
       restart: { kills: 8, gapMs: [900, 2000] as const, budgetS: 45, open: 10 },
       crash: { tasks: 20, ghosts: 2, badCwd: 3, limit: 3, baseS: 2, factor: 2, budgetS: 60 },
       tree: { each: 3 },
+      load: { workers: 64, churnS: 10, taskMs: [1000, 4000] as const, restarts: 2, waveMs: 6000, otherProcesses: 600 },
     }
   : {
       storm: { workers: 16, kills: 2000, budgetS: 300, iters: 25, iterMs: 5 },
       restart: { kills: 50, gapMs: [1500, 4000] as const, budgetS: 300, open: 12 },
       crash: { tasks: 100, ghosts: 5, badCwd: 10, limit: 3, baseS: 4, factor: 2, budgetS: 300 },
       tree: { each: 8 },
+      load: { workers: 64, churnS: 60, taskMs: [1000, 4000] as const, restarts: 10, waveMs: 8000, otherProcesses: 1000 },
     };
 
 const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 6 : 30) * 60_000 });
@@ -531,6 +534,58 @@ async function scenarioRestart(): Promise<void> {
   }
 }
 
+// =============================================================================== heartbeats and memory under load
+
+/**
+ * Issue 11, items 11 and 12. 64 Node workers heartbeating at 1 Hz through the runtime. First under
+ * churn (tasks of 1–4 s): the supervisor's RSS. Then in waves that end together, the supervisor
+ * SIGKILLed right after it spawned a wave (every run still `starting`) and restarted, with idle
+ * processes beside them on the host: no heartbeat may fail, and none may wait long for the lock.
+ */
+async function scenarioLoad(): Promise<void> {
+  const S = 'heartbeats and memory under load';
+  const cfg = P.load;
+  const churn = await rssUnderChurn(h, h.dir('load-churn'), { workers: cfg.workers, windowS: cfg.churnS, taskMs: cfg.taskMs }, boards);
+  res.add({
+    scenario: S,
+    figure: `supervisor RSS, ${cfg.workers} workers under churn (tasks of ${cfg.taskMs[0] / 1000}–${cfg.taskMs[1] / 1000} s, highest sample in ${cfg.churnS} s)`,
+    value: `${fmt(churn.rssMaxMb)} MB`,
+    number: churn.rssMaxMb,
+    target: '≤ 100 MB',
+    pass: churn.rssMaxMb <= 100,
+    note: `last sample ${fmt(churn.rssLastMb)} MB, VmHWM ${fmt(churn.hwmMb)} MB; ${churn.completed} tasks completed (${fmt(churn.exitsPerSecond)} a second)`,
+  });
+  const r = await heartbeatsUnderRestarts(h, h.dir('load-restarts'), { workers: cfg.workers, restarts: cfg.restarts, waveMs: cfg.waveMs, otherProcesses: cfg.otherProcesses }, boards);
+  const setting = `${cfg.workers} workers, supervisor SIGKILLed right after each batch of spawns and restarted ${r.restarts} times (every ${fmt(r.killEveryS)} s), ${cfg.otherProcesses} other processes on the host`;
+  const maxWait = Math.max(...r.waits);
+  const failed = r.failedBeats.filter((f) => f.name !== 'NotCurrentError');
+  res.add({
+    scenario: S,
+    figure: `longest write-lock wait seen by any worker (heartbeat p50 / p99 / max, ${r.beats} beats), ${setting}; heartbeats failed / runs ended failed`,
+    value: `${waitSummary(r.waits)}; ${failed.length} / ${r.runsFailed} failed${failed.length ? ` (e.g. ${failed[0]!.name}: ${failed[0]!.message})` : ''}`,
+    number: maxWait,
+    target: 'no heartbeat or report fails (max stated)',
+    pass: r.waits.length > 0 && failed.length === 0 && r.runsFailed === 0,
+    hard: true,
+    note:
+      `runs by outcome: ${Object.entries(r.outcomes).map(([o, n]) => `${o} ${n}`).join(', ')}; runs still starting at each SIGKILL: ${r.startingAtKill.join(', ')}; ` +
+      `busy tick failures: ${r.busyTickFailures}; the longest waits fall while ${cfg.workers} Node workers start at once (CPU), the lock itself is the next row`,
+  });
+  const longest = Math.max(0, ...r.lockStreaks);
+  res.add({
+    scenario: S,
+    figure: "longest time the board's write lock stayed taken (a probe tries it every 5 ms)",
+    value: `${fmt(longest, 0)} ms`,
+    number: longest,
+    target: `≤ ${WORKER_BUSY_TIMEOUT_MS} ms (one busy timeout of the worker)`,
+    pass: longest <= WORKER_BUSY_TIMEOUT_MS,
+    hard: true,
+    note: `${r.lockStreaks.length} streaks ≥ 100 ms; supervisor ticks holding it > 1 s: ${r.supervisorHolds.length ? r.supervisorHolds.map((x) => `${x} ms`).join(', ') : 'none'}`,
+  });
+  res.add({ scenario: S, figure: 'board integrity_check at the end', value: r.integrity, target: 'ok', pass: r.integrity === 'ok', hard: true });
+  res.extra.load = { churn, restarts: { ...r, waits: undefined, p50: median(r.waits), p99: quantile(r.waits, 0.99), max: maxWait } };
+}
+
 // =============================================================================== 3. crash loops
 
 async function scenarioCrash(): Promise<void> {
@@ -770,16 +825,21 @@ async function scenarioTree(): Promise<void> {
     const hang: string[] = [];
     for (let i = 0; i < each; i++) await b.createTask({ skill: 'tree-exit' });
     for (let i = 0; i < each; i++) hang.push((await b.createTask({ skill: 'tree-hang', maxRetries: 1 })).id);
-    const sup = new Sup(h, db, {
-      env: { MAX_CONCURRENT_WORKERS: String(2 * each), TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '2', RECLAIM_GRACE_SECONDS: '2' },
-      logFile: join(dir, 'supervisor.log'),
-    });
-    sups.push(sup);
-    if (!(await sup.waitStarted())) throw new Error(`the supervisor did not start:\n${tail(sup)}`);
-    const fdStart = fdCount(sup.pid);
+    const env = { MAX_CONCURRENT_WORKERS: String(2 * each), TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '2', RECLAIM_GRACE_SECONDS: '2' };
+    const first = new Sup(h, db, { env, logFile: join(dir, 'supervisor.log') });
+    sups.push(first);
+    if (!(await first.waitStarted())) throw new Error(`the supervisor did not start:\n${tail(first)}`);
     const leaders = async () => readRecords(records).filter((r) => r[0] === 'leader');
     const t0 = Date.now();
     while ((await leaders()).length < 2 * each && Date.now() - t0 < 30_000) await sleep(100);
+    // SIGKILL the supervisor in the middle: the escapees it was holding (re-parented to it, the
+    // child subreaper) go to init, and the next supervisor must find them by their run id.
+    first.kill('SIGKILL');
+    await first.exited;
+    const sup = new Sup(h, db, { env, logFile: join(dir, 'supervisor-2.log') });
+    sups.push(sup);
+    if (!(await sup.waitStarted())) throw new Error(`the second supervisor did not start:\n${tail(sup)}`);
+    const fdStart = fdCount(sup.pid);
     // SIGKILL every hanging worker's shell: its group and its escaped grandchild stay behind.
     let killed = 0;
     for (const r of await leaders()) {
@@ -809,7 +869,7 @@ async function scenarioTree(): Promise<void> {
     await quiet('process trees', sup, fdStart);
     res.add({
       scenario: S,
-      figure: `descendants left by ${2 * each} workers (${killed} SIGKILLed, ${each} exited) still alive`,
+      figure: `descendants left by ${2 * each} workers (${killed} SIGKILLed, ${each} exited, their supervisor SIGKILLed and restarted) still alive`,
       value: `${remaining.length} of ${total}`,
       number: remaining.length,
       target: '0',
@@ -1110,6 +1170,7 @@ async function main(): Promise<number> {
     ['crash', 'spawn-crash loops', scenarioCrash],
     ['tree', 'leaks', scenarioTree],
     ['damage', 'damage', scenarioDamage],
+    ['load', 'heartbeats and memory under load', scenarioLoad],
   ];
   const { timing } = await runParts(res, scenarios, want, { figure: 'scenario ran to the end', hard: true });
   await sleep(500);

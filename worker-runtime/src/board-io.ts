@@ -24,6 +24,14 @@ export function openWorkerBoard(dbPath: string): SqliteBoard {
   return SqliteBoard.open(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false });
 }
 
+/**
+ * Whether an error opening or reading the board is the board's fault, not the worker's: the board
+ * is damaged, failing with I/O errors, busy for too long, or not readable or writable by this user.
+ */
+export function isBoardFault(e: unknown): boolean {
+  return classifyError(e) !== 'other';
+}
+
 /** Set the connection's busy timeout (used to keep the last writes of a shutdown inside the grace). */
 export function setBusyTimeout(board: SqliteBoard, ms: number): void {
   try {
@@ -41,7 +49,7 @@ export function checkpointAndClose(board: SqliteBoard | null): void {
 export type Delivery = { via: 'board' } | { via: 'spool'; path: string; cause: string };
 
 export interface DeliverOptions {
-  /** Attempts on I/O or exhausted-busy errors before spooling (default 3). */
+  /** Attempts on the board before spooling (default 3; a damaged board is spooled at once). */
   attempts?: number;
   /** Delay between attempts, ms (default 250, doubled each time). */
   delayMs?: number;
@@ -51,9 +59,11 @@ export interface DeliverOptions {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
- * Deliver the final report. On the board when possible; when the board is damaged (or keeps
- * failing with I/O errors, or cannot be opened: `board === null`) the report goes to the spool
- * next to the board and `{ via: 'spool' }` is returned.
+ * Deliver the final report. On the board when possible; when the board cannot take it for any
+ * reason but the two below (damaged, I/O errors, busy for too long, not readable or writable by
+ * this user, read-only, missing, or it could not be opened at all: `board === null`) the report
+ * goes to the spool next to the board and `{ via: 'spool' }` is returned. A damaged board is
+ * spooled at once; anything else after `attempts` tries.
  * Throws NotCurrentError when the run is fenced out (nothing is written anywhere),
  * BoardInputError for an invalid report, and any error the spool itself hits.
  */
@@ -76,10 +86,8 @@ export async function deliverReport(
         return { via: 'board' };
       } catch (e) {
         if (e instanceof NotCurrentError || e instanceof BoardInputError) throw e;
-        const cls = classifyError(e);
-        if (cls === 'other') throw e;
         cause = e;
-        if (cls === 'damaged' || i >= attempts) break;
+        if (classifyError(e) === 'damaged' || i >= attempts) break;
         await sleep(delay);
         delay *= 2;
       }

@@ -5,8 +5,8 @@
  * Exit statuses: 0 ok, 1 other failure, 2 bad arguments or environment, 3 fenced out
  * (`run R is no longer current for task T`, nothing written).
  */
-import { BoardInputError, NotCurrentError, classifyError, type Json, type SqliteBoard, type WorkerReport } from '@kanban-supervisor/board';
-import { ConfigError, parseNumberStrict } from '@kanban-supervisor/policies';
+import { BoardInputError, NotCurrentError, type Json, type SqliteBoard, type WorkerReport } from '@kanban-supervisor/board';
+import { ConfigError, LIMITS, parseLimit } from '@kanban-supervisor/policies';
 import { checkpointAndClose, deliverReport, openWorkerBoard } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';
 
@@ -62,7 +62,54 @@ Commands (they read KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID, KANBAN_RUN_TOKEN):
 
 Exit status: 0 ok; 1 failure; 2 bad arguments or environment;
 3 the run is no longer current (reclaimed, cancelled, ended): nothing was written.
+One command's details: kanban-supervisor worker COMMAND --help
 `;
+
+const ENV_NOTE = `It reads KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID and KANBAN_RUN_TOKEN (set by the supervisor).
+Exit status: 0 ok; 1 failure; 2 bad arguments or environment; 3 the run is no longer current
+(reclaimed, cancelled, ended): nothing was written.`;
+
+/** `worker COMMAND --help`. */
+export const WORKER_COMMAND_HELP: Record<string, string> = {
+  heartbeat: `usage: kanban-supervisor worker heartbeat [--progress JSON]
+
+Record that the worker is alive (a skill with --heartbeat-timeout is reclaimed as stalled without
+one in time). --progress JSON replaces the run's progress (shown by status, show and runs --json);
+without it the last progress stays.
+${ENV_NOTE}
+`,
+  event: `usage: kanban-supervisor worker event KIND [--data JSON]
+
+Append an event to the task's history (shown by show). KIND: 1-64 letters, digits, '.', '_', ':'
+or '-'. --data JSON is stored with it.
+${ENV_NOTE}
+`,
+  payload: `usage: kanban-supervisor worker payload [--get FIELD[.FIELD...]]
+
+Print the task's payload as JSON on stdout. --get prints one field of it instead, by a dotted path
+(array elements by index: --get items.0.url); a string field is printed raw (no quotes), anything
+else as JSON; a missing field prints nothing (exit 0). Example in a shell skill:
+  url=$("$KANBAN_CLI" worker payload --get url)
+${ENV_NOTE}
+`,
+  complete: `usage: kanban-supervisor worker complete [--result JSON]
+
+End the run completed: the task becomes done with this result (default null). Then exit 0. A board
+that cannot take it (damaged, locked, not writable) gets it later from the spool: nothing is lost.
+${ENV_NOTE}
+`,
+  fail: `usage: kanban-supervisor worker fail [--error MSG]
+
+End the run failed with a message: the failure counts toward the task's limit (retried with
+backoff, blocked at the limit). Then exit (any status).
+${ENV_NOTE}
+`,
+  defer: `usage: kanban-supervisor worker defer --seconds N [--reason R]
+
+End the run deferred: the task is ready again after N seconds; it does not count as a failure.
+${ENV_NOTE}
+`,
+};
 
 class UsageError extends Error {}
 
@@ -72,7 +119,7 @@ interface Parsed {
   flags: Map<string, string | number | Json>;
 }
 
-function parseArgs(args: string[]): Parsed | 'help' {
+function parseArgs(args: string[]): Parsed | 'help' | { help: string } {
   const [command, ...rest] = args;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') return 'help';
   const spec = COMMANDS[command];
@@ -86,7 +133,7 @@ function parseArgs(args: string[]): Parsed | 'help' {
       onlyPositional = true;
       continue;
     }
-    if (!onlyPositional && (a === '--help' || a === '-h')) return 'help';
+    if (!onlyPositional && (a === '--help' || a === '-h')) return { help: command };
     if (!onlyPositional && a.startsWith('--')) {
       const eq = a.indexOf('=');
       const name = eq >= 0 ? a.slice(0, eq) : a;
@@ -126,7 +173,7 @@ function parseFlag(command: string, name: string, kind: FlagKind, raw: string): 
       return raw;
     case 'seconds':
       try {
-        return parseNumberStrict(name, raw, { min: 0, max: 31_536_000 });
+        return parseLimit(name, raw, LIMITS.deferSeconds);
       } catch (e) {
         throw new UsageError(`worker ${command}: ${e instanceof ConfigError ? e.message : String(e)}`);
       }
@@ -154,7 +201,7 @@ function pick(value: Json, path: string): Json | undefined {
  * Messages go to stderr (`io.err`); only `payload` writes to stdout.
  */
 export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliIo = stdio): Promise<number> {
-  let parsed: Parsed | 'help';
+  let parsed: Parsed | 'help' | { help: string };
   try {
     parsed = parseArgs(args);
   } catch (e) {
@@ -165,6 +212,10 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
   }
   if (parsed === 'help') {
     io.out(WORKER_CLI_USAGE);
+    return EXIT.ok;
+  }
+  if ('help' in parsed) {
+    io.out(WORKER_COMMAND_HELP[parsed.help] ?? WORKER_CLI_USAGE);
     return EXIT.ok;
   }
   const { command, positional, flags } = parsed;
@@ -194,8 +245,9 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
     try {
       board = openWorkerBoard(dbPath);
     } catch (e) {
-      const cls = classifyError(e);
-      if (report && (cls === 'damaged' || cls === 'io')) {
+      // A final report is never lost to a board that cannot be opened, whatever the reason
+      // (damaged, I/O, not readable or writable by this user, read-only, missing): it is spooled.
+      if (report) {
         const d = await deliverReport(null, dbPath, cred, report, { openError: e });
         if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
         return EXIT.ok;

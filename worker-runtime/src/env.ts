@@ -3,7 +3,7 @@
  * The supervisor sets these variables; the runtime and the worker CLI read them.
  */
 import { resolve } from 'node:path';
-import { CONFIG_VARS, ConfigError, parseNumberStrict } from '@kanban-supervisor/policies';
+import { CONFIG_VARS, LIMITS, readLimit, type LimitRange } from '@kanban-supervisor/policies';
 import type { RunCredentials } from '@kanban-supervisor/board';
 
 /** Process exit statuses of a worker (runtime and CLI). */
@@ -45,14 +45,13 @@ function defaultGraceSeconds(): number {
   return Number.isFinite(n) ? n : 30;
 }
 
-function optionalNumber(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+/** A limit the supervisor passed: checked against the same range `skill add` and the board accept (LIMITS). */
+function optionalLimit(env: NodeJS.ProcessEnv, name: string, range: LimitRange, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
-  try {
-    return parseNumberStrict(name, raw, { min: 0, max: 31_536_000 });
-  } catch (e) {
-    throw new WorkerEnvError(e instanceof ConfigError ? e.message : String(e));
-  }
+  const r = readLimit(raw, range);
+  if ('problem' in r) throw new WorkerEnvError(`${name} ${r.problem}`);
+  return r.value;
 }
 
 /** Read and check the KANBAN_* variables. Throws WorkerEnvError naming every missing variable. */
@@ -68,7 +67,7 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
   return {
     dbPath: resolve(env.KANBAN_DB!),
     cred: { taskId: env.KANBAN_TASK_ID!.trim(), runId: env.KANBAN_RUN_ID!.trim(), token: env.KANBAN_RUN_TOKEN!.trim() },
-    reclaimGraceSeconds: optionalNumber(env, 'KANBAN_RECLAIM_GRACE_SECONDS', defaultGraceSeconds()),
-    heartbeatTimeoutSeconds: optionalNumber(env, 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 0),
+    reclaimGraceSeconds: optionalLimit(env, 'KANBAN_RECLAIM_GRACE_SECONDS', LIMITS.reclaimGraceSeconds, defaultGraceSeconds()),
+    heartbeatTimeoutSeconds: optionalLimit(env, 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', LIMITS.heartbeatTimeoutSeconds, 0),
   };
 }

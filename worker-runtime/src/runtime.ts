@@ -4,6 +4,8 @@
  * Lifecycle of a worker process:
  *   read KANBAN_* → open the board (hardened open, short busy timeout) → loadRun (fenced)
  *   → run the handler with automatic heartbeats → one final fenced report → checkpoint, close, exit.
+ * A final report the board cannot take goes to the spool; a board that cannot be opened or read
+ * before the handler runs (not the worker's fault) ends the run deferred, also through the spool.
  *
  * Exit statuses: 0 completed, 1 failed, 2 bad environment, 3 fenced out (nothing written),
  * 75 deferred, 143 SIGTERM, 130 SIGINT.
@@ -13,7 +15,7 @@
  */
 import { BoardInputError, NotCurrentError, type Json, type SqliteBoard, type Task, type WorkerReport } from '@kanban-supervisor/board';
 import { heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
-import { checkpointAndClose, deliverReport, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
+import { checkpointAndClose, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
 
 /** What the handler sees of its task. */
@@ -34,7 +36,11 @@ export interface WorkerContext {
   readonly runId: string;
   /** Aborted on SIGTERM/SIGINT (reason: WorkerStoppedError) or when the run is fenced out (reason: NotCurrentError). */
   readonly signal: AbortSignal;
-  /** Record a heartbeat, with optional progress. Rejects with NotCurrentError when fenced out. */
+  /**
+   * Record a heartbeat, with optional progress. Rejects with NotCurrentError when fenced out, and
+   * BoardInputError for progress that is not JSON. A heartbeat the board cannot take (not writable,
+   * busy, failing) is said on stderr and tried again later; it never rejects, never fails the run.
+   */
   heartbeat(progress?: Json): Promise<void>;
   /** Append an event to the task's history. Rejects with NotCurrentError when fenced out. */
   event(kind: string, data?: Json): Promise<void>;
@@ -87,6 +93,14 @@ type Outcome = { ok: true; value: WorkerResult } | { ok: false; error: unknown }
  * supervisor's next tick).
  */
 export const FENCED_SIGNAL_WAIT_MS = 1500;
+
+/**
+ * A worker that cannot open the board, or read its run from it, because of the board (not readable
+ * or writable by this user, damaged, failing with I/O errors, busy for too long) never ran its
+ * handler: it spools a `deferred` report (not counted against the task), and the task is tried again
+ * this many seconds later (the supervisor holds dispatch while it sees the board unreachable).
+ */
+export const BOARD_UNAVAILABLE_DEFER_SECONDS = 5;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -150,6 +164,8 @@ class WorkerProcess {
   private hbInFlight = false;
   private lastBeatAt = 0;
   private hbWarned = false;
+  /** The last explicit heartbeat could not be written (said once per streak). */
+  private hbFailing = false;
   private handlerPending = false;
   private failHandler: (e: unknown) => void = () => {};
 
@@ -190,7 +206,7 @@ class WorkerProcess {
       this.board = openWorkerBoard(env.dbPath);
     } catch (e) {
       say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
-      return this.exit(EXIT.failed);
+      return this.deferUnavailable(env, e, `the board ${env.dbPath} could not be opened`);
     }
     let task: Task;
     try {
@@ -202,7 +218,7 @@ class WorkerProcess {
         return this.exit(EXIT.notCurrent);
       }
       say(`kanban worker: cannot load run ${env.cred.runId} of task ${env.cred.taskId}: ${messageOf(e)}`);
-      return this.exit(EXIT.failed);
+      return this.deferUnavailable(env, e, `run ${env.cred.runId} could not be read from the board ${env.dbPath}`);
     }
     if (this.signal) return;
 
@@ -256,6 +272,33 @@ class WorkerProcess {
     this.exit(report.outcome === 'completed' ? EXIT.completed : report.outcome === 'deferred' ? EXIT.deferred : EXIT.failed);
   }
 
+  /**
+   * The board could not be opened or read before the handler ran. A fault of the board (see
+   * isBoardFault) ends the run `deferred` through the board or the spool, so that it does not count
+   * against the task; anything else (a board too new for this runtime, …) fails as before.
+   */
+  private async deferUnavailable(env: WorkerEnv, cause: unknown, what: string): Promise<void> {
+    if (!isBoardFault(cause)) return this.exit(EXIT.failed);
+    const report: WorkerReport = { outcome: 'deferred', seconds: BOARD_UNAVAILABLE_DEFER_SECONDS, reason: `${what}: ${messageOf(cause)}` };
+    try {
+      const d = await deliverReport(this.board, env.dbPath, env.cred, report, { openError: cause });
+      if (this.signal) return;
+      say(
+        `kanban worker: the handler did not run; the run ends deferred for ${BOARD_UNAVAILABLE_DEFER_SECONDS} s` +
+          (d.via === 'spool' ? ` (spooled to ${d.path})` : ''),
+      );
+      return this.exit(EXIT.deferred);
+    } catch (e) {
+      if (this.signal) return;
+      if (e instanceof NotCurrentError) {
+        say(e.message);
+        return this.exit(EXIT.notCurrent);
+      }
+      say(`kanban worker: cannot record the deferral either: ${messageOf(e)}`);
+      return this.exit(EXIT.failed);
+    }
+  }
+
   private context(task: Task, env: WorkerEnv): WorkerContext {
     const board = this.board!;
     const cred = env.cred;
@@ -265,7 +308,17 @@ class WorkerProcess {
       signal: this.controller.signal,
       heartbeat: (progress?: Json) =>
         this.fencedCall(async () => {
-          await board.heartbeat(cred, progress, Date.now());
+          try {
+            await board.heartbeat(cred, progress, Date.now());
+          } catch (e) {
+            if (e instanceof NotCurrentError || e instanceof BoardInputError) throw e;
+            // Not the handler's failure (the board is unwritable, busy, failing): say so once per
+            // streak; the automatic heartbeat (or the next call) tries again.
+            if (!this.hbFailing) say(`kanban worker: heartbeat not recorded (will keep trying): ${messageOf(e)}`);
+            this.hbFailing = true;
+            return;
+          }
+          this.hbFailing = false;
           this.lastBeatAt = Date.now();
         }),
       event: (kind: string, data?: Json) => this.fencedCall(() => board.workerEvent(cred, kind, data === undefined ? null : data, Date.now())),

@@ -5,12 +5,20 @@
  *
  * Only the writer lives here in full; replaying the spool into the board is the supervisor's
  * business (see `readSpool`). A spool file holds the run token: the folder is 0700, files 0600.
+ *
+ * The spool is in a folder that workers can write, and the supervisor reads it in its tick: the
+ * reader never follows a symlink, never blocks on a FIFO, and reads only regular files owned by
+ * its own user, up to MAX_SPOOL_ENTRY_BYTES; anything else comes back as an error for that entry.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fsyncDir, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
+import { type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
+import { isOwnDirectory, readFileBounded, writeFileAtomic } from '@kanban-supervisor/reaper/safe-fs';
 
 export const SPOOL_VERSION = 1;
+
+/** Largest spool file read (a report's result is at most 4 MiB of JSON; the rest is small). */
+export const MAX_SPOOL_ENTRY_BYTES = 16 * 1024 * 1024;
 
 export interface SpoolEntry extends RunCredentials {
   version: number;
@@ -38,8 +46,10 @@ export function spoolPath(dbPath: string, runId: string): string {
 }
 
 /**
- * Write a final report to the spool, durably: temp file, fsync, rename, fsync of the folder.
- * Returns the path written. Throws if the spool itself cannot be written.
+ * Write a final report to the spool, durably: a temp file created exclusively (O_EXCL, no symlink
+ * followed), fsync, rename, fsync of the folder. The temp file is removed when the write fails
+ * (a full disk leaves nothing behind). Returns the path written. Throws if the spool itself cannot
+ * be written.
  */
 export function writeSpool(
   dbPath: string,
@@ -62,18 +72,7 @@ export function writeSpool(
     cause,
   };
   const final = spoolPath(dbPath, cred.runId);
-  const tmp = join(dir, `.${safeName(cred.runId)}.${process.pid}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    const buf = Buffer.from(JSON.stringify(entry) + '\n', 'utf8');
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, final);
-  fsyncDir(dir);
+  writeFileAtomic(final, JSON.stringify(entry) + '\n', { mode: 0o600, fsync: true });
   return final;
 }
 
@@ -88,9 +87,17 @@ function isReport(v: unknown): v is WorkerReport {
   return false;
 }
 
-/** Read every finished spool file of a board (temp files are skipped). Unreadable files are reported, not thrown. */
+/**
+ * Read every finished spool file of a board (names starting with a dot, temp files, are skipped).
+ * Unreadable files are reported, not thrown: a symlink (not followed), a FIFO or anything else that
+ * is not a regular file, a file owned by another user, one larger than MAX_SPOOL_ENTRY_BYTES, or
+ * one that is not a spool entry each come back as `{ path, error }` (renaming such an entry moves
+ * the entry itself, never a symlink's target). Nothing here blocks. A spool folder that is itself
+ * a symlink, or not ours, is not read at all.
+ */
 export function readSpool(dbPath: string): SpoolRead[] {
   const dir = spoolDir(dbPath);
+  if (!isOwnDirectory(dir)) return [];
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -101,19 +108,29 @@ export function readSpool(dbPath: string): SpoolRead[] {
   for (const name of names.sort()) {
     if (!name.endsWith('.json') || name.startsWith('.')) continue;
     const path = join(dir, name);
+    let text: string;
     try {
-      const e = JSON.parse(readFileSync(path, 'utf8')) as SpoolEntry;
-      if (
-        typeof e !== 'object' || e === null || e.version !== SPOOL_VERSION ||
-        typeof e.taskId !== 'string' || typeof e.runId !== 'string' || typeof e.token !== 'string' ||
-        typeof e.at !== 'number' || !isReport(e.report)
-      ) {
-        out.push({ path, error: `${path} is not a version ${SPOOL_VERSION} spool entry` });
-      } else {
-        out.push({ path, entry: e });
-      }
+      text = readFileBounded(path, MAX_SPOOL_ENTRY_BYTES).toString('utf8');
     } catch (err) {
-      out.push({ path, error: `${path}: ${(err as Error).message}` });
+      out.push({ path, error: (err as Error).message.startsWith(path) ? (err as Error).message : `${path}: ${(err as Error).message}` });
+      continue;
+    }
+    let e: SpoolEntry;
+    try {
+      e = JSON.parse(text) as SpoolEntry;
+    } catch {
+      // Not the parser's message: it quotes the file's bytes, and they do not belong in the log.
+      out.push({ path, error: `${path} is not valid JSON (${Buffer.byteLength(text)} bytes); not a spool entry` });
+      continue;
+    }
+    if (
+      typeof e !== 'object' || e === null || e.version !== SPOOL_VERSION ||
+      typeof e.taskId !== 'string' || typeof e.runId !== 'string' || typeof e.token !== 'string' ||
+      typeof e.at !== 'number' || !isReport(e.report)
+    ) {
+      out.push({ path, error: `${path} is not a version ${SPOOL_VERSION} spool entry` });
+    } else {
+      out.push({ path, entry: e });
     }
   }
   return out;

@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+// The `kanban-supervisor` command that npm links onto PATH (node_modules/.bin, `npm install -g`,
+// `npm link`). It is committed, plain JavaScript, so the link exists before anything is built:
+// npm links bins before the repository's `prepare` step compiles the TypeScript. It only loads the
+// compiled CLI (../dist/cli.js), which runs at import.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const entry = new URL('../dist/cli.js', import.meta.url);
+// In a clone of the repository (sources next to this file), the fix is a build at its root.
+const repoRoot = existsSync(new URL('../src/cli.ts', import.meta.url)) ? fileURLToPath(new URL('../..', import.meta.url)) : null;
+const fix = repoRoot
+  ? `build it: \`npm run build\` in ${repoRoot} (\`npm install\` / \`npm ci\` there build it too)`
+  : 'reinstall the kanban-supervisor package';
+
+function notBuilt(missing) {
+  process.stderr.write(`kanban-supervisor: the CLI is not built (${missing} is missing); ${fix}\n`);
+  process.exit(1);
+}
+
+if (!existsSync(entry)) notBuilt(fileURLToPath(entry));
+try {
+  await import(entry.href);
+} catch (e) {
+  // A partial build (say board/dist missing) fails the import of the module graph: say so plainly.
+  const missing = e && e.code === 'ERR_MODULE_NOT_FOUND' ? /Cannot find module '([^']+)'/.exec(String(e.message))?.[1] : undefined;
+  if (repoRoot && missing && missing.startsWith(repoRoot) && missing.includes('/dist/')) notBuilt(missing);
+  throw e;
+}
