@@ -243,7 +243,7 @@ describe('escapees (setsid + fork) of a worker across a supervisor SIGKILL', () 
     expect(pidAlive(escapee)).toBe(true);
     const b = supervise(db);
     await waitFor(() => !pidAlive(escapee), 10_000);
-    expect(events(b.output(), 'stray_found').map((e) => e.pid)).toContain(escapee);
+    expect(events(b.output(), 'stray_found').map((e) => e.workerPid)).toContain(escapee);
     b.kill('SIGTERM');
     expect((await exited(b)).code, b.output()).toBe(0);
     expect((await show(db, id)).runs).toHaveLength(1);

@@ -757,6 +757,10 @@ export class Reaper {
   // ------------------------------------------------------------------ orphans
 
   reapOrphans(knownPids: Set<number>, now: number = Date.now()): { terminated: number[]; reaped: number[] } {
+    // Without a child subreaper (the portable backend, or prctl refused) nothing is re-parented to
+    // us: our children are the workers we spawned and Node's own helpers, never orphans. Nothing to
+    // look for, and no table to read (where /proc is missing that would be a `ps` at every call).
+    if (!this.subreaperActive) return { terminated: [], reaped: [] };
     const terminated: number[] = [];
     const table = scanProcesses();
     const exclude = this.nodeChildPids();

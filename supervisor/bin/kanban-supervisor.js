@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const entry = new URL('../dist/cli.js', import.meta.url);
 // In a clone of the repository (sources next to this file), the fix is a build at its root.
-const repoRoot = existsSync(new URL('../src/cli.ts', import.meta.url)) ? fileURLToPath(new URL('../..', import.meta.url)) : null;
+const repoRoot = existsSync(new URL('../src/cli.ts', import.meta.url)) ? fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '') : null;
 const fix = repoRoot
   ? `build it: \`npm run build\` in ${repoRoot} (\`npm install\` / \`npm ci\` there build it too)`
   : 'reinstall the kanban-supervisor package';

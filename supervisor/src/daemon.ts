@@ -708,14 +708,17 @@ export class Supervisor {
       obs.push({ runId: w.runId, at: ex.at, exitCode: ex.exitCode, signal: ex.signal, gone: isAllGone, outcomeIfUnreported: u.outcome, errorIfUnreported: u.error });
       if (isAllGone) gone.push(w);
       else w.cleanup = this.reaper.cleanupAfterExit(w.identity);
-      this.log.info({ event: 'worker_exited', task: w.taskId, run: w.runId, pid: ex.pid, exitCode: ex.exitCode, signal: ex.signal }, 'worker exited');
+      this.log.info({ event: 'worker_exited', task: w.taskId, run: w.runId, workerPid: ex.pid, exitCode: ex.exitCode, signal: ex.signal }, 'worker exited');
     }
     for (const w of this.workers.values()) {
       if (obs.some((o) => o.runId === w.runId)) continue;
       if (w.leaderExit) {
         // The leader is gone; whatever it left in its group (or tree, or escapees) is being terminated.
         w.cleanup = this.reaper.cleanupAfterExit(w.identity);
-        if ((w.cleanup.phase === 'gone' || (w.own && isGone(w.identity))) && !this.adoptedRemains(w)) {
+        // An own worker whose group and tree are empty is gone: its escapees re-parent to us, the
+        // child subreaper, and end as orphans. Without a subreaper (the portable backend) they go to
+        // init: the run lasts until the cleanup has seen the last of its known escapees go.
+        if ((w.cleanup.phase === 'gone' || (w.own && this.reaper.subreaperActive && isGone(w.identity))) && !this.adoptedRemains(w)) {
           const u = w.own ? null : this.unreportedError(w, null);
           obs.push({ runId: w.runId, at: now, gone: true, ...(u ? { outcomeIfUnreported: u.outcome, errorIfUnreported: u.error } : {}) });
           gone.push(w);
@@ -723,7 +726,7 @@ export class Supervisor {
       } else if (!w.own && !alive(w.identity)) {
         // Adopted worker: no exit status to collect; its outcome comes from its own report.
         // What it leaves (group, tree, escapees carrying its run id) is cleaned up first.
-        this.log.info({ event: 'worker_exited', task: w.taskId, run: w.runId, pid: w.identity.pid, adopted: true }, 'adopted worker exited');
+        this.log.info({ event: 'worker_exited', task: w.taskId, run: w.runId, workerPid: w.identity.pid, adopted: true }, 'adopted worker exited');
         if (this.reaper.liveMembers(w.identity).length === 0 && !this.adoptedRemains(w)) {
           const u = this.unreportedError(w, null);
           obs.push({ runId: w.runId, at: now, gone: true, outcomeIfUnreported: u.outcome, errorIfUnreported: u.error });
@@ -823,7 +826,7 @@ export class Supervisor {
           this.unstartedSeen.delete(run.id);
           const error = 'the worker was never started (its supervisor stopped between claiming the task and spawning it)';
           obs.push({ runId: run.id, at: now, gone: true, outcomeIfUnreported: 'abandoned', errorIfUnreported: error });
-          this.logCommitted(() => this.log.warn({ event: 'run_abandoned', task: run.taskId, run: run.id, pid: null, error }, 'run never started: abandoned (not counted)'));
+          this.logCommitted(() => this.log.warn({ event: 'run_abandoned', task: run.taskId, run: run.id, workerPid: null, error }, 'run never started: abandoned (not counted)'));
           continue;
         }
       }
@@ -852,7 +855,7 @@ export class Supervisor {
       const error = `worker pid ${id.pid} is gone (or a zombie, or its pid was reused) without reporting an outcome`;
       const outcome: RunOutcome = run.stopReason ? stopOutcome(run.stopReason) : 'crashed';
       obs.push({ runId: run.id, at: now, gone: true, outcomeIfUnreported: outcome, errorIfUnreported: error });
-      this.logCommitted(() => this.log.warn({ event: 'crash_detected', task: run.taskId, run: run.id, pid: run.pid, outcome, error }, `run ${outcome}`));
+      this.logCommitted(() => this.log.warn({ event: 'crash_detected', task: run.taskId, run: run.id, workerPid: run.pid, outcome, error }, `run ${outcome}`));
     }
     if (spawns.length) this.pendingSpawns.push({ at: now, items: spawns });
     this.heldObs.push(...obs);
@@ -872,7 +875,7 @@ export class Supervisor {
       const runId = env.KANBAN_RUN_ID;
       if (env.KANBAN_DB !== this.boardPath || !runId || liveIds.has(runId)) continue;
       this.strays.set(`${id.pid}:${id.startTime}`, { id, runId });
-      this.log.warn({ event: 'stray_found', run: runId, pid: id.pid }, 'a process of an ended run outlived its supervisor: terminating it');
+      this.log.warn({ event: 'stray_found', run: runId, workerPid: id.pid }, 'a process of an ended run outlived its supervisor: terminating it');
     }
   }
 
@@ -910,7 +913,7 @@ export class Supervisor {
       w.term = { pid: id.pid, phase: run.sigkillAt === null ? 'term' : 'kill', sigtermAt: run.sigtermAt, sigkillAt: run.sigkillAt, remaining: [] };
     }
     this.log.info(
-      { event: 'adopted', task: run.taskId, run: run.id, pid: id.pid, escapees: escapees.map((e) => e.pid), reclaiming: run.stopReason },
+      { event: 'adopted', task: run.taskId, run: run.id, workerPid: id.pid, escapees: escapees.map((e) => e.pid), reclaiming: run.stopReason },
       run.stopReason ? 'adopted a worker being reclaimed: resuming its reclaim' : 'adopted a live worker',
     );
     return w;
@@ -1000,7 +1003,7 @@ export class Supervisor {
    * Per run: the descriptor its log is bounded through (opened once, without following a symlink,
    * checked to be a regular file of ours with one link; null when it was refused), and counters.
    */
-  private readonly logBounds = new Map<string, { fd: number | null; ctx: { task: string; run: string; pid: number }; truncations: number; lastWarnAt: number }>();
+  private readonly logBounds = new Map<string, { fd: number | null; ctx: { task: string; run: string; workerPid: number }; truncations: number; lastWarnAt: number }>();
   private logTimer: NodeJS.Timeout | null = null;
 
   /**
@@ -1042,7 +1045,7 @@ export class Supervisor {
   private boundLog(w: Worker): void {
     let b = this.logBounds.get(w.runId);
     if (!b) {
-      b = { fd: null, ctx: { task: w.taskId, run: w.runId, pid: w.identity.pid }, truncations: 0, lastWarnAt: 0 };
+      b = { fd: null, ctx: { task: w.taskId, run: w.runId, workerPid: w.identity.pid }, truncations: 0, lastWarnAt: 0 };
       this.logBounds.set(w.runId, b);
       try {
         b.fd = openLogForBounding(w.logPath!);
@@ -1058,7 +1061,7 @@ export class Supervisor {
     if (b.fd !== null) this.boundFd(b);
   }
 
-  private boundFd(b: { fd: number | null; ctx: { task: string; run: string; pid: number }; truncations: number; lastWarnAt: number }): void {
+  private boundFd(b: { fd: number | null; ctx: { task: string; run: string; workerPid: number }; truncations: number; lastWarnAt: number }): void {
     try {
       const r = boundLogFd(b.fd!, this.cfg.logMaxBytes, { boundName: `LOG_MAX_BYTES=${this.cfg.logMaxBytes}` });
       if (!r.truncated) return;
@@ -1095,7 +1098,7 @@ export class Supervisor {
             // board's write lock must not be held across that.
             await this.commitGroup();
           }
-          this.log.warn({ event: 'sigkill_sent', task: w.taskId, run: w.runId, pid: w.identity.pid, reason: w.stopReason }, 'SIGKILL sent');
+          this.log.warn({ event: 'sigkill_sent', task: w.taskId, run: w.runId, workerPid: w.identity.pid, reason: w.stopReason }, 'SIGKILL sent');
         }
         if (w.term.phase === 'gone') await this.confirmGone(w, now);
         continue;
@@ -1123,7 +1126,7 @@ export class Supervisor {
       w.stopReason = reason;
       w.term = this.reaper.terminate(w.identity, this.stopping?.hurry ? 0 : w.graceMs, now);
       this.log.warn(
-        { event: 'sigterm_sent', task: w.taskId, run: w.runId, pid: w.identity.pid, reason, graceMs: w.graceMs },
+        { event: 'sigterm_sent', task: w.taskId, run: w.runId, workerPid: w.identity.pid, reason, graceMs: w.graceMs },
         `reclaiming worker: ${REASON_TEXT[reason] ?? reason}`,
       );
     }
@@ -1156,7 +1159,7 @@ export class Supervisor {
       }
       const e = item.entry;
       const cred = { taskId: e.taskId, runId: e.runId, token: e.token };
-      const ctx = { task: e.taskId, run: e.runId, pid: e.pid, outcome: e.report.outcome };
+      const ctx = { task: e.taskId, run: e.runId, workerPid: e.pid, outcome: e.report.outcome };
       try {
         await this.board.report(cred, e.report, e.at);
         this.logCommitted(() => this.log.info({ event: 'spool_applied', ...ctx }, 'spooled result applied'));
@@ -1252,7 +1255,7 @@ export class Supervisor {
 
   private logAccounting(decided: Array<{ run: Run; task: Task; decision: AccountingDecision }>): void {
     for (const { run, task, decision } of decided) {
-      const ctx = { task: task.id, run: run.id, pid: run.pid, outcome: run.outcome };
+      const ctx = { task: task.id, run: run.id, workerPid: run.pid, outcome: run.outcome };
       switch (decision.action) {
         case 'done':
           this.log.info({ event: 'task_done', ...ctx }, 'task done');
@@ -1276,7 +1279,7 @@ export class Supervisor {
     if (this.stopping || this.quarantine) return;
     if (dispatchPaused(this.storm, now)) return;
     const blocked = await this.board.blockUnknownSkillTasks(now);
-    for (const b of blocked) this.logCommitted(() => this.log.warn({ event: 'task_blocked', task: b.taskId, run: null, pid: null, reason: b.reason }, 'task blocked'));
+    for (const b of blocked) this.logCommitted(() => this.log.warn({ event: 'task_blocked', task: b.taskId, run: null, workerPid: null, reason: b.reason }, 'task blocked'));
     const free = this.cfg.maxConcurrentWorkers - this.workers.size;
     if (free <= 0) return;
     // A worker could not open the board: hold the claims until it can (logged once by the probe).
@@ -1299,7 +1302,7 @@ export class Supervisor {
         unstarted.push(async () => {
           await this.board.endUnspawned(run.id, 'spawn_failed', reason, Date.now());
           await this.board.applyAccounting(run.id, { action: 'block', consecutiveFailures: task.consecutiveFailures, reason }, Date.now());
-          this.logCommitted(() => this.log.warn({ event: 'task_blocked', ...ctx, pid: null, reason }, 'task blocked before spawning'));
+          this.logCommitted(() => this.log.warn({ event: 'task_blocked', ...ctx, workerPid: null, reason }, 'task blocked before spawning'));
         });
         return null;
       }
@@ -1308,7 +1311,7 @@ export class Supervisor {
         const error = `spawn of skill ${skill.name} failed: ${res.message}`;
         unstarted.push(async () => {
           await this.board.endUnspawned(run.id, 'spawn_failed', error, Date.now());
-          this.logCommitted(() => this.log.warn({ event: 'spawn_failed', ...ctx, pid: null, code: res.code, error }, 'spawn failed'));
+          this.logCommitted(() => this.log.warn({ event: 'spawn_failed', ...ctx, workerPid: null, code: res.code, error }, 'spawn failed'));
         });
         return null;
       }
@@ -1328,7 +1331,7 @@ export class Supervisor {
       });
     }
     for (const { claim, id, ctx } of started) {
-      this.log.info({ event: 'spawned', ...ctx, pid: id.pid, attempt: claim.task.consecutiveFailures + 1, log: claim.run.logPath }, 'worker spawned');
+      this.log.info({ event: 'spawned', ...ctx, workerPid: id.pid, attempt: claim.task.consecutiveFailures + 1, log: claim.run.logPath }, 'worker spawned');
     }
     const failed = [...settled, ...written].find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
