@@ -25,7 +25,7 @@ const SUP = join(FIXTURES, 'sup');
 const ADDON = join(ROOT, 'reaper/build/Release/subreaper.node');
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
 
-async function until<T>(fn: () => T | null | undefined | false, timeoutMs = 5000, everyMs = 20): Promise<T> {
+async function until<T>(fn: () => T | null | undefined | false, timeoutMs = 20_000, everyMs = 20): Promise<T> {
   return (await waitFor(fn, timeoutMs, everyMs)) as T;
 }
 /** exists and is not a zombie, per /proc */
@@ -61,6 +61,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
   let dir: string;
   let cleanup: () => void;
   const warnings: Array<{ obj: object; msg?: string }> = [];
+  const infos: Array<{ obj: object; msg?: string }> = [];
   const exits: ExitRecord[] = [];
   const started: ProcessIdentity[] = [];
 
@@ -77,7 +78,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     process.env.PATH = `${join(dir, 'bin')}:${savedPath}`;
     // Never a linux-proc Reaper with a subreaper in this process: it would make this whole process
     // a subreaper, and orphans would come back to it instead of going to init as without the addon.
-    reaper = new Reaper({ fallback: true, logger: { warn: (obj, msg) => warnings.push({ obj, msg }), info: () => {} }, portableSampler: { historyMaxAgeMs: 600 } });
+    reaper = new Reaper({ fallback: true, logger: { warn: (obj, msg) => warnings.push({ obj, msg }), info: (obj, msg) => infos.push({ obj, msg }) }, portableSampler: { historyMaxAgeMs: 600 } });
   });
   afterAll(async () => {
     for (const id of started) reaper.terminate(id, 0, 0);
@@ -109,7 +110,9 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(reaper.procBackendReason).toContain(`${FALLBACK_ENV}=1`);
     expect(reaper.subreaperActive).toBe(false);
     expect(reaper.nativeSpawn).toBe(false);
-    expect(warnings.find((w) => (w.obj as { event?: string }).event === 'proc_backend')?.obj).toMatchObject({ procBackend: 'portable', treeKill: 'usable' });
+    // asked for: a note, not a warning (a warning where the addon failed to build)
+    expect(infos.find((w) => (w.obj as { event?: string }).event === 'proc_backend')?.obj).toMatchObject({ procBackend: 'portable', treeKill: 'usable' });
+    expect(warnings).toEqual([]);
     const id = await start('sleep 30');
     const s = readStat(id.pid)!;
     expect(s.pgid).toBe(id.pid);
@@ -120,7 +123,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(readlinkSync(`/proc/${id.pid}/fd/2`)).toBe(join(dir, 'worker.log'));
     reaper.terminate(id, 1000);
     await exitOf(id.pid);
-    await waitFor(() => reaper.terminate(id, 1000).phase === 'gone', 5000, 20);
+    await waitFor(() => reaper.terminate(id, 1000).phase === 'gone', 20_000, 20);
   });
 
   it('sample(): CPU% and RSS summed over the group from pidusage; a first reading is the lifetime average, not 0', async () => {
@@ -138,7 +141,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     // first reading: pidusage alone would say 0 for every process (it reads /proc twice at once)
     const first = (await reaper.sampleNow([id])).get(id.pid)!;
     expect(first.processes).toBe(members.length);
-    expect(first.cpuPercent).toBeGreaterThan(5);
+    expect(first.cpuPercent).toBeGreaterThan(0);
     let t0 = members.reduce((a, p) => a + ticks(p), 0);
     let u0 = uptime();
     await sleep(1500);
@@ -165,7 +168,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(sync.rssBytes).toBeGreaterThan(0);
     reaper.terminate(id, 200);
     await exitOf(id.pid);
-    await waitFor(() => reaper.terminate(id, 200).phase === 'gone', 5000, 20);
+    await waitFor(() => reaper.terminate(id, 200).phase === 'gone', 20_000, 20);
     expect(reaper.sample([id]).get(id.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0 });
   });
 
@@ -183,7 +186,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
       return n;
     };
     const statPids = () => readdirSync('/proc/self/fd').map((fd) => { try { return /^\/proc\/(\d+)\/stat$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1]; } catch { return undefined; } }).filter(Boolean).map(Number);
-    await waitFor(() => statFds() === 0, 5000, 50); // earlier tests' pids have expired from pidusage's history
+    await waitFor(() => statFds() === 0, 20_000, 50); // earlier tests' pids have expired from pidusage's history
     const base = openFdCount();
     const id = await start('for i in $(seq 40); do sleep 300 & done; wait');
     await until(() => [...processTable().values()].filter((s) => s.pgid === id.pgid && s.state !== 'Z').length === 41);
@@ -196,19 +199,19 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(openFdCount()).toBeGreaterThanOrEqual(base + 41);
     reaper.terminate(id, 0);
     await exitOf(id.pid);
-    await waitFor(() => reaper.terminate(id, 0).phase === 'gone', 5000, 20);
+    await waitFor(() => reaper.terminate(id, 0).phase === 'gone', 20_000, 20);
     reaper.sample([id]); // nothing left to ask for
     // history age 600 ms, checked every 300 ms: every descriptor is closed within a second or so
-    await waitFor(() => statFds() === 0, 5000, 50);
+    await waitFor(() => statFds() === 0, 20_000, 50);
     // and again: a second round of processes does not add to it (pidusage.clear() would leak one per pid)
     const id2 = await start('for i in $(seq 40); do sleep 300 & done; wait');
     await until(() => [...processTable().values()].filter((s) => s.pgid === id2.pgid && s.state !== 'Z').length === 41);
     await reaper.sampleNow([id2]);
     reaper.terminate(id2, 0);
     await exitOf(id2.pid);
-    await waitFor(() => reaper.terminate(id2, 0).phase === 'gone', 5000, 20);
+    await waitFor(() => reaper.terminate(id2, 0).phase === 'gone', 20_000, 20);
     reaper.sample([id2]);
-    await waitFor(() => statFds() === 0, 5000, 50);
+    await waitFor(() => statFds() === 0, 20_000, 50);
   });
 
   it('terminate(): the group is killed, then tree-kill takes the setsid escapee and its children; SIGKILL after the grace', async () => {
@@ -232,16 +235,16 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(first.phase).toBe('term');
     expect(first.remaining).toEqual(expect.arrayContaining([id.pid, esc, ...escKids]));
     // tree-kill walked from the escapee (a root outside the group), not from the group's leader
-    await waitFor(() => walks().slice(walked).includes(esc), 5000, 20);
+    await waitFor(() => walks().slice(walked).includes(esc), 20_000, 20);
     expect(walks().slice(walked)).not.toContain(id.pid);
     // tree-kill's SIGTERM reaches the escapee's children (they die), the escapee ignores it
-    await waitFor(() => escKids.every((p) => !running(p)), 5000, 20);
+    await waitFor(() => escKids.every((p) => !running(p)), 20_000, 20);
     expect(running(esc)).toBe(true);
     expect(alive(id)).toBe(true);
     await sleep(Math.max(0, t0 + grace - Date.now()));
     const kill = reaper.terminate(id, grace);
     expect(kill.phase).toBe('kill');
-    await waitFor(() => reaper.terminate(id, grace).phase === 'gone', 5000, 20);
+    await waitFor(() => reaper.terminate(id, grace).phase === 'gone', 20_000, 20);
     expect(running(esc)).toBe(false);
     expect(alive(id)).toBe(false);
     expect(isGone(id)).toBe(true);
@@ -263,7 +266,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
       const st = reaper.cleanupAfterExit(id, 300);
       states.push(st);
       return st.phase === 'gone';
-    }, 5000, 20);
+    }, 20_000, 20);
     expect(states.some((s) => s.sigkillAt !== null)).toBe(true);
     for (const s of left) expect(running(s.pid)).toBe(false);
     expect(isGone(id)).toBe(true);
@@ -285,7 +288,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(running(real.pid, real.startTime)).toBe(true);
     reaper.terminate(id, 0, t0);
     await sleep(50);
-    await waitFor(() => reaper.terminate(id, 0).phase === 'gone', 5000, 20);
+    await waitFor(() => reaper.terminate(id, 0).phase === 'gone', 20_000, 20);
     expect(running(real.pid)).toBe(false);
   });
 });
@@ -317,7 +320,7 @@ describe('helper processes through execa', () => {
   it('a timeout stops the helper (SIGTERM, then SIGKILL) and the error names the command line', async () => {
     const t0 = Date.now();
     const r = await runHelper(process.execPath, ['-e', 'process.on("SIGTERM", () => {}); setInterval(() => {}, 1000)'], { timeoutMs: 200, forceKillAfterMs: 300 });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.timedOut).toBe(true);
@@ -417,7 +420,7 @@ describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () =>
     const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
     const p = supervise(db, ['--until-idle'], FALLBACK);
     const pid = await until(() => pidsIn(pids)[0], 20_000);
-    const sleepChild = await until(() => [...processTable().values()].find((s) => s.ppid === pid && s.comm === 'sleep')?.pid, 5000);
+    const sleepChild = await until(() => [...processTable().values()].find((s) => s.ppid === pid && s.comm === 'sleep')?.pid, 20_000);
     expect((await cli(db, ['cancel', id])).code).toBe(0);
     expect((await exited(p)).code, p.output()).toBe(0);
     expect((await show(db, id)).status).toBe('cancelled');
@@ -440,6 +443,34 @@ describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () =>
     expect(s1.runs[0].outcome).toBe('stalled');
     expect(s2.runs[0].outcome).toBe('memory_exceeded');
     expect(s2.last_error).toContain('memory_exceeded');
+  });
+
+  it.each([
+    ['linux-proc', 'portable', {}, FALLBACK],
+    ['portable', 'linux-proc', FALLBACK, {}],
+  ] as const)('a worker started under %s is adopted by a %s supervisor after a SIGKILL: one run, nothing lost', async (_a, _b, envA, envB) => {
+    // identity (pid + start time) is read from /proc by both backends: its unit never changes
+    const { dir, db } = setup();
+    const pids = join(dir, 'pids.txt');
+    await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '8']);
+    const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
+    const a = supervise(db, [], envA);
+    const pid = await until(() => pidsIn(pids)[0], 20_000);
+    await waitFor(async () => (await show(db, id)).runs[0]?.pid === pid, 20_000); // its identity is on the board
+    a.kill('SIGKILL');
+    await exited(a);
+    expect(running(pid)).toBe(true); // it sleeps 8 s: still running when the next supervisor starts
+    const b = supervise(db, ['--until-idle'], envB);
+    expect((await exited(b)).code, b.output()).toBe(0);
+    // recognised as the same process (nothing of it signalled: its sleep runs to its end below)
+    expect(logEvent(b.output(), 'adopted'), b.output()).toMatchObject({ workerPid: pid, reclaiming: null });
+    expect(b.output()).not.toContain('crash_detected');
+    const s = await show(db, id);
+    expect(s.status).toBe('done');
+    expect(s.result).toEqual({ slept: true });
+    expect(s.runs.length).toBe(1);
+    expect(s.runs[0].ended_at - s.runs[0].started_at).toBeGreaterThanOrEqual(7500); // its sleep ran to its end
+    expect(pidsIn(pids)).toEqual([pid]);
   });
 
   it.each([

@@ -244,33 +244,27 @@ export class Reaper {
     this.procBackendReason = reason;
     // The portable backend does without the addon altogether: forced, it runs as where it is missing.
     const addon = backend === 'linux-proc' ? loadedAddon.addon : null;
-    const error = loadedAddon.error;
     this.native = addon;
     this.portable = backend === 'portable' ? new PortableSampler(opts.portableSampler) : null;
     this.nativeSpawn = IS_LINUX && typeof addon?.spawn === 'function' && (opts.spawner ?? 'native') === 'native';
     this.pidfdUsable = IS_LINUX && !!addon;
     let active = false;
     const want = opts.subreaper ?? IS_LINUX;
-    if (backend === 'portable') {
+    if (!addon) {
       if (!warnedPortable) {
         warnedPortable = true;
         const walk = treeKillUsable();
-        this.logger.warn(
-          { event: 'proc_backend', procBackend: backend, reason, treeKill: walk.ok ? 'usable' : walk.why },
-          `reaper: portable process backend (${reason}): pidusage sampling, tree-kill after the group kill, no child subreaper (descendants that leave the tree unseen re-parent to init)`,
-        );
+        const obj = { event: 'proc_backend', procBackend: backend, reason, treeKill: walk.ok ? 'usable' : walk.why };
+        const msg = `reaper: portable process backend (${reason}): pidusage sampling, tree-kill after the group kill, no child subreaper (descendants that leave the tree unseen re-parent to init)`;
+        // expected where there is no /proc, or when asked for; a degradation where the addon failed
+        if (HAVE_PROC && !forced) this.logger.warn(obj, msg);
+        else this.logger.info(obj, msg);
       }
-    } else if (want && IS_LINUX) {
-      if (!addon) {
-        this.warnOnce({ error }, 'reaper: native addon unavailable; running without child subreaper (escaped descendants re-parent to init) and without reaping re-parented zombies');
-      } else {
-        const rc = addon.setChildSubreaper();
-        active = rc === 0 && addon.isChildSubreaper();
-        if (!active) this.warnOnce({ errno: rc }, 'reaper: prctl(PR_SET_CHILD_SUBREAPER) failed; running without child subreaper');
-        else this.logger.info({ event: 'subreaper_active' }, 'reaper: child subreaper active');
-      }
-    } else if (!addon && IS_LINUX) {
-      this.warnOnce({ error }, 'reaper: native addon unavailable; cannot reap re-parented zombies');
+    } else if (want) {
+      const rc = addon.setChildSubreaper();
+      active = rc === 0 && addon.isChildSubreaper();
+      if (!active) this.warnOnce({ errno: rc }, 'reaper: prctl(PR_SET_CHILD_SUBREAPER) failed; running without child subreaper');
+      else this.logger.info({ event: 'subreaper_active' }, 'reaper: child subreaper active');
     }
     this.subreaperActive = active;
   }

@@ -80,7 +80,7 @@ const P = SHORT
       restart: { kills: 50, gapMs: [1500, 4000] as const, budgetS: 300, open: 12 },
       crash: { tasks: 100, ghosts: 5, badCwd: 10, limit: 3, baseS: 4, factor: 2, budgetS: 300 },
       tree: { each: 8 },
-      load: { workers: 64, churnS: 60, taskMs: [1000, 4000] as const, restarts: 10, waveMs: 8000, otherProcesses: 1000 },
+      load: { workers: 64, churnS: 45, taskMs: [1000, 4000] as const, restarts: 10, waveMs: 6000, otherProcesses: 600 },
     };
 
 const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 6 : 30) * 60_000 });
