@@ -3,7 +3,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, FIXTURES, cli, exited, run, startProcess, tempDir, waitFor } from './helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from './helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const cleanups: Array<() => void> = [];
@@ -65,16 +66,37 @@ describe('status --watch', () => {
   });
 
   it('on a terminal (through script(1)): redraws in place on the alternate screen and restores the terminal on Ctrl-C, exit 0', async () => {
-    const { db } = setup();
+    const { dir, db } = setup();
     await cli(db, ['init']);
-    const cmd = `timeout --preserve-status -s INT 6 ${process.execPath} ${CLI} --db ${db} status --watch --interval 0.3`;
-    // stdin at EOF: script(1) relays the terminal's output only then.
-    const r = await run('script', ['-qefc', cmd, '/dev/null'], { timeoutMs: 30_000, input: '' });
-    expect(r.code, r.stdout + r.stderr).toBe(0);
-    expect(r.stdout.startsWith('\x1b[?1049h')).toBe(true); // alternate screen
-    expect((r.stdout.match(/\x1b\[H/g) ?? []).length).toBeGreaterThanOrEqual(3); // redrawn from the top, in place
-    expect(r.stdout).toContain('owner: none has run on this board');
-    expect(r.stdout.trimEnd().endsWith('\x1b[?1049l')).toBe(true); // terminal restored
+    // script(1) gives the command a pseudo-terminal and copies what it shows to a file as it goes.
+    const typescript = join(dir, 'typescript');
+    const sc = spawn('script', ['-qefc', `${process.execPath} ${CLI} --db ${db} status --watch --interval 0.3`, typescript], { stdio: ['ignore', 'ignore', 'pipe'] });
+    cleanups.push(() => {
+      if (sc.exitCode === null && sc.signalCode === null) sc.kill('SIGKILL');
+    });
+    const shown = () => (existsSync(typescript) ? readFileSync(typescript, 'latin1') : '');
+    await waitFor(() => (shown().match(/\x1b\[H/g) ?? []).length >= 3, 60_000, 100);
+    // Ctrl-C: SIGINT to the watching process (found by its own command line).
+    const watcher = readdirSync('/proc')
+      .filter((f) => /^\d+$/.test(f))
+      .find((pid) => {
+        try {
+          const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return argv[0] === process.execPath && argv.includes(db) && argv.includes('--watch');
+        } catch {
+          return false;
+        }
+      });
+    expect(watcher).toBeDefined();
+    process.kill(Number(watcher), 'SIGINT');
+    expect(await exited(sc)).toEqual({ code: 0, signal: null });
+    const out = shown();
+    const enter = out.indexOf('\x1b[?1049h'); // the alternate screen, as top and watch use
+    const firstFrame = out.indexOf('\x1b[H');
+    expect(enter).toBeGreaterThanOrEqual(0);
+    expect(firstFrame).toBeGreaterThan(enter);
+    expect(out).toContain('owner: none has run on this board');
+    expect(out.lastIndexOf('\x1b[?1049l')).toBeGreaterThan(out.lastIndexOf('\x1b[H')); // terminal restored at the end
   });
 
   it('reads only: takes no lock, creates no owner-lock file next to the board, with or without --watch', async () => {
