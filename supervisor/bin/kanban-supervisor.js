@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 // The `kanban-supervisor` command that npm links onto PATH (node_modules/.bin, `npm install -g`,
 // `npm link`). It is committed, plain JavaScript, so the link exists before anything is built:
 // npm links bins before the repository's `prepare` step compiles the TypeScript. It only loads the
