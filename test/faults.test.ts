@@ -323,3 +323,21 @@ describe('a full disk', () => {
     expect(pidsIn(spawns).filter((t) => t > fullFrom + 500 && t < fullUntil)).toEqual([]);
   });
 });
+
+describe('a supervisor that ends', () => {
+  it('with --until-idle waits for the orphans it is terminating: a SIGTERM-ignoring escapee does not outlive it', async () => {
+    const { dir, db } = setup();
+    const pids = join(dir, 'pids.txt');
+    const esc = join(dir, 'escapees.txt');
+    reapAtEnd(pids);
+    reapAtEnd(esc);
+    await cli(db, ['skill', 'add', 'escaper', '--', join(SUP, 'escape.sh'), pids, esc, 'exit']);
+    const id = (await cli(db, ['add', '--skill', 'escaper'])).stdout.trim();
+    const p = supervise(db, ['--until-idle']);
+    expect((await exited(p)).code, p.output()).toBe(0);
+    expect((await show(db, id)).status).toBe('done');
+    const escapees = pidsIn(esc);
+    expect(escapees.length).toBeGreaterThan(0);
+    for (const pid of escapees) expect(pidAlive(pid)).toBe(false);
+  });
+});

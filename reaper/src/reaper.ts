@@ -503,6 +503,14 @@ export class Reaper {
     this.samples.delete(pid);
   }
 
+  /** Orphans whose termination (SIGTERM, grace, SIGKILL) is under way: a supervisor waits for them before it exits. */
+  orphansPending(now: number = Date.now()): number {
+    // One that outlives its SIGKILL by 5 s (not ours to kill: another user's) is not waited for.
+    let n = 0;
+    for (const o of this.orphans.values()) if (now - o.termAt < this.orphanGraceMs + 5000) n++;
+    return n;
+  }
+
   /** pids currently tracked (spawned or adopted and not yet confirmed gone/untracked) */
   trackedPids(): number[] {
     return [...this.tracked.keys()];

@@ -6,6 +6,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs as utilParseArgs, type ParseArgsConfig } from 'node:util';
+import { ReaperConfigError } from '@kanban-supervisor/reaper';
 import { BoardInputError, BoardPathError, SqliteBoard, checkBoard, recoverBoard, recoverInPlace, formatRecoverReport, type Json, type Run, type RunListing, type Task, type TaskDetail } from '@kanban-supervisor/board';
 import { CONFIG_VARS, ConfigError, LIMITS, loadConfig, parseLimit, RUN_OUTCOMES, TASK_STATUSES, type LimitRange, type RunOutcome, type TaskStatus } from '@kanban-supervisor/policies';
 import { workerCli } from '@kanban-supervisor/worker-runtime';
@@ -793,7 +794,7 @@ export async function main(argv: string[]): Promise<number> {
     // Messages quote board text (task ids, skill names): escaped like every human output.
     process.stderr.write(`kanban-supervisor: ${printableLines(msg)}\n`);
     // Configuration: flags, variables, the board path, a board this user may not write.
-    if (e instanceof ConfigError || e instanceof BoardPathError || isAccessError(e)) return 2;
+    if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return 2;
     return 1;
   }
 }

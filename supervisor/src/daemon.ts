@@ -512,12 +512,13 @@ export class Supervisor {
       await this.shutdown(0, 'detached: workers left running for the next supervisor');
       return true;
     }
-    if (this.stopping && this.workers.size === 0 && this.strays.size === 0) {
+    // Orphans being terminated (their grace running) are waited for too: nothing is left behind.
+    if (this.stopping && this.workers.size === 0 && this.strays.size === 0 && this.reaper.orphansPending() === 0) {
       if (!this.quarantine) await this.guard('account', () => this.account(Date.now()));
       await this.shutdown(0, 'all workers gone');
       return true;
     }
-    if (this.opts.untilIdle && !this.stopping && !this.quarantine && this.workers.size === 0) {
+    if (this.opts.untilIdle && !this.stopping && !this.quarantine && this.workers.size === 0 && this.strays.size === 0 && this.reaper.orphansPending() === 0) {
       let idle = false;
       await this.guard('idle', async () => {
         idle = await this.board.idle();
