@@ -341,3 +341,60 @@ describe('a supervisor that ends', () => {
     for (const pid of escapees) expect(pidAlive(pid)).toBe(false);
   });
 });
+
+describe('a hard link to the board planted in the spool', () => {
+  // The supervisor must never open the board's inode through fs: closing it would drop its SQLite locks.
+  const locksOf = (pid: number, ino: number) =>
+    readFileSync('/proc/locks', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(' POSIX ') && l.split(/\s+/).includes(String(pid)) && l.includes(`:${ino} `));
+  it.runIf(existsSync('/proc/locks'))('is refused unopened: the supervisor keeps its POSIX locks on the board', async () => {
+    const { dir, db } = setup();
+    await cli(db, ['init']);
+    const p = supervise(db);
+    await waitFor(() => p.output().includes('"event":"started"'));
+    const { statSync, linkSync } = await import('node:fs');
+    const ino = statSync(db).ino;
+    await waitFor(() => locksOf(p.pid!, ino).length > 0, 10_000);
+    const spool = join(dir, 'board', 'spool');
+    mkdirSync(spool, { recursive: true, mode: 0o700 });
+    linkSync(db, join(spool, 'zz.json'));
+    await waitFor(() => p.output().includes('spool_rejected'), 10_000);
+    await sleep(500);
+    expect(locksOf(p.pid!, ino).length).toBeGreaterThan(0);
+    expect(p.output()).toContain('hard links');
+    p.kill('SIGTERM');
+    expect((await exited(p)).code, p.output()).toBe(0);
+  });
+});
+
+describe('a spooled result while the board is busy', () => {
+  it('is applied, not judged crashed, when the spool step meets a held write lock', async () => {
+    const { dir, db } = setup();
+    const marker = join(dir, 'spooled');
+    const go = join(dir, 'go');
+    await cli(db, ['skill', 'add', 'spooler', '--', process.execPath, join(SUP, 'spool-wait.mjs'), marker, go]);
+    const id = (await cli(db, ['add', '--skill', 'spooler'])).stdout.trim();
+    const p = supervise(db, ['--until-idle']);
+    await waitFor(() => existsSync(marker), 20_000, 10);
+    // Another writer holds the board's write lock across the worker's exit and the next tick's spool step.
+    const { default: Database } = await import('better-sqlite3');
+    const other = new Database(db, { timeout: 5000 });
+    other.exec('BEGIN IMMEDIATE');
+    writeFileSync(go, '');
+    const t0 = Date.now();
+    while (Date.now() - t0 < 400) {
+      /* hold the lock: the supervisor's busy timeout (50 ms × 3 retries) runs out meanwhile */
+    }
+    other.exec('COMMIT');
+    other.close();
+    const { code } = await exited(p);
+    expect(code, p.output()).toBe(0);
+    const s = await show(db, id);
+    expect(s.status).toBe('done');
+    expect(s.result).toEqual({ spooled: true });
+    expect(s.runs).toHaveLength(1);
+    expect(s.consecutive_failures).toBe(0);
+    expect(existsSync(join(dir, 'board', 'spool', 'unapplied'))).toBe(false);
+  });
+});

@@ -71,6 +71,35 @@ export function assertSafeStat(path: string, st: fs.Stats, opts: SafeOpenOptions
   }
 }
 
+/** Linux O_PATH: a descriptor that names the file without opening it (its close drops no POSIX lock). */
+const O_PATH = process.platform === 'linux' ? 0o10000000 : 0;
+
+/**
+ * Before a real open, look at the file through an O_PATH descriptor (Linux): a symlink, a non-regular
+ * file or one with several hard links is refused without ever being opened. Why: a worker can plant a
+ * hard link to the board itself (`ln $KANBAN_DB spool/x.json`); opening and closing the board's inode
+ * through fs in the supervisor would drop the supervisor's SQLite POSIX locks. Closing an O_PATH
+ * descriptor does not touch locks. A file that does not exist yet is left to the open (O_CREAT).
+ */
+function precheck(path: string, opts: SafeOpenOptions): void {
+  if (!O_PATH) return;
+  let pfd: number;
+  try {
+    pfd = fs.openSync(path, O_PATH | NOFOLLOW);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  try {
+    const st = fs.fstatSync(pfd);
+    if (st.isSymbolicLink()) throw new UnsafeFileError(path, 'symlink', 'is a symbolic link (not followed)');
+    if (!st.isFile()) throw new UnsafeFileError(path, 'not_regular', 'is not a regular file');
+    assertSafeStat(path, st, { ...opts, singleLink: true });
+  } finally {
+    fs.closeSync(pfd);
+  }
+}
+
 /**
  * Open `path` without following a symlink and without blocking, and check what was opened.
  * `flags` are numeric open flags (fs.constants); O_NOFOLLOW and O_NONBLOCK are added.
@@ -78,6 +107,7 @@ export function assertSafeStat(path: string, st: fs.Stats, opts: SafeOpenOptions
  * the errno error otherwise (ENOENT, EACCES, ...).
  */
 export function openSafe(path: string, flags: number, opts: SafeOpenOptions = {}): { fd: number; stat: fs.Stats } {
+  precheck(path, opts);
   let fd: number;
   try {
     fd = fs.openSync(path, flags | NOFOLLOW | NONBLOCK, opts.mode ?? 0o600);

@@ -554,9 +554,11 @@ export class Supervisor {
     this.resolveDone(code);
   }
 
-  private async guard(step: string, fn: () => Promise<void>): Promise<void> {
+  /** Run one tick step; a failure is logged and the tick goes on. Returns whether the step succeeded. */
+  private async guard(step: string, fn: () => Promise<void>): Promise<boolean> {
     try {
       await fn();
+      return true;
     } catch (e) {
       this.tickErrors++;
       if (e instanceof WriteGroupLostError) this.restoreUncommitted();
@@ -564,6 +566,7 @@ export class Supervisor {
       const level = cls === 'busy' ? 'warn' : 'error';
       if (!this.quarantine) this.log[level]({ event: 'tick_step_failed', step, errorClass: cls, err: e }, `tick step ${step} failed`);
       if (cls === 'damaged' || cls === 'io') await this.suspectDamage(e);
+      return false;
     }
   }
 
@@ -587,7 +590,7 @@ export class Supervisor {
       // Reap before reading the spool: a worker renames its spool file before it exits, so every
       // exit collected here has its spooled report already in place (never judged unreported).
       await this.guard('reap', () => this.reap(now));
-      await this.guard('spool', () => this.ingestSpool());
+      const spoolRead = await this.guard('spool', () => this.ingestSpool());
       await this.guard('detect', async () => {
         live = await this.board.liveRuns();
         await this.detect(live, now);
@@ -595,7 +598,9 @@ export class Supervisor {
       });
       await this.guard('sample', async () => this.sample(now));
       await this.guard('reclaim', () => this.reclaim(live, now));
-      await this.guard('account', () => this.account(now));
+      // Exits and crash verdicts wait while a spooled report may still be unread: written first, an
+      // unreported-exit verdict would book a run crashed whose result sits in the spool.
+      if (spoolRead) await this.guard('account', () => this.account(now));
       await this.guard('dispatch', () => this.dispatch(now));
       if (!this.quarantine && this.board === board) await this.guard('commit', () => this.commitGroup());
     } finally {
