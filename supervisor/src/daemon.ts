@@ -1097,13 +1097,14 @@ export class Supervisor {
         const grace = this.stopping?.hurry ? 0 : w.graceMs;
         w.term = this.reaper.terminate(w.identity, grace, now);
         if (w.term.phase === 'kill' && !w.sigkillRecorded) {
-          w.sigkillRecorded = true;
           if (!this.quarantine) {
             await this.board.recordSigkill(w.runId, w.term.sigkillAt ?? now);
             // Committed at once: the rest of this loop scans /proc for every other worker, and the
             // board's write lock must not be held across that.
             await this.commitGroup();
           }
+          // Only once it is on the board (a failed write is retried at the next tick).
+          w.sigkillRecorded = true;
           this.log.warn({ event: 'sigkill_sent', task: w.taskId, run: w.runId, workerPid: w.identity.pid, reason: w.stopReason }, 'SIGKILL sent');
         }
         if (w.term.phase === 'gone') await this.confirmGone(w, now);
