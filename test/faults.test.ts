@@ -398,3 +398,34 @@ describe('a spooled result while the board is busy', () => {
     expect(existsSync(join(dir, 'board', 'spool', 'unapplied'))).toBe(false);
   });
 });
+
+describe("a spawn that fails for the supervisor's own fault", () => {
+  it('(its log folder replaced by a file) never counts against a task: dispatch waits, then the tasks run', async () => {
+    const { dir, db } = setup();
+    const pids = join(dir, 'pids.txt');
+    await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '0.1']);
+    const p = supervise(db, [], { FAILURE_LIMIT: '1' });
+    await waitFor(() => p.output().includes('"event":"started"'));
+    const logs = join(dir, 'board', 'logs');
+    const { rmSync } = await import('node:fs');
+    rmSync(logs, { recursive: true, force: true });
+    writeFileSync(logs, 'not a folder');
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) ids.push((await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim());
+    await waitFor(() => p.output().includes('"event":"logs_unusable"'), 10_000);
+    await sleep(1500);
+    for (const id of ids) {
+      const s = await show(db, id);
+      expect(s.status).toBe('ready');
+      expect(s.consecutive_failures).toBe(0);
+    }
+    rmSync(logs, { force: true });
+    await waitFor(async () => {
+      for (const id of ids) if ((await show(db, id)).status !== 'done') return false;
+      return true;
+    }, 20_000);
+    for (const id of ids) expect((await show(db, id)).runs.every((r: { outcome: string }) => r.outcome !== 'spawn_failed')).toBe(true);
+    p.kill('SIGTERM');
+    expect((await exited(p)).code, p.output()).toBe(0);
+  });
+});

@@ -16,6 +16,7 @@ export {
   Reaper,
   type SpawnRequest,
   type SpawnResult,
+  type SpawnFault,
   type ExitRecord,
   type TerminationState,
   type Usage,

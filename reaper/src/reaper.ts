@@ -67,7 +67,16 @@ export interface SpawnRequest {
   env: Record<string, string>;
   logPath: string;
 }
-export type SpawnResult = { ok: true; identity: ProcessIdentity } | { ok: false; code: string; message: string };
+/**
+ * A failed spawn says whose fault it is: `skill` (its command, working directory or arguments) or
+ * `supervisor` (the supervisor's own resources: the log file or folder, file descriptors, processes,
+ * memory). The supervisor's faults must never count against a task.
+ */
+export type SpawnFault = 'skill' | 'supervisor';
+export type SpawnResult = { ok: true; identity: ProcessIdentity } | { ok: false; code: string; message: string; fault: SpawnFault };
+
+/** errno codes of a spawn that say the supervisor (not the skill) is short of something. */
+const SUPERVISOR_SPAWN_ERRORS = new Set(['EAGAIN', 'ENOMEM', 'EMFILE', 'ENFILE', 'ENOSPC', 'EDQUOT']);
 export interface ExitRecord {
   pid: number;
   exitCode: number | null;
@@ -278,7 +287,7 @@ export class Reaper {
   // ------------------------------------------------------------------ spawning
 
   async spawn(req: SpawnRequest): Promise<SpawnResult> {
-    const fail = (code: string, message: string): SpawnResult => ({ ok: false, code, message });
+    const fail = (code: string, message: string, fault?: SpawnFault): SpawnResult => ({ ok: false, code, message, fault: fault ?? (SUPERVISOR_SPAWN_ERRORS.has(code) ? 'supervisor' : 'skill') });
     if (!Array.isArray(req.argv) || req.argv.length === 0 || typeof req.argv[0] !== 'string' || req.argv[0] === '') {
       return fail('EINVAL', 'argv must be a non-empty array of strings');
     }
@@ -307,9 +316,9 @@ export class Reaper {
       // log's name is refused (never followed, never blocked on, never appended to).
       fd = openSafe(req.logPath, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, { owner: true, singleLink: true, mode: 0o600 }).fd;
     } catch (err) {
-      if (err instanceof UnsafeFileError) return fail(err.code, `log ${err.message}`);
+      if (err instanceof UnsafeFileError) return fail(err.code, `log ${err.message}`, 'supervisor');
       const e = err as NodeJS.ErrnoException;
-      return fail(e.code ?? 'EIO', `cannot open log ${req.logPath}: ${e.message}`);
+      return fail(e.code ?? 'EIO', `cannot open log ${req.logPath}: ${e.message}`, 'supervisor');
     }
     if (this.nativeSpawn && (cwd === undefined || this.native!.spawnCanChdir)) return this.spawnNative(req, lookup.file, fd);
     let child: ChildProcess;
@@ -362,7 +371,7 @@ export class Reaper {
 
   /** Start tracking a child we just spawned (its own group leader), from its /proc stat. */
   private trackSpawned(pid: number, raw: RawStat | null): SpawnResult {
-    if (!raw) return { ok: false, code: 'ESRCH', message: `spawned pid ${pid} vanished before it could be identified` };
+    if (!raw) return { ok: false, code: 'ESRCH', message: `spawned pid ${pid} vanished before it could be identified`, fault: 'skill' };
     const identity: ProcessIdentity = { pid, pgid: pid, startTime: raw.startTime, bootId: bootId() };
     const t = this.newTracked(identity);
     t.known.set(pid, raw.startTime);
@@ -381,7 +390,7 @@ export class Reaper {
     for (const [k, v] of Object.entries(req.env)) {
       if (k === '' || k.includes('=') || k.includes('\0') || String(v).includes('\0')) {
         fs.closeSync(fd);
-        return { ok: false, code: 'EINVAL', message: `environment variable ${JSON.stringify(k)} has an invalid name or value` };
+        return { ok: false, code: 'EINVAL', message: `environment variable ${JSON.stringify(k)} has an invalid name or value`, fault: 'skill' };
       }
       envp.push(`${k}=${v}`);
     }
@@ -391,14 +400,14 @@ export class Reaper {
       // (the tick waits for its spawns either way), and no child exists unknown to us meanwhile.
       rc = this.native!.spawn!(file, req.argv, envp, req.cwd ?? null, fd);
     } catch (err) {
-      return { ok: false, code: 'EINVAL', message: `${req.argv[0]}: ${(err as Error).message}` };
+      return { ok: false, code: 'EINVAL', message: `${req.argv[0]}: ${(err as Error).message}`, fault: 'skill' };
     } finally {
       fs.closeSync(fd); // the child has its own copies on 1 and 2
     }
     if (rc < 0) {
       const code = errnoName(-rc);
       const why = code === 'ENOEXEC' ? 'not an executable format (a script needs a #! line)' : code;
-      return { ok: false, code, message: `${req.argv[0]}: cannot execute ${file}: ${why}` };
+      return { ok: false, code, message: `${req.argv[0]}: cannot execute ${file}: ${why}`, fault: SUPERVISOR_SPAWN_ERRORS.has(code) ? 'supervisor' : 'skill' };
     }
     const pid = rc;
     // Not reaped until we waitpid() it, so /proc/PID/stat is there (a zombie at worst).

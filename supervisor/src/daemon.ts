@@ -111,6 +111,9 @@ export interface SupervisorOptions {
   pollMs?: number;
 }
 
+/** Dispatch pauses this long after a spawn failed for a fault of the supervisor's own. */
+const SPAWN_FAULT_HOLD_MS = 5000;
+
 /** A worker that exits with this status (sysexits EX_TEMPFAIL) without reporting is deferred, not counted. */
 const EXIT_TEMPFAIL = 75;
 
@@ -193,6 +196,9 @@ export class Supervisor {
   /** Whether workers can reach the board by path (see boardAccessProblem): changes are logged once each. */
   private access: { ok: boolean; since: number; problem: BoardAccessProblem | null } = { ok: true, since: Date.now(), problem: null };
   private lastAccessProbeAt = 0;
+  /** A spawn failed for a fault of the supervisor's own: no claim before this time (ms). */
+  private spawnHeldUntil = 0;
+  private logDirOk = true;
   private pollTimer: NodeJS.Timeout | null = null;
   /** sd_notify (NOTIFY_SOCKET): READY, WATCHDOG and STATUS from the loop, STOPPING on the way out. */
   private readonly notifier: SystemdNotifier;
@@ -1285,6 +1291,8 @@ export class Supervisor {
   private async dispatch(now: number): Promise<void> {
     if (this.stopping || this.quarantine) return;
     if (dispatchPaused(this.storm, now)) return;
+    if (now < this.spawnHeldUntil) return;
+    if (!this.logDirReady()) return;
     const blocked = await this.board.blockUnknownSkillTasks(now);
     for (const b of blocked) this.logCommitted(() => this.log.warn({ event: 'task_blocked', task: b.taskId, run: null, workerPid: null, reason: b.reason }, 'task blocked'));
     const free = this.cfg.maxConcurrentWorkers - this.workers.size;
@@ -1315,10 +1323,16 @@ export class Supervisor {
       }
       const res = await this.reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
       if (!res.ok) {
-        const error = `spawn of skill ${skill.name} failed: ${res.message}`;
+        const ours = res.fault === 'supervisor';
+        const error = ours
+          ? `the supervisor could not start the worker (not the task's fault, not counted): ${res.message}`
+          : `spawn of skill ${skill.name} failed: ${res.message}`;
+        // The supervisor's own fault (its log folder, descriptors, memory): the run ends abandoned
+        // (not counted, the task ready again) and dispatch pauses a few seconds instead of looping.
+        if (ours) this.spawnHeldUntil = Date.now() + SPAWN_FAULT_HOLD_MS;
         unstarted.push(async () => {
-          await this.board.endUnspawned(run.id, 'spawn_failed', error, Date.now());
-          this.logCommitted(() => this.log.warn({ event: 'spawn_failed', ...ctx, workerPid: null, code: res.code, error }, 'spawn failed'));
+          await this.board.endUnspawned(run.id, ours ? 'abandoned' : 'spawn_failed', error, Date.now());
+          this.logCommitted(() => this.log.warn({ event: 'spawn_failed', ...ctx, workerPid: null, code: res.code, fault: res.fault, error }, 'spawn failed'));
         });
         return null;
       }
@@ -1342,6 +1356,27 @@ export class Supervisor {
     }
     const failed = [...settled, ...written].find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * The run logs' folder must be a real folder of ours before anything is claimed (a worker may have
+   * removed it or put a file there): recreated when missing; otherwise dispatch waits, said once.
+   */
+  private logDirReady(): boolean {
+    if (!existsSync(this.logDir)) {
+      try {
+        mkdirSync(this.logDir, { recursive: true, mode: 0o700 });
+      } catch {
+        /* judged below */
+      }
+    }
+    const ok = isOwnDirectory(this.logDir);
+    if (ok !== this.logDirOk) {
+      this.logDirOk = ok;
+      if (ok) this.log.info({ event: 'logs_usable', dir: this.logDir }, 'the run logs folder is usable again: dispatch resumes');
+      else this.log.error({ event: 'logs_unusable', dir: this.logDir }, 'the run logs folder is not a folder of this user: dispatch waits');
+    }
+    return ok;
   }
 
   /**
