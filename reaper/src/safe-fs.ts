@@ -93,7 +93,6 @@ function precheck(path: string, opts: SafeOpenOptions): void {
   try {
     const st = fs.fstatSync(pfd);
     if (st.isSymbolicLink()) throw new UnsafeFileError(path, 'symlink', 'is a symbolic link (not followed)');
-    if (!st.isFile()) throw new UnsafeFileError(path, 'not_regular', 'is not a regular file');
     assertSafeStat(path, st, { ...opts, singleLink: true });
   } finally {
     fs.closeSync(pfd);
