@@ -40,6 +40,8 @@ export {
   writeFileAtomic,
   type AtomicWriteOptions,
   LOG_MARKER_PREFIX,
+  LOG_MARKER_RE,
+  readAt,
   boundLogFd,
   boundLogFile,
   openLogForBounding,

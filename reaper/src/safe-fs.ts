@@ -243,7 +243,8 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: A
 
 /** Start of the one marker line that `boundLogFd` leaves where it dropped the middle of a log. */
 export const LOG_MARKER_PREFIX = '[kanban-supervisor: log truncated: ';
-const MARKER_RE = /^\[kanban-supervisor: log truncated: (\d+) bytes dropped here/;
+/** The marker line (group 1: bytes dropped in total); shared with the `logs` reader. */
+export const LOG_MARKER_RE = /^\[kanban-supervisor: log truncated: (\d+) bytes dropped here[^\n]*\n?/;
 /** Most of the head kept (the rest of the bound goes to the tail). */
 const HEAD_CAP = 1024 * 1024;
 /** Most of the tail kept: it is read into memory and written back, on the caller's thread. */
@@ -270,7 +271,8 @@ export type LogBoundResult =
       dropped: number;
     };
 
-function readAt(fd: number, pos: number, len: number): Buffer {
+/** Read up to `len` bytes at `pos` (fewer at the end of the file). */
+export function readAt(fd: number, pos: number, len: number): Buffer {
   const buf = Buffer.allocUnsafe(Math.max(0, len));
   let n = 0;
   while (n < len) {
@@ -308,7 +310,7 @@ export function boundLogFd(fd: number, maxBytes: number, opts: LogBoundOptions =
   for (let at = window.indexOf(LOG_MARKER_PREFIX); at !== -1 && at <= headBytes + 1; at = window.indexOf(LOG_MARKER_PREFIX, at + 1)) {
     if (at !== 0 && window[at - 1] !== 0x0a) continue;
     const end = window.indexOf(0x0a, at);
-    const m = MARKER_RE.exec(window.subarray(at, end === -1 ? window.length : end).toString('latin1'));
+    const m = LOG_MARKER_RE.exec(window.subarray(at, end === -1 ? window.length : end).toString('latin1'));
     if (!m) continue;
     cut = at; // a newline before it (ours when the head had none) stays with the head
     earlierDropped = Number(m[1]);

@@ -15,7 +15,7 @@
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
 import { BoardInputError, SqliteBoard, type Run, type RunListing, type Task } from '@kanban-supervisor/board';
-import { LOG_MARKER_PREFIX, UnsafeFileError, alive, openSafe } from '@kanban-supervisor/reaper';
+import { LOG_MARKER_PREFIX, LOG_MARKER_RE, UnsafeFileError, alive, openSafe, readAt } from '@kanban-supervisor/reaper';
 import { UsageError } from './args.js';
 import { printable } from './text.js';
 
@@ -38,7 +38,6 @@ export interface LogsIo {
 const TERMINAL = new Set(['done', 'blocked', 'cancelled']);
 /** How far into a log its marker line can be: the head kept is at most 1 MiB (see boundLogFd). */
 const MARKER_SEARCH_BYTES = 1024 * 1024 + 64 * 1024;
-const MARKER_RE = /^\[kanban-supervisor: log truncated: (\d+) bytes dropped here[^\n]*\n?/;
 const CHUNK = 256 * 1024;
 
 interface Marker {
@@ -57,22 +56,11 @@ function findMarker(fd: number, size: number): Marker | null {
   for (let at = buf.indexOf(LOG_MARKER_PREFIX); at !== -1; at = buf.indexOf(LOG_MARKER_PREFIX, at + 1)) {
     if (at !== 0 && buf[at - 1] !== 0x0a) continue;
     const nl = buf.indexOf(0x0a, at);
-    const m = MARKER_RE.exec(buf.subarray(at, nl === -1 ? buf.length : nl + 1).toString('latin1'));
+    const m = LOG_MARKER_RE.exec(buf.subarray(at, nl === -1 ? buf.length : nl + 1).toString('latin1'));
     if (!m) continue;
     return { at, end: at + m[0].length, dropped: Number(m[1]) };
   }
   return null;
-}
-
-function readAt(fd: number, pos: number, len: number): Buffer {
-  const buf = Buffer.allocUnsafe(Math.max(0, len));
-  let n = 0;
-  while (n < len) {
-    const r = fs.readSync(fd, buf, n, len - n, pos + n);
-    if (r === 0) break;
-    n += r;
-  }
-  return buf.subarray(0, n);
 }
 
 /** Where the last `lines` lines of the file start. */
@@ -296,7 +284,7 @@ class LogFollower {
 /** The marker line at `at`, if one is still there. */
 function findMarkerAt(fd: number, at: number): Marker | null {
   const buf = readAt(fd, at, 256);
-  const m = MARKER_RE.exec(buf.toString('latin1'));
+  const m = LOG_MARKER_RE.exec(buf.toString('latin1'));
   return m && buf.subarray(0, LOG_MARKER_PREFIX.length).toString('latin1') === LOG_MARKER_PREFIX ? { at, end: at + m[0].length, dropped: Number(m[1]) } : null;
 }
 
