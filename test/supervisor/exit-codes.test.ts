@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, startProcess, tempDir } from '../helpers.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

@@ -3,8 +3,8 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteBoard } from '@kanban-supervisor/board';
 import { readSpool } from '@kanban-supervisor/worker-runtime';
-import { EXAMPLES, ROOT, run, tempDir } from './helpers.js';
-import { WORKER_CLI, boardSetup, claimRun, spawnWorker, type ClaimedRun } from './fixtures/worker/harness.js';
+import { EXAMPLES, ROOT, run, tempDir } from '../helpers.js';
+import { WORKER_CLI, boardSetup, claimRun, spawnWorker, type ClaimedRun } from '../fixtures/worker/harness.js';
 
 const setup = boardSetup('ks-worker-cli-');
 /** Temp dirs of tests that make their own (damaged) board. */

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const cleanups: Array<() => void> = [];

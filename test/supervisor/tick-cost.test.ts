@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
 import { SqliteBoard, type LiveRun } from '@kanban-supervisor/board';
-import { tempDir } from './helpers.js';
+import { tempDir } from '../helpers.js';
 
 const temps: Array<() => void> = [];
 afterEach(() => {

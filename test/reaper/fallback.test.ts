@@ -18,7 +18,7 @@ import {
   type ExitRecord,
   type ProcessIdentity,
 } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, ROOT, cli, exited, sleep, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, ROOT, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const LINUX = process.platform === 'linux';
 const SUP = join(FIXTURES, 'sup');

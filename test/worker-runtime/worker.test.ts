@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EXAMPLES, sleep, waitFor } from './helpers.js';
-import { SKILL, boardSetup, claimRun, events, integrity, spawnWorker } from './fixtures/worker/harness.js';
+import { EXAMPLES, sleep, waitFor } from '../helpers.js';
+import { SKILL, boardSetup, claimRun, events, integrity, spawnWorker } from '../fixtures/worker/harness.js';
 
 const setup = boardSetup('ks-worker-');
 const node = (script: string) => [process.execPath, script];

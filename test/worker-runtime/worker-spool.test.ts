@@ -3,7 +3,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BoardDamagedError, NotCurrentError, BoardInputError, type Board, type WorkerReport } from '@kanban-supervisor/board';
 import { deliverReport, readSpool, removeSpoolEntry, spoolDir, writeSpool } from '@kanban-supervisor/worker-runtime';
-import { tempDir } from './helpers.js';
+import { tempDir } from '../helpers.js';
 
 const temps: Array<() => void> = [];
 afterEach(() => {

@@ -9,8 +9,8 @@ import Database from 'better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WORKER_BUSY_RETRIES, WORKER_BUSY_TIMEOUT_MS } from '@kanban-supervisor/worker-runtime';
-import { waitFor } from './helpers.js';
-import { boardSetup, claimRun, spawnWorker } from './fixtures/worker/harness.js';
+import { waitFor } from '../helpers.js';
+import { boardSetup, claimRun, spawnWorker } from '../fixtures/worker/harness.js';
 
 const setup = boardSetup('ks-hb-busy-');
 

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const OPS = join(FIXTURES, 'ops');
 const cleanups: Array<() => void> = [];

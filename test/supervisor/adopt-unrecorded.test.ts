@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteBoard } from '@kanban-supervisor/board';
 import { findByEnv } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

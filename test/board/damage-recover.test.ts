@@ -24,7 +24,7 @@ import {
   type MadeBoard,
   type RecoverReport,
 } from '@kanban-supervisor/board';
-import { FIXTURES, startProcess, tempDir, waitFor, exited } from './helpers.js';
+import { FIXTURES, startProcess, tempDir, waitFor, exited } from '../helpers.js';
 import { spawnSync } from 'node:child_process';
 
 const temps: Array<() => void> = [];

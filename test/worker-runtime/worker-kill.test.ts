@@ -3,8 +3,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { SqliteBoard } from '@kanban-supervisor/board';
-import { sleep, tempDir, waitFor } from './helpers.js';
-import { SKILL, claimRun, integrity, openTestBoard, spawnWorker, type ClaimedRun } from './fixtures/worker/harness.js';
+import { sleep, tempDir, waitFor } from '../helpers.js';
+import { SKILL, claimRun, integrity, openTestBoard, spawnWorker, type ClaimedRun } from '../fixtures/worker/harness.js';
 
 const temps: Array<() => void> = [];
 afterEach(() => {

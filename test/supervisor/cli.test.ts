@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { cli, tempDir } from './helpers.js';
+import { cli, tempDir } from '../helpers.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Reaper, readStat, type ExitRecord, type ProcessIdentity } from '@kanban-supervisor/reaper';
-import { sleep, tempDir } from './helpers.js';
+import { sleep, tempDir } from '../helpers.js';
 
 const LINUX = process.platform === 'linux';
 const RUNS = 2000;

@@ -7,7 +7,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeBoard, zeroInteriorPage } from '@kanban-supervisor/board';
 import { SystemdNotifier } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, ROOT, cli, exited, sleep, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, ROOT, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const LISTENER = join(FIXTURES, 'notify', 'listener.py');

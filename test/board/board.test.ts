@@ -14,7 +14,7 @@ import {
   classifyError,
   initLockPath,
 } from '@kanban-supervisor/board';
-import { FIXTURES, run, tempDir } from './helpers.js';
+import { FIXTURES, run, tempDir } from '../helpers.js';
 
 const temps: Array<() => void> = [];
 afterEach(() => {

@@ -14,7 +14,7 @@ import {
   tornWalTail,
   zeroInteriorPage,
 } from '@kanban-supervisor/board';
-import { FIXTURES, run, tempDir } from './helpers.js';
+import { FIXTURES, run, tempDir } from '../helpers.js';
 
 const RACER = join(FIXTURES, 'damage', 'backup-racer.mjs');
 

@@ -13,8 +13,8 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { BoardDamagedError, BoardPathError, SqliteBoard, classifyError, type Board } from '@kanban-supervisor/board';
 import { deliverReport } from '@kanban-supervisor/worker-runtime';
-import { CLI, FIXTURES, exited, sleep, tempDir, waitFor, type CmdResult } from './helpers.js';
-import { WORKER_CLI, openTestBoard, claimRun } from './fixtures/worker/harness.js';
+import { CLI, FIXTURES, exited, sleep, tempDir, waitFor, type CmdResult } from '../helpers.js';
+import { WORKER_CLI, openTestBoard, claimRun } from '../fixtures/worker/harness.js';
 
 const NODE_WORKER = join(FIXTURES, 'access', 'node-worker.mjs');
 const CLI_WORKER = join(FIXTURES, 'access', 'cli-worker.sh');

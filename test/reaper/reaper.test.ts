@@ -15,7 +15,7 @@ import {
   type ExitRecord,
   type ProcessIdentity,
 } from '@kanban-supervisor/reaper';
-import { FIXTURES, run, sleep, tempDir, waitFor } from './helpers.js';
+import { FIXTURES, run, sleep, tempDir, waitFor } from '../helpers.js';
 
 const LINUX = process.platform === 'linux';
 

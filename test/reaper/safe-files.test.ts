@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { BACKUP_MAIN, makeBoard } from '@kanban-supervisor/board';
 import { LOG_MARKER_PREFIX, Reaper, boundLogFile, readFileBounded, writeFileAtomic } from '@kanban-supervisor/reaper';
 import { MAX_SPOOL_ENTRY_BYTES, readSpool, spoolDir, writeSpool } from '@kanban-supervisor/worker-runtime';
-import { CLI, FIXTURES, ROOT, cli, exited, run, sleep, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, ROOT, cli, exited, run, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const LOGS = join(FIXTURES, 'logs');
 const SUP = join(FIXTURES, 'sup');

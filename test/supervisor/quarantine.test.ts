@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { garbageHeader, makeBoard, zeroInteriorPage } from '@kanban-supervisor/board';
-import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const cleanups: Array<() => void> = [];

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { SqliteBoard } from '@kanban-supervisor/board';
 import { bootId } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const cleanups: Array<() => void> = [];

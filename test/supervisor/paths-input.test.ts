@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BoardInputError, SqliteBoard } from '@kanban-supervisor/board';
 import { readWorkerEnv } from '@kanban-supervisor/worker-runtime';
-import { CLI, FIXTURES, cli, run, startProcess, tempDir, waitFor, exited, type CmdResult } from './helpers.js';
+import { CLI, FIXTURES, cli, run, startProcess, tempDir, waitFor, exited, type CmdResult } from '../helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info' };

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteBoard, initLockPath } from '@kanban-supervisor/board';
-import { CLI, FIXTURES, cli, exited, run, startProcess, tempDir, waitFor } from './helpers.js';
+import { CLI, FIXTURES, cli, exited, run, startProcess, tempDir, waitFor } from '../helpers.js';
 
 const SUP = join(FIXTURES, 'sup');
 const cleanups: Array<() => void> = [];

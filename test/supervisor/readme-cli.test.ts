@@ -16,8 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, run, type CmdResult } from './helpers.js';
-import { npmEnv } from './npm-env.js';
+import { ROOT, run, type CmdResult } from '../helpers.js';
+import { npmEnv } from '../npm-env.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
