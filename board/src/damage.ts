@@ -73,12 +73,12 @@ export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Prom
       const c = await b.claimNext(now, (r) => `/tmp/logs/${r}.log`);
       if (!c) break;
       const cred = { taskId: c.task.id, runId: c.run.id, token: c.token };
-      await b.recordSpawn(c.run.id, { pid: 100000 + i, pgid: 100000 + i, procStartTime: 1000 + i, bootId: 'fixture-boot' }, now);
+      await b.recordSpawns([{ runId: c.run.id, info: { pid: 100000 + i, pgid: 100000 + i, procStartTime: 1000 + i, bootId: 'fixture-boot' } }], now);
       await b.heartbeat(cred, { step: i }, now);
       if (i % 2 === 0) await b.report(cred, { outcome: 'completed', result: { ok: i } }, now);
       else await b.report(cred, { outcome: 'failed', error: `fixture failure ${i}` }, now);
       await b.recordExits([{ runId: c.run.id, exitCode: i % 2, at: now, gone: true }]);
-      await b.applyAccounting(c.run.id, i % 2 === 0 ? { action: 'done' } : { action: 'block', reason: 'fixture', consecutiveFailures: 1 }, now);
+      await b.applyAccountingBatch([{ runId: c.run.id, action: i % 2 === 0 ? { action: 'done', consecutiveFailures: 0 } : { action: 'block', reason: 'fixture', consecutiveFailures: 1 } }], now);
     }
     for (let i = 0; i < (opts.liveRuns ?? 0); i++) {
       const now = Date.now();

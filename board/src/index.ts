@@ -3,6 +3,7 @@ export * from './types.js';
 export * from './ids.js';
 export { openDatabase, resolveBoardPath, holdsConnection, checkHeaderByFs, filesystemType, initLockPath, openLockDatabase, SQLITE_MAGIC, type BoardPathOptions, type Db, type OpenOptions } from './open.js';
 export { SqliteBoard, HOT_SQL, type SqliteBoardOptions } from './sqlite-store.js';
+export { openBoard, readOwner, type OpenBoardOptions } from './open-board.js';
 export { SCHEMA_VERSION } from './schema.js';
 export { OwnerLock, ownerLockPath, type LockAttempt } from './lock.js';
 export { checkBoard, type CheckReport } from './check.js';

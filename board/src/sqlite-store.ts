@@ -3,8 +3,8 @@
  * in this package. Every write is one BEGIN IMMEDIATE transaction, retried on SQLITE_BUSY with
  * jitter; no transaction ever spans an await.
  */
-import type { RunOutcome, TaskStatus } from '@kanban-supervisor/policies';
-import { LIMITS, limitProblem, TASK_STATUSES, type LimitRange } from '@kanban-supervisor/policies';
+import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import { LIMITS, isStopReason, limitProblem, TASK_STATUSES, type LimitRange } from '@kanban-supervisor/policies';
 import type Database from 'better-sqlite3';
 import { BoardDamagedError, BoardError, BoardInputError, NotCurrentError, WriteGroupLostError, classifyError, isBusy } from './errors.js';
 import { newRunId, newTaskId, newToken } from './ids.js';
@@ -12,6 +12,10 @@ import { openDatabase, resolveBoardPath, type BoardPathOptions, type Db, type Op
 import type {
   AccountAction,
   Board,
+  BoardTx,
+  ChangeFeed,
+  Checkpointing,
+  LocalConnection,
   BoardCounts,
   BoardEvent,
   Claim,
@@ -38,6 +42,21 @@ export interface SqliteBoardOptions extends OpenOptions {
 }
 
 type Row = Record<string, unknown>;
+
+/** How an operation's statements run: each write its own transaction, or a savepoint of a BoardTx. */
+interface Writer {
+  read<T>(fn: () => T): Promise<T>;
+  write<T>(fn: () => T): Promise<T>;
+}
+
+/** The state of one BoardTx: its transaction (if begun), the error that broke it, if any. */
+interface TxState {
+  begun: boolean;
+  broken: unknown;
+  begunAt: number;
+  closed: boolean;
+  longestHoldMs: number;
+}
 
 /**
  * The statements the supervisor runs every tick. Each must stay flat in the board's size (an index
@@ -104,6 +123,11 @@ function toTask(r: Row): Task {
   };
 }
 
+/** A stored stop reason: only beginReclaim writes the column, with a typed reason; anything else reads as null. */
+function stopReasonOf(v: unknown): StopReason | null {
+  return isStopReason(v) ? v : null;
+}
+
 function toRun(r: Row, prefix = ''): Run {
   const g = (k: string) => r[prefix + k];
   return {
@@ -123,7 +147,7 @@ function toRun(r: Row, prefix = ''): Run {
     signal: (g('signal') as string | null) ?? null,
     error: (g('error') as string | null) ?? null,
     logPath: (g('log_path') as string | null) ?? null,
-    stopReason: (g('stop_reason') as string | null) ?? null,
+    stopReason: stopReasonOf(g('stop_reason')),
     sigtermAt: num(g('sigterm_at')),
     sigkillAt: num(g('sigkill_at')),
     exitedAt: num(g('exited_at')),
@@ -152,7 +176,7 @@ function toLiveRun(v: unknown[]): LiveRun {
     signal: (v[13] as string | null) ?? null,
     error: (v[14] as string | null) ?? null,
     logPath: (v[15] as string | null) ?? null,
-    stopReason: (v[16] as string | null) ?? null,
+    stopReason: stopReasonOf(v[16]),
     sigtermAt: num(v[17]),
     sigkillAt: num(v[18]),
     exitedAt: num(v[19]),
@@ -207,7 +231,8 @@ function optLimit(what: string, v: number | null | undefined, range: LimitRange)
   return v;
 }
 
-export class SqliteBoard implements Board {
+export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConnection {
+  readonly kind = 'sqlite' as const;
   readonly path: string;
   readonly db: Db;
   private readonly stmts = new Map<string, Database.Statement>();
@@ -250,13 +275,28 @@ export class SqliteBoard implements Board {
   }
 
   /** Open read-only (no WAL change, no migration): for inspecting a board one does not own. */
-  static openReadonly(path: string): SqliteBoard {
+  static openReadonly(path: string, busyTimeoutMs = 1000): SqliteBoard {
     const abs = resolveBoardPath(path, { allowHardLinks: true });
-    return new SqliteBoard(abs, openDatabase(abs, { readonly: true, busyTimeoutMs: 1000 }), {});
+    return new SqliteBoard(abs, openDatabase(abs, { readonly: true, busyTimeoutMs }), {});
+  }
+
+  get location(): string {
+    return this.path;
   }
 
   async close(): Promise<void> {
     this.closeSync();
+  }
+
+  closeNow(checkpoint: 'PASSIVE' | 'TRUNCATE' | 'free' | null = null): void {
+    if (checkpoint === 'free') this.checkpointAndCloseSync();
+    else {
+      try {
+        this.closeSync(checkpoint);
+      } catch {
+        /* SQLite recovers from an unclosed connection */
+      }
+    }
   }
 
   /** Change this connection's busy timeout (e.g. to keep a shutdown's last writes inside its grace). */
@@ -354,10 +394,15 @@ export class SqliteBoard implements Board {
     }
   }
 
-  /** A write, retried on SQLITE_BUSY with jittered backoff (asynchronous: the event loop runs meanwhile). */
+  /**
+   * A write on its own: one BEGIN IMMEDIATE transaction, retried on SQLITE_BUSY with jittered
+   * backoff (asynchronous: the event loop runs meanwhile). Refused while a BoardTx is open on this
+   * connection: its writes go through it, so no write changes meaning because a transaction is open.
+   */
   private async write<T>(fn: () => T): Promise<T> {
-    if (this.group) return this.groupedWrite(fn);
+    if (this.legacyGroup) return this.txWrite(this.legacyGroup, fn);
     for (let attempt = 0; ; attempt++) {
+      if (this.openTx) throw new Error(`a transaction is open on board ${this.path}: write through it`);
       try {
         return this.txImmediate(fn);
       } catch (e) {
@@ -374,35 +419,53 @@ export class SqliteBoard implements Board {
     return Math.min(200, 5 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random());
   }
 
-  // ---------------------------------------------------------------- write groups
+  // ---------------------------------------------------------------- transactions (BoardTx)
 
-  /** Set while a group is open: its transaction (if begun) and the error that broke it, if any. */
-  private group: { begun: boolean; broken: unknown; begunAt: number } | null = null;
-  private longestHoldMs = 0;
+  private readonly direct: Writer = { read: (fn) => this.read(fn), write: (fn) => this.write(fn) };
+  /** The open BoardTx of this connection, if any (at most one). */
+  private openTx: TxState | null = null;
 
-  /**
-   * The longest time a write group held the board's write lock (from its BEGIN IMMEDIATE to its
-   * COMMIT or ROLLBACK, ms) since the last call; resets it. Every other writer waits that long:
-   * the supervisor logs a long one.
-   */
-  takeLongestGroupHold(): number {
-    const ms = this.longestHoldMs;
-    this.longestHoldMs = 0;
-    return ms;
+  begin(): BoardTx {
+    if (this.openTx || this.legacyGroup) throw new Error(`a transaction is already open on board ${this.path}`);
+    const g: TxState = { begun: false, broken: null, begunAt: 0, closed: false, longestHoldMs: 0 };
+    this.openTx = g;
+    const w: Writer = { read: (fn) => this.txRead(g, fn), write: (fn) => this.txWrite(g, fn) };
+    return {
+      liveRuns: () => this.txRead(g, () => this.liveRunsNow()),
+      unaccountedRuns: () => this.txRead(g, () => this.unaccountedRunsNow()),
+      claimBatch: (max, now, logPathFor) => this.claimBatchIn(w, max, now, logPathFor),
+      blockUnknownSkillTasks: (now) => this.blockUnknownSkillTasksIn(w, now),
+      recordSpawns: (items, now) => this.recordSpawnsIn(w, items, now),
+      endUnspawned: (runId, outcome, error, now) => this.endUnspawnedIn(w, runId, outcome, error, now),
+      recordExits: (observations) => this.recordExitsIn(w, observations),
+      beginReclaim: (runId, reason, now) => this.beginReclaimIn(w, runId, reason, now),
+      recordSigkill: (runId, now) => this.recordSigkillIn(w, runId, now),
+      applyAccountingBatch: (items, now) => this.applyAccountingBatchIn(w, items, now),
+      appendEvent: (taskId, runId, kind, data, now) => this.appendEventIn(w, taskId, runId, kind, data, now),
+      setOwner: (info) => this.setOwnerIn(w, info),
+      commit: () => this.txCommit(g),
+      close: () => this.txClose(g),
+      get longestHoldMs() {
+        return g.longestHoldMs;
+      },
+    };
   }
 
-  private noteHold(g: { begunAt: number }): void {
-    this.longestHoldMs = Math.max(this.longestHoldMs, performance.now() - g.begunAt);
+  private txUsable(g: TxState): void {
+    if (g.closed) throw new Error(`the transaction on board ${this.path} is closed`);
   }
 
-  beginGroup(): void {
-    if (this.group) throw new Error('a write group is already open');
-    this.group = { begun: false, broken: null, begunAt: 0 };
+  private async txRead<T>(g: TxState, fn: () => T): Promise<T> {
+    this.txUsable(g);
+    return this.read(fn);
   }
 
-  async commitGroup(): Promise<void> {
-    const g = this.group;
-    if (!g) throw new Error('no write group is open');
+  private noteHold(g: TxState): void {
+    g.longestHoldMs = Math.max(g.longestHoldMs, performance.now() - g.begunAt);
+  }
+
+  private async txCommit(g: TxState): Promise<void> {
+    this.txUsable(g);
     if (g.broken !== null) {
       const e = g.broken;
       g.broken = null;
@@ -421,26 +484,30 @@ export class SqliteBoard implements Board {
     }
   }
 
-  endGroup(): void {
-    const g = this.group;
-    this.group = null;
-    // A group left uncommitted (its owner failed before commitGroup) is rolled back, never half-kept.
-    if (g?.begun) {
+  private txClose(g: TxState): void {
+    if (g.closed) return;
+    g.closed = true;
+    if (this.openTx === g) this.openTx = null;
+    if (this.legacyGroup === g) this.legacyGroup = null;
+    // What was not committed (its owner failed before commit) is rolled back, never half-kept.
+    if (g.begun) {
+      g.begun = false;
       this.rollbackQuietly();
       this.noteHold(g);
     }
   }
 
   /**
-   * A write inside the open group: the group's BEGIN IMMEDIATE is taken at its first write (retried
-   * on BUSY like any write); each write is its own SAVEPOINT, so a failed write undoes only itself.
-   * If SQLite had to roll the whole transaction back (I/O error, full disk), the group is broken:
-   * this write and commitGroup() throw, so the caller knows its earlier writes did not land.
+   * A write inside a transaction: its BEGIN IMMEDIATE is taken at its first write (retried on BUSY
+   * like any write); each write is its own SAVEPOINT, so a failed write undoes only itself. If
+   * SQLite had to roll the whole transaction back (I/O error, full disk), the transaction is broken:
+   * this write and the commit throw WriteGroupLostError, so the caller knows its earlier writes did
+   * not land.
    */
-  private async groupedWrite<T>(fn: () => T): Promise<T> {
-    const g = this.group!;
+  private async txWrite<T>(g: TxState, fn: () => T): Promise<T> {
+    this.txUsable(g);
     if (g.broken !== null) throw new WriteGroupLostError(this.path, g.broken);
-    // While this write sleeps on a busy lock, another write of the group may begin the transaction:
+    // While this write sleeps on a busy lock, another write of the transaction may begin it:
     // re-check before every attempt.
     for (let attempt = 0; !g.begun; attempt++) {
       try {
@@ -450,7 +517,7 @@ export class SqliteBoard implements Board {
       } catch (e) {
         if (isBusy(e) && attempt < this.busyRetries) {
           await sleep(this.busyDelayMs(attempt));
-          if (this.group !== g) throw new Error('the write group ended while a write waited for the lock');
+          if (g.closed) throw new Error('the transaction was closed while a write waited for the lock');
           if (g.broken !== null) throw new WriteGroupLostError(this.path, g.broken);
           continue;
         }
@@ -475,6 +542,40 @@ export class SqliteBoard implements Board {
       }
       throw this.wrap(e);
     }
+  }
+
+  // ---------------------------------------------------------------- legacy write groups
+  // TEMPORARY (issue 13 in progress): the daemon still calls these; removed once it uses begin().
+
+  private legacyGroup: TxState | null = null;
+  private legacyLongest = 0;
+
+  takeLongestGroupHold(): number {
+    const ms = this.legacyLongest;
+    this.legacyLongest = 0;
+    return ms;
+  }
+
+  beginGroup(): void {
+    if (this.legacyGroup || this.openTx) throw new Error('a write group is already open');
+    this.legacyGroup = { begun: false, broken: null, begunAt: 0, closed: false, longestHoldMs: 0 };
+  }
+
+  async commitGroup(): Promise<void> {
+    const g = this.legacyGroup;
+    if (!g) throw new Error('no write group is open');
+    try {
+      await this.txCommit(g);
+    } finally {
+      this.legacyLongest = Math.max(this.legacyLongest, g.longestHoldMs);
+    }
+  }
+
+  endGroup(): void {
+    const g = this.legacyGroup;
+    if (!g) return;
+    this.txClose(g);
+    this.legacyLongest = Math.max(this.legacyLongest, g.longestHoldMs);
   }
 
   private async read<T>(fn: () => T): Promise<T> {
@@ -503,7 +604,11 @@ export class SqliteBoard implements Board {
   }
 
   async appendEvent(taskId: string, runId: string | null, kind: string, data: Json | null, now: number): Promise<void> {
-    await this.write(() => this.event(taskId, runId, kind, data, now));
+    return this.appendEventIn(this.direct, taskId, runId, kind, data, now);
+  }
+
+  private async appendEventIn(w: Writer, taskId: string, runId: string | null, kind: string, data: Json | null, now: number): Promise<void> {
+    await w.write(() => this.event(taskId, runId, kind, data, now));
   }
 
   // ---------------------------------------------------------------- skills
@@ -809,8 +914,12 @@ export class SqliteBoard implements Board {
 
   /** Claim up to `max` runnable tasks in ONE transaction (one commit per tick, not per task). */
   async claimBatch(max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]> {
+    return this.claimBatchIn(this.direct, max, now, logPathFor);
+  }
+
+  private async claimBatchIn(w: Writer, max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]> {
     if (max <= 0) return [];
-    return this.write(() => {
+    return w.write(() => {
       const claims: Claim[] = [];
       const rows = this.all(
         HOT_SQL.claimReady,
@@ -841,11 +950,15 @@ export class SqliteBoard implements Board {
   }
 
   async blockUnknownSkillTasks(now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>> {
+    return this.blockUnknownSkillTasksIn(this.direct, now);
+  }
+
+  private async blockUnknownSkillTasksIn(w: Writer, now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>> {
     // Read first: the common case (nothing to block) must not cost a write transaction every tick,
     // nor a scan of the ready queue: one index seek per distinct skill of the ready tasks.
-    const unknown = await this.read(() => this.unknownReadySkills());
+    const unknown = await w.read(() => this.unknownReadySkills());
     if (unknown.length === 0) return [];
-    return this.write(() => {
+    return w.write(() => {
       const blocked: Array<{ taskId: string; skill: string; reason: string }> = [];
       for (const skill of this.unknownReadySkills()) {
         const reason = `skill ${JSON.stringify(skill)} is not registered on board ${this.path}`;
@@ -879,8 +992,12 @@ export class SqliteBoard implements Board {
 
   /** Record several spawns in ONE transaction. */
   async recordSpawns(items: Array<{ runId: string; info: SpawnInfo }>, now: number): Promise<void> {
+    return this.recordSpawnsIn(this.direct, items, now);
+  }
+
+  private async recordSpawnsIn(w: Writer, items: Array<{ runId: string; info: SpawnInfo }>, now: number): Promise<void> {
     if (items.length === 0) return;
-    await this.write(() => {
+    await w.write(() => {
       for (const { runId, info } of items) {
         const r = this.get('SELECT task_id FROM runs WHERE id = ?', runId);
         if (!r) continue; // nothing to record it on (a run is never deleted while its worker lives)
@@ -900,7 +1017,11 @@ export class SqliteBoard implements Board {
   }
 
   async endUnspawned(runId: string, outcome: RunOutcome, error: string, now: number): Promise<void> {
-    await this.write(() => {
+    return this.endUnspawnedIn(this.direct, runId, outcome, error, now);
+  }
+
+  private async endUnspawnedIn(w: Writer, runId: string, outcome: RunOutcome, error: string, now: number): Promise<void> {
+    await w.write(() => {
       const r = this.get('SELECT task_id FROM runs WHERE id = ?', runId);
       if (!r) throw new BoardInputError(`no run ${runId}`);
       this.run(
@@ -916,15 +1037,23 @@ export class SqliteBoard implements Board {
   }
 
   async liveRuns(): Promise<LiveRun[]> {
+    return this.read(() => this.liveRunsNow());
+  }
+
+  private liveRunsNow(): LiveRun[] {
     // Every tick reads this. Row objects spread into LiveRuns cost ~620 KB of garbage per call with
     // 64 live runs (~10 KB a run); raw rows and one object per run cost ~70 KB. Under churn the
     // first kept the supervisor's young generation at its maximum (RSS +30 MB).
-    return this.read(() => (this.stmt(HOT_SQL.liveRuns).raw(true).all() as unknown[][]).map(toLiveRun));
+    return (this.stmt(HOT_SQL.liveRuns).raw(true).all() as unknown[][]).map(toLiveRun);
   }
 
   async recordExits(observations: ExitObservation[]): Promise<void> {
+    return this.recordExitsIn(this.direct, observations);
+  }
+
+  private async recordExitsIn(w: Writer, observations: ExitObservation[]): Promise<void> {
     if (observations.length === 0) return;
-    await this.write(() => {
+    await w.write(() => {
       for (const o of observations) {
         const r = this.get('SELECT * FROM runs WHERE id = ?', o.runId);
         if (!r) continue;
@@ -955,8 +1084,12 @@ export class SqliteBoard implements Board {
     });
   }
 
-  async beginReclaim(runId: string, reason: string, now: number): Promise<boolean> {
-    return this.write(() => {
+  async beginReclaim(runId: string, reason: StopReason, now: number): Promise<boolean> {
+    return this.beginReclaimIn(this.direct, runId, reason, now);
+  }
+
+  private async beginReclaimIn(w: Writer, runId: string, reason: StopReason, now: number): Promise<boolean> {
+    return w.write(() => {
       const r = this.get('SELECT * FROM runs WHERE id = ?', runId);
       if (!r) return false;
       const run = toRun(r);
@@ -970,7 +1103,11 @@ export class SqliteBoard implements Board {
   }
 
   async recordSigkill(runId: string, now: number): Promise<void> {
-    await this.write(() => {
+    return this.recordSigkillIn(this.direct, runId, now);
+  }
+
+  private async recordSigkillIn(w: Writer, runId: string, now: number): Promise<void> {
+    await w.write(() => {
       const r = this.get('SELECT task_id, pid, sigkill_at FROM runs WHERE id = ?', runId);
       if (!r || r.sigkill_at !== null) return;
       this.run('UPDATE runs SET sigkill_at = ? WHERE id = ?', now, runId);
@@ -979,11 +1116,11 @@ export class SqliteBoard implements Board {
   }
 
   async unaccountedRuns(): Promise<Array<{ run: Run; task: Task }>> {
-    return this.read(() =>
-      this.all(
-        HOT_SQL.unaccountedRuns,
-      ).map((row) => ({ run: toRun(row, 'r_'), task: toTask(row) })),
-    );
+    return this.read(() => this.unaccountedRunsNow());
+  }
+
+  private unaccountedRunsNow(): Array<{ run: Run; task: Task }> {
+    return this.all(HOT_SQL.unaccountedRuns).map((row) => ({ run: toRun(row, 'r_'), task: toTask(row) }));
   }
 
   async applyAccounting(runId: string, action: AccountAction, now: number): Promise<void> {
@@ -992,8 +1129,12 @@ export class SqliteBoard implements Board {
 
   /** Apply several accounting decisions in ONE transaction. */
   async applyAccountingBatch(items: Array<{ runId: string; action: AccountAction }>, now: number): Promise<void> {
+    return this.applyAccountingBatchIn(this.direct, items, now);
+  }
+
+  private async applyAccountingBatchIn(w: Writer, items: Array<{ runId: string; action: AccountAction }>, now: number): Promise<void> {
     if (items.length === 0) return;
-    await this.write(() => {
+    await w.write(() => {
       for (const { runId, action } of items) this.accountOne(runId, action, now);
     });
   }
@@ -1058,14 +1199,23 @@ export class SqliteBoard implements Board {
     return this.read(() => Number(this.db.pragma('data_version', { simple: true })));
   }
 
+  /** SQLite's `data_version`: changes when another connection committed (cheap: no I/O when nothing changed). */
+  changeVersion(): number {
+    return this.dataVersionSync();
+  }
+
   /** Synchronous variant for the supervisor's cheap change poll. */
   dataVersionSync(): number {
     return Number(this.db.pragma('data_version', { simple: true }));
   }
 
   async setOwner(info: { pid: number; host: string; startedAt: number; state?: string; detail?: string | null }): Promise<void> {
+    return this.setOwnerIn(this.direct, info);
+  }
+
+  private async setOwnerIn(w: Writer, info: { pid: number; host: string; startedAt: number; state?: string; detail?: string | null }): Promise<void> {
     const now = Date.now();
-    await this.write(() =>
+    await w.write(() =>
       this.run(
         `INSERT INTO owner (id, pid, host, started_at, seen_at, state, detail) VALUES (1, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host, started_at = excluded.started_at,

@@ -1,9 +1,16 @@
 /**
- * The board as a set of operations. The supervisor, the worker runtime and the CLI speak
- * only this interface; SqliteBoard implements it, and a PostgreSQL store can later.
- * Every method is async so that a networked store fits the same shape.
+ * The board as a set of operations. The supervisor, the worker runtime and the CLI speak only
+ * these interfaces (they get a board from `openBoard`); SqliteBoard implements them, a PostgreSQL
+ * board will too. Every operation is async so that a networked store fits the same shape.
+ *
+ * - `Board`: every operation, each its own transaction (atomic on its own).
+ * - `BoardTx` (`board.begin()`): the supervisor's tick writes grouped into one transaction, with an
+ *   explicit commit; nothing changes meaning because a transaction is open elsewhere.
+ * - Abilities a backend may or may not have, each its own small interface: `ChangeFeed` (learn
+ *   cheaply that another connection committed), `Checkpointing` (SQLite's WAL), `LocalConnection`
+ *   (a connection in this process that can be closed synchronously, from a signal handler).
  */
-import type { RunOutcome, TaskStatus } from '@kanban-supervisor/policies';
+import type { AccountingDecision, RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -80,7 +87,7 @@ export interface Run {
   signal: string | null;
   error: string | null;
   logPath: string | null;
-  stopReason: string | null;
+  stopReason: StopReason | null;
   sigtermAt: number | null;
   sigkillAt: number | null;
   exitedAt: number | null;
@@ -148,11 +155,8 @@ export interface ExitObservation {
   errorIfUnreported?: string;
 }
 
-export type AccountAction =
-  | { action: 'done' }
-  | { action: 'requeue'; consecutiveFailures: number; notBefore: number; counted: boolean }
-  | { action: 'block'; consecutiveFailures: number; reason: string }
-  | { action: 'leave' };
+/** What the board applies to a task whose run was accounted: the policy's decision, as decided. */
+export type AccountAction = AccountingDecision;
 
 export interface OwnerInfo {
   pid: number;
@@ -192,21 +196,28 @@ export interface BoardCounts {
   liveRuns: number;
 }
 
-export interface Board {
-  readonly path: string;
-  close(): Promise<void>;
-
-  // Skills
-  putSkill(input: SkillInput): Promise<Skill>;
+/** Reads: operators, `status`, the HTTP view and the supervisor. */
+export interface BoardReads {
   getSkill(name: string): Promise<Skill | null>;
   listSkills(): Promise<Skill[]>;
-  removeSkill(name: string): Promise<boolean>;
-
-  // Tasks (operator)
-  createTask(input: TaskInput): Promise<Task>;
   getTask(id: string): Promise<Task | null>;
   listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]>;
   showTask(id: string): Promise<TaskDetail | null>;
+  /** One run by id (null if none). */
+  getRun(id: string): Promise<Run | null>;
+  /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */
+  listRuns(filter?: RunFilter): Promise<RunListing[]>;
+  counts(): Promise<BoardCounts>;
+  /** True when nothing is ready (now or later), running, or awaiting accounting. */
+  idle(): Promise<boolean>;
+  getOwner(): Promise<OwnerInfo | null>;
+}
+
+/** Operator writes (CLI, HTTP): each one transaction. */
+export interface OperatorOps {
+  putSkill(input: SkillInput): Promise<Skill>;
+  removeSkill(name: string): Promise<boolean>;
+  createTask(input: TaskInput): Promise<Task>;
   cancelTask(id: string): Promise<Task>;
   blockTask(id: string, reason: string): Promise<Task>;
   unblockTask(id: string): Promise<Task>;
@@ -216,58 +227,39 @@ export interface Board {
    * run of the task has not ended and been accounted (its worker may still be alive).
    */
   retryTask(id: string): Promise<Task>;
-  /** One run by id (null if none). */
-  getRun(id: string): Promise<Run | null>;
-  /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */
-  listRuns(filter?: RunFilter): Promise<RunListing[]>;
-  counts(): Promise<BoardCounts>;
-  /** True when nothing is ready (now or later), running, or awaiting accounting. */
-  idle(): Promise<boolean>;
+}
 
-  // Write groups (the supervisor's one commit per tick)
-  /**
-   * Group the writes that follow into one transaction: one commit (one fsync) for a whole tick.
-   * The transaction begins at the group's first write; each write stays atomic on its own (a
-   * failed write undoes only itself) and reads see the group's earlier writes. Keep a group short:
-   * it holds the board's write lock until commitGroup().
-   */
-  beginGroup(): void;
-  /** Commit what the group wrote so far (a no-op if nothing); the group stays open for more writes. Throws WriteGroupLostError if nothing of it landed. */
-  commitGroup(): Promise<void>;
-  /** Close the group; what it wrote since the last commitGroup() is rolled back. */
-  endGroup(): void;
-
-  // Supervisor
-  /** Claim the next runnable task and open its run with a fresh token, atomically. */
-  claimNext(now: number, logPathFor: (runId: string) => string): Promise<Claim | null>;
-  /** Claim up to `max` runnable tasks in one transaction. */
+/**
+ * The supervisor's operations: the reads and writes of a tick. On a `Board` each write is its own
+ * transaction; on a `BoardTx` each write is atomic on its own (a failed write undoes only itself)
+ * and they all commit together at `commit()`. Reads on a `BoardTx` see its uncommitted writes.
+ */
+export interface SupervisorOps {
+  /** Runs whose processes may be alive (not yet confirmed gone). */
+  liveRuns(): Promise<LiveRun[]>;
+  /** Ended runs whose processes are gone and whose task was not updated yet. */
+  unaccountedRuns(): Promise<Array<{ run: Run; task: Task }>>;
+  /** Claim up to `max` runnable tasks (priority order), each with its run and a fresh token. */
   claimBatch(max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]>;
   /** Block every ready task whose skill is not registered (they could never run); returns them. */
   blockUnknownSkillTasks(now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>>;
-  recordSpawn(runId: string, info: SpawnInfo, now: number): Promise<void>;
-  /** Record several spawns in one transaction. */
+  /** Record spawned processes (pid, group, start time, boot id) of started runs. */
   recordSpawns(items: Array<{ runId: string; info: SpawnInfo }>, now: number): Promise<void>;
-  /** End a run that never produced a process (spawn failed, validation refused), in one transaction. */
+  /** End a run that never produced a process (spawn failed, validation refused). */
   endUnspawned(runId: string, outcome: RunOutcome, error: string, now: number): Promise<void>;
-  /** Runs whose processes may be alive (not yet confirmed gone). */
-  liveRuns(): Promise<LiveRun[]>;
-  /** Record observed exits in ONE transaction. */
+  /** Record observed exits. */
   recordExits(observations: ExitObservation[]): Promise<void>;
   /** Close the run's fence and record the SIGTERM. Returns false if the run already ended for another reason. */
-  beginReclaim(runId: string, reason: string, now: number): Promise<boolean>;
+  beginReclaim(runId: string, reason: StopReason, now: number): Promise<boolean>;
   recordSigkill(runId: string, now: number): Promise<void>;
-  /** Ended runs whose processes are gone and whose task was not updated yet. */
-  unaccountedRuns(): Promise<Array<{ run: Run; task: Task }>>;
-  applyAccounting(runId: string, action: AccountAction, now: number): Promise<void>;
-  /** Apply several accounting decisions in one transaction. */
+  /** Apply accounting decisions (the failure counter, backoff, block) to the runs' tasks. */
   applyAccountingBatch(items: Array<{ runId: string; action: AccountAction }>, now: number): Promise<void>;
-  dataVersion(): Promise<number>;
-  setOwner(info: { pid: number; host: string; startedAt: number; state?: string; detail?: string | null }): Promise<void>;
-  getOwner(): Promise<OwnerInfo | null>;
-  checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): Promise<{ busy: boolean; logFrames: number; checkpointed: number }>;
   appendEvent(taskId: string, runId: string | null, kind: string, data: Json | null, now: number): Promise<void>;
+  setOwner(info: { pid: number; host: string; startedAt: number; state?: string; detail?: string | null }): Promise<void>;
+}
 
-  // Worker (fenced by run id + token + run still current)
+/** Worker writes, each fenced by run id + token + run still current, each one transaction. */
+export interface WorkerOps {
   loadRun(cred: RunCredentials): Promise<{ task: Task; run: Run }>;
   heartbeat(cred: RunCredentials, progress: Json | undefined, now: number): Promise<void>;
   workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void>;
@@ -279,4 +271,71 @@ export interface Board {
   reportApplied(cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean>;
   /** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
   recordStop(cred: RunCredentials, signal: string, now: number): Promise<void>;
+}
+
+/**
+ * A transaction of supervisor writes (one commit, one fsync for a whole tick). It begins at its
+ * first write and holds the board's write lock until `commit()`: keep it short. After a commit the
+ * object stays usable: the next write begins a new transaction.
+ */
+export interface BoardTx extends SupervisorOps {
+  /**
+   * Commit what was written since the last commit (a no-op if nothing). Throws WriteGroupLostError
+   * when none of it landed (the backend rolled it back as a whole): the caller must write again
+   * what it carried.
+   */
+  commit(): Promise<void>;
+  /** Roll back what was not committed and end the transaction; later calls throw. Idempotent. */
+  close(): void;
+  /** The longest time, ms, one of this transaction's commits held the write lock (what every other writer waited). */
+  readonly longestHoldMs: number;
+}
+
+export type BoardKind = 'sqlite' | 'postgres';
+
+export interface Board extends BoardReads, OperatorOps, SupervisorOps, WorkerOps {
+  readonly kind: BoardKind;
+  /** Where the board is, for messages and logs: a file path (a PostgreSQL URL with its password masked). */
+  readonly location: string;
+  /**
+   * Open a transaction for the supervisor's writes. One at a time per board object: while it is
+   * open, writes on the board object itself are refused (write through the transaction).
+   */
+  begin(): BoardTx;
+  close(): Promise<void>;
+}
+
+/** A cheap way to learn that another connection committed a change (SQLite: `data_version`). */
+export interface ChangeFeed {
+  /** A number that changes whenever another connection committed; synchronous and cheap enough to poll every few ms. */
+  changeVersion(): number;
+}
+
+/** The WAL of a SQLite board: checkpoints. */
+export interface Checkpointing {
+  checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): Promise<{ busy: boolean; logFrames: number; checkpointed: number }>;
+}
+
+/** A connection held in this process (SQLite): its busy timeout, and a synchronous close for signal handlers. */
+export interface LocalConnection {
+  /** This connection's busy timeout, ms (e.g. to keep a shutdown's last writes inside its grace). */
+  setBusyTimeout(ms: number): void;
+  /**
+   * Close now, synchronously. `checkpoint`: PASSIVE or TRUNCATE first; 'free' checkpoints without
+   * waiting (PASSIVE, then TRUNCATE when everything was checkpointed, so the -wal shrinks).
+   * Never throws: an unfinished checkpoint leaves a valid WAL.
+   */
+  closeNow(checkpoint?: 'PASSIVE' | 'TRUNCATE' | 'free' | null): void;
+}
+
+export function changeFeedOf(b: Board): ChangeFeed | null {
+  return typeof (b as Partial<ChangeFeed>).changeVersion === 'function' ? (b as Board & ChangeFeed) : null;
+}
+
+export function checkpointingOf(b: Board): Checkpointing | null {
+  return typeof (b as Partial<Checkpointing>).checkpoint === 'function' ? (b as Board & Checkpointing) : null;
+}
+
+export function localConnectionOf(b: Board): LocalConnection | null {
+  return typeof (b as Partial<LocalConnection>).closeNow === 'function' ? (b as Board & LocalConnection) : null;
 }

@@ -2,6 +2,7 @@
  * Pure decisions of the supervisor: no clock reads, no randomness of their own
  * (callers pass `now` and a random source), no I/O.
  */
+import type { ReclaimReason } from './reasons.js';
 
 export const RUN_OUTCOMES = [
   'completed',
@@ -120,7 +121,6 @@ export function decideAccounting(input: AccountInput, policy: AccountPolicy): Ac
   };
 }
 
-export type ReclaimReason = 'timed_out' | 'stalled' | 'memory_exceeded' | 'cancelled' | 'hung_after_report';
 
 export interface LiveRunView {
   startedAt: number;

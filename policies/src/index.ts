@@ -2,3 +2,4 @@ export * from './config.js';
 export * from './decisions.js';
 export * from './storm.js';
 export * from './limits.js';
+export * from './reasons.js';

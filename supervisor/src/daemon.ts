@@ -41,6 +41,7 @@ import {
   DEFAULT_STORM,
   type AccountingDecision,
   type RunOutcome,
+  type StopReason,
   type StormState,
   type SupervisorConfig,
 } from '@kanban-supervisor/policies';
@@ -1118,7 +1119,7 @@ export class Supervisor {
       }
       const run = runs.get(w.runId);
       if (!run) continue;
-      let reason: string | null = this.stopping && !this.opts.detachOnExit && run.status !== 'ended' ? 'abandoned' : null;
+      let reason: StopReason | null = this.stopping && !this.opts.detachOnExit && run.status !== 'ended' ? 'abandoned' : null;
       reason ??= reclaimReason(
         {
           startedAt: run.startedAt,
@@ -1246,7 +1247,7 @@ export class Supervisor {
     }));
     // One transaction for every run ended since the last tick: counters and backoff commit together.
     await this.board.applyAccountingBatch(
-      decided.map(({ run, decision }) => ({ runId: run.id, action: decision.action === 'done' ? { action: 'done' as const } : decision })),
+      decided.map(({ run, decision }) => ({ runId: run.id, action: decision })),
       now,
     );
     // The storm breaker counts distinct failing tasks (a run counted again after a rolled-back tick

@@ -376,7 +376,7 @@ async function flatPair(dir: string, small: { rows: number; ready: number }, big
       await b.report({ taskId: c.task.id, runId: c.run.id, token: c.token }, { outcome: 'completed', result: null }, Date.now());
       const t3 = performance.now();
       await b.recordExits([{ runId: c.run.id, at: Date.now(), exitCode: 0, signal: null, gone: true }]);
-      await b.applyAccounting(c.run.id, { action: 'done' }, Date.now());
+      await b.applyAccountingBatch([{ runId: c.run.id, action: { action: 'done', consecutiveFailures: 0 } }], Date.now());
       const t4 = performance.now();
       if (record) {
         times[i]!.claim.push(t1 - t0);

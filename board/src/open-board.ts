@@ -1,0 +1,46 @@
+/**
+ * How every consumer gets a board: `openBoard(location)` picks the backend from the location and
+ * returns the `Board` interface. Only this module (and tests of the SQLite store itself) construct
+ * a SqliteBoard.
+ */
+import { resolveBoardPath } from './open.js';
+import { SqliteBoard } from './sqlite-store.js';
+import type { Board, OwnerInfo } from './types.js';
+
+export interface OpenBoardOptions {
+  /** Create the board when it does not exist yet (default true; migrations run either way). */
+  create?: boolean;
+  /** Read only: no schema change, no writes (inspecting a board one does not own). */
+  readonly?: boolean;
+  /** How long one attempt waits for the board's write lock, ms (SQLite's busy timeout). */
+  busyTimeoutMs?: number;
+  /** How many times a write is retried, with backoff, after that wait ran out. */
+  busyRetries?: number;
+}
+
+/** Open the board at `location` (a SQLite file path). */
+export async function openBoard(location: string, opts: OpenBoardOptions = {}): Promise<Board> {
+  if (opts.readonly) return SqliteBoard.openReadonly(location, opts.busyTimeoutMs);
+  return SqliteBoard.open(location, { create: opts.create ?? true, busyTimeoutMs: opts.busyTimeoutMs, busyRetries: opts.busyRetries });
+}
+
+/** The owner row of the board at `location`, read through a short read-only connection (null if unreadable). */
+export async function readOwner(location: string): Promise<OwnerInfo | null> {
+  try {
+    const b = await openBoard(location, { readonly: true, busyTimeoutMs: 1000 });
+    try {
+      return await b.getOwner();
+    } finally {
+      await b.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The board's one location, checked, for a SQLite file: the symlink-resolved path; throws
+ * BoardPathError for a directory, a non-regular file, a file with several hard links, and as `opts`
+ * asks for a missing board. Every entry point (CLI, supervisor) starts with it.
+ */
+export { resolveBoardPath };
