@@ -14,7 +14,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { BoardError } from './errors.js';
 import { holdsConnection } from './open.js';
-import { SqliteBoard } from './sqlite-store.js';
+import { SqliteBoard } from './sqlite/board.js';
 
 export interface MadeBoard {
   path: string;
@@ -70,7 +70,7 @@ export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Prom
     const runs = Math.ceil(n / runEvery);
     for (let i = 0; i < runs; i++) {
       const now = Date.now();
-      const c = await b.claimNext(now, (r) => `/tmp/logs/${r}.log`);
+      const [c] = await b.claimBatch(1, now, (r) => `/tmp/logs/${r}.log`);
       if (!c) break;
       const cred = { taskId: c.task.id, runId: c.run.id, token: c.token };
       await b.recordSpawns([{ runId: c.run.id, info: { pid: 100000 + i, pgid: 100000 + i, procStartTime: 1000 + i, bootId: 'fixture-boot' } }], now);
@@ -82,9 +82,9 @@ export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Prom
     }
     for (let i = 0; i < (opts.liveRuns ?? 0); i++) {
       const now = Date.now();
-      const c = await b.claimNext(now, (r) => `/tmp/logs/${r}.log`);
+      const [c] = await b.claimBatch(1, now, (r) => `/tmp/logs/${r}.log`);
       if (!c) break;
-      await b.recordSpawn(c.run.id, { pid: 3_000_000 + i, pgid: 3_000_000 + i, procStartTime: 1, bootId: 'fixture-boot' }, now);
+      await b.recordSpawns([{ runId: c.run.id, info: { pid: 3_000_000 + i, pgid: 3_000_000 + i, procStartTime: 1, bootId: 'fixture-boot' } }], now);
       await b.heartbeat({ taskId: c.task.id, runId: c.run.id, token: c.token }, { live: i }, now);
     }
     await b.setOwner({ pid: 4242, host: 'fixture-host', startedAt: Date.now(), state: 'stopped' });
@@ -98,11 +98,11 @@ export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Prom
       pageSize: Number(b.db.pragma('page_size', { simple: true })),
       pageCount: 0,
     };
-    b.closeSync('TRUNCATE');
+    b.closeNow('TRUNCATE');
     made.pageCount = statSync(abs).size / made.pageSize;
     return made;
   } finally {
-    b.closeSync();
+    b.closeNow();
   }
 }
 

@@ -1,10 +1,10 @@
 /**
  * How every consumer gets a board: `openBoard(location)` picks the backend from the location and
- * returns the `Board` interface. Only this module (and tests of the SQLite store itself) construct
- * a SqliteBoard.
+ * returns the `Board` interface. Only this module (and the SQLite store's own tests and fixture
+ * makers, damage.ts) construct a SqliteBoard.
  */
 import { resolveBoardPath } from './open.js';
-import { SqliteBoard } from './sqlite-store.js';
+import { SqliteBoard } from './sqlite/board.js';
 import type { Board, OwnerInfo } from './types.js';
 
 export interface OpenBoardOptions {

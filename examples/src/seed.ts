@@ -3,7 +3,7 @@
  * Seed a board with the example skills and a mix of tasks, on first run only.
  *   node examples/dist/seed.js [--db PATH]      (default: $KANBAN_DB, else ./.kanban/kanban.db)
  */
-import { SqliteBoard } from '@kanban-supervisor/board';
+import { openBoard, type Board } from '@kanban-supervisor/board';
 import { seedBoard } from './index.js';
 
 function usage(): string {
@@ -36,14 +36,14 @@ if ('help' in args) {
   process.stderr.write(`seed: ${args.error}\n${usage()}`);
   process.exitCode = 2;
 } else {
-  let board: SqliteBoard | null = null;
+  let board: Board | null = null;
   try {
-    board = SqliteBoard.open(args.db);
+    board = await openBoard(args.db);
     const r = await seedBoard(board);
     if (!r.seeded) {
-      process.stdout.write(`seed: board ${board.path} already has ${r.existingTasks} task(s); not seeding it again\n`);
+      process.stdout.write(`seed: board ${board.location} already has ${r.existingTasks} task(s); not seeding it again\n`);
     } else {
-      process.stdout.write(`seed: registered skills ${r.skills.join(', ')} on board ${board.path}\n`);
+      process.stdout.write(`seed: registered skills ${r.skills.join(', ')} on board ${board.location}\n`);
       for (const t of r.tasks) process.stdout.write(`seed: enqueued ${t.id}  ${t.skill.padEnd(9)}  ${t.title}\n`);
     }
   } catch (e) {

@@ -1,4 +1,17 @@
-/** A small, strict argv parser: unknown flags and missing values are usage errors that name the flag. */
+/**
+ * The board CLI's arguments, read by `node:util` `parseArgs` and checked strictly here: an unknown
+ * flag, a flag missing its value and a value given to a flag that takes none are usage errors
+ * (exit 2) that name the flag.
+ *
+ * node's own strict mode is not used: it refuses a value that starts with a dash (`--priority -5`,
+ * `--title -x`), and its messages do not say which command. Its tokens are checked here instead:
+ * - `--flag value` and `--flag=value`; a flag that takes a value takes the next argument whatever
+ *   it is (`--title --x` is the title "--x");
+ * - an argument with a single dash (`-5`, `-x`) is a positional, not an option;
+ * - a bare `--` ends the options: everything after it is `rest`, untouched (`skill add NAME -- CMD
+ *   ARGS...` keeps the command's own flags).
+ */
+import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '@kanban-supervisor/policies';
 
 export class UsageError extends ConfigError {
@@ -12,6 +25,7 @@ export interface FlagSpec {
 
 export interface Parsed {
   positionals: string[];
+  /** A 'value' flag given twice: the last one. */
   values: Record<string, string>;
   bools: Set<string>;
   multi: Record<string, string[]>;
@@ -19,37 +33,72 @@ export interface Parsed {
   rest: string[] | null;
 }
 
+/** The tokens of `argv` (node:util parseArgs, not strict): options as written, with their values. */
+export function argvTokens(argv: string[], options: NonNullable<ParseArgsConfig['options']>) {
+  return nodeParseArgs({ args: argv, options, strict: false, allowPositionals: true, tokens: true }).tokens;
+}
+
+/** The flag as written: `--name` of `--name` or `--name=value`. */
+export function flagName(arg: string): string {
+  const eq = arg.indexOf('=');
+  return eq === -1 ? arg : arg.slice(0, eq);
+}
+
+/** Parse `argv` by `spec` (keys are the flags, `--name`); errors are UsageErrors starting with `context`. */
 export function parseArgs(argv: string[], spec: Record<string, FlagSpec>, context: string): Parsed {
   const out: Parsed = { positionals: [], values: {}, bools: new Set(), multi: {}, rest: null };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      out.rest = argv.slice(i + 1);
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  for (const [flag, s] of Object.entries(spec)) options[flag.slice(2)] = { type: s.kind === 'bool' ? 'boolean' : 'string', multiple: s.kind === 'multi' };
+  let lastShort = -1;
+  for (const t of argvTokens(argv, options)) {
+    if (t.kind === 'option-terminator') {
+      out.rest = argv.slice(t.index + 1);
       break;
     }
-    if (a.startsWith('--') && a.length > 2) {
-      const eq = a.indexOf('=');
-      const name = eq === -1 ? a : a.slice(0, eq);
-      const s = spec[name];
-      if (!s) throw new UsageError(`${context}: unknown option ${name}`);
-      if (s.kind === 'bool') {
-        if (eq !== -1) throw new UsageError(`${context}: option ${name} takes no value`);
-        out.bools.add(name);
-        continue;
-      }
-      let value: string;
-      if (eq !== -1) value = a.slice(eq + 1);
-      else {
-        if (i + 1 >= argv.length) throw new UsageError(`${context}: option ${name} needs a value`);
-        value = argv[++i]!;
-      }
-      if (s.kind === 'value') out.values[name] = value;
-      else (out.multi[name] ??= []).push(value);
+    if (t.kind === 'positional') {
+      out.positionals.push(t.value);
       continue;
     }
-    out.positionals.push(a);
+    const arg = argv[t.index]!;
+    if (!arg.startsWith('--')) {
+      // `-x` (node splits `-xyz` into one token per letter, all with this index): a positional.
+      if (t.index !== lastShort) out.positionals.push(arg);
+      lastShort = t.index;
+      continue;
+    }
+    const name = flagName(arg);
+    const s = spec[name];
+    if (!s) throw new UsageError(`${context}: unknown option ${name}`);
+    if (s.kind === 'bool') {
+      if (t.value !== undefined) throw new UsageError(`${context}: option ${name} takes no value`);
+      out.bools.add(name);
+      continue;
+    }
+    if (t.value === undefined) throw new UsageError(`${context}: option ${name} needs a value`);
+    if (s.kind === 'value') out.values[name] = t.value;
+    else (out.multi[name] ??= []).push(t.value);
   }
   return out;
+}
+
+/**
+ * The options of `runs`, `logs` and `status`, by node:util parseArgs in its strict mode (short
+ * aliases such as `logs -f`; a value may not start with a dash): its errors become usage errors
+ * (exit 2) naming the command and the option.
+ */
+export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
+  args: string[],
+  options: T,
+  cmd: string,
+): ReturnType<typeof nodeParseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
+  try {
+    return nodeParseArgs({ args, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const opt = /'([^']+)'/.exec((e as Error).message)?.[1];
+    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${cmd}: unknown option ${opt ?? ''} (see ${cmd} --help)`);
+    throw new UsageError(`${cmd}: ${(e as Error).message.split('\n')[0]}`);
+  }
 }
 
 export function parseJsonArg(flag: string, raw: string): unknown {

@@ -1,19 +1,19 @@
 #!/usr/bin/env node
 /**
  * kanban-supervisor: the daemon (`run`), the board CLI, and the worker CLI for skills in any language.
- * Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 fenced out (worker), 4 board owned by another supervisor.
+ * Exit codes (`EXIT`, policies/src/reasons.ts): 0 ok, 1 failure, 2 usage or configuration error, 3 fenced
+ * out (worker), 4 board owned by another supervisor.
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs as utilParseArgs, type ParseArgsConfig } from 'node:util';
 import { ReaperConfigError } from '@kanban-supervisor/reaper';
-import { BoardInputError, BoardPathError, SqliteBoard, checkBoard, recoverBoard, recoverInPlace, formatRecoverReport, type Json, type Run, type RunListing, type Task, type TaskDetail } from '@kanban-supervisor/board';
-import { CONFIG_VARS, ConfigError, LIMITS, loadConfig, parseLimit, RUN_OUTCOMES, TASK_STATUSES, type LimitRange, type RunOutcome, type TaskStatus } from '@kanban-supervisor/policies';
+import { BoardInputError, BoardPathError, openBoard, resolveBoardPath, checkBoard, recoverBoard, recoverInPlace, formatRecoverReport, type Board, type Json, type Run, type RunListing, type Task, type TaskDetail } from '@kanban-supervisor/board';
+import { CONFIG_VARS, ConfigError, EXIT, LIMITS, loadConfig, parseLimit, RUN_OUTCOMES, TASK_STATUSES, type LimitRange, type RunOutcome, type TaskStatus } from '@kanban-supervisor/policies';
 import { workerCli } from '@kanban-supervisor/worker-runtime';
-import { parseArgs, parseJsonArg, parseNumberArg, UsageError, type FlagSpec } from './args.js';
+import { argvTokens, flagName, parseArgs, parseJsonArg, parseNumberArg, parseOptions, UsageError, type FlagSpec } from './args.js';
 import { printable as safe, printableLines } from './text.js';
 import { makeLogger } from './logger.js';
-import { Supervisor } from './daemon.js';
+import { Supervisor } from './supervisor.js';
 import { fmtAge, statusReport, printStatus, watchStatus } from './status.js';
 import { logsCommand } from './logs.js';
 import { readEnvFile } from './env-file.js';
@@ -201,47 +201,44 @@ ${GLOBAL_OPTS}
 `,
 };
 
-/**
- * New commands' options, through node:util parseArgs (strict); its errors become usage errors
- * (exit 2) naming the command and the option.
- */
-function parseNew<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T, cmd: string) {
-  try {
-    return utilParseArgs({ args, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    const opt = /'([^']+)'/.exec((e as Error).message)?.[1];
-    if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${cmd}: unknown option ${opt ?? ''} (see ${cmd} --help)`);
-    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new UsageError(`${cmd}: ${(e as Error).message.split('\n')[0]}`);
-    throw new UsageError(`${cmd}: ${(e as Error).message.split('\n')[0]}`);
-  }
-}
-
 interface Globals {
   db: string;
   json: boolean;
   rest: string[];
 }
 
-/** Pull the global flags (--db, --json, --help) from anywhere before a `--`. */
+const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
+
+/**
+ * Pull the global flags (--db PATH or --db=PATH, --json, --help or -h) from anywhere before a `--`;
+ * every other argument, in order, is the command's (`--json=1` and `-hx` too: its parser refuses or
+ * keeps them).
+ */
 function globals(argv: string[]): Globals & { help: boolean } {
   const rest: string[] = [];
   let db: string | undefined;
   let json = false;
   let help = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      rest.push(...argv.slice(i));
+  let last = -1;
+  for (const t of argvTokens(argv, GLOBAL_FLAGS)) {
+    if (t.kind === 'option-terminator') {
+      rest.push(...argv.slice(t.index));
       break;
     }
-    if (a === '--db') {
-      if (i + 1 >= argv.length) throw new UsageError('option --db needs a value');
-      db = argv[++i]!;
-    } else if (a.startsWith('--db=')) db = a.slice(5);
-    else if (a === '--json') json = true;
-    else if (a === '--help' || a === '-h') help = true;
-    else rest.push(a);
+    if (t.kind === 'positional') {
+      rest.push(t.value);
+      continue;
+    }
+    // node splits `-xyz` into one token per letter, all with the index of `-xyz`.
+    if (t.index === last) continue;
+    last = t.index;
+    const arg = argv[t.index]!;
+    if (flagName(arg) === '--db') {
+      if (t.value === undefined) throw new UsageError('option --db needs a value');
+      db = t.value;
+    } else if (arg === '--json') json = true;
+    else if (arg === '--help' || arg === '-h') help = true;
+    else rest.push(arg);
   }
   const cfgDb = db ?? (process.env.KANBAN_DB && process.env.KANBAN_DB !== '' ? process.env.KANBAN_DB : DEFAULT_DB);
   if (cfgDb.trim() === '') throw new UsageError('--db must not be empty');
@@ -335,9 +332,9 @@ const DEFAULT_DB = CONFIG_VARS.find((v) => v.key === 'db')!.def;
  * are refused, and a symlinked board file is followed to its target (one board, one owner lock).
  */
 export function boardPath(db: string, use: 'build' | 'run' | 'existing'): string {
-  if (use === 'existing') return SqliteBoard.resolvePath(db, { mustExist: true });
-  if (use === 'build') return SqliteBoard.resolvePath(db);
-  return SqliteBoard.resolvePath(db, { folderMustExist: resolve(db) !== resolve(DEFAULT_DB) });
+  if (use === 'existing') return resolveBoardPath(db, { mustExist: true });
+  if (use === 'build') return resolveBoardPath(db);
+  return resolveBoardPath(db, { folderMustExist: resolve(db) !== resolve(DEFAULT_DB) });
 }
 
 /** What a command does with the board: `build` may create it; `build` and `write` need it writable by this user. */
@@ -356,12 +353,12 @@ function assertWritable(abs: string): void {
   }
 }
 
-async function withBoard<T>(g: Globals, fn: (b: SqliteBoard) => Promise<T>, use: BoardUse = 'read'): Promise<T> {
+async function withBoard<T>(g: Globals, fn: (b: Board) => Promise<T>, use: BoardUse = 'read'): Promise<T> {
   const abs = boardPath(g.db, use === 'build' ? 'build' : 'existing');
   if (use !== 'read') assertWritable(abs);
-  let b: SqliteBoard;
+  let b: Board;
   try {
-    b = SqliteBoard.open(abs, { create: use === 'build', busyTimeoutMs: 2000 });
+    b = await openBoard(abs, { create: use === 'build', busyTimeoutMs: 2000 });
   } catch (e) {
     throw namingBoard(abs, e);
   }
@@ -433,7 +430,7 @@ async function cmdSkill(g: Globals, args: string[]): Promise<number> {
     const skill = await withBoard(g, (b) =>
       b.putSkill({ name, argv: p.rest!, cwd: p.values['--cwd'] ?? null, env, passEnv, maxRuntimeSeconds, heartbeatTimeoutSeconds, reclaimGraceSeconds, maxRssMb }), 'build');
     out(g, `skill ${safe(skill.name)}: ${safe(JSON.stringify(skill.argv))}`, skill);
-    return 0;
+    return EXIT.ok;
   }
   if (sub === 'list') {
     parseArgs(args.slice(1), {}, 'skill list');
@@ -443,15 +440,15 @@ async function cmdSkill(g: Globals, args: string[]): Promise<number> {
       skills.map((s) => `${safe(s.name)}\t${safe(JSON.stringify(s.argv))}${s.cwd ? `\tcwd=${safe(s.cwd)}` : ''}${s.passEnv.length ? `\tpass-env=${safe(s.passEnv.join(','))}` : ''}`).join('\n'),
       skills,
     );
-    return 0;
+    return EXIT.ok;
   }
   if (sub === 'rm') {
     const p = parseArgs(args.slice(1), {}, 'skill rm');
     const name = one(p, 'skill name', 'skill rm');
     const removed = await withBoard(g, (b) => b.removeSkill(name), 'write');
-    if (!removed) throw new BoardInputError(`no skill ${JSON.stringify(name)} on board ${SqliteBoard.resolvePath(g.db)}`);
+    if (!removed) throw new BoardInputError(`no skill ${JSON.stringify(name)} on board ${resolveBoardPath(g.db)}`);
     out(g, `removed skill ${safe(name)}`, { removed: name });
-    return 0;
+    return EXIT.ok;
   }
   throw new UsageError(`skill: expected add, list or rm, got ${JSON.stringify(sub ?? '')}`);
 }
@@ -493,7 +490,7 @@ async function cmdAdd(g: Globals, args: string[]): Promise<number> {
     'write',
   );
   out(g, task.id, { id: task.id });
-  return 0;
+  return EXIT.ok;
 }
 
 async function cmdList(g: Globals, args: string[]): Promise<number> {
@@ -510,7 +507,7 @@ async function cmdList(g: Globals, args: string[]): Promise<number> {
     tasks.map((t) => `${safe(t.id)}\t${safe(t.status.padEnd(9))}\t${safe(t.skill)}\t${safe(t.title)}${t.lastError ? `\t(${safe(t.lastError)})` : ''}`).join('\n'),
     tasks.map(taskJson),
   );
-  return 0;
+  return EXIT.ok;
 }
 
 async function cmdShow(g: Globals, args: string[]): Promise<number> {
@@ -523,7 +520,7 @@ async function cmdShow(g: Globals, args: string[]): Promise<number> {
     const dr = r ? await b.showTask(r.taskId) : null;
     return dr ? { d: dr, run: r!.id } : null;
   });
-  if (!found) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${SqliteBoard.resolvePath(g.db)}`);
+  if (!found) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${resolveBoardPath(g.db)}`);
   const { d, run: selected } = found;
   const t = d.task;
   const now = Date.now();
@@ -552,7 +549,7 @@ async function cmdShow(g: Globals, args: string[]): Promise<number> {
     ...eventsInTime(d).map((e) => `    ${iso(e.at)} ${safe(e.kind)}${e.runId ? ` ${safe(e.runId)}` : ''}${e.data !== null ? ` ${safe(JSON.stringify(humanTimes(e.data)))}` : ''}`),
   ].filter((l) => l !== '');
   out(g, human.join('\n'), selected ? { ...detailJson(d), selected_run: selected } : detailJson(d));
-  return 0;
+  return EXIT.ok;
 }
 
 function listingJson(r: RunListing): Record<string, unknown> {
@@ -560,7 +557,7 @@ function listingJson(r: RunListing): Record<string, unknown> {
 }
 
 async function cmdRuns(g: Globals, args: string[]): Promise<number> {
-  const { values, positionals } = parseNew(args, { task: { type: 'string' }, outcome: { type: 'string' }, limit: { type: 'string' } }, 'runs');
+  const { values, positionals } = parseOptions(args, { task: { type: 'string' }, outcome: { type: 'string' }, limit: { type: 'string' } }, 'runs');
   if (positionals.length) throw new UsageError(`runs: unexpected argument ${JSON.stringify(positionals[0])}`);
   const outcome = values.outcome;
   if (outcome !== undefined && !(RUN_OUTCOMES as readonly string[]).includes(outcome)) {
@@ -568,7 +565,7 @@ async function cmdRuns(g: Globals, args: string[]): Promise<number> {
   }
   const limit = values.limit !== undefined ? parseLimit('--limit', values.limit, { min: 1, max: 1_000_000, integer: true, unit: '' }) : 100;
   const runs = await withBoard(g, async (b) => {
-    if (values.task !== undefined && !(await b.getTask(values.task))) throw new BoardInputError(`no task ${JSON.stringify(values.task)} on board ${b.path}`);
+    if (values.task !== undefined && !(await b.getTask(values.task))) throw new BoardInputError(`no task ${JSON.stringify(values.task)} on board ${b.location}`);
     return b.listRuns({ taskId: values.task, outcome: outcome as RunOutcome | undefined, limit });
   });
   const now = Date.now();
@@ -589,11 +586,11 @@ async function cmdRuns(g: Globals, args: string[]): Promise<number> {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const human = runs.length ? rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') : 'no runs';
   out(g, human, runs.map(listingJson));
-  return 0;
+  return EXIT.ok;
 }
 
 async function cmdLogs(g: Globals, args: string[]): Promise<number> {
-  const { values, positionals } = parseNew(
+  const { values, positionals } = parseOptions(
     args,
     { run: { type: 'string' }, attempt: { type: 'string' }, tail: { type: 'string' }, follow: { type: 'boolean', short: 'f' } },
     'logs',
@@ -605,7 +602,7 @@ async function cmdLogs(g: Globals, args: string[]): Promise<number> {
   const abs = boardPath(g.db, 'existing');
   // A reader that goes away (logs … | head) ends the command quietly.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(0);
+    if (e.code === 'EPIPE') process.exit(EXIT.ok);
   });
   try {
     return await logsCommand(abs, positionals[0]!, { run: values.run, attempt, tail, follow: values.follow === true }, {
@@ -633,7 +630,7 @@ async function cmdTaskChange(g: Globals, cmd: 'cancel' | 'block' | 'unblock' | '
     return b.blockTask(id, reason);
   }, 'write');
   out(g, `${safe(t.id)} ${safe(t.status)}`, taskJson(t));
-  return 0;
+  return EXIT.ok;
 }
 
 async function cmdCheck(g: Globals, args: string[]): Promise<number> {
@@ -649,7 +646,7 @@ async function cmdCheck(g: Globals, args: string[]): Promise<number> {
     r.healthy ? '' : '  next: stop writers, keep the -wal and -shm files next to the board, and run `kanban-supervisor recover --out NEW.db`',
   ].filter(Boolean);
   out(g, human.join('\n'), r);
-  return r.healthy ? 0 : 1;
+  return r.healthy ? EXIT.ok : EXIT.failed;
 }
 
 async function cmdRecover(g: Globals, args: string[]): Promise<number> {
@@ -661,7 +658,7 @@ async function cmdRecover(g: Globals, args: string[]): Promise<number> {
   const log = g.json ? undefined : (line: string) => process.stderr.write(line + '\n');
   const report = inPlace ? recoverInPlace(g.db, { log }) : recoverBoard(g.db, outPath!, { log });
   out(g, printableLines(formatRecoverReport(report)), report);
-  return 0;
+  return EXIT.ok;
 }
 
 const RUN_FLAGS: Record<string, FlagSpec> = {
@@ -707,7 +704,7 @@ async function cmdRun(g: Globals, args: string[]): Promise<number> {
 }
 
 async function cmdStatus(g: Globals, args: string[]): Promise<number> {
-  const { values, positionals } = parseNew(args, { watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } }, 'status');
+  const { values, positionals } = parseOptions(args, { watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } }, 'status');
   if (positionals.length) throw new UsageError(`status: unexpected argument ${JSON.stringify(positionals[0])}`);
   if (values.interval !== undefined && !values.watch) throw new UsageError('status: --interval goes with --watch');
   if (values.watch) {
@@ -717,7 +714,7 @@ async function cmdStatus(g: Globals, args: string[]): Promise<number> {
   const r = await statusReport(boardPath(g.db, 'existing'));
   if (g.json) out(g, '', r);
   else printStatus(r);
-  return 0;
+  return EXIT.ok;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -726,7 +723,7 @@ export async function main(argv: string[]): Promise<number> {
     g = globals(argv);
   } catch (e) {
     process.stderr.write(`kanban-supervisor: ${(e as Error).message}\n`);
-    return 2;
+    return EXIT.usage;
   }
   const [cmd, ...args] = g.rest;
   // `worker … --help` is the worker CLI's (per verb); `COMMAND --help` and `help COMMAND` print the command's.
@@ -737,24 +734,24 @@ export async function main(argv: string[]): Promise<number> {
     const text = HELP[topic];
     if (text) {
       process.stdout.write(text);
-      return 0;
+      return EXIT.ok;
     }
     if (cmd === 'help') {
       process.stderr.write(`kanban-supervisor: no help for ${JSON.stringify(topic)}: commands are ${[...Object.keys(HELP), 'worker'].join(', ')}\n`);
-      return 2;
+      return EXIT.usage;
     }
   }
   if (g.help || !cmd || cmd === 'help') {
     process.stdout.write(USAGE);
-    return cmd || g.help ? 0 : 2;
+    return cmd || g.help ? EXIT.ok : EXIT.usage;
   }
   try {
     switch (cmd) {
       case 'init': {
         parseArgs(args, {}, 'init');
         const counts = await withBoard(g, (b) => b.counts(), 'build');
-        out(g, `board ${safe(SqliteBoard.resolvePath(g.db))} ready`, { path: SqliteBoard.resolvePath(g.db), counts });
-        return 0;
+        out(g, `board ${safe(resolveBoardPath(g.db))} ready`, { path: resolveBoardPath(g.db), counts });
+        return EXIT.ok;
       }
       case 'skill':
         return await cmdSkill(g, args);
@@ -794,8 +791,8 @@ export async function main(argv: string[]): Promise<number> {
     // Messages quote board text (task ids, skill names): escaped like every human output.
     process.stderr.write(`kanban-supervisor: ${printableLines(msg)}\n`);
     // Configuration: flags, variables, the board path, a board this user may not write.
-    if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return 2;
-    return 1;
+    if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return EXIT.usage;
+    return EXIT.failed;
   }
 }
 
@@ -805,6 +802,6 @@ main(process.argv.slice(2)).then(
   },
   (e) => {
     process.stderr.write(`kanban-supervisor: ${(e as Error)?.stack ?? String(e)}\n`);
-    process.exitCode = 1;
+    process.exitCode = EXIT.failed;
   },
 );

@@ -14,7 +14,7 @@
  */
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
-import { BoardInputError, SqliteBoard, type Run, type RunListing, type Task } from '@kanban-supervisor/board';
+import { BoardInputError, openBoard, type Board, type Run, type RunListing, type Task } from '@kanban-supervisor/board';
 import { LOG_MARKER_PREFIX, LOG_MARKER_RE, UnsafeFileError, alive, openSafe, readAt } from '@kanban-supervisor/reaper';
 import { UsageError } from './args.js';
 import { printable } from './text.js';
@@ -117,7 +117,7 @@ function closeQuiet(fd: number | null): void {
 }
 
 /** The task's runs, oldest first (attempt 1 first). */
-async function runsOf(board: SqliteBoard, taskId: string): Promise<RunListing[]> {
+async function runsOf(board: Board, taskId: string): Promise<RunListing[]> {
   return (await board.listRuns({ taskId, limit: 1_000_000 })).reverse();
 }
 
@@ -128,12 +128,12 @@ interface Target {
   index: number;
 }
 
-async function resolveTarget(board: SqliteBoard, id: string, opts: LogsOptions): Promise<Target> {
+async function resolveTarget(board: Board, id: string, opts: LogsOptions): Promise<Target> {
   let task = await board.getTask(id);
   let byRun: Run | null = null;
   if (!task) {
     byRun = await board.getRun(id);
-    if (!byRun) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${board.path}`);
+    if (!byRun) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${board.location}`);
     if (opts.run !== undefined || opts.attempt !== undefined) throw new UsageError(`logs: ${id} is a run id: --run and --attempt choose a run of a task id`);
     task = (await board.getTask(byRun.taskId))!;
   }
@@ -291,7 +291,7 @@ function findMarkerAt(fd: number, at: number): Marker | null {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function logsCommand(db: string, id: string, opts: LogsOptions, io: LogsIo): Promise<number> {
-  const board = SqliteBoard.openReadonly(db);
+  const board = await openBoard(db, { readonly: true });
   try {
     const target = await resolveTarget(board, id, opts);
     if (!opts.follow) {
@@ -301,11 +301,11 @@ export async function logsCommand(db: string, id: string, opts: LogsOptions, io:
     }
     return await follow(board, target, opts, io);
   } finally {
-    board.closeSync();
+    await board.close();
   }
 }
 
-async function follow(board: SqliteBoard, target: Target, opts: LogsOptions, io: LogsIo): Promise<number> {
+async function follow(board: Board, target: Target, opts: LogsOptions, io: LogsIo): Promise<number> {
   const pollMs = opts.pollMs ?? 200;
   const boardPollMs = opts.boardPollMs ?? 500;
   let stopped = false;
@@ -336,7 +336,7 @@ async function follow(board: SqliteBoard, target: Target, opts: LogsOptions, io:
       if (now - lastBoardPoll >= boardPollMs) {
         lastBoardPoll = now;
         const t = await board.getTask(taskId);
-        if (!t) throw new BoardInputError(`task ${taskId} is no longer on board ${board.path}`);
+        if (!t) throw new BoardInputError(`task ${taskId} is no longer on board ${board.location}`);
         task = t;
         runs = await runsOf(board, taskId);
         const cur = index >= 0 ? runs[index] : undefined;

@@ -9,7 +9,7 @@
  * a symlink or blocking on a FIFO, regular and bounded; what it says is only ever displayed.
  */
 import { hostname } from 'node:os';
-import { SqliteBoard, type OwnerInfo } from '@kanban-supervisor/board';
+import { readOwner, type OwnerInfo } from '@kanban-supervisor/board';
 import { alive, bootId, identify, readFileBounded } from '@kanban-supervisor/reaper';
 
 export type StatusFile = Record<string, unknown>;
@@ -90,7 +90,7 @@ export async function liveOwnerText(boardPath: string, waitMs = 2000): Promise<s
   for (;;) {
     const file = ownerFromStatusFile(readStatusFile(boardPath));
     if (file && file.live !== false) return describeOwner(file);
-    const row = ownerFromRow(await SqliteBoard.readOwner(boardPath));
+    const row = ownerFromRow(await readOwner(boardPath));
     if (row && row.live !== false && (!file || row.pid !== file.pid)) return describeOwner(row);
     if (Date.now() >= end) return 'another supervisor (starting up: it has not recorded its identity yet)';
     await new Promise((r) => setTimeout(r, 50));

@@ -8,7 +8,7 @@
  * file it writes right after taking the owner lock: its pid, checked to be the same process.
  */
 import { hostname } from 'node:os';
-import { SqliteBoard, classifyError, type RunListing } from '@kanban-supervisor/board';
+import { classifyError, openBoard, resolveBoardPath, type Board, type RunListing } from '@kanban-supervisor/board';
 import { Reaper, alive, findByEnv, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { printable } from './text.js';
 import { ownerFromRow, ownerFromStatusFile, readStatusFile, type OwnerView } from './owner.js';
@@ -87,13 +87,13 @@ function reclaimText(r: RunListing, now: number): string | null {
 }
 
 export async function statusReport(db: string, sampler: UsageSampler = new UsageSampler()): Promise<StatusReport> {
-  const path = SqliteBoard.resolvePath(db);
+  const path = resolveBoardPath(db);
   const file = readStatusFile(path);
   const fromFile = ownerFromStatusFile(file);
   const now = Date.now();
-  let board: SqliteBoard;
+  let board: Board;
   try {
-    board = SqliteBoard.openReadonly(db);
+    board = await openBoard(db, { readonly: true });
   } catch (e) {
     // The board cannot be read (damaged? not ours?): report what the owner says about it.
     const owner = fromFile ? liveOwner(fromFile) : null;
@@ -140,7 +140,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     const ownerLive = owner?.live === true;
     const at = Date.now();
     return {
-      board: board.path,
+      board: board.location,
       at,
       owner,
       pool: {
@@ -173,7 +173,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       }),
     };
   } finally {
-    board.closeSync();
+    await board.close();
   }
 }
 

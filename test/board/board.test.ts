@@ -13,23 +13,23 @@ import {
   WriteGroupLostError,
   classifyError,
   initLockPath,
+  type Claim,
 } from '@kanban-supervisor/board';
-import { FIXTURES, run, tempDir } from '../helpers.js';
+import { Cleanups, FIXTURES, run } from '../src/common.js';
 
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
-function tmp(): string {
-  const t = tempDir();
-  temps.push(t.cleanup);
-  return t.dir;
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const tmp = () => cleanups.tempDir();
 
 async function boardWithSkill(dir: string): Promise<SqliteBoard> {
   const b = SqliteBoard.open(join(dir, 'sub', 'kanban.db'));
   await b.putSkill({ name: 'echo', argv: ['/bin/true'] });
   return b;
+}
+
+/** The next claim (claimBatch of one), or null when nothing is runnable at `now`. */
+async function claimOne(b: SqliteBoard, now = Date.now()): Promise<Claim | null> {
+  return (await b.claimBatch(1, now, () => 'x.log'))[0] ?? null;
 }
 
 describe('opening a board', () => {
@@ -126,9 +126,9 @@ describe('claims and fencing', () => {
     const low = await b.createTask({ skill: 'echo', title: 'low' });
     const high = await b.createTask({ skill: 'echo', title: 'high', priority: 5 });
     await b.createTask({ skill: 'echo', title: 'later', priority: 9, notBefore: Date.now() + 60_000 });
-    const c1 = await b.claimNext(Date.now(), () => 'x.log');
-    const c2 = await b.claimNext(Date.now(), () => 'x.log');
-    const c3 = await b.claimNext(Date.now(), () => 'x.log');
+    const c1 = await claimOne(b);
+    const c2 = await claimOne(b);
+    const c3 = await claimOne(b);
     expect([c1?.task.id, c2?.task.id, c3]).toEqual([high.id, low.id, null]);
     expect(c1!.token).toMatch(/^[0-9a-f]{32}$/);
     await b.close();
@@ -158,7 +158,7 @@ describe('claims and fencing', () => {
   it('a fenced write with a stale or wrong token changes nothing', async () => {
     const b = await boardWithSkill(tmp());
     const t = await b.createTask({ skill: 'echo' });
-    const c = (await b.claimNext(Date.now(), () => 'x.log'))!;
+    const c = (await claimOne(b))!;
     const cred = { taskId: t.id, runId: c.run.id, token: c.token };
     const wrong = { ...cred, token: '0'.repeat(32) };
     const snapshot = () => JSON.stringify([b.db.prepare('select * from runs').all(), b.db.prepare('select * from tasks').all(), b.db.prepare("select count(*) n from events").get()]);
@@ -186,21 +186,21 @@ describe('claims and fencing', () => {
   it('counter and backoff are committed with the requeue; completed resets the counter', async () => {
     const b = await boardWithSkill(tmp());
     const t = await b.createTask({ skill: 'echo' });
-    const c = (await b.claimNext(Date.now(), () => 'x.log'))!;
+    const c = (await claimOne(b))!;
     const cred = { taskId: t.id, runId: c.run.id, token: c.token };
     await b.report(cred, { outcome: 'failed', error: 'boom' }, Date.now());
     // Ended but its process is not confirmed gone: not accountable yet, task not claimable.
     expect(await b.unaccountedRuns()).toEqual([]);
-    expect(await b.claimNext(Date.now(), () => 'x.log')).toBeNull();
+    expect(await claimOne(b)).toBeNull();
     await b.recordExits([{ runId: c.run.id, at: Date.now(), exitCode: 1, signal: null, gone: true }]);
     const [u] = await b.unaccountedRuns();
     expect(u!.run.outcome).toBe('failed');
     const nb = Date.now() + 60_000;
-    await b.applyAccounting(c.run.id, { action: 'requeue', consecutiveFailures: 1, notBefore: nb, counted: true }, Date.now());
+    await b.applyAccountingBatch([{ runId: c.run.id, action: { action: 'requeue', consecutiveFailures: 1, notBefore: nb, counted: true } }], Date.now());
     const t2 = (await b.getTask(t.id))!;
     expect([t2.status, t2.consecutiveFailures, t2.notBefore, t2.lastError]).toEqual(['ready', 1, nb, 'boom']);
-    expect(await b.claimNext(Date.now(), () => 'x.log')).toBeNull();
-    const c2 = (await b.claimNext(nb, () => 'x.log'))!;
+    expect(await claimOne(b)).toBeNull();
+    const c2 = (await claimOne(b, nb))!;
     await b.report({ taskId: t.id, runId: c2.run.id, token: c2.token }, { outcome: 'completed', result: { ok: true } }, Date.now());
     const t3 = (await b.getTask(t.id))!;
     expect([t3.status, t3.consecutiveFailures, t3.result]).toEqual(['done', 0, { ok: true }]);
@@ -211,7 +211,7 @@ describe('claims and fencing', () => {
     const b = await boardWithSkill(tmp());
     const t = await b.createTask({ skill: 'echo' });
     await b.removeSkill('echo');
-    expect(await b.claimNext(Date.now(), () => 'x.log')).toBeNull();
+    expect(await claimOne(b)).toBeNull();
     const blocked = await b.blockUnknownSkillTasks(Date.now());
     expect(blocked.map((x) => x.taskId)).toEqual([t.id]);
     const t2 = (await b.getTask(t.id))!;
@@ -228,7 +228,7 @@ describe('claims and fencing', () => {
     await b.removeSkill('echo');
     await b.removeSkill('zulu');
     // Only tasks of registered skills are claimed: this one is running, not ready, and not blocked.
-    const running = (await b.claimNext(Date.now(), () => 'x.log'))!;
+    const running = (await claimOne(b))!;
     const blocked = await b.blockUnknownSkillTasks(Date.now());
     const want = tasks.filter((t) => t.skill !== 'alpha').map((t) => t.id);
     expect(blocked.map((x) => x.taskId).sort()).toEqual([...want].sort());
@@ -246,7 +246,7 @@ describe('claims and fencing', () => {
   it('the statements of every tick read tasks and runs through an index: no table scan, no sort of the queue, before and after ANALYZE', async () => {
     const b = await boardWithSkill(tmp());
     for (let i = 0; i < 200; i++) await b.createTask({ skill: 'echo', title: `t${i}`, priority: i % 3 });
-    for (let i = 0; i < 50; i++) await b.claimNext(Date.now(), () => 'x.log');
+    for (let i = 0; i < 50; i++) await claimOne(b);
     for (const analyzed of [false, true]) {
       if (analyzed) b.db.exec('ANALYZE');
       for (const [name, sql] of Object.entries(HOT_SQL)) {
@@ -272,88 +272,170 @@ describe('claims and fencing', () => {
   });
 });
 
-describe('write groups (one transaction per supervisor tick)', () => {
-  it('commit lands every write at once; a failed write undoes only itself; endGroup rolls back the rest', async () => {
+describe('transactions (begin(): one transaction per supervisor tick)', () => {
+  it('commit lands every write at once; a failed write undoes only itself; close rolls back the rest', async () => {
     const dir = tmp();
     const b = await boardWithSkill(dir);
     const other = SqliteBoard.open(b.path);
     try {
       const t1 = await b.createTask({ skill: 'echo', title: 'one' });
-      b.beginGroup();
-      await b.cancelTask(t1.id);
-      await expect(b.cancelTask('no-such-task')).rejects.toThrow(/no-such-task/);
       const t2 = await b.createTask({ skill: 'echo', title: 'two' });
-      // the group's own reads see its writes; another connection sees nothing before the commit
-      expect((await b.getTask(t1.id))!.status).toBe('cancelled');
+      const tx = b.begin();
+      const [c1, c2] = await tx.claimBatch(2, Date.now(), () => 'x.log');
+      expect([c1!.task.id, c2!.task.id].sort()).toEqual([t1.id, t2.id].sort());
+      // The second spawn cannot be written (a pid SQLite cannot bind): the write fails after its
+      // first spawn was written, and its savepoint undoes that one too; the claims stay.
+      const badSpawn = { pid: {} as unknown as number, pgid: 2, procStartTime: 2, bootId: 'b' };
+      await expect(
+        tx.recordSpawns([{ runId: c1!.run.id, info: { pid: 1, pgid: 1, procStartTime: 1, bootId: 'b' } }, { runId: c2!.run.id, info: badSpawn }], Date.now()),
+      ).rejects.toThrow(/parameter/);
+      await expect(tx.endUnspawned('no-such-run', 'abandoned', 'x', Date.now())).rejects.toThrow(/no run no-such-run/);
+      await tx.appendEvent(t1.id, null, 'note', { n: 1 }, Date.now());
+      // the transaction's own reads see its writes; another connection sees nothing before the commit
+      expect((await tx.liveRuns()).map((r) => [r.id, r.pid]).sort()).toEqual([c1!.run.id, c2!.run.id].sort().map((id) => [id, null]));
       expect((await other.getTask(t1.id))!.status).toBe('ready');
-      expect(await other.getTask(t2.id)).toBeNull();
-      await b.commitGroup();
-      expect((await other.getTask(t1.id))!.status).toBe('cancelled');
-      expect((await other.getTask(t2.id))!.title).toBe('two');
-      // after a commit the group goes on; what is not committed when it ends is rolled back
-      const t3 = await b.createTask({ skill: 'echo', title: 'three' });
-      b.endGroup();
-      expect(await b.getTask(t3.id)).toBeNull();
-      expect(await other.getTask(t3.id)).toBeNull();
+      expect(await other.liveRuns()).toEqual([]);
+      await tx.commit();
+      expect((await other.getTask(t1.id))!.status).toBe('running');
+      expect((await other.getTask(t2.id))!.status).toBe('running');
+      expect((await other.showTask(t1.id))!.events.map((e) => e.kind)).toEqual(['created', 'claimed', 'note']);
+      // after a commit the transaction goes on; what is not committed when it closes is rolled back
+      expect(await tx.beginReclaim(c1!.run.id, 'timed_out', Date.now())).toBe(true);
+      expect((await b.getRun(c1!.run.id))!.stopReason).toBe('timed_out');
+      tx.close();
+      expect((await b.getRun(c1!.run.id))!.stopReason).toBeNull();
+      expect((await other.getRun(c1!.run.id))!.stopReason).toBeNull();
       expect(b.db.inTransaction).toBe(false);
-      // outside a group every write commits on its own again
-      const t4 = await b.createTask({ skill: 'echo', title: 'four' });
-      expect((await other.getTask(t4.id))!.title).toBe('four');
+      // once it is closed, every write on the board commits on its own again
+      await b.appendEvent(t2.id, null, 'after', null, Date.now());
+      expect((await other.showTask(t2.id))!.events.map((e) => e.kind)).toEqual(['created', 'claimed', 'after']);
     } finally {
-      other.closeSync();
-      b.closeSync();
+      other.closeNow();
+      b.closeNow();
     }
   });
 
-  it('a write that makes SQLite roll back the whole transaction (disk full) loses the group loudly, never half', async () => {
+  it('a write that makes SQLite roll back the whole transaction (disk full) loses it loudly, never half', async () => {
     const dir = tmp();
     const b = await boardWithSkill(dir);
     try {
+      const t = await b.createTask({ skill: 'echo', title: 'a' });
       const pages = Number(b.db.pragma('page_count', { simple: true }));
       b.db.pragma(`max_page_count = ${pages + 2}`); // a full disk, as SQLite sees it
-      b.beginGroup();
-      const a = await b.createTask({ skill: 'echo', title: 'a' });
-      const big = b.createTask({ skill: 'echo', title: 'big', payload: { x: 'y'.repeat(200_000) } });
+      const tx = b.begin();
+      const [c] = await tx.claimBatch(1, Date.now(), () => 'x.log');
+      expect(c!.task.id).toBe(t.id);
+      const big = tx.appendEvent(t.id, null, 'big', { x: 'y'.repeat(200_000) }, Date.now());
       await expect(big).rejects.toBeInstanceOf(WriteGroupLostError);
       await expect(big).rejects.toThrow(/rolled back/);
-      // every later write of the group and its commit say so too, until the group ends
-      await expect(b.createTask({ skill: 'echo', title: 'c' })).rejects.toBeInstanceOf(WriteGroupLostError);
-      await expect(b.commitGroup()).rejects.toBeInstanceOf(WriteGroupLostError);
-      b.endGroup();
-      expect(await b.getTask(a.id)).toBeNull(); // nothing of the group landed
+      // every later write of the transaction and its commit say so too, until it is closed
+      await expect(tx.appendEvent(t.id, null, 'c', null, Date.now())).rejects.toBeInstanceOf(WriteGroupLostError);
+      await expect(tx.commit()).rejects.toBeInstanceOf(WriteGroupLostError);
+      tx.close();
+      // nothing of the transaction landed: the task is still ready, its run does not exist
+      expect((await b.getTask(t.id))!.status).toBe('ready');
+      expect(await b.getRun(c!.run.id)).toBeNull();
       expect(classifyError(new WriteGroupLostError(b.path, Object.assign(new Error('x'), { code: 'SQLITE_FULL' })))).toBe('io');
       b.db.pragma(`max_page_count = ${2 ** 30}`);
       expect((await b.createTask({ skill: 'echo', title: 'after' })).title).toBe('after');
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
   });
 
-  it('writes that wait together for a busy lock begin the group once and land in one commit', async () => {
+  it('writes that wait together for a busy lock begin the transaction once and land in one commit', async () => {
     const dir = tmp();
     const b0 = await boardWithSkill(dir);
-    b0.closeSync();
+    for (let i = 1; i <= 3; i++) await b0.createTask({ skill: 'echo', title: `t${i}` });
+    b0.closeNow();
     const b = SqliteBoard.open(join(dir, 'sub', 'kanban.db'), { busyTimeoutMs: 0, busyRetries: 50 });
     const holder = new Database(b.path);
     try {
       holder.exec('BEGIN IMMEDIATE');
-      b.beginGroup();
-      const writes = Promise.all([1, 2, 3].map((i) => b.createTask({ skill: 'echo', title: `t${i}` })));
+      const tx = b.begin();
+      const writes = Promise.all([1, 2, 3].map(() => tx.claimBatch(1, Date.now(), () => 'x.log')));
       await new Promise((r) => setTimeout(r, 60));
       holder.exec('COMMIT');
-      const tasks = await writes;
-      await b.commitGroup();
-      b.endGroup();
+      const claims = (await writes).flat();
+      await tx.commit();
+      tx.close();
       const seen = new Database(b.path, { readonly: true });
       try {
-        expect(seen.prepare('SELECT count(*) AS n FROM tasks').get()).toEqual({ n: 3 });
+        expect(seen.prepare("SELECT count(*) AS n FROM tasks WHERE status = 'running'").get()).toEqual({ n: 3 });
+        expect(seen.prepare('SELECT count(*) AS n FROM runs').get()).toEqual({ n: 3 });
       } finally {
         seen.close();
       }
-      expect(tasks.map((t) => t.title).sort()).toEqual(['t1', 't2', 't3']);
+      expect(claims.map((c) => c.task.title).sort()).toEqual(['t1', 't2', 't3']);
     } finally {
       holder.close();
-      b.closeSync();
+      b.closeNow();
+    }
+  });
+
+  it('while a transaction is open, writes on the board itself are refused with a clear error; reads are not', async () => {
+    const b = await boardWithSkill(tmp());
+    try {
+      const t = await b.createTask({ skill: 'echo' });
+      const tx = b.begin();
+      const refused = `a transaction is open on board ${b.path}: write through it`;
+      await expect(b.createTask({ skill: 'echo', title: 'refused' })).rejects.toThrow(refused);
+      await expect(b.appendEvent(t.id, null, 'refused', null, Date.now())).rejects.toThrow(refused);
+      await expect(b.claimBatch(1, Date.now(), () => 'x.log')).rejects.toThrow(refused);
+      expect(() => b.begin()).toThrow(`a transaction is already open on board ${b.path}`);
+      expect((await b.getTask(t.id))!.status).toBe('ready');
+      expect((await b.listTasks()).length).toBe(1);
+      expect((await b.showTask(t.id))!.events.map((e) => e.kind)).toEqual(['created']);
+      tx.close();
+      expect((await b.createTask({ skill: 'echo', title: 'after' })).title).toBe('after');
+      b.begin().close(); // and a new transaction can begin
+    } finally {
+      b.closeNow();
+    }
+  });
+
+  it('commit() keeps the transaction usable: the next write begins a new transaction', async () => {
+    const b = await boardWithSkill(tmp());
+    const other = SqliteBoard.open(b.path, { busyTimeoutMs: 0 });
+    try {
+      const t = await b.createTask({ skill: 'echo' });
+      const tx = b.begin();
+      await tx.commit(); // nothing written: a no-op
+      expect(b.db.inTransaction).toBe(false);
+      await tx.appendEvent(t.id, null, 'first', null, Date.now());
+      expect(b.db.inTransaction).toBe(true);
+      await tx.commit();
+      expect(b.db.inTransaction).toBe(false);
+      // the commit released the write lock: another connection writes between the two transactions
+      await other.appendEvent(t.id, null, 'between', null, Date.now());
+      await tx.appendEvent(t.id, null, 'second', null, Date.now());
+      expect(b.db.inTransaction).toBe(true);
+      expect((await other.showTask(t.id))!.events.map((e) => e.kind)).toEqual(['created', 'first', 'between']);
+      await tx.commit();
+      expect((await other.showTask(t.id))!.events.map((e) => e.kind)).toEqual(['created', 'first', 'between', 'second']);
+      tx.close();
+    } finally {
+      other.closeNow();
+      b.closeNow();
+    }
+  });
+
+  it('a closed transaction refuses every call; close() again is harmless', async () => {
+    const b = await boardWithSkill(tmp());
+    try {
+      const t = await b.createTask({ skill: 'echo' });
+      const tx = b.begin();
+      tx.close();
+      const closed = `the transaction on board ${b.path} is closed`;
+      await expect(tx.appendEvent(t.id, null, 'late', null, Date.now())).rejects.toThrow(closed);
+      await expect(tx.claimBatch(1, Date.now(), () => 'x.log')).rejects.toThrow(closed);
+      await expect(tx.liveRuns()).rejects.toThrow(closed);
+      await expect(tx.commit()).rejects.toThrow(closed);
+      expect(() => tx.close()).not.toThrow();
+      expect((await b.getTask(t.id))!.status).toBe('ready');
+      expect((await b.showTask(t.id))!.events.map((e) => e.kind)).toEqual(['created']);
+    } finally {
+      b.closeNow();
     }
   });
 });

@@ -14,19 +14,13 @@ import {
   tornWalTail,
   zeroInteriorPage,
 } from '@kanban-supervisor/board';
-import { FIXTURES, run, tempDir } from '../helpers.js';
+import { Cleanups, FIXTURES, run, sleep } from '../src/common.js';
 
 const RACER = join(FIXTURES, 'damage', 'backup-racer.mjs');
 
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
-function tmp(): string {
-  const t = tempDir('ks-backup-');
-  temps.push(t.cleanup);
-  return t.dir;
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const tmp = () => cleanups.tempDir('ks-backup-');
 
 const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
@@ -105,7 +99,7 @@ describe('backupDamaged: exactly one backup per damage fingerprint', () => {
       }
       const go = join(dir, `go-${round}`);
       const racers = Array.from({ length: 3 }, () => run(process.execPath, [RACER, path, go]));
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300);
       writeFileSync(go, '');
       const results = (await Promise.all(racers)).map((r) => {
         expect(r.code, r.stderr).toBe(0);

@@ -24,18 +24,12 @@ import {
   type MadeBoard,
   type RecoverReport,
 } from '@kanban-supervisor/board';
-import { FIXTURES, startProcess, tempDir, waitFor, exited } from '../helpers.js';
+import { Cleanups, FIXTURES, exited, startProcess, waitFor } from '../src/common.js';
 import { spawnSync } from 'node:child_process';
 
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
-function tmp(): string {
-  const t = tempDir('ks-damage-');
-  temps.push(t.cleanup);
-  return t.dir;
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const tmp = () => cleanups.tempDir('ks-damage-');
 
 const OWNER_LOCK = join(FIXTURES, 'damage', 'owner-lock.mjs');
 const TABLES = ['skills', 'tasks', 'runs', 'events', 'owner'] as const;

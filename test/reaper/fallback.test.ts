@@ -18,7 +18,7 @@ import {
   type ExitRecord,
   type ProcessIdentity,
 } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, ROOT, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
+import { Cleanups, FIXTURES, ROOT, cli, exited, killQuietly, logEvents, pidAlive, pidsIn, show, sleep, tempDir, waitFor } from '../src/common.js';
 
 const LINUX = process.platform === 'linux';
 const SUP = join(FIXTURES, 'sup');
@@ -28,33 +28,8 @@ const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
 async function until<T>(fn: () => T | null | undefined | false, timeoutMs = 20_000, everyMs = 20): Promise<T> {
   return (await waitFor(fn, timeoutMs, everyMs)) as T;
 }
-/** exists and is not a zombie, per /proc */
-function running(pid: number, startTime?: number): boolean {
-  const s = readStat(pid);
-  return !!s && s.state !== 'Z' && s.state !== 'X' && (startTime === undefined || s.startTime === startTime);
-}
-function pidsIn(file: string): number[] {
-  return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number) : [];
-}
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch {
-    /* gone */
-  }
-}
-/** The supervisor's JSON log line of one event. */
-function logEvent(output: string, event: string): Record<string, unknown> | null {
-  for (const line of output.split('\n')) {
-    if (!line.includes(`"event":"${event}"`)) continue;
-    try {
-      return JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      /* not JSON */
-    }
-  }
-  return null;
-}
+/** The supervisor's first JSON log line of one event. */
+const logEvent = (output: string, event: string) => logEvents(output, event)[0] ?? null;
 
 describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper', () => {
   let reaper: Reaper;
@@ -238,14 +213,14 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     await waitFor(() => walks().slice(walked).includes(esc), 20_000, 20);
     expect(walks().slice(walked)).not.toContain(id.pid);
     // tree-kill's SIGTERM reaches the escapee's children (they die), the escapee ignores it
-    await waitFor(() => escKids.every((p) => !running(p)), 20_000, 20);
-    expect(running(esc)).toBe(true);
+    await waitFor(() => escKids.every((p) => !pidAlive(p)), 20_000, 20);
+    expect(pidAlive(esc)).toBe(true);
     expect(alive(id)).toBe(true);
     await sleep(Math.max(0, t0 + grace - Date.now()));
     const kill = reaper.terminate(id, grace);
     expect(kill.phase).toBe('kill');
     await waitFor(() => reaper.terminate(id, grace).phase === 'gone', 20_000, 20);
-    expect(running(esc)).toBe(false);
+    expect(pidAlive(esc)).toBe(false);
     expect(alive(id)).toBe(false);
     expect(isGone(id)).toBe(true);
     expect((await exitOf(id.pid)).signal).toBe('SIGKILL');
@@ -268,7 +243,7 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
       return st.phase === 'gone';
     }, 20_000, 20);
     expect(states.some((s) => s.sigkillAt !== null)).toBe(true);
-    for (const s of left) expect(running(s.pid)).toBe(false);
+    for (const s of left) expect(pidAlive(s.pid)).toBe(false);
     expect(isGone(id)).toBe(true);
   });
 
@@ -285,11 +260,11 @@ describe.skipIf(!LINUX)('portable process backend (forced on Linux): the Reaper'
     expect(reaper.sample([stale]).get(stale.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0 });
     await sleep(300);
     expect(alive(id)).toBe(true);
-    expect(running(real.pid, real.startTime)).toBe(true);
+    expect(pidAlive(real.pid, real.startTime)).toBe(true);
     reaper.terminate(id, 0, t0);
     await sleep(50);
     await waitFor(() => reaper.terminate(id, 0).phase === 'gone', 20_000, 20);
-    expect(running(real.pid)).toBe(false);
+    expect(pidAlive(real.pid)).toBe(false);
   });
 });
 
@@ -350,27 +325,14 @@ describe('helper processes through execa', () => {
 });
 
 describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () => {
-  const cleanups: Array<() => void> = [];
-  afterEach(() => {
-    while (cleanups.length) cleanups.pop()!();
-  });
+  const cleanups = new Cleanups();
+  afterEach(() => cleanups.run());
   const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info', LOG_FORMAT: 'json' };
   const FALLBACK = { [FALLBACK_ENV]: '1' };
 
-  function setup() {
-    const t = tempDir('ks-fallback-sup-');
-    cleanups.push(t.cleanup);
-    return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-  }
+  const setup = () => cleanups.boardDir('ks-fallback-sup-');
   function supervise(db: string, args: string[] = [], env: Record<string, string> = {}) {
-    const p = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], { ...FAST, ...env });
-    cleanups.push(() => {
-      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-    });
-    return p;
-  }
-  async function show(db: string, id: string) {
-    return JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
+    return cleanups.startCli(db, ['run', ...args], { ...FAST, ...env });
   }
 
   it('says which backend it uses: portable when forced, linux-proc (the fast path) when /proc and the addon are there', async () => {
@@ -410,7 +372,7 @@ describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () =>
     expect(kill.at - term.at).toBeLessThan(1500 + 1500);
     expect(s.runs[0].outcome).toBe('timed_out');
     expect(s.runs[0].signal).toBe('SIGKILL');
-    for (const pid of pidsIn(pids)) expect(running(pid)).toBe(false);
+    for (const pid of pidsIn(pids)) expect(pidAlive(pid)).toBe(false);
   });
 
   it('reclaim on cancel: the worker and its children are gone and the task stays cancelled', async () => {
@@ -424,8 +386,8 @@ describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () =>
     expect((await cli(db, ['cancel', id])).code).toBe(0);
     expect((await exited(p)).code, p.output()).toBe(0);
     expect((await show(db, id)).status).toBe('cancelled');
-    expect(running(pid)).toBe(false);
-    expect(running(sleepChild)).toBe(false);
+    expect(pidAlive(pid)).toBe(false);
+    expect(pidAlive(sleepChild)).toBe(false);
   });
 
   it('memory limit and stall: pidusage figures reclaim the worker over its limit as memory_exceeded', async () => {
@@ -459,7 +421,7 @@ describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () =>
     await waitFor(async () => (await show(db, id)).runs[0]?.pid === pid, 20_000); // its identity is on the board
     a.kill('SIGKILL');
     await exited(a);
-    expect(running(pid)).toBe(true); // it sleeps 8 s: still running when the next supervisor starts
+    expect(pidAlive(pid)).toBe(true); // it sleeps 8 s: still running when the next supervisor starts
     const b = supervise(db, ['--until-idle'], envB);
     expect((await exited(b)).code, b.output()).toBe(0);
     // recognised as the same process (nothing of it signalled: its sleep runs to its end below)
@@ -487,8 +449,8 @@ describe.skipIf(!LINUX)('kanban-supervisor run with the portable backend', () =>
     await waitFor(async () => (await show(db, id)).status === 'done', 20_000);
     expect(logEvent(p.output(), 'started')).toMatchObject({ procBackend: backend });
     // SIGTERM, the 5 s cleanup grace, SIGKILL: nothing of the run may be left
-    await waitFor(() => left.every((pid) => !running(pid)), 15_000).catch(() => undefined);
-    for (const pid of left) expect(running(pid), `pid ${pid} (${readStat(pid)?.comm}) left running; ${p.output().slice(-2000)}`).toBe(false);
+    await waitFor(() => left.every((pid) => !pidAlive(pid)), 15_000).catch(() => undefined);
+    for (const pid of left) expect(pidAlive(pid), `pid ${pid} (${readStat(pid)?.comm}) left running; ${p.output().slice(-2000)}`).toBe(false);
     p.kill('SIGTERM');
     expect((await exited(p)).code, p.output()).toBe(0);
   });

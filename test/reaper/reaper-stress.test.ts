@@ -1,23 +1,12 @@
 // 2,000 short runs through the Reaper: no zombie children, no fd growth, no state growth.
 import { describe, expect, it } from 'vitest';
-import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Reaper, readStat, type ExitRecord, type ProcessIdentity } from '@kanban-supervisor/reaper';
-import { sleep, tempDir } from '../helpers.js';
+import { Reaper, type ExitRecord, type ProcessIdentity } from '@kanban-supervisor/reaper';
+import { sleep, tempDir, zombieChildren } from '../src/common.js';
 
 const LINUX = process.platform === 'linux';
 const RUNS = 2000;
 const CONCURRENCY = 8;
-
-function zombieChildrenOfUs(): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    const s = readStat(Number(d));
-    if (s && s.ppid === process.pid && s.state === 'Z') out.push(s.pid);
-  }
-  return out;
-}
 
 describe.skipIf(!LINUX)('reaper under many short runs', () => {
   it(`${RUNS} runs of \`true\`: no zombies, fd count flat, nothing left tracked`, async () => {
@@ -83,7 +72,7 @@ describe.skipIf(!LINUX)('reaper under many short runs', () => {
       console.log(`[reaper-stress] ${RUNS} runs in ${elapsed} ms; fds ${fdBefore} -> ${fdAfter}`);
       expect(failures).toBe(0);
       expect(notGone).toBe(0);
-      expect(zombieChildrenOfUs()).toEqual([]);
+      expect(zombieChildren(process.pid)).toEqual([]);
       expect(Math.abs(fdAfter - fdBefore)).toBeLessThanOrEqual(3);
       expect(reaper.trackedPids()).toEqual([]);
       expect(reaper.drainExits()).toEqual([]);

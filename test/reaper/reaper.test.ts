@@ -15,7 +15,7 @@ import {
   type ExitRecord,
   type ProcessIdentity,
 } from '@kanban-supervisor/reaper';
-import { FIXTURES, run, sleep, tempDir, waitFor } from '../helpers.js';
+import { FIXTURES, pidAlive, run, sleep, tempDir, waitFor } from '../src/common.js';
 
 const LINUX = process.platform === 'linux';
 
@@ -36,11 +36,6 @@ function childrenOfUs(): { pid: number; state: string; comm: string }[] {
   return out;
 }
 const zombieChildrenOfUs = () => childrenOfUs().filter((c) => c.state === 'Z');
-/** live = exists and is not a zombie (a zombie holds no resources and runs nothing) */
-const running = (pid: number, startTime?: number) => {
-  const s = readStat(pid);
-  return !!s && s.state !== 'Z' && s.state !== 'X' && (startTime === undefined || s.startTime === startTime);
-};
 function pidsInGroup(pgid: number): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
@@ -179,7 +174,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     const mid = reaper.terminate(id, grace);
     expect(mid.phase).toBe('term');
     expect(alive(id)).toBe(true);
-    for (const p of sleepers) expect(running(p)).toBe(true);
+    for (const p of sleepers) expect(pidAlive(p)).toBe(true);
     expect(isGone(id)).toBe(false);
 
     await sleep(t0 + grace - Date.now());
@@ -191,7 +186,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     expect(last).toMatchObject({ phase: 'gone', remaining: [] });
     expect(alive(id)).toBe(false);
     expect(isGone(id)).toBe(true);
-    for (const p of kids) expect(running(p)).toBe(false);
+    for (const p of kids) expect(pidAlive(p)).toBe(false);
     expect(pidsInGroup(id.pgid)).toEqual([]);
     const exit = await exitOf(id.pid);
     expect(exit).toMatchObject({ exitCode: null, signal: 'SIGKILL' });
@@ -226,7 +221,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
       return st.phase === 'gone';
     }, 5000, 20);
     expect(states.some((s) => s.sigkillAt !== null)).toBe(true);
-    for (const p of left) expect(running(p)).toBe(false);
+    for (const p of left) expect(pidAlive(p)).toBe(false);
     expect(pidsInGroup(id.pgid)).toEqual([]);
     expect(isGone(id)).toBe(true);
     expect(zombieChildrenOfUs()).toEqual([]);
@@ -245,18 +240,18 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     expect(g.pgid).not.toBe(id.pgid);
     // ...so the worker's own cleanup does not see it
     expect(reaper.cleanupAfterExit(id).phase).toBe('gone');
-    expect(running(gpid)).toBe(true);
+    expect(pidAlive(gpid)).toBe(true);
 
     const first = reaper.reapOrphans(new Set([id.pid]));
     expect(first.terminated).toContain(gpid);
     await sleep(200);
-    expect(running(gpid)).toBe(true); // ignores SIGTERM; the orphan grace is 400 ms
+    expect(pidAlive(gpid)).toBe(true); // ignores SIGTERM; the orphan grace is 400 ms
     await sleep(300);
     const reaped: number[] = [];
     await waitFor(() => {
       const r = reaper.reapOrphans(new Set());
       reaped.push(...r.reaped);
-      return !running(gpid, g.startTime) && zombieChildrenOfUs().length === 0;
+      return !pidAlive(gpid, g.startTime) && zombieChildrenOfUs().length === 0;
     }, 5000, 20);
     expect(reaped).toContain(gpid);
     expect(pidsInGroup(gpid)).toEqual([]); // its own `sleep 300` went with it
@@ -295,13 +290,13 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     const res = reaper.reapOrphans(new Set([id.pid]));
     expect(res.terminated).toEqual([]);
     await sleep(100);
-    expect(running(plain.pid!)).toBe(true);
-    expect(running(helper)).toBe(true);
+    expect(pidAlive(plain.pid!)).toBe(true);
+    expect(pidAlive(helper)).toBe(true);
     plain.kill('SIGKILL');
     reaper.terminate(id, 1000);
     await exitOf(id.pid);
     await waitFor(() => reaper.terminate(id, 1000).phase === 'gone', 5000, 20);
-    expect(running(helper)).toBe(false);
+    expect(pidAlive(helper)).toBe(false);
     await waitFor(() => plain.exitCode !== null || plain.signalCode !== null, 5000, 20);
     expect(zombieChildrenOfUs()).toEqual([]);
   });
@@ -324,7 +319,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
       expect(reaper.sample([fake]).get(fake.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0 });
     }
     await sleep(200);
-    expect(running(victim.pid!, real.startTime)).toBe(true);
+    expect(pidAlive(victim.pid!, real.startTime)).toBe(true);
     expect(victim.exitCode).toBeNull();
     expect(victim.signalCode).toBeNull();
     // the real identity does work (the test could fail)

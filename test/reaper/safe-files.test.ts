@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { BACKUP_MAIN, makeBoard } from '@kanban-supervisor/board';
 import { LOG_MARKER_PREFIX, Reaper, boundLogFile, readFileBounded, writeFileAtomic } from '@kanban-supervisor/reaper';
 import { MAX_SPOOL_ENTRY_BYTES, readSpool, spoolDir, writeSpool } from '@kanban-supervisor/worker-runtime';
-import { CLI, FIXTURES, ROOT, cli, exited, run, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
+import { Cleanups, FIXTURES, ROOT, cli, exited, pidAlive, run, show, sleep, waitFor } from '../src/common.js';
 
 const LOGS = join(FIXTURES, 'logs');
 const SUP = join(FIXTURES, 'sup');
@@ -31,43 +31,19 @@ const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'in
 const IS_ROOT = process.geteuid?.() === 0;
 const MiB = 1024 * 1024;
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-function setup() {
-  const t = tempDir('ks-safe-');
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-}
+const setup = () => cleanups.boardDir('ks-safe-');
 
 function supervise(db: string, args: string[] = [], env: Record<string, string> = {}) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], { ...FAST, ...env });
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
+  return cleanups.startCli(db, ['run', ...args], { ...FAST, ...env });
 }
 
 function mkfifo(path: string): Promise<void> {
   return run('mkfifo', ['-m', '600', path]).then((r) => {
     if (r.code !== 0) throw new Error(`mkfifo ${path}: ${r.stderr}`);
   });
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-async function show(db: string, id: string): Promise<Record<string, unknown>> {
-  return JSON.parse((await cli(db, ['--json', 'show', id])).stdout) as Record<string, unknown>;
 }
 
 /** The one run log of a board. */

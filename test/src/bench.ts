@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { SqliteBoard } from '@kanban-supervisor/board';
+import { localConnectionOf, openBoard as openBoardWith, type Db } from '@kanban-supervisor/board';
 import {
   FIXTURES,
   Harness,
@@ -25,6 +25,7 @@ import {
   median,
   memory,
   openBoard,
+  openSql,
   parseFlags,
   quantile,
   rand,
@@ -108,11 +109,11 @@ async function physicalLimit(
  */
 async function boardLimit(argv: string[], skillEnv: Record<string, string>, n: number, conc: number, dir: string): Promise<{ tps: number; seconds: number; failures: number; done: number }> {
   const db = join(dir, 'board', 'kanban.db');
-  const b = openBoard(db);
+  const b = await openBoard(db);
   await b.putSkill({ name: 'noop', argv, env: skillEnv });
   for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
   const claims = await b.claimBatch(n, Date.now(), (runId) => join(dir, `${runId}.log`));
-  b.closeSync();
+  await b.close();
   spawnSync('sync');
   const envOf = (i: number) =>
     workerBaseEnv({
@@ -125,9 +126,9 @@ async function boardLimit(argv: string[], skillEnv: Record<string, string>, n: n
       KANBAN_HEARTBEAT_TIMEOUT_SECONDS: '0',
     });
   const r = await physicalLimit(argv, envOf, n, conc, join(dir, 'workers.log'));
-  const c = openBoard(db);
-  const done = (c.db.prepare(`SELECT count(*) AS n FROM tasks WHERE status = 'done'`).get() as { n: number }).n;
-  c.closeSync();
+  const c = openSql(db);
+  const done = (c.prepare(`SELECT count(*) AS n FROM tasks WHERE status = 'done'`).get() as { n: number }).n;
+  c.close();
   return { ...r, done };
 }
 
@@ -156,10 +157,10 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
       res.add({ scenario: S, figure: `${label}: workers reporting into a board without a supervisor (round ${round + 1})`, value: `${boardSide.done}/${n} done, ${boardSide.failures} failed`, target: `${n}/${n}`, pass: false });
       return;
     }
-    const b = openBoard(db);
+    const b = await openBoard(db);
     await b.putSkill({ name: 'noop', argv, env: skillEnv });
     for (let i = 0; i < n; i++) await b.createTask({ skill: 'noop', title: `noop ${i}` });
-    b.closeSync();
+    await b.close();
     spawnSync('sync');
     const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log'), direct: true });
     let cpu = 0;
@@ -169,11 +170,11 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
     }, 100);
     const fin = await sup.waitExit(n * 2000 + 60_000);
     clearInterval(cpuPoll);
-    const c = openBoard(db);
+    const c = openSql(db);
     const phases = phaseBreakdown(c, P.conc);
-    const r = c.db.prepare(`SELECT count(*) AS n, sum(t.status = 'done') AS done, min(r.started_at) AS t0, max(r.accounted_at) AS t1, count(DISTINCT r.id) AS runs
+    const r = c.prepare(`SELECT count(*) AS n, sum(t.status = 'done') AS done, min(r.started_at) AS t0, max(r.accounted_at) AS t1, count(DISTINCT r.id) AS runs
                               FROM tasks t JOIN runs r ON r.task_id = t.id`).get() as { n: number; done: number; t0: number; t1: number; runs: number };
-    c.closeSync();
+    c.close();
     if (fin.timedOut || fin.code !== 0 || r.done !== n || r.runs !== n) {
       failed = true;
       res.add({ scenario: S, figure: `${label}: all tasks done, one run each (round ${round + 1})`, value: `${r.done}/${n} done, ${r.runs} runs, supervisor ${fin.timedOut ? 'timed out' : `exit ${fin.code}`}`, target: `${n}/${n}`, pass: false });
@@ -216,8 +217,8 @@ async function throughputOne(label: string, argv: string[], skillEnv: Record<str
 }
 
 /** Where a task's time goes, from the board's own timestamps (medians, ms). */
-function phaseBreakdown(b: SqliteBoard, conc: number): Record<string, number> {
-  const runs = b.db
+function phaseBreakdown(c: Db, conc: number): Record<string, number> {
+  const runs = c
     .prepare(
       `SELECT r.started_at AS claim, r.ended_at AS report, r.exited_at AS exit, r.accounted_at AS account,
               (SELECT at FROM events e WHERE e.run_id = r.id AND e.kind = 'spawned') AS spawned
@@ -253,7 +254,8 @@ async function benchLatency(): Promise<void> {
   const dir = h.dir('latency');
   const db = join(dir, 'board', 'kanban.db');
   const stamps = join(dir, 'stamps.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
+  const sql = openSql(db);
   const max = 8;
   try {
     await b.putSkill({ name: 'stamp', argv: [join(BENCH, 'stamp.sh'), stamps], env: { REPORT: HAVE_SQLITE3 ? 'sqlite' : 'cli' } });
@@ -269,7 +271,7 @@ async function benchLatency(): Promise<void> {
     let fullAtAdd = 0;
     for (let i = 0; i < P.latN; i++) {
       await sleep(rand(50, 150));
-      const running = (b.db.prepare(`SELECT count(*) AS n FROM runs WHERE exited_at IS NULL`).get() as { n: number }).n;
+      const running = (sql.prepare(`SELECT count(*) AS n FROM runs WHERE exited_at IS NULL`).get() as { n: number }).n;
       if (running >= max) fullAtAdd++;
       const t = await b.createTask({ skill: 'stamp', title: `latency ${i}` });
       added.set(t.id, Date.now()); // committed: the task is visible to the supervisor from now on
@@ -297,7 +299,8 @@ async function benchLatency(): Promise<void> {
     });
     res.extra.latency = { samples: lat.length, p50, p90: quantile(lat, 0.9), p99, max: Math.max(...lat) };
   } finally {
-    b.closeSync();
+    await b.close();
+    sql.close();
   }
 }
 
@@ -309,9 +312,9 @@ async function benchLatency(): Promise<void> {
  */
 async function finishedBoard(path: string, rows: number, readyRows = 0): Promise<number> {
   const t0 = performance.now();
-  const b = openBoard(path);
+  const b = await openBoard(path);
   await b.putSkill({ name: 'noop', argv: ['/bin/true'] });
-  b.closeSync('TRUNCATE');
+  localConnectionOf(b)!.closeNow('TRUNCATE');
   const db = new Database(path);
   db.pragma('synchronous = OFF');
   const insT = db.prepare(
@@ -356,7 +359,7 @@ async function flatPair(dir: string, small: { rows: number; ready: number }, big
   const paths = [join(dir, 'small', 'kanban.db'), join(dir, 'big', 'kanban.db')];
   const fill = [await finishedBoard(paths[0]!, small.rows, small.ready), await finishedBoard(paths[1]!, big.rows, big.ready)];
   process.stdout.write(`  (boards filled: ${fmt(small.rows)} finished + ${fmt(small.ready)} queued tasks in ${fmt(fill[0]!)} s, ${fmt(big.rows)} + ${fmt(big.ready)} in ${fmt(fill[1]!)} s)\n`);
-  const boards = paths.map((p) => SqliteBoard.open(p, { busyTimeoutMs: 2000 }));
+  const boards = await Promise.all(paths.map((p) => openBoardWith(p, { busyTimeoutMs: 2000 })));
   const times = boards.map(() => ({ claim: [] as number[], reads: [] as number[], account: [] as number[] }));
   try {
     // Warm both (statement caches, page cache).
@@ -364,9 +367,9 @@ async function flatPair(dir: string, small: { rows: number; ready: number }, big
       const b = boards[i]!;
       await b.createTask({ skill: 'noop' });
       const t0 = performance.now();
-      const c = await b.claimNext(Date.now(), (r) => `/dev/null#${r}`);
+      const c = (await b.claimBatch(1, Date.now(), (r) => `/dev/null#${r}`))[0];
       if (!c) throw new Error('nothing to claim');
-      await b.recordSpawn(c.run.id, { pid: 4242, pgid: 4242, procStartTime: 1, bootId: 'bench-boot' }, Date.now());
+      await b.recordSpawns([{ runId: c.run.id, info: { pid: 4242, pgid: 4242, procStartTime: 1, bootId: 'bench-boot' } }], Date.now());
       const t1 = performance.now();
       await b.liveRuns();
       await b.unaccountedRuns();
@@ -388,7 +391,7 @@ async function flatPair(dir: string, small: { rows: number; ready: number }, big
     // Interleaved, so that disk and CPU noise hit both boards alike.
     for (let k = 0; k < P.flatIters; k++) for (const i of k % 2 ? [1, 0] : [0, 1]) await cycle(i, true);
   } finally {
-    for (const b of boards) b.closeSync();
+    for (const b of boards) await b.close();
   }
   return { m: times.map((t) => ({ claim: median(t.claim), reads: median(t.reads), account: median(t.account) })), fill };
 }
@@ -458,7 +461,7 @@ async function benchOverhead(): Promise<void> {
   const db = join(dir, 'board', 'kanban.db');
   const records = join(dir, 'records.txt');
   const n = P.hbWorkers;
-  const b = openBoard(db);
+  const b = await openBoard(db);
   try {
     await b.putSkill({ name: 'hb', argv: [process.execPath, join(BENCH, 'hb-worker.mjs')], env: { RECORDS: records } });
     const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(n) }, logFile: join(dir, 'supervisor.log') });
@@ -483,7 +486,12 @@ async function benchOverhead(): Promise<void> {
     rssMax = Math.max(rssMax, mem?.rss ?? 0);
     const cpuPct = ((c1 - c0) / ((w1 - w0) / 1000)) * 100;
     // Let the workers finish (payload.until), then stop.
-    b.db.prepare(`UPDATE tasks SET payload = json_set(payload, '$.until', ?) WHERE skill = 'hb'`).run(Date.now());
+    const c = openSql(db);
+    try {
+      c.prepare(`UPDATE tasks SET payload = json_set(payload, '$.until', ?) WHERE skill = 'hb'`).run(Date.now());
+    } finally {
+      c.close();
+    }
     await sup.stop(30_000);
     const beats = readRecords(records)
       .filter((r) => r[0] === 'hb' && Number(r[1]) >= w0 && Number(r[1]) <= w1)
@@ -518,7 +526,7 @@ async function benchOverhead(): Promise<void> {
     });
     res.extra.overhead = { workers: started, windowS: (w1 - w0) / 1000, cpuPct, mem, heartbeat: { n: beats.length, p50: median(beats), p99, max: Math.max(...beats) } };
   } finally {
-    b.closeSync();
+    await b.close();
   }
 }
 
@@ -575,24 +583,23 @@ async function reclaimOnce(label: string, tickMs: string | null): Promise<number
   const n = P.reclaimN;
   // One skill per grace (1 s + k/n s): the SIGKILL deadlines fall at every phase of the tick.
   const graceMs = (k: number) => 1000 + Math.round((1000 * k) / n);
-  const b = openBoard(db);
+  const b = await openBoard(db);
   try {
     for (let k = 0; k < n; k++) {
       await b.putSkill({ name: `stubborn-${k}`, argv: [join(BENCH, 'stubborn.sh')], maxRuntimeSeconds: 0.5, reclaimGraceSeconds: graceMs(k) / 1000 });
       await b.createTask({ skill: `stubborn-${k}`, maxRetries: 1 });
     }
-    b.closeSync();
-    const env: Record<string, string> = { MAX_CONCURRENT_WORKERS: String(n) };
-    if (tickMs) env.TICK_INTERVAL_MS = tickMs;
-    const sup = new Sup(h, db, { env, args: ['--until-idle'], logFile: join(dir, 'supervisor.log') });
-    const fin = await sup.waitExit(120_000);
-    if (fin.timedOut || fin.code !== 0) throw new Error(`reclaim supervisor: ${fin.timedOut ? 'timed out' : `exit ${fin.code}`}:\n${tail(sup)}`);
   } finally {
-    b.closeSync();
+    await b.close();
   }
-  const c = openBoard(db);
+  const env: Record<string, string> = { MAX_CONCURRENT_WORKERS: String(n) };
+  if (tickMs) env.TICK_INTERVAL_MS = tickMs;
+  const sup = new Sup(h, db, { env, args: ['--until-idle'], logFile: join(dir, 'supervisor.log') });
+  const fin = await sup.waitExit(120_000);
+  if (fin.timedOut || fin.code !== 0) throw new Error(`reclaim supervisor: ${fin.timedOut ? 'timed out' : `exit ${fin.code}`}:\n${tail(sup)}`);
+  const c = openSql(db);
   try {
-    const ev = c.db
+    const ev = c
       .prepare(
         `SELECT e.run_id, e.kind, e.at, t.skill FROM events e JOIN tasks t ON t.id = e.task_id
           WHERE e.kind IN ('sigterm_sent', 'sigkill_sent') ORDER BY e.id`,
@@ -603,7 +610,7 @@ async function reclaimOnce(label: string, tickMs: string | null): Promise<number
       .filter((e) => e.kind === 'sigkill_sent' && term.has(e.run_id))
       .map((e) => e.at - (term.get(e.run_id)! + graceMs(Number(e.skill.split('-')[1]))));
   } finally {
-    c.closeSync();
+    c.close();
   }
 }
 

@@ -12,14 +12,16 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  SqliteBoard,
   garbageHeader,
+  localConnectionOf,
   indexOutOfOrder,
   listBackups,
   makeBoard,
   recoverInPlace,
   truncateFile,
   zeroInteriorPage,
+  type Board,
+  type Db,
   type RecoverInPlaceReport,
 } from '@kanban-supervisor/board';
 import { readSpool, spoolDir, WORKER_BUSY_TIMEOUT_MS } from '@kanban-supervisor/worker-runtime';
@@ -29,7 +31,6 @@ import {
   ROOT,
   Results,
   Sup,
-  alive,
   fdCount,
   fdTargets,
   fmt,
@@ -41,7 +42,9 @@ import {
   median,
   memory,
   openBoard,
+  openSql,
   parseFlags,
+  pidAlive,
   quantile,
   rand,
   readCmdline,
@@ -99,15 +102,15 @@ function tail(sup: Sup, n = 15): string {
     .join('\n');
 }
 
-function rows<T>(b: SqliteBoard, sql: string, ...params: unknown[]): T[] {
-  return b.db.prepare(sql).all(...params) as T[];
+function rows<T>(c: Db, sql: string, ...params: unknown[]): T[] {
+  return c.prepare(sql).all(...params) as T[];
 }
 
-function one<T>(b: SqliteBoard, sql: string, ...params: unknown[]): T {
-  return b.db.prepare(sql).get(...params) as T;
+function one<T>(c: Db, sql: string, ...params: unknown[]): T {
+  return c.prepare(sql).get(...params) as T;
 }
 
-async function waitIdle(b: SqliteBoard, timeoutMs: number): Promise<boolean> {
+async function waitIdle(b: Board, timeoutMs: number): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
     if (await b.idle()) return true;
@@ -116,8 +119,8 @@ async function waitIdle(b: SqliteBoard, timeoutMs: number): Promise<boolean> {
   return b.idle();
 }
 
-function outcomes(b: SqliteBoard, where = '1'): string {
-  return rows<{ outcome: string | null; n: number }>(b, `SELECT outcome, count(*) AS n FROM runs WHERE ${where} GROUP BY outcome ORDER BY n DESC`)
+function outcomes(c: Db, where = '1'): string {
+  return rows<{ outcome: string | null; n: number }>(c, `SELECT outcome, count(*) AS n FROM runs WHERE ${where} GROUP BY outcome ORDER BY n DESC`)
     .map((r) => `${r.outcome ?? 'open'} ${r.n}`)
     .join(', ');
 }
@@ -162,7 +165,8 @@ async function scenarioStorm(): Promise<void> {
   const db = join(dir, 'board', 'kanban.db');
   boards.push(db);
   const ledger = join(dir, 'ledger.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
+  const sql = openSql(db);
   const sups: Sup[] = [];
   try {
     await b.putSkill({
@@ -201,7 +205,7 @@ async function scenarioStorm(): Promise<void> {
     const feeder = (async () => {
       while (!stop) {
         const open = new Map(
-          rows<{ skill: string; n: number }>(b, `SELECT skill, count(*) AS n FROM tasks WHERE status IN ('ready', 'running') GROUP BY skill`).map((r) => [r.skill, r.n]),
+          rows<{ skill: string; n: number }>(sql, `SELECT skill, count(*) AS n FROM tasks WHERE status IN ('ready', 'running') GROUP BY skill`).map((r) => [r.skill, r.n]),
         );
         for (let i = open.get('storm') ?? 0; i < cfg.workers && !stop; i++, created++) await b.createTask({ skill: 'storm', title: `storm ${created}` });
         for (let i = open.get('ok') ?? 0; i < OK_TRICKLE && !stop; i++) await b.createTask({ skill: 'ok', priority: 10 });
@@ -263,9 +267,9 @@ async function scenarioStorm(): Promise<void> {
       }
     }
     const evBoard = new Set(
-      rows<{ run_id: string; seq: number }>(b, `SELECT run_id, json_extract(data, '$.seq') AS seq FROM events WHERE kind = 'chaos.ev'`).map((r) => `${r.run_id} ${r.seq}`),
+      rows<{ run_id: string; seq: number }>(sql, `SELECT run_id, json_extract(data, '$.seq') AS seq FROM events WHERE kind = 'chaos.ev'`).map((r) => `${r.run_id} ${r.seq}`),
     );
-    const progress = new Map(rows<{ id: string; seq: number | null }>(b, `SELECT id, json_extract(progress, '$.seq') AS seq FROM runs`).map((r) => [r.id, r.seq]));
+    const progress = new Map(rows<{ id: string; seq: number | null }>(sql, `SELECT id, json_extract(progress, '$.seq') AS seq FROM runs`).map((r) => [r.id, r.seq]));
     let lostEv = 0;
     for (const k of evAck) if (!evBoard.has(k)) lostEv++;
     let lostHb = 0;
@@ -282,7 +286,7 @@ async function scenarioStorm(): Promise<void> {
       hard: true,
       note: `${unacked} committed writes were never acknowledged (the worker died between commit and ledger line)`,
     });
-    const storm = one<{ n: number; done: number }>(b, `SELECT count(*) AS n, sum(status = 'done') AS done FROM tasks WHERE skill = 'storm'`);
+    const storm = one<{ n: number; done: number }>(sql, `SELECT count(*) AS n, sum(status = 'done') AS done FROM tasks WHERE skill = 'storm'`);
     res.add({
       scenario: S,
       figure: 'storm tasks not done at the end',
@@ -293,7 +297,7 @@ async function scenarioStorm(): Promise<void> {
       hard: true,
     });
     const pauses = stormPauses(sups);
-    res.add({ scenario: S, figure: 'runs by outcome', value: outcomes(b), target: '-', pass: null });
+    res.add({ scenario: S, figure: 'runs by outcome', value: outcomes(sql), target: '-', pass: null });
     res.add({
       scenario: S,
       figure: 'storm-breaker pauses / tick step failures',
@@ -307,7 +311,8 @@ async function scenarioStorm(): Promise<void> {
     integrityRow(S, db, 'after the supervisor stopped');
   } finally {
     for (const s of sups) if (s.running) s.kill('SIGKILL');
-    b.closeSync();
+    await b.close();
+    sql.close();
   }
 }
 
@@ -329,7 +334,8 @@ async function scenarioRestart(): Promise<void> {
   const db = join(dir, 'board', 'kanban.db');
   boards.push(db);
   const records = join(dir, 'records.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
+  const sql = openSql(db);
   const sups: Sup[] = [];
   const env = {
     MAX_CONCURRENT_WORKERS: '8',
@@ -383,7 +389,7 @@ async function scenarioRestart(): Promise<void> {
     let created = 0;
     const feeder = (async () => {
       while (!stop) {
-        const open = one<{ n: number }>(b, `SELECT count(*) AS n FROM tasks WHERE status IN ('ready', 'running')`).n;
+        const open = one<{ n: number }>(sql, `SELECT count(*) AS n FROM tasks WHERE status IN ('ready', 'running')`).n;
         for (let i = open; i < cfg.open && !stop; i++, created++) await b.createTask({ skill: 'steady', title: `steady ${created}`, payload: { ms: Math.round(rand(300, 1500)) } });
         await sleep(100);
       }
@@ -464,7 +470,7 @@ async function scenarioRestart(): Promise<void> {
       note: `${fmt(samples)} /proc samples`,
     });
     const recs: Rec[] = readRecords(records).map((r) => ({ kind: r[0]!, task: r[1]!, run: r[2]!, pid: Number(r[3]), at: Number(r[4]), why: r[5] }));
-    const exitedAt = new Map(rows<{ id: string; exited_at: number | null }>(b, 'SELECT id, exited_at FROM runs').map((r) => [r.id, r.exited_at]));
+    const exitedAt = new Map(rows<{ id: string; exited_at: number | null }>(sql, 'SELECT id, exited_at FROM runs').map((r) => [r.id, r.exited_at]));
     const spans = new Map<string, Array<{ run: string; from: number; to: number }>>();
     for (const r of recs.filter((x) => x.kind === 'start')) {
       const stopRec = recs.find((x) => x.kind === 'stop' && x.run === r.run);
@@ -496,14 +502,14 @@ async function scenarioRestart(): Promise<void> {
       pass: overlaps === 0,
       hard: true,
     });
-    const twice = rows<{ task_id: string; n: number }>(b, `SELECT task_id, count(*) AS n FROM runs WHERE outcome = 'completed' GROUP BY task_id HAVING n > 1`);
+    const twice = rows<{ task_id: string; n: number }>(sql, `SELECT task_id, count(*) AS n FROM runs WHERE outcome = 'completed' GROUP BY task_id HAVING n > 1`);
     res.add({ scenario: S, figure: 'tasks completed more than once', value: String(twice.length), number: twice.length, target: '0', pass: twice.length === 0, hard: true });
     const effects = new Map<string, number>();
     for (const r of recs) if (r.kind === 'effect') effects.set(r.task, (effects.get(r.task) ?? 0) + 1);
     const redone = [...effects.values()].filter((x) => x > 1).length;
     res.add({ scenario: S, figure: 'tasks whose work ran to the end more than once', value: String(redone), number: redone, target: '0', pass: redone === 0, hard: true });
-    const tasks = one<{ n: number; done: number }>(b, `SELECT count(*) AS n, sum(status = 'done') AS done FROM tasks`);
-    const notDone = rows<{ status: string; n: number }>(b, `SELECT status, count(*) AS n FROM tasks WHERE status != 'done' GROUP BY status`);
+    const tasks = one<{ n: number; done: number }>(sql, `SELECT count(*) AS n, sum(status = 'done') AS done FROM tasks`);
+    const notDone = rows<{ status: string; n: number }>(sql, `SELECT status, count(*) AS n FROM tasks WHERE status != 'done' GROUP BY status`);
     res.add({
       scenario: S,
       figure: 'tasks lost (not done at the end)',
@@ -514,7 +520,7 @@ async function scenarioRestart(): Promise<void> {
       hard: true,
     });
     const adopted = sups.reduce((a, s) => a + s.events('adopted').length, 0);
-    const crashed = rows<{ error: string | null }>(b, `SELECT error FROM runs WHERE outcome = 'crashed'`);
+    const crashed = rows<{ error: string | null }>(sql, `SELECT error FROM runs WHERE outcome = 'crashed'`);
     res.add({
       scenario: S,
       figure: 'workers adopted across restarts / runs ended crashed',
@@ -523,14 +529,15 @@ async function scenarioRestart(): Promise<void> {
       pass: null,
       note: crashed.length ? `crashed: ${[...new Set(crashed.map((c) => c.error ?? '?'))].slice(0, 2).join(' | ')}` : undefined,
     });
-    res.add({ scenario: S, figure: 'runs by outcome', value: outcomes(b), target: '-', pass: null });
+    res.add({ scenario: S, figure: 'runs by outcome', value: outcomes(sql), target: '-', pass: null });
     integrityRow(S, db, 'at the end');
     res.extra.restart = { kills, runSeconds: runS, startupMs, incidents: inc, created };
   } finally {
     stop = true;
     monitorStop = true;
     for (const s of sups) if (s.running) s.kill('SIGKILL');
-    b.closeSync();
+    await b.close();
+    sql.close();
   }
 }
 
@@ -595,7 +602,8 @@ async function scenarioCrash(): Promise<void> {
   const db = join(dir, 'board', 'kanban.db');
   boards.push(db);
   const spawns = join(dir, 'spawns.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
+  const sql = openSql(db);
   const sups: Sup[] = [];
   let stop = false;
   try {
@@ -631,7 +639,7 @@ async function scenarioCrash(): Promise<void> {
     // the way a real pool resets it (a success now and then); it still pauses dispatch on every burst.
     const feeder = (async () => {
       while (!stop) {
-        const open = one<{ n: number }>(b, `SELECT count(*) AS n FROM tasks WHERE skill = 'ok' AND status IN ('ready', 'running')`).n;
+        const open = one<{ n: number }>(sql, `SELECT count(*) AS n FROM tasks WHERE skill = 'ok' AND status IN ('ready', 'running')`).n;
         if (open === 0) await b.createTask({ skill: 'ok', priority: 10 });
         await sleep(100);
       }
@@ -639,7 +647,7 @@ async function scenarioCrash(): Promise<void> {
     const end = t0 + cfg.budgetS * 1000;
     let settled = false;
     while (Date.now() < end) {
-      const left = one<{ n: number }>(b, `SELECT count(*) AS n FROM tasks WHERE skill != 'ok' AND status != 'blocked'`).n;
+      const left = one<{ n: number }>(sql, `SELECT count(*) AS n FROM tasks WHERE skill != 'ok' AND status != 'blocked'`).n;
       if (left === 0) {
         settled = true;
         break;
@@ -681,9 +689,9 @@ async function scenarioCrash(): Promise<void> {
       hard: true,
     });
     const runsPer = new Map(
-      rows<{ task_id: string; n: number; crashed: number }>(b, `SELECT task_id, count(*) AS n, sum(outcome = 'crashed') AS crashed FROM runs GROUP BY task_id`).map((r) => [r.task_id, r]),
+      rows<{ task_id: string; n: number; crashed: number }>(sql, `SELECT task_id, count(*) AS n, sum(outcome = 'crashed') AS crashed FROM runs GROUP BY task_id`).map((r) => [r.task_id, r]),
     );
-    const blocked = new Map(rows<{ id: string; status: string; last_error: string | null; consecutive_failures: number }>(b, 'SELECT id, status, last_error, consecutive_failures FROM tasks').map((r) => [r.id, r]));
+    const blocked = new Map(rows<{ id: string; status: string; last_error: string | null; consecutive_failures: number }>(sql, 'SELECT id, status, last_error, consecutive_failures FROM tasks').map((r) => [r.id, r]));
     const badBoard = ids.crash.filter((t) => {
       const r = runsPer.get(t);
       const tk = blocked.get(t);
@@ -701,7 +709,7 @@ async function scenarioCrash(): Promise<void> {
 
     // Backoff: the delay the supervisor chose, and when the next try really started.
     const requeued = rows<{ task_id: string; run_id: string; at: number; nb: number; cf: number }>(
-      b,
+      sql,
       `SELECT task_id, run_id, at, json_extract(data, '$.not_before') AS nb, json_extract(data, '$.consecutive_failures') AS cf
          FROM events WHERE kind = 'requeued' AND task_id IN (SELECT id FROM tasks WHERE skill = 'crash')`,
     );
@@ -709,7 +717,7 @@ async function scenarioCrash(): Promise<void> {
     const runStart = new Map<string, number>();
     for (const r of recs) runStart.set(r.run, r.at);
     const runsOf = new Map<string, string[]>();
-    for (const r of rows<{ task_id: string; id: string }>(b, 'SELECT task_id, id FROM runs ORDER BY started_at, rowid')) {
+    for (const r of rows<{ task_id: string; id: string }>(sql, 'SELECT task_id, id FROM runs ORDER BY started_at, rowid')) {
       const l = runsOf.get(r.task_id) ?? [];
       l.push(r.id);
       runsOf.set(r.task_id, l);
@@ -769,7 +777,7 @@ async function scenarioCrash(): Promise<void> {
       const r = runsPer.get(t);
       return tk?.status !== 'blocked' || !tk.last_error?.includes(cmd) || (r?.n ?? 0) > 1;
     }).length;
-    const ghostPids = one<{ n: number }>(b, `SELECT count(*) AS n FROM runs WHERE pid IS NOT NULL AND task_id IN (SELECT id FROM tasks WHERE skill IN ('ghost', 'ghost-path'))`).n;
+    const ghostPids = one<{ n: number }>(sql, `SELECT count(*) AS n FROM runs WHERE pid IS NOT NULL AND task_id IN (SELECT id FROM tasks WHERE skill IN ('ghost', 'ghost-path'))`).n;
     res.add({
       scenario: S,
       figure: `nonexistent command (${ghostIds.length} tasks): processes spawned / not blocked with the command named`,
@@ -779,7 +787,7 @@ async function scenarioCrash(): Promise<void> {
       pass: ghostPids === 0 && ghostBad === 0,
     });
     const cwdRuns = rows<{ task_id: string; n: number; sf: number; pids: number }>(
-      b,
+      sql,
       `SELECT task_id, count(*) AS n, sum(outcome = 'spawn_failed') AS sf, count(pid) AS pids FROM runs
         WHERE task_id IN (SELECT id FROM tasks WHERE skill = 'bad-cwd') GROUP BY task_id`,
     );
@@ -795,7 +803,7 @@ async function scenarioCrash(): Promise<void> {
       target: '0',
       pass: cwdBad === 0,
     });
-    res.add({ scenario: S, figure: 'runs by outcome', value: outcomes(b), target: '-', pass: null, note: `tick step failures: ${tickErrors(sups)}` });
+    res.add({ scenario: S, figure: 'runs by outcome', value: outcomes(sql), target: '-', pass: null, note: `tick step failures: ${tickErrors(sups)}` });
     integrityRow(S, db, 'after the loops');
     const code = await sup.stop(30_000);
     res.add({ scenario: S, figure: 'supervisor SIGTERM exit status', value: String(code), target: '0', pass: code === 0 });
@@ -803,7 +811,8 @@ async function scenarioCrash(): Promise<void> {
   } finally {
     stop = true;
     for (const s of sups) if (s.running) s.kill('SIGKILL');
-    b.closeSync();
+    await b.close();
+    sql.close();
   }
 }
 
@@ -816,7 +825,7 @@ async function scenarioTree(): Promise<void> {
   const db = join(dir, 'board', 'kanban.db');
   boards.push(db);
   const records = join(dir, 'tree.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
   const sups: Sup[] = [];
   try {
     const script = join(CHAOS, 'tree-worker.sh');
@@ -860,7 +869,7 @@ async function scenarioTree(): Promise<void> {
     const left = () =>
       readRecords(records)
         .filter((r) => r[0] === 'child' || r[0] === 'escapee')
-        .filter((r) => alive(Number(r[2])) && readCmdline(Number(r[2]))[0] === 'sleep');
+        .filter((r) => pidAlive(Number(r[2])) && readCmdline(Number(r[2]))[0] === 'sleep');
     while (left().length > 0 && Date.now() - tIdle < 20_000) await sleep(100);
     const remaining = left();
     const cleanMs = Date.now() - tIdle;
@@ -881,7 +890,7 @@ async function scenarioTree(): Promise<void> {
     res.add({ scenario: S, figure: 'tree supervisor SIGTERM exit status', value: String(code), target: '0', pass: code === 0 });
   } finally {
     for (const s of sups) if (s.running) s.kill('SIGKILL');
-    b.closeSync();
+    await b.close();
   }
 }
 
@@ -923,12 +932,22 @@ const DAMAGE_KINDS: DamageKind[] = [
 
 /** TRUNCATE checkpoint through a short connection (closed again before any byte is touched through fs). */
 function checkpointTruncate(db: string): void {
-  const c = SqliteBoard.open(db, { busyTimeoutMs: 2000 });
+  const c = openSql(db, { busyTimeoutMs: 2000 });
   try {
-    c.db.pragma('wal_checkpoint(TRUNCATE)');
+    c.pragma('wal_checkpoint(TRUNCATE)');
   } finally {
-    c.closeSync();
+    c.close();
   }
+}
+
+/** Checkpoint (TRUNCATE: the -wal emptied) and close a plain connection; a busy checkpoint is harmless (the WAL stays valid). */
+function closeTruncating(c: Db): void {
+  try {
+    c.pragma('wal_checkpoint(TRUNCATE)');
+  } catch {
+    /* harmless */
+  }
+  c.close();
 }
 
 async function damageOne(kind: DamageKind): Promise<void> {
@@ -950,16 +969,16 @@ async function damageOne(kind: DamageKind): Promise<void> {
     // The work tasks first (low rowids: the part of the file the damage leaves), then the
     // toolkit's filler board around them (300 tasks, half with ended runs); filler stays blocked.
     {
-      const b = openBoard(db);
+      const b = await openBoard(db);
       await b.putSkill({ name: 'work', argv: [process.execPath, join(CHAOS, 'damage-worker.mjs')], env: { RECORDS: records, GO: go } });
       for (let i = 0; i < K; i++) await b.createTask({ skill: 'work', title: `work ${i}`, priority: -1 });
-      b.closeSync('TRUNCATE');
+      localConnectionOf(b)!.closeNow('TRUNCATE');
     }
     await makeBoard(db, { tasks: 300 });
     {
-      const b = openBoard(db);
-      b.db.prepare(`UPDATE tasks SET status = 'blocked', last_error = 'chaos filler' WHERE skill = 's' AND status = 'ready'`).run();
-      b.closeSync('TRUNCATE');
+      const c = openSql(db);
+      c.prepare(`UPDATE tasks SET status = 'blocked', last_error = 'chaos filler' WHERE skill = 's' AND status = 'ready'`).run();
+      closeTruncating(c);
     }
 
     // 1. A supervisor runs K workers; the board is damaged under it; the workers then deliver.
@@ -1024,7 +1043,7 @@ async function damageOne(kind: DamageKind): Promise<void> {
       pass: okBackups,
     });
     // Results: every worker that returned a result must find it on the recovered board.
-    const b = openBoard(db);
+    const sql = openSql(db);
     try {
       // Kept aside: spool files (pending or set aside as rejected) still naming the run.
       const spoolFiles = (() => {
@@ -1050,8 +1069,8 @@ async function damageOne(kind: DamageKind): Promise<void> {
       let destroyed = 0;
       const results = readRecords(records).filter((r) => r[0] === 'result');
       for (const r of results) {
-        const t = one<{ status: string; result: string | null } | undefined>(b, 'SELECT status, result FROM tasks WHERE id = ?', r[1]);
-        const run = one<{ id: string } | undefined>(b, 'SELECT id FROM runs WHERE id = ?', r[2]);
+        const t = one<{ status: string; result: string | null } | undefined>(sql, 'SELECT status, result FROM tasks WHERE id = ?', r[1]);
+        const run = one<{ id: string } | undefined>(sql, 'SELECT id FROM runs WHERE id = ?', r[2]);
         if (!t || !run) destroyed++;
         const by = t?.result ? (JSON.parse(t.result) as { by?: string }).by : undefined;
         if (t?.status === 'done' && by === r[2]) onBoard++;
@@ -1073,7 +1092,7 @@ async function damageOne(kind: DamageKind): Promise<void> {
           `${destroyed} whose run (or task) the damage destroyed${recoverError ? `; recover failed: ${recoverError}` : ''}; final supervisor ${fin.timedOut ? 'did not go idle' : `exit ${fin.code}`}`,
       });
     } finally {
-      b.closeSync();
+      sql.close();
     }
     integrityRow(S, db, 'after recover');
   } finally {
@@ -1106,21 +1125,33 @@ function finalLeaks(): void {
   // Every process of this run carries the mark; all supervisors are stopped by now.
   const marked = h.leftovers();
   // And anything in a process group a worker led (workers that scrub their environment).
-  const pgids = new Set<number>();
+  // pgid → the start times of the workers that led it (a pid, hence a pgid, is reused over a long run).
+  const pgids = new Map<number, Set<number>>();
   for (const db of boards) {
     if (!existsSync(db)) continue;
     try {
-      const b = openBoard(db);
-      for (const r of b.db.prepare('SELECT DISTINCT pgid FROM runs WHERE pgid IS NOT NULL').all() as Array<{ pgid: number }>) pgids.add(r.pgid);
-      b.closeSync();
+      const c = openSql(db);
+      for (const r of c.prepare('SELECT DISTINCT pgid, proc_start_time FROM runs WHERE pgid IS NOT NULL').all() as Array<{ pgid: number; proc_start_time: number | null }>) {
+        if (!pgids.has(r.pgid)) pgids.set(r.pgid, new Set());
+        if (r.proc_start_time !== null) pgids.get(r.pgid)!.add(r.proc_start_time);
+      }
+      c.close();
     } catch {
       /* a board we cannot open is reported by its scenario */
     }
   }
+  // The kernel never hands out a pid still in use as a process group id: while anything of a
+  // worker's group lives, its pgid names that group. A live process whose pid is the pgid but
+  // whose start time is no worker's is the leader of a new, unrelated group (another program on a
+  // busy host reused the pid after the worker's group was gone): not ours.
+  const ourGroup = (pgid: number): boolean => {
+    const leader = readStat(pgid);
+    return !leader || leader.state === 'Z' || pgids.get(pgid)!.has(leader.startTime);
+  };
   const selfStart = readStat(process.pid)?.startTime ?? 0;
   const inGroups = listPids()
     .map((p) => readStat(p))
-    .filter((s) => s && s.state !== 'Z' && pgids.has(s.pgid) && s.startTime >= selfStart && s.pid !== process.pid);
+    .filter((s) => s && s.state !== 'Z' && pgids.has(s.pgid) && s.startTime >= selfStart && s.pid !== process.pid && ourGroup(s.pgid));
   const all = new Set([...marked.map((p) => p.pid), ...inGroups.map((s) => s!.pid)]);
   const what = [...all].slice(0, 5).map((pid) => `${pid} ${readCmdline(pid).join(' ').slice(0, 60)}`);
   res.add({

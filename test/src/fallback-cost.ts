@@ -18,6 +18,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
 import { Reaper, processTable, psProcessTable, runHelper, runHelperSync, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { ROOT, fmt, machineLine, median, sleep } from './lib.js';
 
@@ -26,9 +27,15 @@ const reaperRequire = createRequire(join(ROOT, 'reaper/package.json'));
 const pidusage = reaperRequire('pidusage') as ((pids: number[], opts?: { maxage?: number; usePs?: boolean }) => Promise<unknown>) & { clear(): void };
 const treeKill = reaperRequire('tree-kill') as (pid: number, signal: string, cb: (err?: Error) => void) => void;
 
-const argRounds = process.argv.indexOf('--rounds');
-const ROUNDS = argRounds > 0 ? Number(process.argv[argRounds + 1]) : 7;
-if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive whole number, got ${process.argv[argRounds + 1]}`);
+let roundsArg: string | undefined;
+try {
+  roundsArg = parseArgs({ options: { rounds: { type: 'string' } } }).values.rounds;
+} catch (e) {
+  process.stderr.write(`${(e as Error).message.split('\n')[0]}\n`);
+  process.exit(2);
+}
+const ROUNDS = roundsArg !== undefined ? Number(roundsArg) : 7;
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive whole number, got ${roundsArg}`);
 if (process.platform !== 'linux') throw new Error('this comparison needs /proc (Linux): it measures both backends on one machine');
 
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };

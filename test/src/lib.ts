@@ -1,7 +1,8 @@
 /**
- * Shared plumbing of the chaos and benchmark scripts: temp dirs, /proc readers, real supervisor
- * processes with their JSON logs, a registry that kills everything we started (even on failure),
- * result rows, the printed table and the JSON file.
+ * Shared plumbing of the chaos and benchmark scripts: real supervisor processes with their JSON
+ * logs, a registry that kills everything we started (even on failure), result rows, the printed
+ * table and the JSON file. It re-exports common.ts (paths, sleep, temp dirs, commands, /proc
+ * readers), which the vitest suites share with the scripts, so that a script imports from here alone.
  *
  * Every process the scripts start carries KS_HARNESS_MARK=<uuid> in its environment; supervisors
  * pass it through to their workers (`--pass-env`), and workers' descendants inherit it. The final
@@ -10,154 +11,20 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { SqliteBoard } from '@kanban-supervisor/board';
+import { parseArgs } from 'node:util';
+import { openBoard as openBoardAt, openDatabase, type Board, type Db } from '@kanban-supervisor/board';
+import { CLI, ROOT, listPids, readCmdline, readEnviron, readStat, sleep, type Stat } from './common.js';
 
-export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const CLI = join(ROOT, 'supervisor/dist/cli.js');
-export const FIXTURES = join(ROOT, 'test/fixtures');
+export * from './common.js';
+
 export const MARK_VAR = 'KS_HARNESS_MARK';
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 export const rand = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
 
-// ---------------------------------------------------------------------------- /proc
-
-let clkTck = 0;
-/** Clock ticks per second (getconf CLK_TCK; 100 on every Linux we know). */
-export function clockTicks(): number {
-  if (clkTck) return clkTck;
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(String(r.stdout ?? '').trim());
-  clkTck = Number.isFinite(n) && n > 0 ? n : 100;
-  return clkTck;
-}
-
-export interface Stat {
-  pid: number;
-  comm: string;
-  state: string;
-  ppid: number;
-  pgid: number;
-  sid: number;
-  utime: number;
-  stime: number;
-  startTime: number;
-}
-
-export function readStat(pid: number): Stat | null {
-  let s: string;
-  try {
-    s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  const close = s.lastIndexOf(')');
-  const f = s.slice(close + 2).split(' ');
-  return {
-    pid,
-    comm: s.slice(s.indexOf('(') + 1, close),
-    state: f[0]!,
-    ppid: Number(f[1]),
-    pgid: Number(f[2]),
-    sid: Number(f[3]),
-    utime: Number(f[11]),
-    stime: Number(f[12]),
-    startTime: Number(f[19]),
-  };
-}
-
-export function listPids(): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    const c = d.charCodeAt(0);
-    if (c >= 48 && c <= 57) out.push(Number(d));
-  }
-  return out;
-}
-
-export function readEnviron(pid: number): Map<string, string> | null {
-  let raw: string;
-  try {
-    raw = readFileSync(`/proc/${pid}/environ`, 'utf8');
-  } catch {
-    return null;
-  }
-  const m = new Map<string, string>();
-  for (const kv of raw.split('\0')) {
-    const i = kv.indexOf('=');
-    if (i > 0) m.set(kv.slice(0, i), kv.slice(i + 1));
-  }
-  return m;
-}
-
-export function readCmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
-export function fdCount(pid: number): number | null {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return null;
-  }
-}
-
-export function fdTargets(pid: number): string[] {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).map((fd) => {
-      try {
-        return readlinkSync(`/proc/${pid}/fd/${fd}`);
-      } catch {
-        return '?';
-      }
-    });
-  } catch {
-    return [];
-  }
-}
-
-/** VmRSS and VmHWM in bytes. */
-export function memory(pid: number): { rss: number; hwm: number } | null {
-  try {
-    const s = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(s)?.[1] ?? NaN) * 1024;
-    return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-  } catch {
-    return null;
-  }
-}
-
-/** utime + stime of one process, seconds. */
-export function cpuSeconds(pid: number): number | null {
-  const s = readStat(pid);
-  return s ? (s.utime + s.stime) / clockTicks() : null;
-}
-
-export const isDead = (s: Stat | null) => !s || s.state === 'Z' || s.state === 'X';
-
-/** Whether `pid` is alive (not a zombie) and, if given, still the process that started at `startTime`. */
-export function alive(pid: number, startTime?: number): boolean {
-  const s = readStat(pid);
-  if (isDead(s)) return false;
-  return startTime === undefined || s!.startTime === startTime;
-}
-
-export function zombieChildren(ppid: number): number[] {
-  const out: number[] = [];
-  for (const pid of listPids()) {
-    const s = readStat(pid);
-    if (s && s.ppid === ppid && s.state === 'Z') out.push(pid);
-  }
-  return out;
-}
+// ---------------------------------------------------------------------------- processes of this run
 
 export interface MarkedProc {
   pid: number;
@@ -462,23 +329,33 @@ export class Sup {
 
 // ---------------------------------------------------------------------------- board helpers
 
-export function openBoard(path: string): SqliteBoard {
-  return SqliteBoard.open(path, { busyTimeoutMs: 5000, busyRetries: 50 });
+/** The board the scripts drive, opened as every consumer opens one (the `Board` interface). */
+export function openBoard(path: string): Promise<Board> {
+  return openBoardAt(path, { busyTimeoutMs: 5000, busyRetries: 50 });
+}
+
+/**
+ * A plain SQLite connection to the board file (the board's own hardened open), for what the
+ * scripts read or change below the interface: raw counts, injected faults, checkpoints, integrity.
+ * The caller closes it.
+ */
+export function openSql(path: string, opts: { readonly?: boolean; busyTimeoutMs?: number } = {}): Db {
+  return openDatabase(path, { readonly: opts.readonly, busyTimeoutMs: opts.busyTimeoutMs ?? 5000 });
 }
 
 /** PRAGMA integrity_check on a fresh read-only connection (works while others write). */
 export function integrity(path: string): string {
-  const b = SqliteBoard.openReadonly(path);
+  const db = openSql(path, { readonly: true, busyTimeoutMs: 1000 });
   try {
-    b.db.pragma('busy_timeout = 10000');
-    const rows = b.db.pragma('integrity_check') as Array<{ integrity_check: string }>;
-    const fk = b.db.pragma('foreign_key_check') as unknown[];
+    db.pragma('busy_timeout = 10000');
+    const rows = db.pragma('integrity_check') as Array<{ integrity_check: string }>;
+    const fk = db.pragma('foreign_key_check') as unknown[];
     const msg = rows.map((r) => r.integrity_check).join('; ');
     return fk.length ? `${msg}; foreign_key_check: ${fk.length} violations` : msg;
   } catch (e) {
     return `integrity_check failed: ${(e as Error).message}`;
   } finally {
-    b.closeSync();
+    db.close();
   }
 }
 
@@ -602,23 +479,33 @@ export function readRecords(path: string): string[][] {
   return lines.filter((l) => l.trim()).map((l) => l.trim().split(/\s+/));
 }
 
+const SCRIPT_FLAGS = { short: { type: 'boolean' }, keep: { type: 'boolean' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+
+/**
+ * The chaos and bench scripts' flags, by node:util parseArgs: --short, --keep, --only a,b (or
+ * --only=a,b; a value may start with a dash), --help / -h. Anything else, and --only without its
+ * value, exits 2 naming it.
+ */
 export function parseFlags(argv: string[]): { short: boolean; keep: boolean; only: Set<string> | null } {
+  const usage = (msg: string): never => {
+    process.stderr.write(`${msg} (try --help)\n`);
+    process.exit(2);
+  };
   let short = false;
   let keep = false;
   let only: Set<string> | null = null;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--short') short = true;
-    else if (a === '--keep') keep = true;
-    else if (a === '--only') only = new Set((argv[++i] ?? '').split(',').filter(Boolean));
-    else if (a.startsWith('--only=')) only = new Set(a.slice(7).split(',').filter(Boolean));
-    else if (a === '--help' || a === '-h') {
+  const { tokens } = parseArgs({ args: argv, options: SCRIPT_FLAGS, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    // The argument as written: a positional, `--`, `--short=1`, `-x` (node splits `-xy` into letters).
+    const a = t.kind === 'positional' ? t.value : argv[t.index]!;
+    if (t.kind !== 'option' || (t.name !== 'only' && a !== t.rawName)) return usage(`unknown option ${a}`);
+    if (t.name === 'short') short = true;
+    else if (t.name === 'keep') keep = true;
+    else if (t.name === 'only') only = new Set((t.value ?? usage('option --only needs a value')).split(',').filter(Boolean));
+    else if (t.name === 'help') {
       process.stdout.write('options: --short (quick run), --only a,b (scenarios), --keep (keep the temp dir)\n');
       process.exit(0);
-    } else {
-      process.stderr.write(`unknown option ${a} (try --help)\n`);
-      process.exit(2);
-    }
+    } else return usage(`unknown option ${a}`);
   }
   return { short, keep, only };
 }

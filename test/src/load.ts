@@ -13,7 +13,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { FIXTURES, Harness, Sup, integrity, memory, median, openBoard, quantile, rand, readRecords, sleep, type LogLine } from './lib.js';
+import { FIXTURES, Harness, Sup, integrity, memory, median, openBoard, openSql, quantile, rand, readRecords, sleep, type LogLine } from './lib.js';
 
 const HB_WORKER = join(FIXTURES, 'chaos', 'hb-wait-worker.mjs');
 const LOCK_PROBE = join(FIXTURES, 'chaos', 'lock-probe.mjs');
@@ -75,7 +75,8 @@ export async function heartbeatsUnderRestarts(h: Harness, dir: string, cfg: Rest
   boards?.push(db);
   const records = join(dir, 'records.txt');
   const probeOut = join(dir, 'lock-probe.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
+  const sql = openSql(db);
   const sups: Sup[] = [];
   let n = 0;
   const start = async (): Promise<Sup> => {
@@ -100,7 +101,7 @@ export async function heartbeatsUnderRestarts(h: Harness, dir: string, cfg: Rest
       const ids: string[] = [];
       for (let i = 0; i < cfg.workers; i++) ids.push((await b.createTask({ skill: 'hb', title: `cycle ${cycle} #${i}`, payload: { ms: cfg.waveMs }, notBefore: Date.now() + 3_600_000 })).id);
       const inIds = ids.map(() => '?').join(',');
-      b.db.prepare(`UPDATE tasks SET not_before = 0 WHERE id IN (${inIds})`).run(...ids);
+      sql.prepare(`UPDATE tasks SET not_before = 0 WHERE id IN (${inIds})`).run(...ids);
       const spawned = await sup.waitFor(() => countSpawned(sup, mark) >= cfg.workers, 60_000);
       if (!spawned) throw new Error(`cycle ${cycle}: ${countSpawned(sup, mark)} of ${cfg.workers} workers spawned within 60 s`);
       // Right after the batch: the spawns are recorded with the next tick, so the cycle's runs are
@@ -109,11 +110,11 @@ export async function heartbeatsUnderRestarts(h: Harness, dir: string, cfg: Rest
       sup.kill('SIGKILL');
       killedAt.push(Date.now());
       await sup.exited;
-      startingAtKill.push((b.db.prepare(`SELECT count(*) AS n FROM runs WHERE status = 'starting' AND pid IS NULL`).get() as { n: number }).n);
+      startingAtKill.push((sql.prepare(`SELECT count(*) AS n FROM runs WHERE status = 'starting' AND pid IS NULL`).get() as { n: number }).n);
       sup = await start();
       // The cycle's workers heartbeat on under the new supervisor until they finish.
       const doneBy = Date.now() + cfg.waveMs + 60_000;
-      const open = b.db.prepare(`SELECT count(*) AS n FROM runs r WHERE r.task_id IN (${inIds}) AND (r.exited_at IS NULL OR r.accounted_at IS NULL)`);
+      const open = sql.prepare(`SELECT count(*) AS n FROM runs r WHERE r.task_id IN (${inIds}) AND (r.exited_at IS NULL OR r.accounted_at IS NULL)`);
       while ((open.get(...ids) as { n: number }).n > 0 && Date.now() < doneBy) await sleep(200);
     }
     await sup.stop(30_000);
@@ -126,8 +127,9 @@ export async function heartbeatsUnderRestarts(h: Harness, dir: string, cfg: Rest
   const hb = recs.filter((r) => r[0] === 'hb');
   const messages = new Map(recs.filter((r) => r[0] === 'hberr').map((r) => [r[1]!, r.slice(3).join(' ')]));
   const outcomes: Record<string, number> = {};
-  for (const r of b.db.prepare(`SELECT coalesce(outcome, 'open') AS o, count(*) AS n FROM runs GROUP BY o`).all() as Array<{ o: string; n: number }>) outcomes[r.o] = r.n;
-  b.closeSync();
+  for (const r of sql.prepare(`SELECT coalesce(outcome, 'open') AS o, count(*) AS n FROM runs GROUP BY o`).all() as Array<{ o: string; n: number }>) outcomes[r.o] = r.n;
+  await b.close();
+  sql.close();
   const holds = (l: LogLine) => Number(l.ms);
   return {
     restarts: startingAtKill.length,
@@ -171,13 +173,14 @@ export async function rssUnderChurn(h: Harness, dir: string, cfg: ChurnLoad, boa
   const db = join(dir, 'board', 'kanban.db');
   boards?.push(db);
   const records = join(dir, 'records.txt');
-  const b = openBoard(db);
+  const b = await openBoard(db);
+  const sql = openSql(db);
   await b.putSkill({ name: 'hb', argv: [process.execPath, HB_WORKER], env: { RECORDS: records } });
   let stop = false;
   const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(cfg.workers) }, logFile: join(dir, 'supervisor.log'), direct: true });
   const feeder = (async () => {
     while (!stop) {
-      const open = (b.db.prepare(`SELECT count(*) AS n FROM tasks WHERE status IN ('ready', 'running')`).get() as { n: number }).n;
+      const open = (sql.prepare(`SELECT count(*) AS n FROM tasks WHERE status IN ('ready', 'running')`).get() as { n: number }).n;
       for (let i = open; i < cfg.workers + 8 && !stop; i++) await b.createTask({ skill: 'hb', payload: { ms: Math.round(rand(cfg.taskMs[0], cfg.taskMs[1])) } });
       await sleep(200);
     }
@@ -185,7 +188,7 @@ export async function rssUnderChurn(h: Harness, dir: string, cfg: ChurnLoad, boa
   try {
     const startBy = Date.now() + 90_000;
     while (readRecords(records).filter((r) => r[0] === 'start').length < cfg.workers && Date.now() < startBy) await sleep(200);
-    const done0 = (b.db.prepare(`SELECT count(*) AS n FROM runs WHERE outcome = 'completed'`).get() as { n: number }).n;
+    const done0 = (sql.prepare(`SELECT count(*) AS n FROM runs WHERE outcome = 'completed'`).get() as { n: number }).n;
     const w0 = Date.now();
     const rss: number[] = [];
     while (Date.now() - w0 < cfg.windowS * 1000) {
@@ -194,7 +197,7 @@ export async function rssUnderChurn(h: Harness, dir: string, cfg: ChurnLoad, boa
       await sleep(500);
     }
     const mem = memory(sup.pid);
-    const completed = (b.db.prepare(`SELECT count(*) AS n FROM runs WHERE outcome = 'completed'`).get() as { n: number }).n - done0;
+    const completed = (sql.prepare(`SELECT count(*) AS n FROM runs WHERE outcome = 'completed'`).get() as { n: number }).n - done0;
     const seconds = (Date.now() - w0) / 1000;
     stop = true;
     await feeder;
@@ -211,7 +214,8 @@ export async function rssUnderChurn(h: Harness, dir: string, cfg: ChurnLoad, boa
     stop = true;
     await feeder;
     if (sup.running) sup.kill('SIGKILL');
-    b.closeSync();
+    await b.close();
+    sql.close();
   }
 }
 

@@ -7,7 +7,7 @@
  *   npm run build --silent && node test/dist/log-bound.js [TOTAL_MB=1000] [RATES_MBPS=0,100] [RUNS=3]
  *
  * Rate 0 is full speed (the same 64 KiB written again and again). The overshoot is what the run's processes write in one check interval
- * (LOG_CHECK_INTERVAL_MS in supervisor/src/daemon.ts) plus any stall of the supervisor's event loop.
+ * (LOG_CHECK_INTERVAL_MS in supervisor/src/services/log-bound.ts) plus any stall of the supervisor's event loop.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { execFileSync, spawn } from 'node:child_process';

@@ -2,26 +2,23 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SqliteBoard } from '@kanban-supervisor/board';
+import { openBoard } from '@kanban-supervisor/board';
 import { findByEnv } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from '../helpers.js';
+import { CLI, Cleanups, FIXTURES, cli, exited, startProcess, waitFor } from '../src/common.js';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 describe('a worker whose pid was never recorded', () => {
   it('is found by its run id, adopted, and its task is not run a second time', async () => {
-    const t = tempDir('ks-adopt-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'kanban.db');
-    const pids = join(t.dir, 'pids.txt');
+    const dir = cleanups.tempDir('ks-adopt-');
+    const db = join(dir, 'kanban.db');
+    const pids = join(dir, 'pids.txt');
     await cli(db, ['skill', 'add', 'sleeper', '--', join(FIXTURES, 'sup', 'sleeper.sh'), pids, '1.5']);
     const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
     // Play the supervisor that claimed and spawned, then died before recording the spawn.
-    const b = SqliteBoard.open(db);
-    const claim = (await b.claimNext(Date.now() - 60_000, (r) => join(t.dir, `${r}.log`)))!;
+    const b = await openBoard(db);
+    const claim = (await b.claimBatch(1, Date.now() - 60_000, (r) => join(dir, `${r}.log`)))[0]!;
     await b.close();
     const worker = spawn(join(FIXTURES, 'sup', 'sleeper.sh'), [pids, '1.5'], {
       detached: true,

@@ -11,9 +11,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { BoardDamagedError, BoardPathError, SqliteBoard, classifyError, type Board } from '@kanban-supervisor/board';
+import { BoardDamagedError, BoardPathError, classifyError, openBoard, type Board } from '@kanban-supervisor/board';
 import { deliverReport } from '@kanban-supervisor/worker-runtime';
-import { CLI, FIXTURES, exited, sleep, tempDir, waitFor, type CmdResult } from '../helpers.js';
+import { CLI, Cleanups, FIXTURES, cleanEnv, exited, logEvents, sleep, tempDir, waitFor, type CmdResult } from '../src/common.js';
 import { WORKER_CLI, openTestBoard, claimRun } from '../fixtures/worker/harness.js';
 
 const NODE_WORKER = join(FIXTURES, 'access', 'node-worker.mjs');
@@ -74,23 +74,14 @@ const MODE: Mode = PICKED.mode ?? 'self';
 const SKIP = PICKED.mode === null ? PICKED.why : null;
 if (SKIP) console.warn(`board-access.test: skipped: ${SKIP}`);
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('KANBAN_')) delete env[k];
-  return { ...env, ...extra };
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 /** A temp dir the unprivileged user owns. */
 function ownedTemp(): string {
-  const t = tempDir('ks-access-');
-  cleanups.push(t.cleanup);
-  if (MODE === 'nobody') chownSync(t.dir, NOBODY, NOBODY);
-  return t.dir;
+  const dir = cleanups.tempDir('ks-access-');
+  if (MODE === 'nobody') chownSync(dir, NOBODY, NOBODY);
+  return dir;
 }
 
 /** The kanban-supervisor CLI, run as the unprivileged user. */
@@ -104,20 +95,8 @@ function cliAs(db: string, args: string[]): Promise<CmdResult> {
   });
 }
 
-/** The log events of a supervisor's output (pino JSON lines). */
-function events(out: string): Array<Record<string, unknown>> {
-  return out.split('\n').flatMap((l) => {
-    try {
-      const o = JSON.parse(l) as Record<string, unknown>;
-      return typeof o.event === 'string' ? [o] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-const named = (out: string, name: string) => events(out).filter((e) => e.event === name);
 /** Runs accounted as completed (the task is done when the report lands: `run_accounted`, or `task_done`). */
-const completed = (out: string) => events(out).filter((e) => (e.event === 'run_accounted' || e.event === 'task_done') && e.outcome === 'completed');
+const completed = (out: string) => logEvents(out).filter((e) => (e.event === 'run_accounted' || e.event === 'task_done') && e.outcome === 'completed');
 
 /** The spool entries left next to a board, read directly (readSpool reads only its own user's). */
 function spoolEntries(db: string): Array<{ runId: string; taskId: string; token: string; report: { outcome: string; seconds?: number; reason?: string } }> {
@@ -196,9 +175,7 @@ describe.skipIf(SKIP !== null)('a board workers can no longer open (chmod 000 wh
       waitFor(fn, ms, 100).catch((e: Error) => {
         throw new Error(`${what}: ${e.message}\n${out.slice(-6000)}`);
       });
-    cleanups.push(() => {
-      if (sup.exitCode === null && sup.signalCode === null) sup.kill('SIGKILL');
-    });
+    cleanups.killAtEnd(sup);
     const mode = statSync(db).mode & 0o777;
     cleanups.push(() => chmodSync(db, mode)); // so that the temp dir can be removed whatever happens
 
@@ -207,8 +184,8 @@ describe.skipIf(SKIP !== null)('a board workers can no longer open (chmod 000 wh
     chmodSync(db, 0o000);
 
     // The supervisor notices within its probe interval (5 s), with the path and the errno.
-    await until('board_inaccessible', () => named(out, 'board_inaccessible').length > 0, 20_000);
-    const bad = named(out, 'board_inaccessible')[0]!;
+    await until('board_inaccessible', () => logEvents(out, 'board_inaccessible').length > 0, 20_000);
+    const bad = logEvents(out, 'board_inaccessible')[0]!;
     expect(bad).toMatchObject({ level: 50, path: db, code: 'EACCES' });
     const st = await cliAs(db, ['--json', 'status']);
     expect(JSON.parse(st.stdout).boardAccess, st.stdout + st.stderr).toMatchObject({ ok: false, path: db, code: 'EACCES' });
@@ -218,27 +195,27 @@ describe.skipIf(SKIP !== null)('a board workers can no longer open (chmod 000 wh
     expect(human.stdout).toContain(db);
 
     // The workers finish while the board is still 000.
-    const spawnsBefore = named(out, 'spawned').length;
+    const spawnsBefore = logEvents(out, 'spawned').length;
     expect(spawnsBefore).toBe(6);
     writeFileSync(go, '');
     // The 3 CLI reports come through the spool (applied through the supervisor's own connection);
     // the 3 runWorker reports through the workers' connections opened before the chmod.
     await until('6 tasks done', () => completed(out).length === 6);
-    expect(named(out, 'spool_applied').map((e) => e.task).sort()).toEqual(firstSh.sort());
+    expect(logEvents(out, 'spool_applied').map((e) => e.task).sort()).toEqual(firstSh.sort());
     // Two slots are free and two tasks wait: dispatch is held while workers could not open the board.
     await sleep(1500);
-    expect(named(out, 'spawned').length, out).toBe(spawnsBefore);
+    expect(logEvents(out, 'spawned').length, out).toBe(spawnsBefore);
     expect(statSync(db).mode & 0o777).toBe(0);
 
     chmodSync(db, mode);
-    await until('board_accessible', () => named(out, 'board_accessible').length > 0, 20_000);
+    await until('board_accessible', () => logEvents(out, 'board_accessible').length > 0, 20_000);
     await until('8 tasks done', () => completed(out).length === 8);
     expect(JSON.parse((await cliAs(db, ['--json', 'status'])).stdout).boardAccess).toEqual({ ok: true });
     sup.kill('SIGTERM');
     expect((await exited(sup)).code, out).toBe(0);
 
     // Every task done exactly once with its result; no run counted as a failure; nothing left in the spool.
-    const board = SqliteBoard.openReadonly(db);
+    const board = await openBoard(db, { readonly: true });
     try {
       for (const [id, skill] of ids) {
         const { task, runs } = (await board.showTask(id))!;
@@ -248,11 +225,11 @@ describe.skipIf(SKIP !== null)('a board workers can no longer open (chmod 000 wh
         expect(runs.map((r) => r.outcome), JSON.stringify(runs)).toEqual(['completed']);
       }
     } finally {
-      board.closeSync();
+      await board.close();
     }
-    expect(named(out, 'task_requeued')).toEqual([]);
-    expect(named(out, 'task_blocked')).toEqual([]);
-    expect(named(out, 'board_quarantined')).toEqual([]);
+    expect(logEvents(out, 'task_requeued')).toEqual([]);
+    expect(logEvents(out, 'task_blocked')).toEqual([]);
+    expect(logEvents(out, 'board_quarantined')).toEqual([]);
     expect(spoolEntries(db)).toEqual([]);
     expect(existsSync(join(dir, 'board', 'spool', 'unapplied'))).toBe(false);
     // The CLI workers said where their reports went.

@@ -7,30 +7,16 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fr
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SqliteBoard, initLockPath } from '@kanban-supervisor/board';
-import { CLI, FIXTURES, cli, exited, run, startProcess, tempDir, waitFor } from '../helpers.js';
+import { initLockPath, openBoard } from '@kanban-supervisor/board';
+import { CLI, Cleanups, FIXTURES, cli, exited, run, startProcess, waitFor } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-function setup() {
-  const t = tempDir('ks-edges-');
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-}
+const setup = () => cleanups.boardDir('ks-edges-');
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info' };
-
-function spawnCli(db: string, args: string[], env: Record<string, string> = {}) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, ...args], env);
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
-}
 
 function envOf(dump: string): Record<string, string> {
   return Object.fromEntries(
@@ -52,7 +38,7 @@ describe('secrets for workers', () => {
     expect(JSON.parse((await cli(db, ['--json', 'skill', 'list'])).stdout)[0]).toMatchObject({ name: 'llm', passEnv: ['API_KEY', 'ABSENT_KEY'] });
     await cli(db, ['add', '--skill', 'llm']);
     const secret = 'sk-pass-env-4f1c2a9e77';
-    const sup = spawnCli(db, ['run', '--until-idle'], { ...FAST, API_KEY: secret, OTHER_SECRET: 'nope' });
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, API_KEY: secret, OTHER_SECRET: 'nope' });
     expect((await exited(sup)).code, sup.output()).toBe(0);
     const env = envOf(dump);
     expect(env.API_KEY).toBe(secret);
@@ -93,7 +79,7 @@ describe('secrets for workers', () => {
     );
     await cli(db, ['skill', 'add', 'env', '--env', 'SKILL_VAR=from-skill', '--', join(SUP, 'env-dump.sh'), dump]);
     await cli(db, ['add', '--skill', 'env']);
-    const sup = spawnCli(db, ['run', '--until-idle', '--env-file', file], FAST);
+    const sup = cleanups.startCli(db, ['run', '--until-idle', '--env-file', file], FAST);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     const env = envOf(dump);
     expect(env).toMatchObject({
@@ -173,7 +159,7 @@ describe('--help', () => {
     const spawns = join(dir, 'spawns.txt');
     await cli(db, ['skill', 'add', 'crash', '--', join(SUP, 'crash.sh'), spawns]);
     const a = (await cli(db, ['add', '--skill', 'crash', '--max-attempts', '3'])).stdout.trim();
-    const sup = spawnCli(db, ['run', '--until-idle'], { ...FAST, BACKOFF_BASE_SECONDS: '0.1' });
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, BACKOFF_BASE_SECONDS: '0.1' });
     expect((await exited(sup)).code, sup.output()).toBe(0);
     expect(readFileSync(spawns, 'utf8').trim().split('\n').length).toBe(3);
     expect(JSON.parse((await cli(db, ['--json', 'show', a])).stdout)).toMatchObject({ status: 'blocked', consecutive_failures: 3 });
@@ -196,7 +182,7 @@ describe('reading the board', () => {
     expect(JSON.parse((await cli(db, ['--json', 'list', '--skill', 'crash'])).stdout).map((t: { id: string }) => t.id)).toEqual([bad]);
     expect((await cli(db, ['list', '--skill', 'ok', '--limit', '1'])).stdout.trim().split('\n')).toHaveLength(1);
     expect((await cli(db, ['list', '--limit', '0'])).code).toBe(2);
-    const sup = spawnCli(db, ['run', '--until-idle'], { ...FAST, BACKOFF_BASE_SECONDS: '0.1', MAX_CONCURRENT_WORKERS: '1' });
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, BACKOFF_BASE_SECONDS: '0.1', MAX_CONCURRENT_WORKERS: '1' });
     expect((await exited(sup)).code, sup.output()).toBe(0);
     const all = JSON.parse((await cli(db, ['--json', 'runs'])).stdout);
     expect(all).toHaveLength(5);
@@ -225,7 +211,7 @@ describe('reading the board', () => {
     );
     await cli(db, ['skill', 'add', 'p', '--', script]);
     const id = (await cli(db, ['add', '--skill', 'p'])).stdout.trim();
-    const sup = spawnCli(db, ['run', '--until-idle'], { ...FAST, BACKOFF_BASE_SECONDS: '0.1' });
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, BACKOFF_BASE_SECONDS: '0.1' });
     expect((await exited(sup)).code, sup.output()).toBe(0);
     const j = JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
     expect(j.events.find((e: { kind: string }) => e.kind === 'requeued').data.not_before).toEqual(expect.any(Number));
@@ -279,16 +265,18 @@ describe('a refused second run', () => {
     // A previous owner that died: its row stays on the board.
     const dead = startProcess(process.execPath, ['-e', '0']);
     await exited(dead);
-    const b = SqliteBoard.open(db);
+    const b = await openBoard(db);
     await b.setOwner({ pid: dead.pid!, host: hostname(), startedAt: Date.now() - 60_000 });
+    await b.close();
     // Hold the new owner between taking the owner lock and writing its row: a board in rollback
     // mode makes its open wait for the init lock, which this test holds.
-    b.db.pragma('journal_mode = DELETE');
-    b.closeSync();
+    const raw = new Database(db);
+    raw.pragma('journal_mode = DELETE');
+    raw.close();
     const init = new Database(initLockPath(db));
     init.exec('BEGIN IMMEDIATE');
     cleanups.push(() => init.close());
-    const a = spawnCli(db, ['run'], FAST);
+    const a = cleanups.startCli(db, ['run'], FAST);
     // A holds the owner lock and waits in its open for the init lock: it has both files open.
     const fds = () => {
       try {

@@ -1,16 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { cli, tempDir } from '../helpers.js';
+import { Cleanups, cli } from '../src/common.js';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
-function db() {
-  const t = tempDir('ks-cli-');
-  cleanups.push(t.cleanup);
-  return join(t.dir, 'kanban.db');
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const db = () => join(cleanups.tempDir('ks-cli-'), 'kanban.db');
 
 describe('board CLI', () => {
   it('round-trips a task from add to show --json with the documented fields', async () => {

@@ -1,18 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir } from '../helpers.js';
+import { CLI, Cleanups, FIXTURES, cli, exited, startProcess } from '../src/common.js';
 
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 describe('a worker that exits 75 (EX_TEMPFAIL) without reporting', () => {
   it('is deferred, not counted: retried after one backoff step, never blocked', async () => {
-    const t = tempDir('ks-exit75-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'board', 'kanban.db');
-    const marker = join(t.dir, 'first-try');
+    const dir = cleanups.tempDir('ks-exit75-');
+    const db = join(dir, 'board', 'kanban.db');
+    const marker = join(dir, 'first-try');
     await cli(db, ['skill', 'add', 'tempfail', '--', join(FIXTURES, 'sup', 'tempfail-once.sh'), marker]);
     const id = (await cli(db, ['add', '--skill', 'tempfail'])).stdout.trim();
     // With a failure limit of 1, a counted failure would block the task at once.

@@ -5,65 +5,25 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SqliteBoard } from '@kanban-supervisor/board';
+import { openBoard } from '@kanban-supervisor/board';
 import { bootId } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
+import { Cleanups, FIXTURES, cli, exited, logEvents, pidAlive, pidsIn, show, sleep, waitFor } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-function setup() {
-  const t = tempDir('ks-faults-');
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-}
+const setup = () => cleanups.boardDir('ks-faults-');
 
 const FAST = { TICK_INTERVAL_MS: '100', LOG_LEVEL: 'info' };
 
 function supervise(db: string, args: string[] = [], env: Record<string, string> = {}) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], { ...FAST, ...env });
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
-
-/** Kill these pids for good when the test ends, whatever happened. */
-function reapAtEnd(file: string) {
-  cleanups.push(() => {
-    if (!existsSync(file)) return;
-    for (const pid of readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  });
-}
-
-const pidsIn = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map(Number) : []);
-
-async function show(db: string, id: string) {
-  return JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
+  return cleanups.startCli(db, ['run', ...args], { ...FAST, ...env });
 }
 
 /** The task's latest run, read straight from the board. */
 async function boardRun(db: string, taskId: string) {
-  const b = SqliteBoard.open(db, { busyTimeoutMs: 2000 });
+  const b = await openBoard(db, { busyTimeoutMs: 2000 });
   try {
     const d = await b.showTask(taskId);
     return d?.runs.at(-1) ?? null;
@@ -72,19 +32,11 @@ async function boardRun(db: string, taskId: string) {
   }
 }
 
-function events(output: string, name: string): Array<Record<string, unknown>> {
-  return output
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as Record<string, unknown>)
-    .filter((e) => e.event === name);
-}
-
 describe('a reclaim interrupted by a supervisor SIGKILL', () => {
   it('is resumed by the next supervisor: SIGKILL at the original SIGTERM + grace, and its shutdown ends', async () => {
     const { dir, db } = setup();
     const pids = join(dir, 'pids.txt');
-    reapAtEnd(pids);
+    cleanups.killPidsAtEnd(pids);
     const GRACE = 5000;
     await cli(db, ['skill', 'add', 'stubborn', '--reclaim-grace', String(GRACE / 1000), '--', join(SUP, 'ignore-term.sh'), pids]);
     const id = (await cli(db, ['add', '--skill', 'stubborn'])).stdout.trim();
@@ -122,7 +74,7 @@ describe('a reclaim interrupted by a supervisor SIGKILL', () => {
     const { dir, db } = setup();
     const pids = join(dir, 'pids.txt');
     const done = join(dir, 'done.txt');
-    reapAtEnd(pids);
+    cleanups.killPidsAtEnd(pids);
     await cli(db, ['skill', 'add', 'stubborn', '--max-runtime', '1', '--reclaim-grace', '2', '--', join(SUP, 'ignore-term.sh'), pids]);
     await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), done, '0.1']);
     const stuck = (await cli(db, ['add', '--skill', 'stubborn', '--priority', '10', '--max-retries', '1'])).stdout.trim();
@@ -160,7 +112,7 @@ describe('the spool', () => {
     expect(s.result).toEqual({ spooled: true });
     expect(s.runs).toHaveLength(1);
     expect(pidsIn(pids)).toHaveLength(1);
-    const rejected = events(p.output(), 'spool_rejected');
+    const rejected = logEvents(p.output(), 'spool_rejected');
     expect(rejected).toHaveLength(1); // logged once, not at every tick
     expect(String(rejected[0]!.error)).toContain('defer seconds');
     expect(readdirSync(join(spool, 'rejected'))).toEqual(['0-poison.json']);
@@ -176,8 +128,8 @@ describe('a supervisor killed between committing a claim and spawning its worker
     await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '0.1']);
     const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
     // Play the supervisor that committed the claim and died before spawning.
-    const b = SqliteBoard.open(db);
-    const claim = await b.claimNext(Date.now(), (r) => join(dir, `${r}.log`));
+    const b = await openBoard(db);
+    const [claim] = await b.claimBatch(1, Date.now(), (r) => join(dir, `${r}.log`));
     expect(claim?.task.id).toBe(id);
     await b.close();
     // With a failure limit of 1, counting that run would block the task; the crash grace is 30 s.
@@ -202,8 +154,8 @@ describe('escapees (setsid + fork) of a worker across a supervisor SIGKILL', () 
     const { dir, db } = setup();
     const pids = join(dir, 'pids.txt');
     const esc = join(dir, 'escapees.txt');
-    reapAtEnd(pids);
-    reapAtEnd(esc);
+    cleanups.killPidsAtEnd(pids);
+    cleanups.killPidsAtEnd(esc);
     await cli(db, ['skill', 'add', 'escaper', '--reclaim-grace', '1', '--', join(SUP, 'escape.sh'), pids, esc, 'stay']);
     const id = (await cli(db, ['add', '--skill', 'escaper'])).stdout.trim();
     const a = supervise(db);
@@ -215,7 +167,7 @@ describe('escapees (setsid + fork) of a worker across a supervisor SIGKILL', () 
     const worker = pidsIn(pids)[0]!;
     const escapee = pidsIn(esc)[0]!;
     expect(pidAlive(escapee)).toBe(true);
-    expect(events(b.output(), 'adopted')[0]!.escapees).toContain(escapee);
+    expect(logEvents(b.output(), 'adopted')[0]!.escapees).toContain(escapee);
     await cli(db, ['cancel', id]);
     await waitFor(() => !pidAlive(worker) && !pidAlive(escapee), 8000);
     b.kill('SIGTERM');
@@ -229,8 +181,8 @@ describe('escapees (setsid + fork) of a worker across a supervisor SIGKILL', () 
     const { dir, db } = setup();
     const pids = join(dir, 'pids.txt');
     const esc = join(dir, 'escapees.txt');
-    reapAtEnd(pids);
-    reapAtEnd(esc);
+    cleanups.killPidsAtEnd(pids);
+    cleanups.killPidsAtEnd(esc);
     await cli(db, ['skill', 'add', 'escaper', '--', join(SUP, 'escape.sh'), pids, esc, 'exit']);
     const id = (await cli(db, ['add', '--skill', 'escaper'])).stdout.trim();
     const a = supervise(db);
@@ -243,7 +195,7 @@ describe('escapees (setsid + fork) of a worker across a supervisor SIGKILL', () 
     expect(pidAlive(escapee)).toBe(true);
     const b = supervise(db);
     await waitFor(() => !pidAlive(escapee), 10_000);
-    expect(events(b.output(), 'stray_found').map((e) => e.workerPid)).toContain(escapee);
+    expect(logEvents(b.output(), 'stray_found').map((e) => e.workerPid)).toContain(escapee);
     b.kill('SIGTERM');
     expect((await exited(b)).code, b.output()).toBe(0);
     expect((await show(db, id)).runs).toHaveLength(1);
@@ -256,19 +208,19 @@ describe('log lines follow commits', () => {
     await cli(db, ['skill', 'add', 'noop', '--', 'true']);
     const id = (await cli(db, ['add', '--skill', 'noop'])).stdout.trim();
     // The previous supervisor spawned, recorded, saw the report, and died before recording the exit.
-    const b = SqliteBoard.open(db);
-    const claim = (await b.claimNext(Date.now() - 60_000, (r) => join(dir, `${r}.log`)))!;
+    const b = await openBoard(db);
+    const claim = (await b.claimBatch(1, Date.now() - 60_000, (r) => join(dir, `${r}.log`)))[0]!;
     const child = spawnSync('sh', ['-c', 'cat /proc/self/stat'], { encoding: 'utf8' });
     const stat = child.stdout;
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const pid = Number(stat.split(' ')[0]);
-    await b.recordSpawn(claim.run.id, { pid, pgid: pid, procStartTime: Number(fields[19]), bootId: bootId() }, Date.now() - 60_000);
+    await b.recordSpawns([{ runId: claim.run.id, info: { pid, pgid: pid, procStartTime: Number(fields[19]), bootId: bootId() } }], Date.now() - 60_000);
     await b.report({ taskId: id, runId: claim.run.id, token: claim.token }, { outcome: 'completed', result: { ok: 1 } }, Date.now());
     await b.close();
     const p = supervise(db, ['--until-idle'], { CRASH_GRACE_SECONDS: '0' });
     const { code } = await exited(p);
     expect(code, p.output()).toBe(0);
-    expect(events(p.output(), 'crash_detected')).toEqual([]);
+    expect(logEvents(p.output(), 'crash_detected')).toEqual([]);
     expect(p.output()).not.toContain('without reporting an outcome');
     const s = await show(db, id);
     expect(s.status).toBe('done');
@@ -306,12 +258,12 @@ describe('a full disk', () => {
     await waitFor(() => pidsIn(spawns).filter((t) => t > fullUntil).length >= 4, 30_000);
     p.kill('SIGTERM');
     expect((await exited(p)).code, p.output()).toBe(0);
-    const requeued = events(p.output(), 'task_requeued');
+    const requeued = logEvents(p.output(), 'task_requeued');
     const perRun = new Map<string, number>();
     for (const e of requeued) perRun.set(String(e.run), (perRun.get(String(e.run)) ?? 0) + 1);
     expect([...perRun.values()].filter((n) => n > 1)).toEqual([]);
     // Every logged requeue is on the board; no worker was started while nothing could commit.
-    const b = SqliteBoard.open(db);
+    const b = await openBoard(db);
     try {
       for (const run of perRun.keys()) {
         const d = await b.showTask(String(requeued.find((e) => e.run === run)!.task));
@@ -329,8 +281,8 @@ describe('a supervisor that ends', () => {
     const { dir, db } = setup();
     const pids = join(dir, 'pids.txt');
     const esc = join(dir, 'escapees.txt');
-    reapAtEnd(pids);
-    reapAtEnd(esc);
+    cleanups.killPidsAtEnd(pids);
+    cleanups.killPidsAtEnd(esc);
     await cli(db, ['skill', 'add', 'escaper', '--', join(SUP, 'escape.sh'), pids, esc, 'exit']);
     const id = (await cli(db, ['add', '--skill', 'escaper'])).stdout.trim();
     const p = supervise(db, ['--until-idle']);

@@ -5,29 +5,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from '../helpers.js';
+import { Cleanups, FIXTURES, cli, exited, startProcess, waitFor } from '../src/common.js';
 
 const OPS = join(FIXTURES, 'ops');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-function setup() {
-  const t = tempDir('ks-logs-');
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-}
+const setup = () => cleanups.boardDir('ks-logs-');
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', BACKOFF_BASE_SECONDS: '0.3', LOG_LEVEL: 'info' };
-
-function spawnCli(db: string, args: string[], env: Record<string, string> = {}) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, ...args], env);
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
-}
 
 /** stdout and stderr of a started process, apart. */
 function split(p: ReturnType<typeof startProcess>) {
@@ -44,9 +30,9 @@ describe('kanban-supervisor logs', () => {
     await cli(db, ['skill', 'add', 'flaky', '--', join(OPS, 'flaky.sh'), join(dir, 'failed-once'), '0.2']);
     const id = (await cli(db, ['add', '--skill', 'flaky'])).stdout.trim();
     // Started before the task has any run, and before any supervisor: it waits for the first run.
-    const f = spawnCli(db, ['logs', id, '-f']);
+    const f = cleanups.startCli(db, ['logs', id, '-f']);
     const io = split(f);
-    const sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     const { code } = await exited(f);
     expect(code, io.out() + io.err()).toBe(0);
     expect((await exited(sup)).code, sup.output()).toBe(0);
@@ -76,7 +62,7 @@ describe('kanban-supervisor logs', () => {
     const { dir, db } = setup();
     await cli(db, ['skill', 'add', 'flaky', '--', join(OPS, 'flaky.sh'), join(dir, 'failed-once'), '0']);
     const id = (await cli(db, ['add', '--skill', 'flaky'])).stdout.trim();
-    const sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     const [r1, r2] = JSON.parse((await cli(db, ['--json', 'show', id])).stdout).runs.map((r: { id: string }) => r.id);
     const latest = await cli(db, ['logs', id]);
@@ -105,7 +91,7 @@ describe('kanban-supervisor logs', () => {
     await cli(db, ['skill', 'add', 'flaky', '--', join(OPS, 'flaky.sh'), join(dir, 'failed-once'), '0']);
     writeFileSync(join(dir, 'failed-once'), '');
     const id = (await cli(db, ['add', '--skill', 'flaky'])).stdout.trim();
-    const sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     const log = JSON.parse((await cli(db, ['--json', 'show', id])).stdout).runs[0].log_path as string;
     expect(existsSync(log)).toBe(true);
@@ -133,9 +119,9 @@ describe('kanban-supervisor logs', () => {
     const { db } = setup();
     await cli(db, ['skill', 'add', 'numbered', '--', join(OPS, 'numbered.sh'), '150', '0.01']);
     const id = (await cli(db, ['add', '--skill', 'numbered'])).stdout.trim();
-    const f = spawnCli(db, ['logs', id, '-f']);
+    const f = cleanups.startCli(db, ['logs', id, '-f']);
     const io = split(f);
-    const sup = spawnCli(db, ['run', '--until-idle'], { ...FAST, LOG_MAX_BYTES: '1024' });
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, LOG_MAX_BYTES: '1024' });
     expect((await exited(f)).code, io.out() + io.err()).toBe(0);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     expect(sup.output()).toContain('"event":"log_truncated"');
@@ -168,11 +154,11 @@ describe('kanban-supervisor logs', () => {
     const { db } = setup();
     await cli(db, ['skill', 'add', 'numbered', '--', join(OPS, 'numbered.sh'), '1000', '0.05']);
     const id = (await cli(db, ['add', '--skill', 'numbered'])).stdout.trim();
-    const sup = spawnCli(db, ['run'], FAST);
+    const sup = cleanups.startCli(db, ['run'], FAST);
     await waitFor(() => sup.output().includes('"event":"spawned"'));
     sup.kill('SIGKILL'); // the worker lives on; nothing accounts for it now
     await exited(sup);
-    const f = spawnCli(db, ['logs', id, '-f']);
+    const f = cleanups.startCli(db, ['logs', id, '-f']);
     const io = split(f);
     await waitFor(() => /n 0000(1\d|[2-9]\d)/.test(io.out()), 20_000);
     const seen = io.out().length;
@@ -182,7 +168,7 @@ describe('kanban-supervisor logs', () => {
     expect((await exited(f)).code).toBe(0);
     // Stop the orphaned worker: cancel, and a supervisor reclaims it.
     await cli(db, ['cancel', id]);
-    const sup2 = spawnCli(db, ['run', '--until-idle'], { ...FAST, RECLAIM_GRACE_SECONDS: '1' });
+    const sup2 = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, RECLAIM_GRACE_SECONDS: '1' });
     expect((await exited(sup2)).code, sup2.output()).toBe(0);
   });
 });

@@ -6,37 +6,19 @@
 // - a --db that cannot be a board (a directory, a missing folder, a file this user cannot write)
 //   is a configuration error naming the path, and `run` creates a board only where `init` would.
 import { afterEach, describe, expect, it } from 'vitest';
-import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs';
 import { execFile, spawnSync } from 'node:child_process';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BoardInputError, SqliteBoard } from '@kanban-supervisor/board';
+import { BoardInputError, openBoard } from '@kanban-supervisor/board';
 import { readWorkerEnv } from '@kanban-supervisor/worker-runtime';
-import { CLI, FIXTURES, cli, run, startProcess, tempDir, waitFor, exited, type CmdResult } from '../helpers.js';
+import { CLI, Cleanups, FIXTURES, cli, exited, pidAlive, pidsIn, run, startProcess, waitFor, type CmdResult } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info' };
 
-const cleanups: Array<() => void | Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
-
-function temp(): string {
-  const t = tempDir('ks-paths-');
-  cleanups.push(t.cleanup);
-  return t.dir;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const temp = () => cleanups.tempDir('ks-paths-');
 
 /** A supervisor on `db` with two sleeping workers; returns it, its workers' pids and the task ids. */
 async function ownerWithWorkers(dir: string, db: string) {
@@ -54,8 +36,8 @@ async function ownerWithWorkers(dir: string, db: string) {
     }
   });
   const workers = await waitFor(() => {
-    const lines = existsSync(pids) ? readFileSync(pids, 'utf8').trim().split('\n').filter(Boolean) : [];
-    return lines.length >= 2 ? lines.map(Number) : null;
+    const listed = pidsIn(pids);
+    return listed.length >= 2 ? listed : null;
   });
   return { owner, workers, ids };
 }
@@ -66,7 +48,7 @@ async function expectUntouched(db: string, owner: { exitCode: number | null; sig
   expect(owner.signalCode).toBeNull();
   for (const pid of workers) expect(pidAlive(pid), `worker ${pid}`).toBe(true);
   // Read through the library (a hard-linked board is refused by the CLI, not by a reader given its path).
-  const b = SqliteBoard.openReadonly(db);
+  const b = await openBoard(db, { readonly: true });
   try {
     for (const id of ids) {
       const d = (await b.showTask(id))!;
@@ -76,7 +58,7 @@ async function expectUntouched(db: string, owner: { exitCode: number | null; sig
       expect(d.task.consecutiveFailures).toBe(0);
     }
   } finally {
-    b.closeSync();
+    await b.close();
   }
   expect(owner.output()).not.toMatch(/"event":"(crash_detected|worker_exited|run_accounted)"/);
 }
@@ -135,13 +117,13 @@ describe('limits no worker would accept are refused at skill add', () => {
     expect(JSON.parse((await cli(db, ['--json', 'skill', 'list'])).stdout)).toEqual([]);
 
     // The second line: the board itself refuses what the runtime would refuse.
-    const b = SqliteBoard.open(db);
+    const b = await openBoard(db);
     try {
       await expect(b.putSkill({ name: 'slow', argv: ['true'], reclaimGraceSeconds: 40_000_000 })).rejects.toThrow(BoardInputError);
       await expect(b.putSkill({ name: 'slow', argv: ['true'], heartbeatTimeoutSeconds: 1e9 })).rejects.toThrow(/heartbeat timeout must be a number from 0 to 31536000, got 1000000000/);
       expect(await b.listSkills()).toEqual([]);
     } finally {
-      b.closeSync();
+      await b.close();
     }
     // And what `skill add` accepts at the top of each range, a worker accepts.
     const top = await cli(db, ['skill', 'add', 'slow', '--reclaim-grace', '86400', '--heartbeat-timeout', '31536000', '--', 'true']);
@@ -213,8 +195,7 @@ describe('a --db that cannot be a board is a configuration error naming the path
   const AS = ROOTED ? { uid: 65534, gid: 65534 } : {};
   const nobodyCanRun = !ROOTED || spawnSync(process.execPath, [CLI, '--help'], { ...AS, timeout: 30_000 }).status === 0;
   it.skipIf(!nobodyCanRun)('a read-only board file: writes and run exit 2 naming the path; reads still work', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ks-paths-ro-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const dir = cleanups.tempDir('ks-paths-ro-');
     if (ROOTED) chownSync(dir, 65534, 65534);
     const db = join(dir, 'k.db');
     const as = (args: string[]): Promise<CmdResult> =>

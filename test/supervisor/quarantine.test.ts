@@ -2,22 +2,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { garbageHeader, makeBoard, zeroInteriorPage } from '@kanban-supervisor/board';
-import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
+import { Cleanups, FIXTURES, cli, exited, sleep, waitFor } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 const FAST = { TICK_INTERVAL_MS: '50', CRASH_GRACE_SECONDS: '1', QUARANTINE_PROBE_SECONDS: '0.2' };
 
 function supervise(db: string, args: string[] = []) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], FAST);
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
+  return cleanups.startCli(db, ['run', ...args], FAST);
 }
 
 const count = (text: string, needle: string) => text.split(needle).length - 1;
@@ -32,9 +26,8 @@ function swapIn(db: string, fresh: string, aside: string) {
 
 describe('a damaged board under the supervisor', () => {
   it('quarantines with one backup over many ticks and two restarts, then resumes by itself after recovery', async () => {
-    const t = tempDir('ks-q-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'board', 'kanban.db');
+    const dir = cleanups.tempDir('ks-q-');
+    const db = join(dir, 'board', 'kanban.db');
     await makeBoard(db, { tasks: 300 });
     zeroInteriorPage(db);
     const check = await cli(db, ['check']);
@@ -51,16 +44,16 @@ describe('a damaged board under the supervisor', () => {
         expect(st.owner.pid).toBe(p.pid);
         expect(st.quarantine.reason).toContain('malformed');
         // Recover while the owner is quarantined (it holds no connection), swap the files in.
-        const rec = await cli(db, ['recover', '--out', join(t.dir, 'new.db')]);
+        const rec = await cli(db, ['recover', '--out', join(dir, 'new.db')]);
         expect(rec.code, rec.stderr).toBe(0);
         expect(rec.stdout).toMatch(/tasks\s+partial\s+(\d+)/);
         const salvaged = Number(/tasks\s+partial\s+(\d+)/.exec(rec.stdout)![1]);
         expect(salvaged).toBeGreaterThan(250);
         expect(salvaged).toBeLessThan(300);
-        swapIn(db, join(t.dir, 'new.db'), join(t.dir, 'broken'));
+        swapIn(db, join(dir, 'new.db'), join(dir, 'broken'));
         await waitFor(() => p.output().includes('quarantine_lifted'), 10_000);
         // Dispatch resumes by itself: a new task runs to completion.
-        await cli(db, ['skill', 'add', 'span', '--', join(SUP, 'span.sh'), join(t.dir, 'spans.txt'), '0']);
+        await cli(db, ['skill', 'add', 'span', '--', join(SUP, 'span.sh'), join(dir, 'spans.txt'), '0']);
         const id = (await cli(db, ['add', '--skill', 'span', '--priority', '100'])).stdout.trim();
         await waitFor(async () => JSON.parse((await cli(db, ['--json', 'show', id])).stdout).status === 'done', 15_000, 200);
       }
@@ -75,17 +68,16 @@ describe('a damaged board under the supervisor', () => {
     const fingerprints = new Set(lines.map((x) => (JSON.parse(x) as { fingerprint: string }).fingerprint));
     expect(fingerprints.has(null as unknown as string), lines.join('\n')).toBe(false);
     expect(count(logs.join(''), '"backupCreated":true'), lines.join('\n')).toBe(fingerprints.size);
-    expect(readdirSync(join(t.dir, 'board', 'backups')).length).toBe(fingerprints.size);
+    expect(readdirSync(join(dir, 'board', 'backups')).length).toBe(fingerprints.size);
     expect(fingerprints.size, lines.join('\n')).toBeLessThanOrEqual(2);
     expect((await cli(db, ['check', '--full'])).code).toBe(0);
   });
 
   it('a worker that finishes while the board is damaged lands its result through the spool, exactly once', async () => {
-    const t = tempDir('ks-q-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'board', 'kanban.db');
-    const pids = join(t.dir, 'pids.txt');
-    const go = join(t.dir, 'go');
+    const dir = cleanups.tempDir('ks-q-');
+    const db = join(dir, 'board', 'kanban.db');
+    const pids = join(dir, 'pids.txt');
+    const go = join(dir, 'go');
     await cli(db, ['skill', 'add', 'waiter', '--', join(SUP, 'waiter.sh'), pids, go]);
     const id = (await cli(db, ['add', '--skill', 'waiter'])).stdout.trim();
     const a = supervise(db);
@@ -94,7 +86,7 @@ describe('a damaged board under the supervisor', () => {
     await exited(a);
     garbageHeader(db);
     writeFileSync(go, '');
-    const spool = join(t.dir, 'board', 'spool');
+    const spool = join(dir, 'board', 'spool');
     await waitFor(() => existsSync(spool) && readdirSync(spool).some((f) => f.endsWith('.json')), 15_000);
 
     const b = supervise(db);

@@ -16,8 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ROOT, run, type CmdResult } from '../helpers.js';
-import { npmEnv } from '../npm-env.js';
+import { ROOT, npmEnv, run, type CmdResult } from '../src/common.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 

@@ -7,14 +7,12 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeBoard, zeroInteriorPage } from '@kanban-supervisor/board';
 import { SystemdNotifier } from '@kanban-supervisor/reaper';
-import { CLI, FIXTURES, ROOT, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
+import { Cleanups, FIXTURES, ROOT, cli, exited, sleep, startProcess, waitFor } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
 const LISTENER = join(FIXTURES, 'notify', 'listener.py');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 interface Note {
   t: number;
@@ -25,9 +23,7 @@ interface Note {
 /** The listener on `socket` (a path or @abstract): every datagram, with its arrival time and sender pid. */
 async function listen(socket: string): Promise<{ notes: () => Note[]; proc: ChildProcess }> {
   const proc = spawn('python3', [LISTENER, socket], { stdio: ['pipe', 'pipe', 'pipe'] });
-  cleanups.push(() => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-  });
+  cleanups.killAtEnd(proc);
   let out = '';
   let err = '';
   proc.stdout!.on('data', (d) => (out += String(d)));
@@ -49,11 +45,7 @@ async function listen(socket: string): Promise<{ notes: () => Note[]; proc: Chil
 const BIN = join(ROOT, 'supervisor', 'bin', 'kanban-supervisor.js');
 
 function supervise(db: string, args: string[], env: NodeJS.ProcessEnv, opts: { viaBin?: boolean } = {}) {
-  const p = opts.viaBin ? startProcess(BIN, ['--db', db, 'run', ...args], env) : startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], env);
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
+  return opts.viaBin ? cleanups.killAtEnd(startProcess(BIN, ['--db', db, 'run', ...args], env)) : cleanups.startCli(db, ['run', ...args], env);
 }
 
 const has = (notes: Note[], line: string) => notes.some((n) => n.msg.split('\n').includes(line));
@@ -62,13 +54,12 @@ const statusOf = (n: Note) => n.msg.split('\n').find((l) => l.startsWith('STATUS
 
 describe('sd_notify (NOTIFY_SOCKET)', () => {
   it('READY=1 once the owner lock is held and a tick committed; WATCHDOG=1 at half of WATCHDOG_USEC; STATUS= with pool use; STOPPING=1 on SIGTERM; all from the main pid', async () => {
-    const t = tempDir('ks-sdn-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'kanban.db');
+    const dir = cleanups.tempDir('ks-sdn-');
+    const db = join(dir, 'kanban.db');
     expect((await cli(db, ['init'])).code).toBe(0);
     // Workers that ignore SIGTERM: the stop takes their whole grace (2 s), SIGKILL ends them.
-    await cli(db, ['skill', 'add', 'stubborn', '--reclaim-grace', '2', '--', join(SUP, 'ignore-term.sh'), join(t.dir, 'pids')]);
-    const socket = join(t.dir, 'notify.sock');
+    await cli(db, ['skill', 'add', 'stubborn', '--reclaim-grace', '2', '--', join(SUP, 'ignore-term.sh'), join(dir, 'pids')]);
+    const socket = join(dir, 'notify.sock');
     const l = await listen(socket);
 
     // Another supervisor owns the board: the standby one must not say READY while it waits.
@@ -124,11 +115,10 @@ describe('sd_notify (NOTIFY_SOCKET)', () => {
   });
 
   it('works with an abstract socket (@name) through the installed bin, and sends no WATCHDOG=1 when WATCHDOG_PID names another process', async () => {
-    const t = tempDir('ks-sdn-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'kanban.db');
+    const dir = cleanups.tempDir('ks-sdn-');
+    const db = join(dir, 'kanban.db');
     expect((await cli(db, ['init'])).code).toBe(0);
-    await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), join(t.dir, 'pids'), '1.5']);
+    await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), join(dir, 'pids'), '1.5']);
     const socket = `@ks-sd-notify-${process.pid}-${Math.random().toString(36).slice(2)}`;
     const l = await listen(socket);
 
@@ -156,12 +146,11 @@ describe('sd_notify (NOTIFY_SOCKET)', () => {
     // A real stall, no test hook: a quarantined supervisor awaits a backup helper process in its
     // tick; SIGSTOP that helper and the loop waits. Its event loop is free meanwhile (the SIGTERM
     // handler runs and says STOPPING=1): a timer would keep pinging, the loop must not.
-    const t = tempDir('ks-sdn-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'board', 'kanban.db');
+    const dir = cleanups.tempDir('ks-sdn-');
+    const db = join(dir, 'board', 'kanban.db');
     await makeBoard(db, { tasks: 300 });
     zeroInteriorPage(db);
-    const socket = join(t.dir, 'notify.sock');
+    const socket = join(dir, 'notify.sock');
     const l = await listen(socket);
     const sup = supervise(db, [], {
       NOTIFY_SOCKET: socket,
@@ -226,18 +215,17 @@ describe('sd_notify (NOTIFY_SOCKET)', () => {
   });
 
   it('a NOTIFY_SOCKET nobody listens on costs one warning, not one per tick; a malformed one is named', async () => {
-    const t = tempDir('ks-sdn-');
-    cleanups.push(t.cleanup);
-    const db = join(t.dir, 'kanban.db');
+    const dir = cleanups.tempDir('ks-sdn-');
+    const db = join(dir, 'kanban.db');
     expect((await cli(db, ['init'])).code).toBe(0);
-    await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), join(t.dir, 'pids'), '1']);
+    await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), join(dir, 'pids'), '1']);
     await cli(db, ['add', '--skill', 'sleeper']);
-    const gone = supervise(db, ['--until-idle'], { NOTIFY_SOCKET: join(t.dir, 'nobody.sock'), WATCHDOG_USEC: '100000', TICK_INTERVAL_MS: '20' });
+    const gone = supervise(db, ['--until-idle'], { NOTIFY_SOCKET: join(dir, 'nobody.sock'), WATCHDOG_USEC: '100000', TICK_INTERVAL_MS: '20' });
     expect((await exited(gone)).code, gone.output()).toBe(0);
     const failures = gone.output().split('\n').filter((x) => x.includes('"event":"sd_notify_failed"'));
     expect(failures, gone.output()).toHaveLength(1);
     expect(failures[0]).toContain('ENOENT');
-    expect(failures[0]).toContain(join(t.dir, 'nobody.sock'));
+    expect(failures[0]).toContain(join(dir, 'nobody.sock'));
     expect(JSON.parse((await cli(db, ['--json', 'list'])).stdout)[0].status).toBe('done');
 
     await cli(db, ['add', '--skill', 'sleeper']);

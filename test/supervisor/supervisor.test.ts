@@ -1,43 +1,23 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SqliteBoard } from '@kanban-supervisor/board';
-import { CLI, FIXTURES, cli, exited, sleep, startProcess, tempDir, waitFor } from '../helpers.js';
+import { openBoard } from '@kanban-supervisor/board';
+import { Cleanups, FIXTURES, cli, exited, pidAlive, sleep, waitFor } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-function setup() {
-  const t = tempDir('ks-sup-');
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-}
+const setup = () => cleanups.boardDir('ks-sup-');
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info' };
 
 function supervise(db: string, args: string[] = [], env: Record<string, string> = {}) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], { ...FAST, ...env });
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
+  return cleanups.startCli(db, ['run', ...args], { ...FAST, ...env });
 }
 
 async function open(db: string) {
-  return SqliteBoard.open(db, { busyTimeoutMs: 2000 });
+  return openBoard(db, { busyTimeoutMs: 2000 });
 }
 
 describe('kanban-supervisor run', () => {

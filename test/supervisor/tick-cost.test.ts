@@ -7,22 +7,19 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Session } from 'node:inspector';
 import { join } from 'node:path';
-import { SqliteBoard, type LiveRun } from '@kanban-supervisor/board';
-import { tempDir } from '../helpers.js';
+import { openBoard, type Board, type LiveRun } from '@kanban-supervisor/board';
+import { Cleanups } from '../src/common.js';
 
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 /** A board with `n` live runs, as the supervisor sees them at a tick: spawned, heartbeating with progress. */
-async function boardWithLiveRuns(n: number): Promise<SqliteBoard> {
-  const t = tempDir();
-  temps.push(t.cleanup);
-  const b = SqliteBoard.open(join(t.dir, 'kanban.db'));
+async function boardWithLiveRuns(n: number): Promise<Board> {
+  const dir = cleanups.tempDir();
+  const b = await openBoard(join(dir, 'kanban.db'));
   await b.putSkill({ name: 'hb', argv: ['/bin/true'], heartbeatTimeoutSeconds: 30, reclaimGraceSeconds: 5 });
   for (let i = 0; i < n; i++) await b.createTask({ skill: 'hb', title: `task ${i}`, payload: { i }, maxRuntimeSeconds: 600 });
-  const claims = await b.claimBatch(n, Date.now(), (runId) => join(t.dir, 'logs', `${runId}.log`));
+  const claims = await b.claimBatch(n, Date.now(), (runId) => join(dir, 'logs', `${runId}.log`));
   await b.recordSpawns(
     claims.map((c, i) => ({ runId: c.run.id, info: { pid: 100_000 + i, pgid: 100_000 + i, procStartTime: 12_345 + i, bootId: '0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0' } })),
     Date.now(),
@@ -83,7 +80,7 @@ describe('the cost of a tick', () => {
       const bytes = await bytesPerCall(() => b.liveRuns(), 400);
       expect(bytes, `${Math.round(bytes / 1024)} KB per liveRuns() call`).toBeLessThan(200 * 1024);
     } finally {
-      b.closeSync();
+      await b.close();
     }
   });
 });

@@ -4,29 +4,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { CLI, FIXTURES, cli, exited, startProcess, tempDir, waitFor } from '../helpers.js';
+import { CLI, Cleanups, FIXTURES, cli, exited, waitFor } from '../src/common.js';
 
 const SUP = join(FIXTURES, 'sup');
-const cleanups: Array<() => void> = [];
-afterEach(() => {
-  while (cleanups.length) cleanups.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
-function setup() {
-  const t = tempDir('ks-watch-');
-  cleanups.push(t.cleanup);
-  return { dir: t.dir, db: join(t.dir, 'board', 'kanban.db') };
-}
+const setup = () => cleanups.boardDir('ks-watch-');
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', BACKOFF_BASE_SECONDS: '0.2', LOG_LEVEL: 'info' };
-
-function spawnCli(db: string, args: string[], env: Record<string, string> = {}) {
-  const p = startProcess(process.execPath, [CLI, '--db', db, ...args], env);
-  cleanups.push(() => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-  });
-  return p;
-}
 
 describe('status --watch', () => {
   it('not on a terminal: one plain block per refresh with a row per live worker; SIGINT exits 0', async () => {
@@ -34,10 +20,10 @@ describe('status --watch', () => {
     const pids = join(dir, 'pids.txt');
     await cli(db, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '60']);
     const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
-    const sup = spawnCli(db, ['run'], { ...FAST, MAX_CONCURRENT_WORKERS: '3' });
+    const sup = cleanups.startCli(db, ['run'], { ...FAST, MAX_CONCURRENT_WORKERS: '3' });
     await waitFor(() => existsSync(pids));
     const pid = Number(readFileSync(pids, 'utf8').trim());
-    const w = spawnCli(db, ['status', '--watch', '--interval', '0.3']);
+    const w = cleanups.startCli(db, ['status', '--watch', '--interval', '0.3']);
     // Several refreshes, each a full block: header with the time, owner, pool, dispatch, counts, workers.
     await waitFor(() => (w.output().match(/^owner: /gm) ?? []).length >= 3, 20_000);
     const blocks = w.output().split('\n\n').filter((b) => b.includes('owner: '));
@@ -53,7 +39,7 @@ describe('status --watch', () => {
     w.kill('SIGINT');
     expect(await exited(w)).toEqual({ code: 0, signal: null });
     // --json --watch: one report per line.
-    const j = spawnCli(db, ['--json', 'status', '--watch', '--interval', '0.2']);
+    const j = cleanups.startCli(db, ['--json', 'status', '--watch', '--interval', '0.2']);
     await waitFor(() => j.output().split('\n').filter(Boolean).length >= 2, 20_000);
     const rep = JSON.parse(j.output().split('\n')[0]!);
     expect(rep.workers[0]).toMatchObject({ task: id, skill: 'sleeper', attempt: 1, pid, reclaim: null, alive: true });
@@ -71,9 +57,7 @@ describe('status --watch', () => {
     // script(1) gives the command a pseudo-terminal and copies what it shows to a file as it goes.
     const typescript = join(dir, 'typescript');
     const sc = spawn('script', ['-qefc', `${process.execPath} ${CLI} --db ${db} status --watch --interval 0.3`, typescript], { stdio: ['ignore', 'ignore', 'pipe'] });
-    cleanups.push(() => {
-      if (sc.exitCode === null && sc.signalCode === null) sc.kill('SIGKILL');
-    });
+    cleanups.killAtEnd(sc);
     const shown = () => (existsSync(typescript) ? readFileSync(typescript, 'latin1') : '');
     await waitFor(() => (shown().match(/\x1b\[H/g) ?? []).length >= 3, 60_000, 100);
     // Ctrl-C: SIGINT to the watching process (found by its own command line).
@@ -105,7 +89,7 @@ describe('status --watch', () => {
     // (A read-only connection may create the -wal and -shm SQLite needs; nothing else.)
     const before = new Set([...readdirSync(join(dir, 'board')), 'kanban.db-wal', 'kanban.db-shm']);
     expect((await cli(db, ['status'])).code).toBe(0);
-    const w = spawnCli(db, ['status', '--watch', '--interval', '0.2']);
+    const w = cleanups.startCli(db, ['status', '--watch', '--interval', '0.2']);
     await waitFor(() => (w.output().match(/^owner: /gm) ?? []).length >= 2);
     w.kill('SIGINT');
     expect((await exited(w)).code).toBe(0);
@@ -117,7 +101,7 @@ describe('status --watch', () => {
     const { dir, db } = setup();
     await cli(db, ['skill', 'add', 'crash', '--', join(SUP, 'crash.sh'), join(dir, 'spawns.txt')]);
     for (let i = 0; i < 3; i++) await cli(db, ['add', '--skill', 'crash', '--max-attempts', '5']);
-    const sup = spawnCli(db, ['run'], { ...FAST, STORM_DISTINCT_TASKS: '2' });
+    const sup = cleanups.startCli(db, ['run'], { ...FAST, STORM_DISTINCT_TASKS: '2' });
     await waitFor(() => sup.output().includes('"event":"storm_pause"'));
     // The pause lasts 5 s, then 10 s…: both views taken at once, until one falls inside a pause.
     await waitFor(async () => {
@@ -139,7 +123,7 @@ describe('retry', () => {
     const spawns = join(dir, 'spawns.txt');
     await cli(db, ['skill', 'add', 'crash', '--', join(SUP, 'crash.sh'), spawns]);
     const id = (await cli(db, ['add', '--skill', 'crash', '--max-attempts', '2'])).stdout.trim();
-    let sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    let sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     let show = JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
     expect(show).toMatchObject({ status: 'blocked', consecutive_failures: 2 });
@@ -149,7 +133,7 @@ describe('retry', () => {
     show = JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
     expect(show.events.at(-1)).toMatchObject({ kind: 'retried', data: { from: 'blocked', consecutive_failures: 2 } });
     // The retried task runs again: two new attempts (its limit, counted from zero again).
-    sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     expect(readFileSync(spawns, 'utf8').trim().split('\n').length).toBe(4);
     show = JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
@@ -160,7 +144,7 @@ describe('retry', () => {
     const ok = (await cli(db, ['add', '--skill', 'ok'])).stdout.trim();
     const cancelled = (await cli(db, ['add', '--skill', 'ok'])).stdout.trim();
     await cli(db, ['cancel', cancelled]);
-    sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     expect((await exited(sup)).code, sup.output()).toBe(0);
     expect(JSON.parse((await cli(db, ['--json', 'show', ok])).stdout)).toMatchObject({ status: 'done', result: { slept: true } });
     expect(JSON.parse((await cli(db, ['--json', 'retry', ok])).stdout)).toMatchObject({ status: 'ready', result: null });
@@ -176,7 +160,7 @@ describe('retry', () => {
     const pids = join(dir, 'pids.txt');
     await cli(db, ['skill', 'add', 'stubborn', '--reclaim-grace', '600', '--', join(SUP, 'ignore-term.sh'), pids]);
     const id = (await cli(db, ['add', '--skill', 'stubborn'])).stdout.trim();
-    const sup = spawnCli(db, ['run', '--until-idle'], FAST);
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], FAST);
     await waitFor(() => existsSync(pids));
     await waitFor(async () => JSON.parse((await cli(db, ['--json', 'show', id])).stdout).runs[0]?.pid !== null);
     const running = await cli(db, ['retry', id]);

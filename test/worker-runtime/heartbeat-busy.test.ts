@@ -9,7 +9,7 @@ import Database from 'better-sqlite3';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WORKER_BUSY_RETRIES, WORKER_BUSY_TIMEOUT_MS } from '@kanban-supervisor/worker-runtime';
-import { waitFor } from '../helpers.js';
+import { waitFor } from '../src/common.js';
 import { boardSetup, claimRun, spawnWorker } from '../fixtures/worker/harness.js';
 
 const setup = boardSetup('ks-hb-busy-');
@@ -37,7 +37,7 @@ describe('heartbeats under lock contention', () => {
     const w = await spawnWorker(board, run, [process.execPath, '--input-type=module', '-e', SKILL], env);
     await waitFor(() => existsSync(env.READY), 20_000, 20);
     // Another writer holds the board's write lock for longer than the worker's whole busy budget.
-    const holder = new Database(board.path, { timeout: 5000 });
+    const holder = new Database(board.location, { timeout: 5000 });
     holder.exec('BEGIN IMMEDIATE');
     try {
       writeFileSync(env.GO, '');

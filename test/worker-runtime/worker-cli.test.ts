@@ -1,22 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { SqliteBoard } from '@kanban-supervisor/board';
+import { openBoard } from '@kanban-supervisor/board';
 import { readSpool } from '@kanban-supervisor/worker-runtime';
-import { EXAMPLES, ROOT, run, tempDir } from '../helpers.js';
+import { Cleanups, EXAMPLES, ROOT, cleanEnv, run } from '../src/common.js';
 import { WORKER_CLI, boardSetup, claimRun, spawnWorker, type ClaimedRun } from '../fixtures/worker/harness.js';
 
 const setup = boardSetup('ks-worker-cli-');
-/** Temp dirs of tests that make their own (damaged) board. */
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
-function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (k.startsWith('KANBAN_')) delete env[k];
-  return { ...env, ...extra };
-}
+/** Temp dirs of tests that make their own (damaged) board, and boards to close before them. */
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 /** `kanban-supervisor worker ARGS` as a skill would run it (through the stand-alone entry). */
 function worker(r: ClaimedRun | Record<string, string>, args: string[]) {
   const env = 'env' in r ? (r.env as Record<string, string>) : r;
@@ -66,7 +59,7 @@ describe('worker CLI', () => {
   it("a reclaimed run's late complete is refused: exit 3 with the exact message, task keeps its state", async () => {
     const { board } = await setup();
     const r = await claimRun(board, null);
-    await board.recordSpawn(r.runId, { pid: process.pid, pgid: process.pid, procStartTime: 0, bootId: 'test' }, Date.now());
+    await board.recordSpawns([{ runId: r.runId, info: { pid: process.pid, pgid: process.pid, procStartTime: 0, bootId: 'test' } }], Date.now());
     expect(await board.beginReclaim(r.runId, 'timed_out', Date.now())).toBe(true);
     const before = (await board.showTask(r.taskId))!;
     const res = await worker(r, ['complete', '--result', '{"late":true}']);
@@ -131,9 +124,8 @@ describe('worker CLI', () => {
   });
 
   it('a damaged board: the final report is spooled next to it (0600), exit 0', async () => {
-    const t = tempDir('ks-worker-cli-');
-    temps.push(t.cleanup);
-    const db = join(t.dir, 'kanban.db');
+    const dir = cleanups.tempDir('ks-worker-cli-');
+    const db = join(dir, 'kanban.db');
     writeFileSync(db, 'this is not a database, just some text that is long enough to be a header...........');
     const cred = { KANBAN_DB: db, KANBAN_TASK_ID: 'tabc', KANBAN_RUN_ID: 'rdef', KANBAN_RUN_TOKEN: 'secret' };
     const res = await worker(cred, ['complete', '--result', '{"n":1}']);
@@ -144,7 +136,7 @@ describe('worker CLI', () => {
     const s = spooled[0]!;
     expect('entry' in s && s.entry).toMatchObject({ taskId: 'tabc', runId: 'rdef', token: 'secret', report: { outcome: 'completed', result: { n: 1 } } });
     expect(statSync(s.path).mode & 0o777).toBe(0o600);
-    expect(statSync(join(t.dir, 'spool')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dir, 'spool')).mode & 0o777).toBe(0o700);
     // Non-final commands have nothing to spool: they fail.
     expect((await worker(cred, ['heartbeat'])).code).toBe(1);
   });
@@ -196,13 +188,12 @@ describe('flaky.sh (bash + worker CLI)', () => {
 
 describe('seed script', () => {
   it('registers the examples and enqueues tasks on first run only', async () => {
-    const t = tempDir('ks-seed-');
-    temps.push(t.cleanup);
-    const db = join(t.dir, 'k', 'kanban.db');
+    const dir = cleanups.tempDir('ks-seed-');
+    const db = join(dir, 'k', 'kanban.db');
     const first = await run(process.execPath, [join(EXAMPLES, 'seed.js'), '--db', db]);
     expect(first.code, first.stderr).toBe(0);
-    const b = SqliteBoard.open(db);
-    temps.push(() => b.closeSync()); // popped first: close before the dir goes
+    const b = await openBoard(db);
+    cleanups.push(() => b.close()); // undone first: close before the dir goes
     const skills = await b.listSkills();
     expect(skills.map((s) => s.name)).toEqual(['echo', 'flaky', 'slow-call']);
     for (const s of skills) for (const a of s.argv) if (a.startsWith('/')) expect(existsSync(a), a).toBe(true);

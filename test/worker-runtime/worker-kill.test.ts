@@ -2,14 +2,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawn } from 'node:child_process';
-import { SqliteBoard } from '@kanban-supervisor/board';
-import { sleep, tempDir, waitFor } from '../helpers.js';
+import { openDatabase } from '@kanban-supervisor/board';
+import { Cleanups, sleep, waitFor } from '../src/common.js';
 import { SKILL, claimRun, integrity, openTestBoard, spawnWorker, type ClaimedRun } from '../fixtures/worker/harness.js';
 
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
 
 function ledgerSeqs(path: string): number[] {
   if (!existsSync(path)) return [];
@@ -21,24 +19,23 @@ function ledgerSeqs(path: string): number[] {
 
 describe('workers SIGKILLed mid-write', () => {
   it('200 SIGKILLs leave the board intact with every acknowledged write present', async () => {
-    const t = tempDir('ks-worker-kill-');
-    temps.push(t.cleanup);
+    const dir = cleanups.tempDir('ks-worker-kill-');
     const TOTAL = 200;
     const PARALLEL = 8;
     const started = Date.now();
-    const board = await openTestBoard(t.dir);
-    mkdirSync(join(t.dir, 'ledger'));
+    const board = await openTestBoard(dir);
+    mkdirSync(join(dir, 'ledger'));
     // Claim every run up front, as a supervisor would one by one.
     const runs: ClaimedRun[] = [];
     for (let i = 0; i < TOTAL; i++) {
       const task = await board.createTask({ skill: 'test', payload: { i } });
-      const c = (await board.claimNext(Date.now(), () => '/dev/null'))!;
+      const c = (await board.claimBatch(1, Date.now(), () => '/dev/null'))[0]!;
       expect(c.task.id).toBe(task.id);
       runs.push({
         taskId: task.id,
         runId: c.run.id,
         token: c.token,
-        env: { KANBAN_DB: board.path, KANBAN_TASK_ID: task.id, KANBAN_RUN_ID: c.run.id, KANBAN_RUN_TOKEN: c.token, KANBAN_HEARTBEAT_TIMEOUT_SECONDS: '0.3' },
+        env: { KANBAN_DB: board.location, KANBAN_TASK_ID: task.id, KANBAN_RUN_ID: c.run.id, KANBAN_RUN_TOKEN: c.token, KANBAN_HEARTBEAT_TIMEOUT_SECONDS: '0.3' },
       });
     }
     let next = 0;
@@ -48,7 +45,7 @@ describe('workers SIGKILLed mid-write', () => {
       while (next < runs.length) {
         const i = next++;
         const run = runs[i]!;
-        const ledger = join(t.dir, 'ledger', run.runId);
+        const ledger = join(dir, 'ledger', run.runId);
         const w = await spawnWorker(board, run, [process.execPath, SKILL], { MODE: 'write-loop', LEDGER: ledger });
         // A random moment. Every other worker: anywhere from start-up and opening the board to the
         // loop of writes; the others: a random moment after their first acknowledged write.
@@ -69,12 +66,12 @@ describe('workers SIGKILLed mid-write', () => {
     expect(exits).toHaveLength(TOTAL);
     expect(exits.every((e) => e.signal === 'SIGKILL')).toBe(true);
 
-    // A fresh connection, as the next supervisor would open it.
-    const after = SqliteBoard.open(join(t.dir, 'kanban.db'));
+    // A fresh connection, opened as the next supervisor opens the board (the hardened open: WAL, migrations).
+    const after = openDatabase(join(dir, 'kanban.db'));
     try {
-      expect(integrity(after)).toBe('ok');
-      expect(after.db.pragma('foreign_key_check')).toEqual([]);
-      const rows = after.db
+      expect(integrity(join(dir, 'kanban.db'))).toBe('ok');
+      expect(after.pragma('foreign_key_check')).toEqual([]);
+      const rows = after
         .prepare(`SELECT run_id, json_extract(data, '$.n') AS n FROM events WHERE kind = 'seq' ORDER BY id`)
         .all() as Array<{ run_id: string; n: number }>;
       const onBoard = new Map<string, number[]>();
@@ -85,7 +82,7 @@ describe('workers SIGKILLed mid-write', () => {
       }
       let acknowledged = 0;
       for (const run of runs) {
-        const ledger = ledgerSeqs(join(t.dir, 'ledger', run.runId));
+        const ledger = ledgerSeqs(join(dir, 'ledger', run.runId));
         const committed = onBoard.get(run.runId) ?? [];
         acknowledged += ledger.length;
         // Each run's writes are a gap-free prefix 0..k, and every ledgered (acknowledged) write is in it;
@@ -100,20 +97,19 @@ describe('workers SIGKILLed mid-write', () => {
       expect(acknowledged).toBeGreaterThan(1000);
       console.log(`200 SIGKILLs: ${killedWithWrites} mid-loop, ${acknowledged} acknowledged writes, all present; ${Date.now() - started} ms`);
     } finally {
-      await after.close();
+      after.close();
     }
   }, 120_000);
 });
 
 describe('a worker outlives its supervisor', () => {
   it('keeps running when its parent dies and its output pipes break, and finishes its task', async () => {
-    const t = tempDir('ks-worker-orphan-');
-    temps.push(t.cleanup);
-    const board = await openTestBoard(t.dir);
+    const dir = cleanups.tempDir('ks-worker-orphan-');
+    const board = await openTestBoard(dir);
     try {
       const run = await claimRun(board, null);
-      const ready = join(t.dir, 'ready');
-      const go = join(t.dir, 'go');
+      const ready = join(dir, 'ready');
+      const go = join(dir, 'go');
       // A stand-in supervisor: spawns the worker with pipes to itself (the worst case), then is SIGKILLed.
       const parentScript = `
         const { spawn } = require('node:child_process');

@@ -3,17 +3,11 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BoardDamagedError, NotCurrentError, BoardInputError, type Board, type WorkerReport } from '@kanban-supervisor/board';
 import { deliverReport, readSpool, removeSpoolEntry, spoolDir, writeSpool } from '@kanban-supervisor/worker-runtime';
-import { tempDir } from '../helpers.js';
+import { Cleanups } from '../src/common.js';
 
-const temps: Array<() => void> = [];
-afterEach(() => {
-  while (temps.length) temps.pop()!();
-});
-function tmp(): string {
-  const t = tempDir('ks-worker-spool-');
-  temps.push(t.cleanup);
-  return t.dir;
-}
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const tmp = () => cleanups.tempDir('ks-worker-spool-');
 
 /** A board whose `report` fails with the given errors in turn, then succeeds. */
 function flakyBoard(errors: unknown[]): Board & { calls: number } {

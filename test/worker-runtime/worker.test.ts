@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { EXAMPLES, sleep, waitFor } from '../helpers.js';
+import { EXAMPLES, sleep, waitFor } from '../src/common.js';
 import { SKILL, boardSetup, claimRun, events, integrity, spawnWorker } from '../fixtures/worker/harness.js';
 
 const setup = boardSetup('ks-worker-');
@@ -15,8 +15,8 @@ describe('runWorker: outcomes and exit codes', () => {
     const { board } = await setup();
     await board.putSkill({ name: 'echo', argv: node(join(EXAMPLES, 'echo.js')) });
     const task = await board.createTask({ skill: 'echo', payload: { hello: ['world', 1] } });
-    const claim = (await board.claimNext(Date.now(), () => '/dev/null'))!;
-    const run = { taskId: task.id, runId: claim.run.id, token: claim.token, env: { KANBAN_DB: board.path, KANBAN_TASK_ID: task.id, KANBAN_RUN_ID: claim.run.id, KANBAN_RUN_TOKEN: claim.token } };
+    const claim = (await board.claimBatch(1, Date.now(), () => '/dev/null'))[0]!;
+    const run = { taskId: task.id, runId: claim.run.id, token: claim.token, env: { KANBAN_DB: board.location, KANBAN_TASK_ID: task.id, KANBAN_RUN_ID: claim.run.id, KANBAN_RUN_TOKEN: claim.token } };
     const w = await spawnWorker(board, run, node(join(EXAMPLES, 'echo.js')));
     expect((await w.done).code, w.output()).toBe(0);
     const t = (await board.getTask(task.id))!;
@@ -140,7 +140,7 @@ describe('runWorker: signals', () => {
     // the hooks run once and the stop is recorded.
     expect(lines(hookFile)).toHaveLength(1);
     expect(lines(hookFile)[0]).toMatch(/^hook (WorkerStoppedError|NotCurrentError)$/);
-    expect(integrity(board)).toBe('ok');
+    expect(integrity(board.location)).toBe('ok');
     const detail = (await board.showTask(run.taskId))!;
     expect(detail.runs[0]!.stoppedOnRequest).toBe(true);
     expect(detail.events.filter((e) => e.kind === 'stopped_on_request').map((e) => e.data)).toEqual([{ signal: 'SIGTERM' }]);
@@ -149,7 +149,7 @@ describe('runWorker: signals', () => {
     expect(seqs.length).toBeGreaterThanOrEqual(lines(ledger).length);
     expect(detail.task.status).toBe('running');
     // The connection was closed cleanly: the WAL holds nothing left to checkpoint from it.
-    expect(existsSync(board.path + '-wal')).toBe(true);
+    expect(existsSync(board.location + '-wal')).toBe(true);
   });
 
   it('SIGINT without a reclaim: exit 130, hooks ran, stop recorded with SIGINT', async () => {
@@ -164,7 +164,7 @@ describe('runWorker: signals', () => {
     expect(lines(hookFile)).toEqual(['hook WorkerStoppedError']);
     const detail = (await board.showTask(run.taskId))!;
     expect(detail.events.filter((e) => e.kind === 'stopped_on_request').map((e) => e.data)).toEqual([{ signal: 'SIGINT' }]);
-    expect(integrity(board)).toBe('ok');
+    expect(integrity(board.location)).toBe('ok');
   });
 
   it('hooks that overrun the budget are cut off: the worker still exits within the grace', async () => {
@@ -198,7 +198,7 @@ describe('runWorker: signals', () => {
     expect(exit.at - t0).toBeLessThan(1000);
     expect(existsSync(join(dir, 'hook'))).toBe(false);
     expect((await board.showTask(run.taskId))!.runs[0]!.stoppedOnRequest).toBe(true);
-    expect(integrity(board)).toBe('ok');
+    expect(integrity(board.location)).toBe('ok');
   });
 });
 
@@ -252,8 +252,8 @@ describe('examples', () => {
     await board.putSkill({ name: 'slow-call', argv: node(script) });
     const task = await board.createTask({ skill: 'slow-call', payload: { steps: 12, stepMs: 60 } });
     const start = async () => {
-      const c = (await board.claimNext(Date.now(), () => '/dev/null'))!;
-      const run = { taskId: task.id, runId: c.run.id, token: c.token, env: { KANBAN_DB: board.path, KANBAN_TASK_ID: task.id, KANBAN_RUN_ID: c.run.id, KANBAN_RUN_TOKEN: c.token, KANBAN_RECLAIM_GRACE_SECONDS: '3' } };
+      const c = (await board.claimBatch(1, Date.now(), () => '/dev/null'))[0]!;
+      const run = { taskId: task.id, runId: c.run.id, token: c.token, env: { KANBAN_DB: board.location, KANBAN_TASK_ID: task.id, KANBAN_RUN_ID: c.run.id, KANBAN_RUN_TOKEN: c.token, KANBAN_RECLAIM_GRACE_SECONDS: '3' } };
       return { run, w: await spawnWorker(board, run, node(script)) };
     };
     const first = await start();
@@ -269,7 +269,7 @@ describe('examples', () => {
     expect(saved.done).toBeGreaterThanOrEqual(3);
     // The supervisor's part: the process is gone, the run ends, the task is ready again.
     await board.recordExits([{ runId: first.run.runId, at: Date.now(), exitCode: 143, gone: true, outcomeIfUnreported: 'timed_out' }]);
-    await board.applyAccounting(first.run.runId, { action: 'requeue', consecutiveFailures: 1, notBefore: 0, counted: true }, Date.now());
+    await board.applyAccountingBatch([{ runId: first.run.runId, action: { action: 'requeue', consecutiveFailures: 1, notBefore: 0, counted: true } }], Date.now());
     const second = await start();
     expect((await second.w.done).code, second.w.output()).toBe(0);
     const t = (await board.getTask(task.id))!;

@@ -19,8 +19,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync,
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { ROOT, run, type CmdResult } from '../helpers.js';
-import { npmEnv } from '../npm-env.js';
+import { ROOT, npmEnv, run, type CmdResult } from '../src/common.js';
 
 /** The publishable packages: folder → package name. */
 const PACKAGES: Record<string, string> = {

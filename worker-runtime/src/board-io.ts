@@ -1,13 +1,14 @@
 /**
  * Worker-side board access: a short busy timeout, fenced writes, the final report with its
  * spool fallback, and the close that checkpoints what is free to checkpoint.
- * Every board operation is synchronous inside (one BEGIN IMMEDIATE … COMMIT, no await in it).
+ * On a SQLite board every operation is synchronous inside (one BEGIN IMMEDIATE … COMMIT, no await in it).
  */
 import {
   BoardInputError,
   NotCurrentError,
-  SqliteBoard,
   classifyError,
+  localConnectionOf,
+  openBoard,
   type Board,
   type RunCredentials,
   type WorkerReport,
@@ -20,8 +21,8 @@ export const WORKER_BUSY_TIMEOUT_MS = 2000;
 export const WORKER_BUSY_RETRIES = 10;
 
 /** Open an existing board the way workers do (same hardened open; never creates a board). */
-export function openWorkerBoard(dbPath: string): SqliteBoard {
-  return SqliteBoard.open(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false });
+export function openWorkerBoard(dbPath: string): Promise<Board> {
+  return openBoard(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false });
 }
 
 /**
@@ -32,18 +33,25 @@ export function isBoardFault(e: unknown): boolean {
   return classifyError(e) !== 'other';
 }
 
-/** Set the connection's busy timeout (used to keep the last writes of a shutdown inside the grace). */
-export function setBusyTimeout(board: SqliteBoard, ms: number): void {
+/**
+ * Set the connection's busy timeout (used to keep the last writes of a shutdown inside the grace);
+ * nothing for a board without a connection in this process.
+ */
+export function setBusyTimeout(board: Board, ms: number): void {
   try {
-    board.setBusyTimeout(ms);
+    localConnectionOf(board)?.setBusyTimeout(ms);
   } catch {
     /* best effort */
   }
 }
 
-/** Checkpoint the WAL without waiting and close the connection. Never throws. */
-export function checkpointAndClose(board: SqliteBoard | null): void {
-  board?.checkpointAndCloseSync();
+/**
+ * Checkpoint the WAL without waiting and close the connection, synchronously (it runs right before
+ * process.exit, also in the signal path). Never throws. A board without a connection in this
+ * process has nothing to close here: its connection ends with the process.
+ */
+export function checkpointAndClose(board: Board | null): void {
+  if (board) localConnectionOf(board)?.closeNow('free');
 }
 
 export type Delivery = { via: 'board' } | { via: 'spool'; path: string; cause: string };

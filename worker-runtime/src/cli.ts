@@ -5,7 +5,8 @@
  * Exit statuses: 0 ok, 1 other failure, 2 bad arguments or environment, 3 fenced out
  * (`run R is no longer current for task T`, nothing written).
  */
-import { BoardInputError, NotCurrentError, type Json, type SqliteBoard, type WorkerReport } from '@kanban-supervisor/board';
+import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
+import { BoardInputError, NotCurrentError, type Board, type Json, type WorkerReport } from '@kanban-supervisor/board';
 import { ConfigError, LIMITS, parseLimit } from '@kanban-supervisor/policies';
 import { checkpointAndClose, deliverReport, openWorkerBoard } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';
@@ -119,6 +120,13 @@ interface Parsed {
   flags: Map<string, string | number | Json>;
 }
 
+/**
+ * `worker COMMAND [ARGS] [--flag VALUE | --flag=VALUE]...`, read by node:util parseArgs (not strict:
+ * a value may start with a dash, `--seconds -1` is refused by its range, not as a missing value) and
+ * checked here: an unknown flag, a flag without its value or given twice is a usage error naming it.
+ * `--help` or `-h` before a `--` prints the command's help; an argument with a single dash (`-x`) and
+ * everything after `--` are positional.
+ */
 function parseArgs(args: string[]): Parsed | 'help' | { help: string } {
   const [command, ...rest] = args;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') return 'help';
@@ -126,33 +134,35 @@ function parseArgs(args: string[]): Parsed | 'help' | { help: string } {
   if (!spec) throw new UsageError(`unknown worker command ${JSON.stringify(command)}; one of ${Object.keys(COMMANDS).join(', ')}`);
   const positional: string[] = [];
   const flags = new Map<string, string | number | Json>();
-  let onlyPositional = false;
-  for (let i = 0; i < rest.length; i++) {
-    const a = rest[i]!;
-    if (!onlyPositional && a === '--') {
-      onlyPositional = true;
+  const options: NonNullable<ParseArgsConfig['options']> = { help: { type: 'boolean', short: 'h' } };
+  for (const name of Object.keys(spec.flags)) options[name.slice(2)] = { type: 'string' };
+  const { tokens } = nodeParseArgs({ args: rest, options, strict: false, allowPositionals: true, tokens: true });
+  let last = -1;
+  for (const t of tokens) {
+    if (t.kind === 'option-terminator') continue;
+    if (t.kind === 'positional') {
+      positional.push(t.value);
       continue;
     }
-    if (!onlyPositional && (a === '--help' || a === '-h')) return { help: command };
-    if (!onlyPositional && a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = eq >= 0 ? a.slice(0, eq) : a;
-      const kind = spec.flags[name];
-      if (!kind) {
-        const known = Object.keys(spec.flags);
-        throw new UsageError(`worker ${command}: unknown option ${name}${known.length ? ` (options: ${known.join(', ')})` : ''}`);
-      }
-      let raw: string;
-      if (eq >= 0) raw = a.slice(eq + 1);
-      else {
-        if (i + 1 >= rest.length) throw new UsageError(`worker ${command}: ${name} needs a value`);
-        raw = rest[++i]!;
-      }
-      if (flags.has(name)) throw new UsageError(`worker ${command}: ${name} was given twice`);
-      flags.set(name, parseFlag(command, name, kind, raw));
+    // node splits `-xyz` into one token per letter, all with the index of `-xyz`.
+    if (t.index === last) continue;
+    last = t.index;
+    const a = rest[t.index]!;
+    if (a === '--help' || a === '-h') return { help: command };
+    if (!a.startsWith('--')) {
+      positional.push(a);
       continue;
     }
-    positional.push(a);
+    const eq = a.indexOf('=');
+    const name = eq >= 0 ? a.slice(0, eq) : a;
+    const kind = spec.flags[name];
+    if (!kind) {
+      const known = Object.keys(spec.flags);
+      throw new UsageError(`worker ${command}: unknown option ${name}${known.length ? ` (options: ${known.join(', ')})` : ''}`);
+    }
+    if (t.value === undefined) throw new UsageError(`worker ${command}: ${name} needs a value`);
+    if (flags.has(name)) throw new UsageError(`worker ${command}: ${name} was given twice`);
+    flags.set(name, parseFlag(command, name, kind, t.value));
   }
   if (positional.length !== spec.args.length) {
     throw new UsageError(
@@ -240,10 +250,10 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
       : { outcome: 'deferred', seconds: flags.get('--seconds') as number, reason: String(reason) };
   }
 
-  let board: SqliteBoard | null = null;
+  let board: Board | null = null;
   try {
     try {
-      board = openWorkerBoard(dbPath);
+      board = await openWorkerBoard(dbPath);
     } catch (e) {
       // A final report is never lost to a board that cannot be opened, whatever the reason
       // (damaged, I/O, not readable or writable by this user, read-only, missing): it is spooled.
@@ -291,7 +301,7 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
     if (final) checkpointAndClose(board);
     else if (board) {
       try {
-        board.closeSync(null);
+        await board.close();
       } catch {
         /* best effort */
       }

@@ -3,23 +3,11 @@
  * The supervisor sets these variables; the runtime and the worker CLI read them.
  */
 import { resolve } from 'node:path';
-import { CONFIG_VARS, LIMITS, readLimit, type LimitRange } from '@kanban-supervisor/policies';
+import { CONFIG_VARS, EXIT, LIMITS, readLimit, type LimitRange } from '@kanban-supervisor/policies';
 import type { RunCredentials } from '@kanban-supervisor/board';
 
-/** Process exit statuses of a worker (runtime and CLI). */
-export const EXIT = {
-  completed: 0,
-  ok: 0,
-  failed: 1,
-  /** Bad arguments, missing or invalid KANBAN_* variables. */
-  usage: 2,
-  /** The run is no longer current (reclaimed, cancelled, ended): nothing was written. */
-  notCurrent: 3,
-  /** EX_TEMPFAIL: the worker deferred its task. */
-  deferred: 75,
-  sigint: 130,
-  sigterm: 143,
-} as const;
+/** Process exit statuses of a worker (runtime and CLI): the table every command of the product uses. */
+export { EXIT };
 
 export const REQUIRED_VARS = ['KANBAN_DB', 'KANBAN_TASK_ID', 'KANBAN_RUN_ID', 'KANBAN_RUN_TOKEN'] as const;
 

@@ -10,10 +10,10 @@
  * Exit statuses: 0 completed, 1 failed, 2 bad environment, 3 fenced out (nothing written),
  * 75 deferred, 143 SIGTERM, 130 SIGINT.
  *
- * Every board operation is synchronous inside (one short transaction, never spanning an await);
+ * On a SQLite board every operation is synchronous inside (one short transaction, never spanning an await);
  * the only awaits around them are the busy-retry backoffs between transactions.
  */
-import { BoardInputError, NotCurrentError, type Json, type SqliteBoard, type Task, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
 import { heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
 import { checkpointAndClose, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
@@ -148,7 +148,7 @@ export function runWorker(handler: WorkerHandler, options: RunWorkerOptions = {}
 
 class WorkerProcess {
   private env: WorkerEnv | null = null;
-  private board: SqliteBoard | null = null;
+  private board: Board | null = null;
   private readonly controller = new AbortController();
   private readonly hooks: ShutdownHook[] = [];
   private hooksDone: Promise<void> | null = null;
@@ -203,7 +203,7 @@ class WorkerProcess {
     }
     this.env = env;
     try {
-      this.board = openWorkerBoard(env.dbPath);
+      this.board = await openWorkerBoard(env.dbPath);
     } catch (e) {
       say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
       return this.deferUnavailable(env, e, `the board ${env.dbPath} could not be opened`);
@@ -269,7 +269,7 @@ class WorkerProcess {
       }
     }
     if (this.signal) return;
-    this.exit(report.outcome === 'completed' ? EXIT.completed : report.outcome === 'deferred' ? EXIT.deferred : EXIT.failed);
+    this.exit(report.outcome === 'completed' ? EXIT.ok : report.outcome === 'deferred' ? EXIT.tempFail : EXIT.failed);
   }
 
   /**
@@ -287,7 +287,7 @@ class WorkerProcess {
         `kanban worker: the handler did not run; the run ends deferred for ${BOARD_UNAVAILABLE_DEFER_SECONDS} s` +
           (d.via === 'spool' ? ` (spooled to ${d.path})` : ''),
       );
-      return this.exit(EXIT.deferred);
+      return this.exit(EXIT.tempFail);
     } catch (e) {
       if (this.signal) return;
       if (e instanceof NotCurrentError) {

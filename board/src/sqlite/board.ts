@@ -1,0 +1,377 @@
+/**
+ * The SQLite board: the `Board` interface and the abilities of a local SQLite connection, over one
+ * connection. Each method delegates to its operation module (skills, tasks, claims, runs, worker,
+ * accounting, events), which runs its statements through a `Writer` (tx.ts): on their own, each
+ * write is one BEGIN IMMEDIATE transaction retried on SQLITE_BUSY; in a BoardTx (`begin()`), a
+ * savepoint of the tick's transaction. Input rules live in ../validate.ts, shared by every backend.
+ */
+import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import type { BoardPathOptions, Db, OpenOptions } from '../open.js';
+import { resolveBoardPath } from '../open.js';
+import type {
+  AccountAction,
+  Board,
+  BoardCounts,
+  BoardTx,
+  ChangeFeed,
+  Checkpointing,
+  Claim,
+  ExitObservation,
+  Json,
+  LiveRun,
+  LocalConnection,
+  OwnerInfo,
+  Run,
+  RunCredentials,
+  RunFilter,
+  RunListing,
+  Skill,
+  SkillInput,
+  SpawnInfo,
+  Task,
+  TaskDetail,
+  TaskInput,
+  WorkerReport,
+} from '../types.js';
+import * as accounting from './accounting.js';
+import * as claims from './claims.js';
+import { closeNow, checkpointFreeAndClose, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walCheckpoint, type Conn } from './connection.js';
+import * as events from './events.js';
+import * as runs from './runs.js';
+import * as skills from './skills.js';
+import * as tasks from './tasks.js';
+import { Transactions, type TxState, type Writer } from './tx.js';
+import * as worker from './worker.js';
+
+export interface SqliteBoardOptions extends OpenOptions {
+  /** How many times a write is retried on SQLITE_BUSY after the busy timeout ran out. */
+  busyRetries?: number;
+}
+
+type OwnerWrite = { pid: number; host: string; startedAt: number; state?: string; detail?: string | null };
+
+export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConnection {
+  readonly kind = 'sqlite' as const;
+  /** The board file (symlinks resolved). */
+  readonly path: string;
+  /** The raw connection (tests and the chaos suite inspect it). */
+  readonly db: Db;
+  private readonly c: Conn;
+  private readonly tx: Transactions;
+  /** Each operation on its own (its own transaction). */
+  private readonly w: Writer;
+
+  private constructor(c: Conn, opts: SqliteBoardOptions) {
+    this.c = c;
+    this.path = c.path;
+    this.db = c.db;
+    this.tx = new Transactions(c, opts.busyRetries ?? 20);
+    this.w = this.tx.direct;
+  }
+
+  /** Open the board at `path` (hardened open: WAL once, migrations, per-connection pragmas). */
+  static open(path: string, opts: SqliteBoardOptions = {}): SqliteBoard {
+    return new SqliteBoard(openConn(path, opts), opts);
+  }
+
+  /** Open read-only (no WAL change, no migration): for inspecting a board one does not own. */
+  static openReadonly(path: string, busyTimeoutMs = 1000): SqliteBoard {
+    return new SqliteBoard(openReadonlyConn(path, busyTimeoutMs), {});
+  }
+
+  get location(): string {
+    return this.path;
+  }
+
+  async close(): Promise<void> {
+    this.c.close();
+  }
+
+  // ---------------------------------------------------------------- transactions
+
+  begin(): BoardTx {
+    const { g, w } = this.tx.open();
+    const c = this.c;
+    const tx = this.tx;
+    return {
+      liveRuns: () => runs.liveRuns(c, w),
+      unaccountedRuns: () => runs.unaccountedRuns(c, w),
+      claimBatch: (max, now, logPathFor) => claims.claimBatch(c, w, max, now, logPathFor),
+      blockUnknownSkillTasks: (now) => claims.blockUnknownSkillTasks(c, w, now),
+      recordSpawns: (items, now) => runs.recordSpawns(c, w, items, now),
+      endUnspawned: (runId, outcome, error, now) => runs.endUnspawned(c, w, runId, outcome, error, now),
+      recordExits: (observations) => runs.recordExits(c, w, observations),
+      beginReclaim: (runId, reason, now) => runs.beginReclaim(c, w, runId, reason, now),
+      recordSigkill: (runId, now) => runs.recordSigkill(c, w, runId, now),
+      applyAccountingBatch: (items, now) => accounting.applyAccountingBatch(c, w, items, now),
+      appendEvent: (taskId, runId, kind, data, now) => events.appendEvent(c, w, taskId, runId, kind, data, now),
+      setOwner: (info) => events.setOwner(c, w, info),
+      commit: () => tx.commit(g),
+      close: () => tx.close(g),
+      get longestHoldMs() {
+        return g.longestHoldMs;
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------- abilities (ChangeFeed, Checkpointing, LocalConnection)
+
+  /** SQLite's `data_version`: changes when another connection committed (cheap: no I/O when nothing changed). */
+  changeVersion(): number {
+    return dataVersion(this.c);
+  }
+
+  async checkpoint(mode: 'PASSIVE' | 'TRUNCATE'): Promise<{ busy: boolean; logFrames: number; checkpointed: number }> {
+    return this.w.read(() => walCheckpoint(this.c, mode));
+  }
+
+  closeNow(checkpoint: 'PASSIVE' | 'TRUNCATE' | 'free' | null = null): void {
+    closeNow(this.c, checkpoint);
+  }
+
+  setBusyTimeout(ms: number): void {
+    setBusyTimeout(this.c, ms);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  getSkill(name: string): Promise<Skill | null> {
+    return skills.getSkill(this.c, this.w, name);
+  }
+
+  listSkills(): Promise<Skill[]> {
+    return skills.listSkills(this.c, this.w);
+  }
+
+  getTask(id: string): Promise<Task | null> {
+    return tasks.getTask(this.c, this.w, id);
+  }
+
+  listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]> {
+    return tasks.listTasks(this.c, this.w, filter);
+  }
+
+  showTask(id: string): Promise<TaskDetail | null> {
+    return tasks.showTask(this.c, this.w, id);
+  }
+
+  getRun(id: string): Promise<Run | null> {
+    return runs.getRun(this.c, this.w, id);
+  }
+
+  listRuns(filter?: RunFilter): Promise<RunListing[]> {
+    return runs.listRuns(this.c, this.w, filter);
+  }
+
+  counts(): Promise<BoardCounts> {
+    return tasks.counts(this.c, this.w);
+  }
+
+  idle(): Promise<boolean> {
+    return tasks.idle(this.c, this.w);
+  }
+
+  getOwner(): Promise<OwnerInfo | null> {
+    return events.getOwner(this.c, this.w);
+  }
+
+  // ---------------------------------------------------------------- operator writes
+
+  putSkill(input: SkillInput): Promise<Skill> {
+    return skills.putSkill(this.c, this.w, input);
+  }
+
+  removeSkill(name: string): Promise<boolean> {
+    return skills.removeSkill(this.c, this.w, name);
+  }
+
+  createTask(input: TaskInput): Promise<Task> {
+    return tasks.createTask(this.c, this.w, input);
+  }
+
+  cancelTask(id: string): Promise<Task> {
+    return tasks.cancelTask(this.c, this.w, id);
+  }
+
+  blockTask(id: string, reason: string): Promise<Task> {
+    return tasks.blockTask(this.c, this.w, id, reason);
+  }
+
+  unblockTask(id: string): Promise<Task> {
+    return tasks.unblockTask(this.c, this.w, id);
+  }
+
+  retryTask(id: string): Promise<Task> {
+    return tasks.retryTask(this.c, this.w, id);
+  }
+
+  // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())
+
+  liveRuns(): Promise<LiveRun[]> {
+    return runs.liveRuns(this.c, this.w);
+  }
+
+  unaccountedRuns(): Promise<Array<{ run: Run; task: Task }>> {
+    return runs.unaccountedRuns(this.c, this.w);
+  }
+
+  claimBatch(max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]> {
+    return claims.claimBatch(this.c, this.w, max, now, logPathFor);
+  }
+
+  blockUnknownSkillTasks(now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>> {
+    return claims.blockUnknownSkillTasks(this.c, this.w, now);
+  }
+
+  recordSpawns(items: Array<{ runId: string; info: SpawnInfo }>, now: number): Promise<void> {
+    return runs.recordSpawns(this.c, this.w, items, now);
+  }
+
+  endUnspawned(runId: string, outcome: RunOutcome, error: string, now: number): Promise<void> {
+    return runs.endUnspawned(this.c, this.w, runId, outcome, error, now);
+  }
+
+  recordExits(observations: ExitObservation[]): Promise<void> {
+    return runs.recordExits(this.c, this.w, observations);
+  }
+
+  beginReclaim(runId: string, reason: StopReason, now: number): Promise<boolean> {
+    return runs.beginReclaim(this.c, this.w, runId, reason, now);
+  }
+
+  recordSigkill(runId: string, now: number): Promise<void> {
+    return runs.recordSigkill(this.c, this.w, runId, now);
+  }
+
+  applyAccountingBatch(items: Array<{ runId: string; action: AccountAction }>, now: number): Promise<void> {
+    return accounting.applyAccountingBatch(this.c, this.w, items, now);
+  }
+
+  appendEvent(taskId: string, runId: string | null, kind: string, data: Json | null, now: number): Promise<void> {
+    return events.appendEvent(this.c, this.w, taskId, runId, kind, data, now);
+  }
+
+  setOwner(info: OwnerWrite): Promise<void> {
+    return events.setOwner(this.c, this.w, info);
+  }
+
+  // ---------------------------------------------------------------- worker (fenced by run token)
+
+  loadRun(cred: RunCredentials): Promise<{ task: Task; run: Run }> {
+    return worker.loadRun(this.c, this.w, cred);
+  }
+
+  heartbeat(cred: RunCredentials, progress: Json | undefined, now: number): Promise<void> {
+    return worker.heartbeat(this.c, this.w, cred, progress, now);
+  }
+
+  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
+    return worker.workerEvent(this.c, this.w, cred, kind, data, now);
+  }
+
+  report(cred: RunCredentials, report: WorkerReport, now: number): Promise<void> {
+    return worker.report(this.c, this.w, cred, report, now);
+  }
+
+  reportApplied(cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean> {
+    return worker.reportApplied(this.c, this.w, cred, outcome);
+  }
+
+  recordStop(cred: RunCredentials, signal: string, now: number): Promise<void> {
+    return worker.recordStop(this.c, this.w, cred, signal, now);
+  }
+
+  // ================================================================ LEGACY
+  // TEMPORARY (issue 13 in progress): callers are moving to the interface above (begin() and
+  // BoardTx, claimBatch, recordSpawns, applyAccountingBatch, changeVersion, closeNow, openBoard,
+  // readOwner and resolveBoardPath of the package). This whole section is deleted once none is left.
+
+  private legacyGroup: TxState | null = null;
+  private legacyLongest = 0;
+
+  /** LEGACY: the longest time a write group held the write lock since the last call (ms); resets it. */
+  takeLongestGroupHold(): number {
+    const ms = this.legacyLongest;
+    this.legacyLongest = 0;
+    return ms;
+  }
+
+  /** LEGACY: while a group is open, every write of this board object goes into its transaction. */
+  beginGroup(): void {
+    this.legacyGroup = this.tx.legacyBegin();
+  }
+
+  /** LEGACY */
+  async commitGroup(): Promise<void> {
+    const g = this.legacyGroup;
+    if (!g) throw new Error('no write group is open');
+    try {
+      await this.tx.commit(g);
+    } finally {
+      this.legacyLongest = Math.max(this.legacyLongest, g.longestHoldMs);
+    }
+  }
+
+  /** LEGACY */
+  endGroup(): void {
+    const g = this.legacyGroup;
+    if (!g) return;
+    this.legacyGroup = null;
+    this.tx.close(g);
+    this.legacyLongest = Math.max(this.legacyLongest, g.longestHoldMs);
+  }
+
+  /** LEGACY: claimBatch(1, …). */
+  async claimNext(now: number, logPathFor: (runId: string) => string): Promise<Claim | null> {
+    return (await this.claimBatch(1, now, logPathFor))[0] ?? null;
+  }
+
+  /** LEGACY: recordSpawns([…]). */
+  async recordSpawn(runId: string, info: SpawnInfo, now: number): Promise<void> {
+    await this.recordSpawns([{ runId, info }], now);
+  }
+
+  /** LEGACY: applyAccountingBatch([…]). */
+  async applyAccounting(runId: string, action: AccountAction, now: number): Promise<void> {
+    await this.applyAccountingBatch([{ runId, action }], now);
+  }
+
+  /** LEGACY: changeVersion(). */
+  async dataVersion(): Promise<number> {
+    return this.w.read(() => dataVersion(this.c));
+  }
+
+  /** LEGACY: changeVersion(). */
+  dataVersionSync(): number {
+    return dataVersion(this.c);
+  }
+
+  /** LEGACY: closeNow(checkpoint). */
+  closeSync(checkpoint: 'PASSIVE' | 'TRUNCATE' | null = null): void {
+    this.c.close(checkpoint);
+  }
+
+  /** LEGACY: closeNow('free'). */
+  checkpointAndCloseSync(): void {
+    checkpointFreeAndClose(this.c);
+  }
+
+  /** LEGACY: resolveBoardPath of the package. */
+  static resolvePath(path: string, opts: Omit<BoardPathOptions, 'allowHardLinks'> = {}): string {
+    return resolveBoardPath(path, opts);
+  }
+
+  /** LEGACY: readOwner of the package. Read the owner row through a short read-only connection (null if unreadable). */
+  static async readOwner(path: string): Promise<OwnerInfo | null> {
+    try {
+      const b = SqliteBoard.openReadonly(path, 1000);
+      try {
+        return await b.getOwner();
+      } finally {
+        b.closeSync();
+      }
+    } catch {
+      return null;
+    }
+  }
+}

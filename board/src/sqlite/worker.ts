@@ -1,0 +1,113 @@
+/**
+ * The worker's operations, each fenced: it presents its run id and token with every call, and a
+ * write lands only while that run is the task's current, unended, unreclaimed run. A reclaimed
+ * run's late write is refused (NotCurrentError) in the same transaction that would have written it.
+ */
+import { NotCurrentError } from '../errors.js';
+import type { Json, Run, RunCredentials, Task, WorkerReport } from '../types.js';
+import { eventKind, jsonText, progressText, validReport } from '../validate.js';
+import type { Conn } from './connection.js';
+import { toRun, toTask } from './rows.js';
+import type { Writer } from './tx.js';
+
+/**
+ * Throws NotCurrentError unless the run is the task's current, unended, unreclaimed run with this
+ * token. `allowReclaiming`: only the token and that the run has not ended are checked (a run being
+ * reclaimed passes: its worker may record that it stopped).
+ */
+export function fence(c: Conn, cred: RunCredentials, allowReclaiming = false): Run {
+  const r = c.get(
+    `SELECT r.*, t.status AS t_status, t.current_run_id AS t_current FROM runs r JOIN tasks t ON t.id = r.task_id
+      WHERE r.id = ? AND r.task_id = ?`,
+    cred.runId,
+    cred.taskId,
+  );
+  const current =
+    r !== undefined &&
+    r.token === cred.token &&
+    r.status !== 'ended' &&
+    r.exited_at === null &&
+    (allowReclaiming || (r.stop_reason === null && r.t_status === 'running' && r.t_current === cred.runId));
+  if (!current) throw new NotCurrentError(cred.runId, cred.taskId);
+  return toRun(r);
+}
+
+export async function loadRun(c: Conn, w: Writer, cred: RunCredentials): Promise<{ task: Task; run: Run }> {
+  return w.read(() => {
+    const run = fence(c, cred);
+    return { run, task: toTask(c.get('SELECT * FROM tasks WHERE id = ?', cred.taskId)!) };
+  });
+}
+
+export async function heartbeat(c: Conn, w: Writer, cred: RunCredentials, progress: Json | undefined, now: number): Promise<void> {
+  const text = progressText(progress);
+  await w.write(() => {
+    fence(c, cred);
+    c.run('UPDATE runs SET heartbeat_at = ?, progress = COALESCE(?, progress) WHERE id = ?', now, text, cred.runId);
+  });
+}
+
+export async function workerEvent(c: Conn, w: Writer, cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
+  eventKind(kind);
+  const text = jsonText('event data', data);
+  await w.write(() => {
+    fence(c, cred);
+    c.run('INSERT INTO events (task_id, run_id, kind, data, at) VALUES (?, ?, ?, ?, ?)', cred.taskId, cred.runId, kind, text, now);
+  });
+}
+
+/**
+ * The worker's report ends its run. A completed task is done at once (result kept, counter reset);
+ * a failure or a deferral waits for the supervisor's accounting, which applies the policy.
+ */
+export async function report(c: Conn, w: Writer, cred: RunCredentials, input: WorkerReport, now: number): Promise<void> {
+  const rep = validReport(input);
+  await w.write(() => {
+    fence(c, cred);
+    switch (rep.outcome) {
+      case 'completed':
+        c.run(`UPDATE runs SET status = 'ended', outcome = 'completed', ended_at = ? WHERE id = ?`, now, cred.runId);
+        c.run(
+          `UPDATE tasks SET status = 'done', result = ?, consecutive_failures = 0, last_error = NULL, updated_at = ? WHERE id = ?`,
+          rep.resultText,
+          now,
+          cred.taskId,
+        );
+        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now);
+        break;
+      case 'failed':
+        c.run(`UPDATE runs SET status = 'ended', outcome = 'failed', error = ?, ended_at = ? WHERE id = ?`, rep.error, now, cred.runId);
+        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'failed', error: rep.eventError }, now);
+        break;
+      case 'deferred': {
+        const until = now + rep.deferMs;
+        c.run(
+          `UPDATE runs SET status = 'ended', outcome = 'deferred', defer_until = ?, error = ?, ended_at = ? WHERE id = ?`,
+          until,
+          rep.reason,
+          now,
+          cred.runId,
+        );
+        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'deferred', until, reason: rep.reason }, now);
+        break;
+      }
+    }
+  });
+}
+
+/** Whether a spooled report is already on the board (the run, with this token, ended with this outcome). */
+export async function reportApplied(c: Conn, w: Writer, cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean> {
+  return w.read(() => {
+    const r = c.get('SELECT token, status, outcome FROM runs WHERE id = ? AND task_id = ?', cred.runId, cred.taskId);
+    return r !== undefined && r.token === cred.token && r.status === 'ended' && r.outcome === outcome;
+  });
+}
+
+/** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
+export async function recordStop(c: Conn, w: Writer, cred: RunCredentials, signal: string, now: number): Promise<void> {
+  await w.write(() => {
+    fence(c, cred, true);
+    c.run('UPDATE runs SET stopped_on_request = 1 WHERE id = ?', cred.runId);
+    c.event(cred.taskId, cred.runId, 'stopped_on_request', { signal }, now);
+  });
+}

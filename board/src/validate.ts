@@ -1,0 +1,170 @@
+/**
+ * The input rules of the board's operations, outside the SQL: every backend runs its inputs through
+ * these functions before touching its store, so a refusal reads the same whatever the backend.
+ * Each throws BoardInputError naming the thing at fault (the CLI and the README quote the messages),
+ * and returns the values as the store keeps them (JSON texts, defaults applied, limits checked).
+ *
+ * Rules that depend on what the board holds (an unknown skill, a task that is running) are not
+ * here: they are checked inside the operation's transaction.
+ */
+import { LIMITS, limitProblem, TASK_STATUSES, type LimitRange, type TaskStatus } from '@kanban-supervisor/policies';
+import { BoardInputError } from './errors.js';
+import type { Json, RunFilter, SkillInput, TaskInput, WorkerReport } from './types.js';
+
+const SKILL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const EVENT_KIND = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+/** The largest JSON text the board keeps for a payload, a result, progress or event data. */
+export const MAX_JSON_CHARS = 4 * 1024 * 1024;
+/** How much of a worker's error a run keeps, and how much its `reported` event repeats. */
+export const RUN_ERROR_MAX_CHARS = 8192;
+export const EVENT_ERROR_MAX_CHARS = 1024;
+
+/** `v` as the JSON text the board stores (undefined stays absent: null); refused when not JSON or over 4 MiB. */
+export function jsonText(what: string, v: Json | undefined | null): string | null {
+  if (v === undefined) return null;
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch (e) {
+    throw new BoardInputError(`${what} is not serialisable as JSON: ${(e as Error).message}`);
+  }
+  if (s === undefined) throw new BoardInputError(`${what} is not serialisable as JSON`);
+  if (s.length > MAX_JSON_CHARS) throw new BoardInputError(`${what} is larger than 4 MiB of JSON`);
+  return s;
+}
+
+/** An optional limit inside its range (LIMITS, shared with the CLI, the supervisor and the worker runtime). */
+export function optLimit(what: string, v: number | null | undefined, range: LimitRange): number | null {
+  if (v === null || v === undefined) return null;
+  const problem = limitProblem(v, range);
+  if (problem !== null) throw new BoardInputError(`${what} ${problem}`);
+  return v;
+}
+
+/** A skill as the board stores it: name checked, env and passEnv checked (passEnv deduplicated), limits in range. */
+export interface ValidSkill {
+  name: string;
+  argv: string[];
+  cwd: string | null;
+  env: Record<string, string>;
+  passEnv: string[];
+  maxRuntimeSeconds: number | null;
+  heartbeatTimeoutSeconds: number | null;
+  reclaimGraceSeconds: number | null;
+  maxRssMb: number | null;
+}
+
+export function validSkill(input: SkillInput): ValidSkill {
+  if (!SKILL_NAME.test(input.name)) {
+    throw new BoardInputError(`skill name ${JSON.stringify(input.name)} is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
+  }
+  if (!Array.isArray(input.argv) || input.argv.length === 0 || !input.argv.every((a) => typeof a === 'string')) {
+    throw new BoardInputError(`skill ${input.name}: the command must be a non-empty array of strings`);
+  }
+  if (input.argv[0] === '') throw new BoardInputError(`skill ${input.name}: the command name is empty`);
+  const env = input.env ?? {};
+  for (const [k, v] of Object.entries(env)) {
+    if (!ENV_NAME.test(k)) throw new BoardInputError(`skill ${input.name}: invalid environment variable name ${JSON.stringify(k)}`);
+    if (typeof v !== 'string') throw new BoardInputError(`skill ${input.name}: environment variable ${k} must be a string`);
+    if (k.startsWith('KANBAN_')) throw new BoardInputError(`skill ${input.name}: environment variable ${k} is reserved for the supervisor`);
+  }
+  const passEnv = [...new Set(input.passEnv ?? [])];
+  for (const k of passEnv) {
+    if (typeof k !== 'string' || !ENV_NAME.test(k)) throw new BoardInputError(`skill ${input.name}: --pass-env must name an environment variable, got ${JSON.stringify(k)}`);
+    if (k.startsWith('KANBAN_')) throw new BoardInputError(`skill ${input.name}: --pass-env ${k}: KANBAN_* variables are set by the supervisor`);
+  }
+  return {
+    name: input.name,
+    argv: input.argv,
+    cwd: input.cwd ?? null,
+    env,
+    passEnv,
+    maxRuntimeSeconds: optLimit(`skill ${input.name}: max runtime`, input.maxRuntimeSeconds, LIMITS.maxRuntimeSeconds),
+    heartbeatTimeoutSeconds: optLimit(`skill ${input.name}: heartbeat timeout`, input.heartbeatTimeoutSeconds, LIMITS.heartbeatTimeoutSeconds),
+    reclaimGraceSeconds: optLimit(`skill ${input.name}: reclaim grace`, input.reclaimGraceSeconds, LIMITS.reclaimGraceSeconds),
+    maxRssMb: optLimit(`skill ${input.name}: max RSS`, input.maxRssMb, LIMITS.maxRssMb),
+  };
+}
+
+/** A new task as the board stores it (whether its skill is registered is the store's check). */
+export interface ValidTask {
+  skill: string;
+  title: string;
+  /** The payload's JSON text ('null' when none). */
+  payload: string;
+  priority: number;
+  maxRuntimeSeconds: number | null;
+  maxRetries: number | null;
+  notBefore: number;
+}
+
+export function validTask(input: TaskInput): ValidTask {
+  const payload = jsonText('payload', input.payload ?? null) ?? 'null';
+  const priority = input.priority ?? 0;
+  if (!Number.isSafeInteger(priority)) throw new BoardInputError(`priority must be an integer, got ${String(input.priority)}`);
+  const maxRuntimeSeconds = optLimit('max runtime', input.maxRuntimeSeconds, LIMITS.maxRuntimeSeconds);
+  const maxRetries = optLimit('max retries', input.maxRetries, LIMITS.failureLimit);
+  return {
+    skill: input.skill,
+    title: input.title ?? input.skill,
+    payload,
+    priority,
+    maxRuntimeSeconds,
+    maxRetries,
+    notBefore: input.notBefore ?? 0,
+  };
+}
+
+/** An operator's block needs a reason (it becomes the task's last error). */
+export function blockReason(reason: string): string {
+  if (!reason.trim()) throw new BoardInputError('a block needs a reason');
+  return reason;
+}
+
+/** The kind of an event a worker appends. */
+export function eventKind(kind: string): string {
+  if (!EVENT_KIND.test(kind)) {
+    throw new BoardInputError(`event kind ${JSON.stringify(kind)} is invalid: use 1-64 letters, digits, '.', '_', ':' or '-'`);
+  }
+  return kind;
+}
+
+/** A heartbeat's progress as JSON text, or null to keep the run's last progress. */
+export function progressText(progress: Json | undefined): string | null {
+  return progress === undefined ? null : jsonText('progress', progress);
+}
+
+/** A worker's report as the board stores it on the run (and repeats in its `reported` event). */
+export type ValidReport =
+  | { outcome: 'completed'; resultText: string }
+  | { outcome: 'failed'; error: string; eventError: string }
+  | { outcome: 'deferred'; deferMs: number; reason: string | null };
+
+export function validReport(report: WorkerReport): ValidReport {
+  switch (report.outcome) {
+    case 'completed':
+      return { outcome: 'completed', resultText: jsonText('result', report.result ?? null) ?? 'null' };
+    case 'failed':
+      return { outcome: 'failed', error: report.error.slice(0, RUN_ERROR_MAX_CHARS), eventError: report.error.slice(0, EVENT_ERROR_MAX_CHARS) };
+    case 'deferred':
+      if (!Number.isFinite(report.seconds) || report.seconds < 0) {
+        throw new BoardInputError(`defer seconds must be a non-negative number, got ${String(report.seconds)}`);
+      }
+      return { outcome: 'deferred', deferMs: Math.round(report.seconds * 1000), reason: report.reason ?? null };
+  }
+}
+
+/** A task listing's filter: a known status, the default limit applied. */
+export function taskFilter(filter: { status?: TaskStatus; skill?: string; limit?: number }): { status?: TaskStatus; skill?: string; limit: number } {
+  if (filter.status && !(TASK_STATUSES as readonly string[]).includes(filter.status)) {
+    throw new BoardInputError(`unknown status ${JSON.stringify(filter.status)}; one of ${TASK_STATUSES.join(', ')}`);
+  }
+  return { status: filter.status || undefined, skill: filter.skill, limit: filter.limit ?? 1000 };
+}
+
+/** How many runs a run listing returns: its limit (default 100) within 1 to 1,000,000. */
+export function runLimit(filter: RunFilter): number {
+  return Math.max(1, Math.min(filter.limit ?? 100, 1_000_000));
+}

@@ -1,0 +1,183 @@
+/**
+ * What the supervisor knows, in one place: the tick context every step and service takes (the
+ * configuration, the logger, the reaper, the board's path) and the one mutable state object they
+ * share (the workers, what is held for the board, the storm breaker, quarantine, cadences).
+ * Nothing here does I/O.
+ */
+import { join, dirname } from 'node:path';
+import { openBoard, type Board, type ExitObservation, type SpawnInfo } from '@kanban-supervisor/board';
+import { initialStorm, type StopReason, type StormState, type SupervisorConfig } from '@kanban-supervisor/policies';
+import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type TerminationState } from '@kanban-supervisor/reaper';
+import type { Logger } from './logger.js';
+import type { BoardAccessProblem } from './board-access.js';
+import { selfIdentity } from './owner.js';
+
+export interface SupervisorOptions {
+  standby?: boolean;
+  untilIdle?: boolean;
+  detachOnExit?: boolean;
+  passEnv?: string[];
+  /** Variables given to every worker (`run --env-file`), read once at start; never stored or logged. */
+  envFile?: Record<string, string>;
+  /** Milliseconds between cheap change polls (the board's change feed, child exits). */
+  pollMs?: number;
+}
+
+/**
+ * The supervisor's connection: a short busy timeout (its event loop must not block long), then
+ * retries on later turns of the event loop (3 times), then the tick step fails and the next tick
+ * tries again. (Polling the lock every 0.2 ms instead was measured: the supervisor then wins the
+ * lock ahead of workers sleeping in their busy handler, and throughput fell.)
+ */
+export const SUPERVISOR_CONNECTION = { busyTimeoutMs: 50, busyRetries: 3 } as const;
+
+/** Open the board the way the supervisor does (start, and a lifted quarantine). */
+export function openSupervisorBoard(boardPath: string): Promise<Board> {
+  return openBoard(boardPath, SUPERVISOR_CONNECTION);
+}
+
+/** A worker process under supervision (spawned by us or adopted). */
+export interface Worker {
+  runId: string;
+  taskId: string;
+  identity: ProcessIdentity;
+  /** Spawned by this supervisor (exit events come from Node) or adopted (liveness from /proc). */
+  own: boolean;
+  leaderExit: ExitRecord | null;
+  term: TerminationState | null;
+  graceMs: number;
+  stopReason: StopReason | null;
+  sigkillRecorded: boolean;
+  cleanup: TerminationState | null;
+  rssBytes: number | null;
+  cpuPercent: number | null;
+  logPath: string | null;
+}
+
+/** The spawns of one dispatch (or found by detect), as they go on the board (recordSpawns). */
+export type SpawnBatch = { at: number; items: Array<{ runId: string; info: SpawnInfo }> };
+
+export interface Quarantine {
+  since: number;
+  reason: string;
+  fingerprint: string | null;
+  backup: string | null;
+  probes: number;
+  nextProbeAt: number;
+}
+
+export interface BoardAccess {
+  ok: boolean;
+  since: number;
+  problem: BoardAccessProblem | null;
+}
+
+/** The supervisor's shared mutable state. */
+export interface SupervisorState {
+  /** Our connection; null until opened (a board quarantined at start is never opened). */
+  board: Board | null;
+  /** Supervised workers by run id, and run ids by worker pid. */
+  readonly workers: Map<string, Worker>;
+  readonly byPid: Map<number, string>;
+  /** Exits Node reported (drained by the poll) that the next reap has not looked at yet. */
+  pendingExits: ExitRecord[];
+  /** Exit observations not on the board yet: written at the accounting (or once the board is healthy). */
+  heldObs: ExitObservation[];
+  /** Spawns not on the board yet: written with the next tick's transaction (one commit per tick). */
+  pendingSpawns: SpawnBatch[];
+  /** Processes of runs that already ended, found at start-up: terminated (SIGTERM, grace, SIGKILL). */
+  readonly strays: Map<string, { id: ProcessIdentity; runId: string }>;
+  /** Whether the start-up sweep for processes of ended runs of this board has run. */
+  swept: boolean;
+  storm: StormState;
+  /** Whether workers can reach the board by path (see boardAccessProblem): changes are logged once each. */
+  access: BoardAccess;
+  stopping: { since: number; hurry: boolean } | null;
+  stopped: boolean;
+  quarantine: Quarantine | null;
+  /** Some tick transaction of ours committed (READY=1 waits for it). */
+  committedOnce: boolean;
+  /** The board's change version at the last poll. */
+  lastDataVersion: number;
+  /** A spawn failed for a fault of the supervisor's own: no claim before this time (ms). */
+  spawnHeldUntil: number;
+  /** Whether the run logs' folder was usable at the last dispatch (changes are logged once). */
+  logDirOk: boolean;
+  /** Inherited runs already looked for by their run id in /proc environ (one scan per run). */
+  readonly envScanned: Set<string>;
+  /** Inherited runs with no recorded process and none found yet: first seen at (ms). */
+  readonly unstartedSeen: Map<string, number>;
+  /** Spool entries that could not be moved aside: skipped from then on (already logged). */
+  readonly spoolSetAside: Set<string>;
+  /** When each periodic service last ran (ms). */
+  lastSampleAt: number;
+  lastOrphanScanAt: number;
+  lastCheckpointAt: number;
+  lastPruneAt: number;
+  lastAccessProbeAt: number;
+}
+
+/** What every tick step and service takes: what does not change, and the shared state. */
+export interface TickContext {
+  readonly cfg: SupervisorConfig;
+  readonly log: Logger;
+  readonly opts: SupervisorOptions;
+  readonly reaper: Reaper;
+  /** The board's one path (resolved): what workers get in KANBAN_DB. */
+  readonly boardPath: string;
+  /** The run logs' folder, next to the board. */
+  readonly logDir: string;
+  /** This machine's boot id. */
+  readonly boot: string;
+  readonly startedAt: number;
+  /** Our start time and boot id, written to the status file (a pid alone may be reused). */
+  readonly identity: { procStartTime: number | null; bootId: string | null };
+  readonly state: SupervisorState;
+}
+
+export function initialState(now = Date.now()): SupervisorState {
+  return {
+    board: null,
+    workers: new Map(),
+    byPid: new Map(),
+    pendingExits: [],
+    heldObs: [],
+    pendingSpawns: [],
+    strays: new Map(),
+    swept: false,
+    storm: initialStorm,
+    access: { ok: true, since: now, problem: null },
+    stopping: null,
+    stopped: false,
+    quarantine: null,
+    committedOnce: false,
+    lastDataVersion: -1,
+    spawnHeldUntil: 0,
+    logDirOk: true,
+    envScanned: new Set(),
+    unstartedSeen: new Map(),
+    spoolSetAside: new Set(),
+    lastSampleAt: 0,
+    lastOrphanScanAt: 0,
+    lastCheckpointAt: 0,
+    lastPruneAt: 0,
+    lastAccessProbeAt: 0,
+  };
+}
+
+/** A context for the board at `boardPath` (already resolved), its logs in `logs/` next to it. */
+export function createContext(c: { cfg: SupervisorConfig; log: Logger; opts?: SupervisorOptions; reaper: Reaper; boardPath: string }): TickContext {
+  const startedAt = Date.now();
+  return {
+    cfg: c.cfg,
+    log: c.log,
+    opts: c.opts ?? {},
+    reaper: c.reaper,
+    boardPath: c.boardPath,
+    logDir: join(dirname(c.boardPath), 'logs'),
+    boot: bootId(),
+    startedAt,
+    identity: selfIdentity(),
+    state: initialState(startedAt),
+  };
+}

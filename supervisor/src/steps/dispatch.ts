@@ -1,0 +1,124 @@
+/**
+ * Step: dispatch. Fills the free slots: claims as many runnable tasks as there are free slots in
+ * one write, commits the tick's transaction (the claims, and with them every earlier write of the
+ * tick: exits, verdicts, failure counters) before any worker starts, then spawns them. What the
+ * spawns record (pid, group, start time, boot id) goes into the next tick's transaction; a claim
+ * that could not start is ended (and its task blocked, for a command that is not executable) in
+ * this tick's transaction, written after every spawn of the batch.
+ *
+ * Nothing is claimed while stopping or quarantined, while the storm breaker pauses dispatch,
+ * after a spawn failed for a fault of the supervisor's own (SPAWN_FAULT_HOLD_MS), while the run
+ * logs' folder is not ours, or while workers could not open the board by path.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { dispatchPaused } from '@kanban-supervisor/policies';
+import { isOwnDirectory, resolveExecutable } from '@kanban-supervisor/reaper';
+import { probeAccess } from '../services/access-probe.js';
+import type { TickContext } from '../state.js';
+import type { TickTx } from '../tick-tx.js';
+import { workerEnv } from '../worker-env.js';
+import { register } from '../workers.js';
+
+/** Dispatch pauses this long after a spawn failed for a fault of the supervisor's own. */
+const SPAWN_FAULT_HOLD_MS = 5000;
+
+export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promise<void> {
+  const s = ctx.state;
+  const { cfg, log, reaper } = ctx;
+  if (s.stopping || s.quarantine) return;
+  if (dispatchPaused(s.storm, now)) return;
+  if (now < s.spawnHeldUntil) return;
+  if (!logDirReady(ctx)) return;
+  const blocked = await tx.blockUnknownSkillTasks(now);
+  for (const b of blocked) tx.logCommitted(() => log.warn({ event: 'task_blocked', task: b.taskId, run: null, workerPid: null, reason: b.reason }, 'task blocked'));
+  const free = cfg.maxConcurrentWorkers - s.workers.size;
+  if (free <= 0) return;
+  // A worker could not open the board: hold the claims until it can (logged once by the probe).
+  if (!probeAccess(ctx, now)) return;
+  // One write claims as many tasks as there are free slots.
+  const claims = await tx.claimBatch(free, Date.now(), (runId) => join(ctx.logDir, `${runId}.log`));
+  if (claims.length === 0) return;
+  // The claims (with every other write of this tick) are on the board before any worker starts.
+  await tx.commit();
+  // The board writes for claims that could not start wait until every spawn of the batch is done:
+  // the first of them takes the write lock, which must not be held while the others spawn.
+  const unstarted: Array<() => Promise<void>> = [];
+  const spawns = claims.map(async (claim) => {
+    const { task, run, skill, token } = claim;
+    const fields = { task: task.id, run: run.id, skill: skill.name };
+    const env = workerEnv(ctx, skill, {
+      taskId: task.id,
+      runId: run.id,
+      token,
+      graceSeconds: skill.reclaimGraceSeconds ?? cfg.reclaimGraceSeconds,
+      heartbeatTimeoutSeconds: skill.heartbeatTimeoutSeconds ?? cfg.heartbeatTimeoutSeconds,
+    });
+    const cwd = skill.cwd ?? undefined;
+    if (!resolveExecutable(skill.argv[0]!, env.PATH ?? '', cwd)) {
+      const reason = `skill ${JSON.stringify(skill.name)}: command ${JSON.stringify(skill.argv[0])} is not an executable file${skill.argv[0]!.includes('/') ? '' : ' on PATH'}`;
+      unstarted.push(async () => {
+        await tx.endUnspawned(run.id, 'spawn_failed', reason, Date.now());
+        await tx.applyAccountingBatch([{ runId: run.id, action: { action: 'block', consecutiveFailures: task.consecutiveFailures, reason } }], Date.now());
+        tx.logCommitted(() => log.warn({ event: 'task_blocked', ...fields, workerPid: null, reason }, 'task blocked before spawning'));
+      });
+      return null;
+    }
+    const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
+    if (!res.ok) {
+      const ours = res.fault === 'supervisor';
+      const error = ours
+        ? `the supervisor could not start the worker (not the task's fault, not counted): ${res.message}`
+        : `spawn of skill ${skill.name} failed: ${res.message}`;
+      // The supervisor's own fault (its log folder, descriptors, memory): the run ends abandoned
+      // (not counted, the task ready again) and dispatch pauses a few seconds instead of looping.
+      if (ours) s.spawnHeldUntil = Date.now() + SPAWN_FAULT_HOLD_MS;
+      unstarted.push(async () => {
+        await tx.endUnspawned(run.id, ours ? 'abandoned' : 'spawn_failed', error, Date.now());
+        tx.logCommitted(() => log.warn({ event: 'spawn_failed', ...fields, workerPid: null, code: res.code, fault: res.fault, error }, 'spawn failed'));
+      });
+      return null;
+    }
+    const id = res.identity;
+    register(ctx, run.id, task.id, id, { own: true, graceSeconds: skill.reclaimGraceSeconds, stopReason: null, sigkillRecorded: false, logPath: run.logPath });
+    return { claim, id, fields };
+  });
+  const settled = await Promise.allSettled(spawns);
+  const written = await Promise.allSettled(unstarted.map((write) => write()));
+  const started = settled.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
+  // The spawns (pid, pgid, start time, boot id) go into the next tick's transaction. Until then a
+  // supervisor that dies finds these workers by their run id in /proc (detect).
+  if (started.length) {
+    s.pendingSpawns.push({
+      at: Date.now(),
+      items: started.map(({ claim, id }) => ({ runId: claim.run.id, info: { pid: id.pid, pgid: id.pgid, procStartTime: id.startTime, bootId: id.bootId } })),
+    });
+  }
+  for (const { claim, id, fields } of started) {
+    log.info({ event: 'spawned', ...fields, workerPid: id.pid, attempt: claim.task.consecutiveFailures + 1, log: claim.run.logPath }, 'worker spawned');
+  }
+  const failed = [...settled, ...written].find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+/**
+ * The run logs' folder must be a real folder of ours before anything is claimed (a worker may have
+ * removed it or put a file there): recreated when missing; otherwise dispatch waits, said once.
+ */
+function logDirReady(ctx: TickContext): boolean {
+  const s = ctx.state;
+  if (!existsSync(ctx.logDir)) {
+    try {
+      mkdirSync(ctx.logDir, { recursive: true, mode: 0o700 });
+    } catch {
+      /* judged below */
+    }
+  }
+  const ok = isOwnDirectory(ctx.logDir);
+  if (ok !== s.logDirOk) {
+    s.logDirOk = ok;
+    if (ok) ctx.log.info({ event: 'logs_usable', dir: ctx.logDir }, 'the run logs folder is usable again: dispatch resumes');
+    else ctx.log.error({ event: 'logs_unusable', dir: ctx.logDir }, 'the run logs folder is not a folder of this user: dispatch waits');
+  }
+  return ok;
+}

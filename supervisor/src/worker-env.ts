@@ -1,0 +1,48 @@
+/**
+ * A worker's environment, explicit: nothing of the supervisor's own environment reaches a worker
+ * unless named here or passed through by name.
+ */
+import { fileURLToPath } from 'node:url';
+import type { TickContext } from './state.js';
+
+/** The worker CLI (`kanban-supervisor worker …`), for workers that are not Node programs. */
+const CLI_PATH = fileURLToPath(new URL('./cli.js', import.meta.url));
+const BASE_ENV = ['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR'];
+
+/** What identifies a worker's run and its limits, in its KANBAN_* variables. */
+export interface WorkerRunVars {
+  taskId: string;
+  runId: string;
+  token: string;
+  graceSeconds: number;
+  heartbeatTimeoutSeconds: number;
+}
+
+/**
+ * The base variables, `run --env-file` variables, the skill's env, the names passed through from
+ * ours (`run --pass-env`, `skill add --pass-env`; values read now, never stored), then the
+ * KANBAN_* variables.
+ */
+export function workerEnv(ctx: TickContext, skill: { env: Record<string, string>; passEnv?: string[] }, k: WorkerRunVars): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of BASE_ENV) {
+    const v = process.env[name];
+    if (v !== undefined) env[name] = v;
+  }
+  env.PATH ??= '/usr/local/bin:/usr/bin:/bin';
+  Object.assign(env, ctx.opts.envFile ?? {}, skill.env);
+  for (const name of [...(ctx.opts.passEnv ?? []), ...(skill.passEnv ?? [])]) {
+    const v = process.env[name];
+    if (v !== undefined) env[name] = v;
+  }
+  Object.assign(env, {
+    KANBAN_DB: ctx.boardPath,
+    KANBAN_TASK_ID: k.taskId,
+    KANBAN_RUN_ID: k.runId,
+    KANBAN_RUN_TOKEN: k.token,
+    KANBAN_RECLAIM_GRACE_SECONDS: String(k.graceSeconds),
+    KANBAN_HEARTBEAT_TIMEOUT_SECONDS: String(k.heartbeatTimeoutSeconds),
+    KANBAN_CLI: CLI_PATH,
+  });
+  return env;
+}
