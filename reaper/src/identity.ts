@@ -59,7 +59,7 @@ export function groupSignalAllowed(id: ProcessIdentity, table: ProcTable): boole
  * Stateless group ownership: the number pgid is either still held by the recorded leader
  * (alive or zombie; a held pid number cannot be reused) or held by nobody. If another
  * process now has pid == pgid, the number was reused and the group is not ours.
- * (The Reaper adds a stateful proof for leaderless groups; see reaper.ts.)
+ * (The Reaper adds a stateful proof for leaderless groups; see group.ts.)
  */
 export function groupOwnedStateless(id: ProcessIdentity, table: ProcTable): boolean {
   if (!groupSignalAllowed(id, table)) return false;

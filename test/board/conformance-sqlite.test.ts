@@ -1,5 +1,5 @@
 /**
- * The board conformance suite (conformance.ts) run against the SQLite board, each test on a new
+ * The board conformance suite (conformance/index.ts) run against the SQLite board, each test on a new
  * board file in its own temporary folder; plus what only a SQLite board can be made to do through
  * the interfaces: a transaction that SQLite rolled back as a whole (a full disk).
  */
@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SCHEMA_VERSION, SqliteBoard, WriteGroupLostError, classifyError, openBoard, type Board } from '@kanban-supervisor/board';
 import { tempDir } from '../src/common.js';
-import { boardConformance, type BoardFactory, type BoardUnderTest } from './conformance.js';
+import { boardConformance, type BoardFactory, type BoardUnderTest } from './conformance/index.js';
 
 /** A board file in a new temporary folder; `prepare` may put something at its path first. */
 async function sqliteBoardAt(prepare?: (path: string) => void): Promise<BoardUnderTest> {

@@ -166,7 +166,7 @@ describe('backupDamaged: exactly one backup per damage fingerprint', () => {
       expect(() => backupDamaged(path)).toThrow(/holds a SQLite connection/);
       expect(() => damageFingerprint(path)).toThrow(/holds a SQLite connection/);
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
     expect(existsSync(join(dir, 'backups'))).toBe(false);
     // ... which is why the helper exists: it runs in its own process

@@ -240,9 +240,9 @@ describe('damaged fixtures: check, recover, source untouched', () => {
         const total = Object.values(counts.tasks).reduce((s, n) => s + n, 0);
         expect(total).toBe(table(r, 'tasks').salvaged + r.fixups.filter((f) => f.action === 'placeholder').length);
         // dispatch can resume on the recovered board
-        if (counts.tasks.ready > 0) expect(await b.claimNext(Date.now() + 3_600_000, (id) => `/tmp/${id}.log`)).not.toBeNull();
+        if (counts.tasks.ready > 0) expect((await b.claimBatch(1, Date.now() + 3_600_000, (id) => `/tmp/${id}.log`))[0]).not.toBeNull();
       } finally {
-        b.closeSync();
+        b.closeNow();
       }
     });
   }
@@ -260,7 +260,7 @@ describe('damaged fixtures: check, recover, source untouched', () => {
       for (const t of info.committedTitles.slice(0, -1)) expect(titles).toContain(t);
       expect(titles).not.toContain(info.tornTitle);
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
   });
 
@@ -289,7 +289,7 @@ describe('damaged fixtures: check, recover, source untouched', () => {
         expect(classifyError(err)).toBe('damaged');
       }
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
   });
 
@@ -316,7 +316,7 @@ describe('damaged fixtures: check, recover, source untouched', () => {
       expect(d!.task.lastError).toMatch(/lost in board recovery; its worker may still be running/);
       expect(d!.events.at(-1)!.kind).toBe('recovery');
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
   });
 
@@ -346,7 +346,7 @@ describe('damaged fixtures: check, recover, source untouched', () => {
       expect(() => recoverBoard(path, join(dir, 'out2.db'))).toThrow(BoardError);
       expect(() => recoverBoard(path, join(dir, 'out2.db'))).toThrow(/holds a SQLite connection/);
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
     expect(existsSync(join(dir, 'out2.db'))).toBe(false);
   });
@@ -441,9 +441,9 @@ describe('recover --in-place', () => {
     const b = SqliteBoard.open(path);
     try {
       expect((await b.counts()).tasks.blocked).toBeGreaterThanOrEqual(info.cells); // placeholders
-      expect(await b.claimNext(Date.now() + 3_600_000, (id) => `/tmp/${id}.log`)).not.toBeNull();
+      expect((await b.claimBatch(1, Date.now() + 3_600_000, (id) => `/tmp/${id}.log`))[0]).not.toBeNull();
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
     expect(formatRecoverReport(r)).toContain(r.backup.dir);
   });
@@ -455,7 +455,7 @@ describe('recover --in-place', () => {
     garbageHeader(path);
     const attempt = OwnerLock.tryAcquire(path);
     expect(attempt.ok).toBe(true);
-    const lock = (attempt as { ok: true; lock: InstanceType<typeof OwnerLock> }).lock;
+    const lock = (attempt as { ok: true; lock: OwnerLock }).lock;
     try {
       expect(() => recoverInPlace(path)).toThrow(RecoverRefusedError); // without it: refused, even in-process
       const r = recoverInPlace(path, { ownerLock: lock });
@@ -490,7 +490,7 @@ describe('recover --in-place', () => {
       expect(titles).toHaveLength(made.tasks + info.committedTitles.length - 1);
       expect(titles).not.toContain(info.tornTitle);
     } finally {
-      b.closeSync();
+      b.closeNow();
     }
   });
 });

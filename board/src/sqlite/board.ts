@@ -6,8 +6,7 @@
  * savepoint of the tick's transaction. Input rules live in ../validate.ts, shared by every backend.
  */
 import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
-import type { BoardPathOptions, Db, OpenOptions } from '../open.js';
-import { resolveBoardPath } from '../open.js';
+import type { Db, OpenOptions } from '../open.js';
 import type {
   AccountAction,
   Board,
@@ -35,12 +34,12 @@ import type {
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
-import { closeNow, checkpointFreeAndClose, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walCheckpoint, type Conn } from './connection.js';
+import { closeNow, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walCheckpoint, type Conn } from './connection.js';
 import * as events from './events.js';
 import * as runs from './runs.js';
 import * as skills from './skills.js';
 import * as tasks from './tasks.js';
-import { Transactions, type TxState, type Writer } from './tx.js';
+import { Transactions, type Writer } from './tx.js';
 import * as worker from './worker.js';
 
 export interface SqliteBoardOptions extends OpenOptions {
@@ -279,99 +278,5 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   recordStop(cred: RunCredentials, signal: string, now: number): Promise<void> {
     return worker.recordStop(this.c, this.w, cred, signal, now);
-  }
-
-  // ================================================================ LEGACY
-  // TEMPORARY (issue 13 in progress): callers are moving to the interface above (begin() and
-  // BoardTx, claimBatch, recordSpawns, applyAccountingBatch, changeVersion, closeNow, openBoard,
-  // readOwner and resolveBoardPath of the package). This whole section is deleted once none is left.
-
-  private legacyGroup: TxState | null = null;
-  private legacyLongest = 0;
-
-  /** LEGACY: the longest time a write group held the write lock since the last call (ms); resets it. */
-  takeLongestGroupHold(): number {
-    const ms = this.legacyLongest;
-    this.legacyLongest = 0;
-    return ms;
-  }
-
-  /** LEGACY: while a group is open, every write of this board object goes into its transaction. */
-  beginGroup(): void {
-    this.legacyGroup = this.tx.legacyBegin();
-  }
-
-  /** LEGACY */
-  async commitGroup(): Promise<void> {
-    const g = this.legacyGroup;
-    if (!g) throw new Error('no write group is open');
-    try {
-      await this.tx.commit(g);
-    } finally {
-      this.legacyLongest = Math.max(this.legacyLongest, g.longestHoldMs);
-    }
-  }
-
-  /** LEGACY */
-  endGroup(): void {
-    const g = this.legacyGroup;
-    if (!g) return;
-    this.legacyGroup = null;
-    this.tx.close(g);
-    this.legacyLongest = Math.max(this.legacyLongest, g.longestHoldMs);
-  }
-
-  /** LEGACY: claimBatch(1, …). */
-  async claimNext(now: number, logPathFor: (runId: string) => string): Promise<Claim | null> {
-    return (await this.claimBatch(1, now, logPathFor))[0] ?? null;
-  }
-
-  /** LEGACY: recordSpawns([…]). */
-  async recordSpawn(runId: string, info: SpawnInfo, now: number): Promise<void> {
-    await this.recordSpawns([{ runId, info }], now);
-  }
-
-  /** LEGACY: applyAccountingBatch([…]). */
-  async applyAccounting(runId: string, action: AccountAction, now: number): Promise<void> {
-    await this.applyAccountingBatch([{ runId, action }], now);
-  }
-
-  /** LEGACY: changeVersion(). */
-  async dataVersion(): Promise<number> {
-    return this.w.read(() => dataVersion(this.c));
-  }
-
-  /** LEGACY: changeVersion(). */
-  dataVersionSync(): number {
-    return dataVersion(this.c);
-  }
-
-  /** LEGACY: closeNow(checkpoint). */
-  closeSync(checkpoint: 'PASSIVE' | 'TRUNCATE' | null = null): void {
-    this.c.close(checkpoint);
-  }
-
-  /** LEGACY: closeNow('free'). */
-  checkpointAndCloseSync(): void {
-    checkpointFreeAndClose(this.c);
-  }
-
-  /** LEGACY: resolveBoardPath of the package. */
-  static resolvePath(path: string, opts: Omit<BoardPathOptions, 'allowHardLinks'> = {}): string {
-    return resolveBoardPath(path, opts);
-  }
-
-  /** LEGACY: readOwner of the package. Read the owner row through a short read-only connection (null if unreadable). */
-  static async readOwner(path: string): Promise<OwnerInfo | null> {
-    try {
-      const b = SqliteBoard.openReadonly(path, 1000);
-      try {
-        return await b.getOwner();
-      } finally {
-        b.closeSync();
-      }
-    } catch {
-      return null;
-    }
   }
 }

@@ -34,18 +34,6 @@ export class Transactions {
   readonly direct: Writer = { read: (fn) => this.read(fn), write: (fn) => this.write(fn) };
   /** The open BoardTx of this connection, if any (at most one). */
   private openTx: TxState | null = null;
-  /**
-   * LEGACY (SqliteBoard.beginGroup, removed with it): while set, writes on their own go into this
-   * transaction instead.
-   */
-  private legacyGroup: TxState | null = null;
-
-  /** LEGACY (SqliteBoard.beginGroup, removed with it): open the connection's write group. */
-  legacyBegin(): TxState {
-    if (this.legacyGroup || this.openTx) throw new Error('a write group is already open');
-    return (this.legacyGroup = newTxState());
-  }
-
   constructor(
     private readonly c: Conn,
     /** How many times a write is retried on SQLITE_BUSY after the busy timeout ran out. */
@@ -58,7 +46,6 @@ export class Transactions {
    * connection: its writes go through it, so no write changes meaning because a transaction is open.
    */
   private async write<T>(fn: () => T): Promise<T> {
-    if (this.legacyGroup) return this.txWrite(this.legacyGroup, fn);
     for (let attempt = 0; ; attempt++) {
       if (this.openTx) throw new Error(`a transaction is open on board ${this.c.path}: write through it`);
       try {
@@ -108,7 +95,7 @@ export class Transactions {
 
   /** Open a BoardTx: its state and the Writer its operations run through. One at a time. */
   open(): { g: TxState; w: Writer } {
-    if (this.openTx || this.legacyGroup) throw new Error(`a transaction is already open on board ${this.c.path}`);
+    if (this.openTx) throw new Error(`a transaction is already open on board ${this.c.path}`);
     const g = newTxState();
     this.openTx = g;
     return { g, w: { read: (fn) => this.txRead(g, fn), write: (fn) => this.txWrite(g, fn) } };
@@ -153,7 +140,6 @@ export class Transactions {
     if (g.closed) return;
     g.closed = true;
     if (this.openTx === g) this.openTx = null;
-    if (this.legacyGroup === g) this.legacyGroup = null;
     // What was not committed (its owner failed before commit) is rolled back, never half-kept.
     if (g.begun) {
       g.begun = false;
