@@ -8,42 +8,54 @@
  * Prints one line of JSON: {"created":bool,"dir":"...","fingerprint":"...","bytes":N,"pruned":[...],"raced":bool}
  * and exits 0; on failure prints {"error":"..."} and exits 1; on bad arguments exits 2.
  */
+import { parseArgs } from 'node:util';
+import { EXIT } from '@kanban-supervisor/policies';
 import { backupDamaged, type BackupOptions } from './backup.js';
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { 'backups-dir': { type: 'string' }, keep: { type: 'string' }, 'max-bytes': { type: 'string' } },
+  });
+}
 
 function usage(msg: string): never {
   process.stdout.write(JSON.stringify({ error: `${msg}; usage: backup-main.js BOARD_PATH [--backups-dir DIR] [--keep N] [--max-bytes N]` }) + '\n');
-  process.exit(2);
+  process.exit(EXIT.usage);
 }
 
 function main(argv: string[]): void {
-  const opts: BackupOptions = {};
-  let board: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) usage(`${a} needs a value`);
-      return v;
-    };
-    const int = (v: string): number => {
-      const n = Number(v);
-      if (!Number.isSafeInteger(n) || n < 1) usage(`${a} needs a positive whole number, got ${JSON.stringify(v)}`);
-      return n;
-    };
-    if (a === '--backups-dir') opts.backupsDir = value();
-    else if (a === '--keep') opts.keep = int(value());
-    else if (a === '--max-bytes') opts.maxBytes = int(value());
-    else if (a.startsWith('--')) usage(`unknown option ${a}`);
-    else if (board === undefined) board = a;
-    else usage(`unexpected argument ${JSON.stringify(a)}`);
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    // node:util's messages name the option ("Unknown option '--x'", "Option '--keep <value>' argument missing").
+    usage((e as Error).message);
   }
+  const { values, positionals } = parsed;
+  const int = (flag: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 1) usage(`${flag} needs a positive whole number, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const opts: BackupOptions = {};
+  if (values['backups-dir'] !== undefined) opts.backupsDir = values['backups-dir'];
+  const keep = int('--keep', values.keep);
+  if (keep !== undefined) opts.keep = keep;
+  const maxBytes = int('--max-bytes', values['max-bytes']);
+  if (maxBytes !== undefined) opts.maxBytes = maxBytes;
+  if (positionals.length > 1) usage(`unexpected argument ${JSON.stringify(positionals[1])}`);
+  const board = positionals[0];
   if (board === undefined) usage('the board path is missing');
   try {
     const r = backupDamaged(board, opts);
     process.stdout.write(JSON.stringify(r) + '\n');
   } catch (e) {
     process.stdout.write(JSON.stringify({ error: (e as Error).message }) + '\n');
-    process.exitCode = 1;
+    process.exitCode = EXIT.failed;
   }
 }
 

@@ -1,4 +1,5 @@
 /** Typed errors of the board store. Every message names the board path or the row at fault. */
+import { EXIT } from '@kanban-supervisor/policies';
 
 export class BoardError extends Error {
   override name = 'BoardError';
@@ -52,7 +53,7 @@ export class BoardInputError extends BoardError {
  */
 export class BoardPathError extends BoardError {
   override name = 'BoardPathError';
-  readonly exitCode = 2;
+  readonly exitCode = EXIT.usage;
   constructor(readonly path: string, readonly detail: string, options?: { cause?: unknown }) {
     super(`board ${path} ${detail}`, options);
   }

@@ -3,7 +3,9 @@
  * Seed a board with the example skills and a mix of tasks, on first run only.
  *   node examples/dist/seed.js [--db PATH]      (default: $KANBAN_DB, else ./.kanban/kanban.db)
  */
+import { parseArgs } from 'node:util';
 import { openBoard, type Board } from '@kanban-supervisor/board';
+import { EXIT } from '@kanban-supervisor/policies';
 import { seedBoard } from './index.js';
 
 function usage(): string {
@@ -13,20 +15,15 @@ function usage(): string {
 }
 
 function parse(argv: string[]): { db: string } | { help: true } | { error: string } {
-  let db: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--help' || a === '-h') return { help: true };
-    if (a === '--db') {
-      const v = argv[++i];
-      if (v === undefined || v === '') return { error: '--db needs a path' };
-      db = v;
-    } else if (a.startsWith('--db=')) {
-      db = a.slice(5);
-      if (db === '') return { error: '--db needs a path' };
-    } else return { error: `unknown argument ${JSON.stringify(a)}` };
+  let values: { db?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { db: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (e) {
+    return { error: (e as Error).message };
   }
-  return { db: db ?? (process.env.KANBAN_DB || './.kanban/kanban.db') };
+  if (values.help) return { help: true };
+  if (values.db === '') return { error: '--db needs a path' };
+  return { db: values.db ?? (process.env.KANBAN_DB || './.kanban/kanban.db') };
 }
 
 const args = parse(process.argv.slice(2));
@@ -34,7 +31,7 @@ if ('help' in args) {
   process.stdout.write(usage());
 } else if ('error' in args) {
   process.stderr.write(`seed: ${args.error}\n${usage()}`);
-  process.exitCode = 2;
+  process.exitCode = EXIT.usage;
 } else {
   let board: Board | null = null;
   try {
@@ -48,7 +45,7 @@ if ('help' in args) {
     }
   } catch (e) {
     process.stderr.write(`seed: ${(e as Error).message}\n`);
-    process.exitCode = 1;
+    process.exitCode = EXIT.failed;
   } finally {
     await board?.close();
   }

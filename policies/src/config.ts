@@ -3,11 +3,12 @@
  * Every failure names the variable (or flag) and the value it got.
  */
 import { LIMITS, type LimitRange } from './limits.js';
+import { EXIT } from './reasons.js';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
   /** Process exit status for configuration and usage errors. */
-  readonly exitCode = 2;
+  readonly exitCode = EXIT.usage;
 }
 
 export interface IntSpec {

@@ -3,13 +3,15 @@
  * flag, a flag missing its value and a value given to a flag that takes none are usage errors
  * (exit 2) that name the flag.
  *
- * node's own strict mode is not used: it refuses a value that starts with a dash (`--priority -5`,
- * `--title -x`), and its messages do not say which command. Its tokens are checked here instead:
+ * `parseArgs` (every command but three): node's own strict mode is not used, as it refuses a value
+ * that starts with a dash (`--priority -5`, `--title -x`) and its messages do not say which command.
+ * Its tokens are checked here instead:
  * - `--flag value` and `--flag=value`; a flag that takes a value takes the next argument whatever
  *   it is (`--title --x` is the title "--x");
  * - an argument with a single dash (`-5`, `-x`) is a positional, not an option;
  * - a bare `--` ends the options: everything after it is `rest`, untouched (`skill add NAME -- CMD
  *   ARGS...` keeps the command's own flags).
+ * `parseOptions` (`runs`, `logs`, `status`): node's strict mode, with its short aliases (`logs -f`).
  */
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '@kanban-supervisor/policies';

@@ -15,6 +15,7 @@
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
 import { BoardInputError, openBoard, type Board, type Run, type RunListing, type Task } from '@kanban-supervisor/board';
+import { EXIT } from '@kanban-supervisor/policies';
 import { LOG_MARKER_PREFIX, LOG_MARKER_RE, UnsafeFileError, alive, openSafe, readAt } from '@kanban-supervisor/reaper';
 import { UsageError } from './args.js';
 import { printable } from './text.js';
@@ -297,7 +298,7 @@ export async function logsCommand(db: string, id: string, opts: LogsOptions, io:
     if (!opts.follow) {
       if (target.index === -1) throw new BoardInputError(`task ${target.task.id} has no runs yet (use -f to wait for its first run)`);
       printLog(target.runs[target.index]!, opts.tail, io);
-      return 0;
+      return EXIT.ok;
     }
     return await follow(board, target, opts, io);
   } finally {
@@ -331,7 +332,7 @@ async function follow(board: Board, target: Target, opts: LogsOptions, io: LogsI
         first = false;
       }
       follower?.poll();
-      if (stopped) return 0;
+      if (stopped) return EXIT.ok;
       const now = Date.now();
       if (now - lastBoardPoll >= boardPollMs) {
         lastBoardPoll = now;
@@ -353,7 +354,7 @@ async function follow(board: Board, target: Target, opts: LogsOptions, io: LogsI
         if (TERMINAL.has(task.status) && finished && index >= runs.length - 1) {
           follower?.poll();
           io.err(`kanban-supervisor logs: task ${taskId} is ${task.status}${cur ? ` (run ${cur.id}: ${cur.outcome ?? 'ended'})` : ' (it never ran)'}\n`);
-          return 0;
+          return EXIT.ok;
         }
         if (index === -1 && runs.length > 0) {
           index = 0;
@@ -361,7 +362,7 @@ async function follow(board: Board, target: Target, opts: LogsOptions, io: LogsI
         }
       }
       await sleep(pollMs);
-      if (stopped) return 0;
+      if (stopped) return EXIT.ok;
     }
   } finally {
     follower?.close();

@@ -9,6 +9,7 @@
  */
 import { hostname } from 'node:os';
 import { classifyError, openBoard, resolveBoardPath, type Board, type RunListing } from '@kanban-supervisor/board';
+import { EXIT } from '@kanban-supervisor/policies';
 import { Reaper, alive, findByEnv, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { printable } from './text.js';
 import { ownerFromRow, ownerFromStatusFile, readStatusFile, type OwnerView } from './owner.js';
@@ -310,5 +311,5 @@ export async function watchStatus(db: string, intervalMs: number, json: boolean)
     process.off('SIGINT', stopNow);
     process.off('SIGTERM', stopNow);
   }
-  return 0;
+  return EXIT.ok;
 }

@@ -112,7 +112,7 @@ export class Supervisor {
     const s = this.state;
     if (this.opts.standby) this.log.info({ event: 'standby', board: this.boardPath }, 'waiting for the board owner to go away');
     if (this.opts.standby) this.notifier.status('standby: waiting for the board owner to go away');
-    if (!(await this.acquire())) return s.stopping ? 0 : EXIT.boardOwned;
+    if (!(await this.acquire())) return s.stopping ? EXIT.ok : EXIT.boardOwned;
     // Our identity, at once: a refused `run` or `status` names us, not the previous (dead) owner.
     writeStatusFile(this.ctx, 'starting');
     try {

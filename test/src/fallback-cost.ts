@@ -27,15 +27,19 @@ const reaperRequire = createRequire(join(ROOT, 'reaper/package.json'));
 const pidusage = reaperRequire('pidusage') as ((pids: number[], opts?: { maxage?: number; usePs?: boolean }) => Promise<unknown>) & { clear(): void };
 const treeKill = reaperRequire('tree-kill') as (pid: number, signal: string, cb: (err?: Error) => void) => void;
 
+/** A bad argument: the message (naming the flag) and exit 2. */
+function usage(msg: string): never {
+  process.stderr.write(`fallback-cost: ${msg}\n`);
+  process.exit(2);
+}
 let roundsArg: string | undefined;
 try {
   roundsArg = parseArgs({ options: { rounds: { type: 'string' } } }).values.rounds;
 } catch (e) {
-  process.stderr.write(`${(e as Error).message.split('\n')[0]}\n`);
-  process.exit(2);
+  usage((e as Error).message.split('\n')[0]!);
 }
 const ROUNDS = roundsArg !== undefined ? Number(roundsArg) : 7;
-if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`--rounds must be a positive whole number, got ${roundsArg}`);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) usage(`--rounds must be a positive whole number, got ${JSON.stringify(roundsArg)}`);
 if (process.platform !== 'linux') throw new Error('this comparison needs /proc (Linux): it measures both backends on one machine');
 
 const ENV = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
