@@ -1,0 +1,189 @@
+/**
+ * The CLI's help texts: `USAGE` (`kanban-supervisor --help`, or no command) and `HELP`, each
+ * command's `COMMAND --help` / `help COMMAND` text. The worker verbs' help is the worker CLI's
+ * (worker-runtime).
+ */
+import { CONFIG_VARS, RUN_OUTCOMES, TASK_STATUSES } from '@kanban-supervisor/policies';
+
+export const USAGE = `Usage: kanban-supervisor [--db PATH] [--json] COMMAND ...
+       kanban-supervisor COMMAND --help      options of one command
+
+Daemon:
+  run [--standby] [--until-idle] [--detach-on-exit] [--pass-env NAME]... [--env-file FILE]...
+      [--log-format auto|pretty|json] [tuning flags]
+  status [--watch [--interval S]]       owner, pool, dispatch and each live worker (reads only)
+
+Board (init and skill add create a missing board and its folder; run creates one only in an
+existing folder or at ./.kanban/kanban.db; every other command needs an existing board):
+  init                                  create the board (idempotent)
+  skill add NAME [--cwd DIR] [--env K=V]... [--pass-env NAME]... [--max-runtime S]
+                 [--heartbeat-timeout S] [--reclaim-grace S] [--max-rss-mb N] -- CMD [ARGS...]
+  skill list | skill rm NAME
+  add --skill NAME [--title T] [--payload JSON] [--priority N] [--max-runtime S] [--max-attempts N]
+  list [--status S] [--skill NAME] [--limit N]
+  show ID                               a task (ID: task or run id) with its runs and events
+  runs [--task ID] [--outcome O] [--limit N]     runs across tasks, newest first
+  logs ID [--run RUN_ID | --attempt N] [--tail N] [-f]   a run's output; -f follows the task
+  cancel ID | block ID --reason R | unblock ID | retry ID
+  check [--full]                        is the board healthy (exit 0) or damaged (exit 1)
+  recover --out NEW.db | --in-place     salvage every readable row into a fresh board
+
+Worker (inside a worker, with the KANBAN_* variables the supervisor sets; see worker --help):
+  worker heartbeat [--progress JSON] | worker event KIND [--data JSON] | worker payload [--get F]
+  worker complete [--result JSON] | worker fail [--error MSG] | worker defer --seconds N
+
+Tuning (environment variable, or flag for run):
+${CONFIG_VARS.map((v) => `  ${v.env.padEnd(26)} ${v.flag.padEnd(26)} default ${v.def.padEnd(20)} ${v.help}`).join('\n')}
+
+Exit status: 0 ok, 1 failure, 2 usage or configuration error, 3 fenced out (worker),
+4 board owned by another supervisor.
+`;
+
+const GLOBAL_OPTS = `Global options: --db PATH (or KANBAN_DB; default ./.kanban/kanban.db), --json (machine output).`;
+
+/** `COMMAND --help`: each command's usage, options and what it does. */
+export const HELP: Record<string, string> = {
+  run: `Usage: kanban-supervisor run [options] [tuning flags]
+
+Run the supervisor on the board: claim ready tasks, spawn their workers, watch, reclaim and
+account for them. One supervisor owns a board; a second is refused (exit 4) and names the owner.
+
+  --standby              wait for the board's owner to go away, then take over
+  --until-idle           exit 0 once nothing is ready, running or waiting for accounting
+  --detach-on-exit       on SIGTERM/SIGINT leave the workers running (a restart adopts them)
+  --pass-env NAME        give every worker this variable of the supervisor's environment
+                         (repeatable; values are read at each spawn, never stored)
+  --env-file FILE        give every worker the variables in FILE (systemd EnvironmentFile
+                         syntax: KEY=VALUE lines, # comments, "double" or 'single' quotes;
+                         repeatable, later files win; read once at start, never stored)
+  --log-format F         auto (default: pretty on a terminal, JSON lines otherwise), pretty
+                         (one line per event) or json; or LOG_FORMAT
+
+Tuning (flag, or environment variable; the flag wins):
+${CONFIG_VARS.filter((v) => v.flag !== '--db').map((v) => `  ${v.flag.padEnd(26)} ${v.env.padEnd(26)} default ${v.def.padEnd(10)} ${v.help}`).join('\n')}
+
+A worker gets only PATH, HOME, LANG, TZ, TMPDIR, the --env-file variables, its skill's --env and
+--pass-env variables, the run's --pass-env variables and the KANBAN_* variables.
+${GLOBAL_OPTS}
+`,
+  status: `Usage: kanban-supervisor status [--watch [--interval S]]
+
+The board's owner (pid, host, since), pool use (live/cap), dispatch (running, paused by the storm
+breaker, held by a quarantine) with reasons, task counts per status, and one row per live worker:
+task, skill, attempt, pid, age, heartbeat age, CPU %, RSS and reclaim state.
+Reads only: a read-only board connection, the owner's status file and /proc; takes no lock.
+
+  --watch                refresh until Ctrl-C (exit 0): redrawn in place on a terminal, one
+                         block per refresh otherwise (with --json: one JSON object per line)
+  --interval S           seconds between refreshes (default 2, from 0.2 to 3600)
+${GLOBAL_OPTS}
+`,
+  init: `Usage: kanban-supervisor init
+
+Create the board (and its folder) if missing; idempotent.
+${GLOBAL_OPTS}
+`,
+  skill: `Usage: kanban-supervisor skill add NAME [options] -- CMD [ARGS...]
+       kanban-supervisor skill list
+       kanban-supervisor skill rm NAME
+
+skill add registers (or replaces) a skill: the command its workers run (argv, no shell).
+  --cwd DIR              working directory of the workers
+  --env K=V              a variable for its workers (repeatable; stored on the board: no secrets)
+  --pass-env NAME        a variable its workers get from the supervisor's environment at each
+                         spawn (repeatable; the name is stored, the value never is: for API keys)
+  --max-runtime S        seconds a run may take before it is reclaimed (timed_out)
+  --heartbeat-timeout S  seconds without a heartbeat before a run is reclaimed (stalled; 0 = off)
+  --reclaim-grace S      seconds between SIGTERM and SIGKILL when a run is reclaimed
+  --max-rss-mb N         memory limit of a worker's process group in MB (0 = off)
+${GLOBAL_OPTS}
+`,
+  add: `Usage: kanban-supervisor add --skill NAME [options]
+
+Add a ready task; prints its id.
+  --skill NAME           the skill that runs it (required)
+  --title T              a title (default: the skill name)
+  --payload JSON         the task's input (default null)
+  --priority N           higher runs first (default 0)
+  --max-runtime S        seconds a run of this task may take (overrides the skill and
+                         MAX_RUNTIME_SECONDS)
+  --max-attempts N       attempts in total: the task is blocked after N counted failures in a
+                         row (overrides FAILURE_LIMIT; deferred runs, runs abandoned at a
+                         shutdown and supervisor faults do not count)
+  --max-retries N        deprecated name of --max-attempts (same meaning: N attempts in total)
+${GLOBAL_OPTS}
+`,
+  list: `Usage: kanban-supervisor list [--status S] [--skill NAME] [--limit N]
+
+Tasks, oldest first: id, status, skill, title and last error.
+  --status S             only tasks in status S (${TASK_STATUSES.join(', ')})
+  --skill NAME           only tasks of this skill
+  --limit N              at most N tasks (default 100000)
+${GLOBAL_OPTS}
+`,
+  show: `Usage: kanban-supervisor show ID
+
+A task with its payload, result, failures, runs (attempt, outcome, pid, exit, times, log file,
+last heartbeat and progress) and events in time order. ID may be a run id: its task is shown.
+Times are ISO 8601 (UTC) with their age; --json gives raw milliseconds since the epoch.
+${GLOBAL_OPTS}
+`,
+  runs: `Usage: kanban-supervisor runs [--task ID] [--outcome O] [--limit N]
+
+Runs across tasks, newest first: run, task, skill, attempt, outcome, start, duration, pid.
+  --task ID              only the runs of this task
+  --outcome O            only runs that ended with O (${RUN_OUTCOMES.join(', ')})
+  --limit N              at most N runs (default 100)
+${GLOBAL_OPTS}
+`,
+  logs: `Usage: kanban-supervisor logs ID [--run RUN_ID | --attempt N] [--tail N] [-f]
+
+Print a run's output (stdout and stderr of its processes). ID is a task id or a run id; without
+--run or --attempt, the task's latest run.
+  --run RUN_ID           this run of the task
+  --attempt N            the task's Nth run (1 = its first, as show numbers them)
+  --tail N               only the last N lines
+  -f, --follow           follow the file as it grows, then each later attempt of the task (a
+                         "==> task … attempt N: run … <==" line heads each); ends by itself,
+                         exit 0, once the task is done, blocked or cancelled and its last run's
+                         processes are gone. Ctrl-C exits 0. Works with or without a supervisor.
+A log cut by LOG_MAX_BYTES keeps its head and newest tail with one marker line between them
+("[kanban-supervisor: log truncated: N bytes dropped here …]"); --tail and -f print that line too.
+${GLOBAL_OPTS}
+`,
+  cancel: `Usage: kanban-supervisor cancel ID
+
+Cancel a task; a running worker is stopped (SIGTERM, then SIGKILL after its grace).
+${GLOBAL_OPTS}
+`,
+  block: `Usage: kanban-supervisor block ID --reason R
+
+Block a ready task with a reason (it will not run until unblock or retry).
+${GLOBAL_OPTS}
+`,
+  unblock: `Usage: kanban-supervisor unblock ID
+
+Make a blocked task ready again, its failure counter reset.
+${GLOBAL_OPTS}
+`,
+  retry: `Usage: kanban-supervisor retry ID
+
+Make a blocked, cancelled or done task ready again for a new attempt: its failure counter, last
+error and result are reset. Refused for a ready or running task, and while the task's last run has
+not ended (its worker may still be stopping). Works with or without a supervisor.
+${GLOBAL_OPTS}
+`,
+  check: `Usage: kanban-supervisor check [--full]
+
+Is the board healthy (exit 0) or damaged (exit 1): header, journal mode, schema version and
+quick_check (--full: integrity_check).
+${GLOBAL_OPTS}
+`,
+  recover: `Usage: kanban-supervisor recover --out NEW.db | --in-place
+
+Salvage every readable row of a damaged board into a fresh one: --out writes NEW.db (the board is
+only read); --in-place backs the damaged files up and swaps the recovered board in (refused while a
+supervisor owns the board).
+${GLOBAL_OPTS}
+`,
+};

@@ -1,0 +1,48 @@
+/**
+ * The board's upkeep: `init` (create the board, idempotent), `check [--full]` (healthy: exit 0,
+ * damaged: exit 1) and `recover --out NEW.db | --in-place` (salvage every readable row).
+ */
+import { checkBoard, formatRecoverReport, recoverBoard, recoverInPlace, resolveBoardPath } from '@kanban-supervisor/board';
+import { EXIT } from '@kanban-supervisor/policies';
+import { parseArgs, UsageError } from '../args.js';
+import { printable as safe, printableLines } from '../text.js';
+import { boardPath, withBoard, type Globals } from './board.js';
+import { out } from './output.js';
+
+/** `init`: create the board and its folder if missing; prints its path (--json: path and counts). */
+export async function cmdInit(g: Globals, args: string[]): Promise<number> {
+  parseArgs(args, {}, 'init');
+  const counts = await withBoard(g, (b) => b.counts(), 'build');
+  out(g, `board ${safe(resolveBoardPath(g.db))} ready`, { path: resolveBoardPath(g.db), counts });
+  return EXIT.ok;
+}
+
+/** `check [--full]`: header, journal mode, schema version and quick_check (or integrity_check). */
+export async function cmdCheck(g: Globals, args: string[]): Promise<number> {
+  const p = parseArgs(args, { '--full': { kind: 'bool' } }, 'check');
+  const r = checkBoard(boardPath(g.db, 'existing'), { full: p.bools.has('--full') });
+  const human = [
+    `board ${safe(r.path)}: ${r.healthy ? 'healthy' : 'DAMAGED'}`,
+    `  file ${r.fileSize ?? '-'} bytes, wal ${r.walSize ?? '-'} bytes, ${r.pageCount ?? '-'} pages of ${r.pageSize ?? '-'} bytes`,
+    `  journal mode ${safe(String(r.journalMode ?? '-'))}, schema version ${r.schemaVersion ?? '-'} (supported ${r.supportedSchemaVersion})`,
+    `  ${r.check}: ${r.checkResult.length ? safe(r.checkResult.slice(0, 10).join('; ')) : '-'}`,
+    ...r.problems.map((x) => `  problem: ${safe(x)}`),
+    ...r.warnings.map((x) => `  note: ${safe(x)}`),
+    r.healthy ? '' : '  next: stop writers, keep the -wal and -shm files next to the board, and run `kanban-supervisor recover --out NEW.db`',
+  ].filter(Boolean);
+  out(g, human.join('\n'), r);
+  return r.healthy ? EXIT.ok : EXIT.failed;
+}
+
+/** `recover --out NEW.db | --in-place`: progress on stderr (not with --json), the report on stdout. */
+export async function cmdRecover(g: Globals, args: string[]): Promise<number> {
+  const p = parseArgs(args, { '--out': { kind: 'value' }, '--in-place': { kind: 'bool' } }, 'recover');
+  if (p.positionals.length) throw new UsageError(`recover: unexpected argument ${JSON.stringify(p.positionals[0])}`);
+  const outPath = p.values['--out'];
+  const inPlace = p.bools.has('--in-place');
+  if (!outPath === !inPlace) throw new UsageError('recover: give exactly one of --out NEW.db or --in-place');
+  const log = g.json ? undefined : (line: string) => process.stderr.write(line + '\n');
+  const report = inPlace ? recoverInPlace(g.db, { log }) : recoverBoard(g.db, outPath!, { log });
+  out(g, printableLines(formatRecoverReport(report)), report);
+  return EXIT.ok;
+}

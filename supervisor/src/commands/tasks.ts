@@ -1,0 +1,124 @@
+/**
+ * The task commands: `add` (a ready task), `list`, `show ID` (a task, or the task of a run id, with
+ * its runs and events) and the changes `cancel`, `block`, `unblock` and `retry`.
+ */
+import { BoardInputError, resolveBoardPath, type Json } from '@kanban-supervisor/board';
+import { EXIT, LIMITS, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
+import { parseArgs, parseJsonArg, parseNumberArg, UsageError } from '../args.js';
+import { printable as safe } from '../text.js';
+import { fmtAge } from '../status.js';
+import { withBoard, type Globals } from './board.js';
+import { one, optLimit } from './flags.js';
+import { detailJson, eventsInTime, humanTimes, iso, out, taskJson, when } from './output.js';
+
+/** `add --skill NAME [options]`: prints the new task's id. */
+export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
+  const p = parseArgs(args, {
+    '--skill': { kind: 'value' },
+    '--title': { kind: 'value' },
+    '--payload': { kind: 'value' },
+    '--priority': { kind: 'value' },
+    '--max-runtime': { kind: 'value' },
+    '--max-attempts': { kind: 'value' },
+    '--max-retries': { kind: 'value' },
+  }, 'add');
+  if (p.values['--max-attempts'] !== undefined && p.values['--max-retries'] !== undefined) {
+    throw new UsageError('add: give --max-attempts only (--max-retries is its deprecated name)');
+  }
+  // --max-retries N always meant N attempts in total: the deprecated name of --max-attempts.
+  const attemptsFlag = p.values['--max-retries'] !== undefined ? '--max-retries' : '--max-attempts';
+  if (p.positionals.length) throw new UsageError(`add: unexpected argument ${JSON.stringify(p.positionals[0])}`);
+  const skill = p.values['--skill'];
+  if (!skill) throw new UsageError('add: --skill NAME is required');
+  const payload = p.values['--payload'] !== undefined ? (parseJsonArg('--payload', p.values['--payload']!) as Json) : null;
+  const task = await withBoard(g, (b) =>
+    b.createTask({
+      skill,
+      title: p.values['--title'],
+      payload,
+      priority: p.values['--priority'] !== undefined ? parseNumberArg('--priority', p.values['--priority']!, { integer: true }) : 0,
+      maxRuntimeSeconds: optLimit(p.values, '--max-runtime', LIMITS.maxRuntimeSeconds),
+      maxRetries: optLimit(p.values, attemptsFlag, LIMITS.failureLimit),
+    }),
+    'write',
+  );
+  out(g, task.id, { id: task.id });
+  return EXIT.ok;
+}
+
+/** `list [--status S] [--skill NAME] [--limit N]`: tasks, oldest first. */
+export async function cmdList(g: Globals, args: string[]): Promise<number> {
+  const p = parseArgs(args, { '--status': { kind: 'value' }, '--skill': { kind: 'value' }, '--limit': { kind: 'value' } }, 'list');
+  if (p.positionals.length) throw new UsageError(`list: unexpected argument ${JSON.stringify(p.positionals[0])}`);
+  const status = p.values['--status'];
+  if (status !== undefined && !(TASK_STATUSES as readonly string[]).includes(status)) {
+    throw new UsageError(`--status must be one of ${TASK_STATUSES.join(', ')}, got ${JSON.stringify(status)}`);
+  }
+  const limit = p.values['--limit'] !== undefined ? parseLimit('--limit', p.values['--limit']!, { min: 1, max: 10_000_000, integer: true, unit: '' }) : 100_000;
+  const tasks = await withBoard(g, (b) => b.listTasks({ status: status as TaskStatus | undefined, skill: p.values['--skill'], limit }));
+  out(
+    g,
+    tasks.map((t) => `${safe(t.id)}\t${safe(t.status.padEnd(9))}\t${safe(t.skill)}\t${safe(t.title)}${t.lastError ? `\t(${safe(t.lastError)})` : ''}`).join('\n'),
+    tasks.map(taskJson),
+  );
+  return EXIT.ok;
+}
+
+/** `show ID`: a task (ID: task or run id) with its runs and events, every board field escaped. */
+export async function cmdShow(g: Globals, args: string[]): Promise<number> {
+  const id = one(parseArgs(args, {}, 'show'), 'task or run id', 'show');
+  // A run id shows its task (the run marked).
+  const found = await withBoard(g, async (b) => {
+    const d = await b.showTask(id);
+    if (d) return { d, run: null as string | null };
+    const r = await b.getRun(id);
+    const dr = r ? await b.showTask(r.taskId) : null;
+    return dr ? { d: dr, run: r!.id } : null;
+  });
+  if (!found) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${resolveBoardPath(g.db)}`);
+  const { d, run: selected } = found;
+  const t = d.task;
+  const now = Date.now();
+  // Every field from the board is escaped (printable): a title or error cannot forge lines or reach the terminal.
+  const human = [
+    selected ? `run ${safe(selected)} is attempt ${d.runs.findIndex((r) => r.id === selected) + 1} of task ${safe(t.id)}:` : '',
+    `${safe(t.id)}  ${safe(t.title)}`,
+    `  skill ${safe(t.skill)}  status ${safe(t.status)}  priority ${t.priority}  failures in a row ${t.consecutiveFailures}${t.maxRetries !== null ? ` (max attempts ${t.maxRetries})` : ''}`,
+    `  created ${when(t.createdAt, now)}  updated ${when(t.updatedAt, now)}`,
+    `  payload ${safe(JSON.stringify(t.payload))}`,
+    t.result !== null ? `  result ${safe(JSON.stringify(t.result))}` : '',
+    t.lastError ? `  last error: ${safe(t.lastError)}` : '',
+    t.notBefore > now ? `  not before ${when(t.notBefore, now)}` : '',
+    d.runs.length ? `  runs (oldest first):` : '  runs: none',
+    ...d.runs.flatMap((r, i) => {
+      const took = r.startedAt && (r.exitedAt ?? r.endedAt) ? `, took ${fmtAge((r.exitedAt ?? r.endedAt)! - r.startedAt)}` : '';
+      return [
+        `    ${selected === r.id ? '>' : '#'}${i + 1} ${safe(r.id)} ${safe(r.outcome ?? r.status)}  pid ${r.pid ?? '-'}  exit ${r.exitCode ?? '-'}  signal ${safe(String(r.signal ?? '-'))}  started ${when(r.startedAt, now)}${took}`,
+        r.stopReason ? `       reclaimed: ${safe(r.stopReason)}` : '',
+        r.error ? `       error: ${safe(r.error)}` : '',
+        r.heartbeatAt !== null ? `       last heartbeat ${when(r.heartbeatAt, now)}${r.progress !== null ? `  progress ${safe(JSON.stringify(r.progress))}` : ''}` : '',
+        `       log ${r.logPath ? safe(r.logPath) : '-'}`,
+      ].filter((l) => l !== '');
+    }),
+    `  events (in time order):`,
+    ...eventsInTime(d).map((e) => `    ${iso(e.at)} ${safe(e.kind)}${e.runId ? ` ${safe(e.runId)}` : ''}${e.data !== null ? ` ${safe(JSON.stringify(humanTimes(e.data)))}` : ''}`),
+  ].filter((l) => l !== '');
+  out(g, human.join('\n'), selected ? { ...detailJson(d), selected_run: selected } : detailJson(d));
+  return EXIT.ok;
+}
+
+/** `cancel ID`, `block ID --reason R`, `unblock ID` or `retry ID`: prints the task's new status. */
+export async function cmdTaskChange(g: Globals, cmd: 'cancel' | 'block' | 'unblock' | 'retry', args: string[]): Promise<number> {
+  const p = parseArgs(args, cmd === 'block' ? { '--reason': { kind: 'value' } } : {}, cmd);
+  const id = one(p, 'task id', cmd);
+  const t = await withBoard(g, async (b) => {
+    if (cmd === 'cancel') return b.cancelTask(id);
+    if (cmd === 'unblock') return b.unblockTask(id);
+    if (cmd === 'retry') return b.retryTask(id);
+    const reason = p.values['--reason'];
+    if (!reason) throw new UsageError('block: --reason R is required');
+    return b.blockTask(id, reason);
+  }, 'write');
+  out(g, `${safe(t.id)} ${safe(t.status)}`, taskJson(t));
+  return EXIT.ok;
+}

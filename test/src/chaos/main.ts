@@ -1,0 +1,66 @@
+/**
+ * `npm run chaos` (about 10 minutes) and `npm run chaos -- --short` (under 2 minutes, CI); the entry
+ * is ../chaos.ts.
+ *
+ * Real supervisors, real workers, real signals, in a temp folder. Each scenario prints its figures
+ * with their targets as it goes; at the end a markdown table (paste it into an issue) and the same
+ * figures as JSON in chaos-results/chaos-<timestamp>.json. Exit status 1 when a hard invariant
+ * (board integrity, lost writes or tasks, two live workers, double completion, leaks) fails.
+ *
+ *   node test/dist/chaos.js [--short] [--only storm,restart,crash,tree,damage,load] [--keep]
+ *
+ * This module holds the order of the scenarios (one module each in this folder), the final leak
+ * check and the table; setup.ts holds the flags, the sizes and what the scenarios share.
+ */
+import { join } from 'node:path';
+import { ROOT, fmt, gitRev, machine, machineLine, runParts, sleep } from '../lib.js';
+import { scenarioCrash } from './crash.js';
+import { scenarioDamage } from './damage.js';
+import { finalLeaks } from './leaks.js';
+import { scenarioLoad } from './load.js';
+import { scenarioRestart } from './restart.js';
+import { SHORT, h, res, want } from './setup.js';
+import { scenarioStorm } from './storm.js';
+import { scenarioTree } from './tree.js';
+
+async function main(): Promise<number> {
+  const t0 = Date.now();
+  process.stdout.write(`kanban-supervisor chaos ${SHORT ? '--short ' : ''}· ${machineLine()} · temp ${h.root}\n`);
+  const scenarios: Array<[string, string, () => Promise<void>]> = [
+    ['storm', 'worker SIGKILL storm', scenarioStorm],
+    ['restart', 'supervisor SIGKILL/restart', scenarioRestart],
+    ['crash', 'spawn-crash loops', scenarioCrash],
+    ['tree', 'leaks', scenarioTree],
+    ['damage', 'damage', scenarioDamage],
+    ['load', 'heartbeats and memory under load', scenarioLoad],
+  ];
+  const { timing } = await runParts(res, scenarios, want, { figure: 'scenario ran to the end', hard: true });
+  await sleep(500);
+  process.stdout.write('\n== leaks (after everything)\n');
+  finalLeaks();
+  const seconds = (Date.now() - t0) / 1000;
+  const meta = [
+    `command: \`npm run chaos${SHORT ? ' -- --short' : ''}\` · ${fmt(seconds)} s · commit ${gitRev()} · ${new Date().toISOString()}`,
+    `machine: ${machineLine()}`,
+  ];
+  const hard = res.hardFailures();
+  const misses = res.misses();
+  res.notes.push(
+    hard.length
+      ? `${hard.length} hard invariant(s) failed: ${hard.map((r) => `${r.scenario} / ${r.figure}`).join('; ')}`
+      : `hard invariants: all held${misses.length ? `; ${misses.length} soft target(s) missed` : ''}`,
+  );
+  const table = res.table(`kanban-supervisor chaos${SHORT ? ' (--short)' : ''}`, meta);
+  process.stdout.write(`\n${table}`);
+  const file = res.writeJson(join(ROOT, 'chaos-results'), 'chaos', { kind: 'chaos', short: SHORT, seconds, scenarioSeconds: timing, machine: machine(), commit: gitRev(), at: new Date().toISOString() });
+  process.stdout.write(`\nJSON: ${file}\n`);
+  return hard.length ? 1 : 0;
+}
+
+const code = await main().catch((e: unknown) => {
+  process.stderr.write(`chaos: ${(e as Error).stack ?? String(e)}\n`);
+  return 1;
+});
+await h.cleanup();
+process.exit(code);
+
