@@ -1,10 +1,11 @@
 /**
  * Chaos scenario "restart" (supervisor SIGKILL/restart): steady workers under load while the
  * supervisor is SIGKILLed and restarted again and again (8 times with --short, 50 in full), then a
- * final --until-idle supervisor. Measures: integrity at every restart, two live workers for one task
- * (sampled from /proc every 20 ms, and from the workers' own start/stop records), tasks completed or
- * run to the end more than once, tasks lost, workers adopted, runs by outcome (all hard but the last
- * two).
+ * final --until-idle supervisor. Measures: the kills and restart times; then, as hard invariants,
+ * integrity at every restart and at the end, the final supervisor going idle, two live workers for
+ * one task (sampled from /proc every 20 ms, and from the workers' own start/stop records), tasks
+ * completed or run to the end more than once, tasks lost; and, for information, workers adopted and
+ * runs by outcome.
  */
 import { join } from 'node:path';
 import { Sup, fmt, integrity, median, openBoard, openSql, rand, readRecords, sleep } from '../lib.js';
