@@ -84,12 +84,34 @@ const ACCESS_ERRNO = new Set(['EACCES', 'EPERM', 'EROFS']);
 interface SqliteLikeError {
   code?: unknown;
   message?: unknown;
+  /** Set on a PostgreSQL server error (pg's DatabaseError), whose `code` is its SQLSTATE. */
+  severity?: unknown;
+}
+
+/** Socket errno codes of a connection to a database server: transient (io), never damage. */
+const CONNECTION_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNABORTED']);
+
+/** What the pg driver says, without a code, when its connection is gone or never came. */
+const PG_CONNECTION_LOST = /Connection terminated|connection error and is not queryable|timeout exceeded when trying to connect|Client was closed and is not queryable|Connection closed/i;
+
+/**
+ * Classify a PostgreSQL server error by its SQLSTATE: serialization failures, deadlocks, lock and
+ * statement timeouts are contention (busy); connection exceptions, shutdowns and exhausted
+ * resources (too many connections, disk full) are transient (io); authentication and privilege
+ * errors are access. A PostgreSQL board is never "damaged" from the client's side.
+ */
+function classifySqlState(code: string): ErrorClass {
+  if (code === '40001' || code === '40P01' || code === '55P03' || code === '57014') return 'busy';
+  if (code.startsWith('08') || code.startsWith('53') || code.startsWith('57P') || code.startsWith('58')) return 'io';
+  if (code.startsWith('28') || code === '42501') return 'access';
+  return 'other';
 }
 
 /**
  * Classify an error from SQLite: BUSY/LOCKED are contention, never damage; CORRUPT/NOTADB are
  * damage; IOERR is transient until a header check and quick_check confirm damage; READONLY/PERM/AUTH
  * and EACCES/EPERM/EROFS (from the header check through `fs`) are access, never damage.
+ * From PostgreSQL (classifySqlState) and its connection: busy, io, access or other, never damage.
  */
 export function classifyError(err: unknown): ErrorClass {
   if (err instanceof BoardDamagedError) return 'damaged';
@@ -98,6 +120,9 @@ export function classifyError(err: unknown): ErrorClass {
   if (err instanceof BoardPathError && err.cause !== undefined) return classifyError(err.cause);
   const e = err as SqliteLikeError | null;
   const code = typeof e?.code === 'string' ? e.code : '';
+  if (typeof e?.severity === 'string' && /^[0-9A-Z]{5}$/.test(code)) return classifySqlState(code);
+  if (CONNECTION_ERRNO.has(code)) return 'io';
+  if (code === '' && typeof e?.message === 'string' && PG_CONNECTION_LOST.test(e.message)) return 'io';
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'busy';
   if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') return 'damaged';
   if (code.startsWith('SQLITE_IOERR') || code === 'SQLITE_CANTOPEN' || code === 'SQLITE_FULL') return 'io';

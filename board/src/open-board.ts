@@ -1,9 +1,12 @@
 /**
  * How every consumer gets a board: `openBoard(location)` picks the backend from the location and
- * returns the `Board` interface. Only this module (and the SQLite store's own tests and fixture
- * makers, damage.ts) construct a SqliteBoard.
+ * returns the `Board` interface: a `postgres://` or `postgresql://` URL opens a PostgreSQL board,
+ * anything else is a SQLite file path. Only this module (and the SQLite store's own tests and
+ * fixture makers, damage.ts) construct a SqliteBoard or a PgBoard.
  */
 import { resolveBoardPath } from './open.js';
+import { PgBoard } from './pg/board.js';
+import { isPgLocation } from './pg/location.js';
 import { SqliteBoard } from './sqlite/board.js';
 import type { Board, OwnerInfo } from './types.js';
 
@@ -16,10 +19,23 @@ export interface OpenBoardOptions {
   busyTimeoutMs?: number;
   /** How many times a write is retried, with backoff, after that wait ran out. */
   busyRetries?: number;
+  /** PostgreSQL: the schema of the board (default: the URL's `schema` parameter, else `kanban`). */
+  pgSchema?: string;
+  /** PostgreSQL: most connections this board object opens (default 4; a worker needs 1). */
+  pgPoolMax?: number;
 }
 
-/** Open the board at `location` (a SQLite file path). */
+/** Open the board at `location`: a PostgreSQL URL, or a SQLite file path. */
 export async function openBoard(location: string, opts: OpenBoardOptions = {}): Promise<Board> {
+  if (isPgLocation(location)) {
+    return PgBoard.open(location, {
+      readonly: opts.readonly,
+      schema: opts.pgSchema,
+      poolMax: opts.pgPoolMax,
+      busyRetries: opts.busyRetries,
+      lockTimeoutMs: opts.busyTimeoutMs,
+    });
+  }
   if (opts.readonly) return SqliteBoard.openReadonly(location, opts.busyTimeoutMs);
   return SqliteBoard.open(location, { create: opts.create ?? true, busyTimeoutMs: opts.busyTimeoutMs, busyRetries: opts.busyRetries });
 }
@@ -27,7 +43,7 @@ export async function openBoard(location: string, opts: OpenBoardOptions = {}): 
 /** The owner row of the board at `location`, read through a short read-only connection (null if unreadable). */
 export async function readOwner(location: string): Promise<OwnerInfo | null> {
   try {
-    const b = await openBoard(location, { readonly: true, busyTimeoutMs: 1000 });
+    const b = await openBoard(location, { readonly: true, busyTimeoutMs: 1000, pgPoolMax: 1 });
     try {
       return await b.getOwner();
     } finally {

@@ -37,16 +37,17 @@ export function fencingConformance(factory: BoardFactory): void {
       const otherTask = { ...cred, taskId: t2.id };
       const before = await snapshot(b, t.id, t2.id);
       for (const c of [wrong, otherTask]) {
-        const writes: Array<Promise<unknown>> = [
+        // Each refusal is awaited through `rejection` at once: a backend may refuse them in any order.
+        const refusals = [
           b.heartbeat(c, { step: 1 }, now),
           b.workerEvent(c, 'note', null, now),
           b.report(c, { outcome: 'completed', result: 1 }, now),
           b.report(c, { outcome: 'failed', error: 'x' }, now),
           b.recordStop(c, 'SIGTERM', now),
           b.loadRun(c),
-        ];
-        for (const w of writes) {
-          const err = await rejection(w);
+        ].map(rejection);
+        for (const refused of refusals) {
+          const err = await refused;
           expect(err).toBeInstanceOf(NotCurrentError);
           expect(err.message).toBe(`run ${claim.run.id} is no longer current for task ${c.taskId}`);
           expect((err as NotCurrentError).runId).toBe(claim.run.id);
@@ -69,8 +70,8 @@ export function fencingConformance(factory: BoardFactory): void {
         b.report(cred, { outcome: 'completed', result: 2 }, now + 2),
         b.workerEvent(cred, 'note', null, now + 2),
         b.loadRun(cred),
-      ]) {
-        expect(await rejection(w)).toBeInstanceOf(NotCurrentError);
+      ].map(rejection)) {
+        expect(await w).toBeInstanceOf(NotCurrentError);
       }
       expect(await snapshot(b, t.id)).toBe(mid);
       await b.recordStop(cred, 'SIGTERM', now + 3);
@@ -142,8 +143,8 @@ export function fencingConformance(factory: BoardFactory): void {
         b.heartbeat(cred, null, now + 2),
         b.workerEvent(cred, 'late', null, now + 2),
         b.recordStop(cred, 'SIGTERM', now + 2),
-      ]) {
-        expect(await rejection(w)).toBeInstanceOf(NotCurrentError);
+      ].map(rejection)) {
+        expect(await w).toBeInstanceOf(NotCurrentError);
       }
       expect(await snapshot(b, t.id)).toBe(after);
       expect(await b.reportApplied(cred, 'completed')).toBe(true);

@@ -1,0 +1,49 @@
+/**
+ * Claims: the supervisor takes ready tasks (priority order) with a run and a fresh token each, and
+ * blocks the ready tasks whose skill is gone. Both run every tick: their statements are PG_HOT_SQL.
+ */
+import { newRunId, newToken } from '../ids.js';
+import type { Claim } from '../types.js';
+import { PG_HOT_SQL } from './hot-sql.js';
+import { toRun, toSkill, toTask, unprefix } from './rows.js';
+import type { Writer } from './tx.js';
+
+/**
+ * Claim up to `max` runnable tasks in ONE statement (PG_HOT_SQL.claimBatch): the claim, the run
+ * row and the event land together, and concurrent claimers skip each other's rows. The run ids,
+ * tokens and log paths are made before the statement, `max` of them (`logPathFor` only names a
+ * file); the ones no task took are never used. A `logPathFor` that throws claims nothing.
+ */
+export async function claimBatch(w: Writer, max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]> {
+  if (max <= 0) return [];
+  const n = Math.floor(max);
+  const runIds = Array.from({ length: n }, () => newRunId());
+  const tokens = runIds.map(() => newToken());
+  const logPaths = runIds.map((id) => logPathFor(id));
+  return w.write(async (q) => {
+    const rows = await q.all(PG_HOT_SQL.claimBatch, [now, n, runIds, tokens, logPaths, now]);
+    return rows.map((r): Claim => {
+      const task = toTask(r);
+      const token = String(r.f_token);
+      // The run as the statement inserted it: every other column is at its default.
+      const run = toRun({ id: r.current_run_id, task_id: r.id, status: 'starting', started_at: now, log_path: r.f_log_path, stopped_on_request: 0 });
+      return { task, run, token, skill: toSkill(unprefix(r, 's_')) };
+    });
+  });
+}
+
+/** Block every ready task whose skill is not registered (they could never run); returns them. */
+export async function blockUnknownSkillTasks(w: Writer, now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>> {
+  // Read first: the common case (nothing to block) must not cost a write transaction every tick.
+  const unknown = await w.read((q) => q.all(PG_HOT_SQL.unknownReadySkills));
+  if (unknown.length === 0) return [];
+  return w.write(async (q) => {
+    const blocked: Array<{ taskId: string; skill: string; reason: string }> = [];
+    for (const row of await q.all(PG_HOT_SQL.unknownReadySkills)) {
+      const skill = String(row.skill);
+      const reason = `skill ${JSON.stringify(skill)} is not registered on board ${q.path}`;
+      for (const r of await q.all(PG_HOT_SQL.blockSkillTasks, [skill, reason, now])) blocked.push({ taskId: String(r.id), skill, reason });
+    }
+    return blocked;
+  });
+}

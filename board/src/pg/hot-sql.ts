@@ -1,0 +1,90 @@
+/**
+ * The statements a supervisor runs every tick on a PostgreSQL board. Each must stay flat in the
+ * board's size (an index scan, never a Seq Scan or a Sort of the queue):
+ * test/board/pg-plans.test.ts checks their plans with 1,000,000 done and 100,000 ready tasks.
+ */
+export const PG_HOT_SQL = {
+  /**
+   * One claim batch in ONE statement. `picked` walks tasks_ready in claim order (priority, age,
+   * id: the index order, so no Sort) and locks each row it takes, skipping rows another claimer
+   * has locked (FOR UPDATE SKIP LOCKED): concurrent supervisors never take one task twice and
+   * never wait on each other. It carries the skill as it was read, so a skill removed meanwhile
+   * cannot leave a claimed task without its skill in the answer.
+   * The run ids, tokens and log paths come precomputed as arrays ($3-$5); the n-th task claimed
+   * gets the n-th of each. The task update, its run (`started`) and its `claimed` event land in the
+   * same statement (a data-modifying WITH runs once, referenced or not).
+   * $1 now (not_before), $2 the batch size, $6 now (timestamps).
+   */
+  claimBatch: `WITH picked AS (
+    SELECT t.id, t.priority, t.created_at,
+           s.name AS s_name, s.argv AS s_argv, s.cwd AS s_cwd, s.env AS s_env, s.pass_env AS s_pass_env,
+           s.max_runtime_seconds AS s_max_runtime_seconds, s.heartbeat_timeout_seconds AS s_heartbeat_timeout_seconds,
+           s.reclaim_grace_seconds AS s_reclaim_grace_seconds, s.max_rss_mb AS s_max_rss_mb
+      FROM tasks t JOIN skills s ON s.name = t.skill
+     WHERE t.status = 'ready' AND t.not_before <= $1
+     ORDER BY t.priority DESC, t.created_at, t.id
+     LIMIT $2
+       FOR UPDATE OF t SKIP LOCKED
+  ), numbered AS (
+    SELECT p.*, row_number() OVER (ORDER BY p.priority DESC, p.created_at, p.id) AS n FROM picked p
+  ), fresh AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS f(run_id, token, log_path, n)
+  ), claimed AS (
+    UPDATE tasks t SET status = 'running', current_run_id = f.run_id, updated_at = $6
+      FROM numbered p JOIN fresh f ON f.n = p.n
+     WHERE t.id = p.id
+    RETURNING t.*, f.token AS f_token, f.log_path AS f_log_path, p.n AS f_n
+  ), started AS (
+    INSERT INTO runs (id, task_id, token, status, started_at, log_path)
+    SELECT c.current_run_id, c.id, c.f_token, 'starting', $6, c.f_log_path FROM claimed c ORDER BY c.f_n
+    RETURNING id
+  ), logged AS (
+    INSERT INTO events (task_id, run_id, kind, data, at)
+    SELECT c.id, c.current_run_id, 'claimed', json_build_object('attempt', c.consecutive_failures + 1)::text, $6
+      FROM claimed c ORDER BY c.f_n
+  )
+  SELECT c.*, p.s_name, p.s_argv, p.s_cwd, p.s_env, p.s_pass_env, p.s_max_runtime_seconds,
+         p.s_heartbeat_timeout_seconds, p.s_reclaim_grace_seconds, p.s_max_rss_mb
+    FROM claimed c JOIN numbered p ON p.id = c.id
+   ORDER BY c.f_n`,
+  /**
+   * The skills that ready tasks name but the board lacks: a loose index scan of tasks_ready_skill
+   * (one seek per distinct skill, as on SQLite), so nothing-to-block costs a few seeks, not a scan.
+   */
+  unknownReadySkills: `WITH RECURSIVE s(skill) AS (
+      (SELECT skill FROM tasks WHERE status = 'ready' ORDER BY skill LIMIT 1)
+      UNION ALL
+      SELECT (SELECT t.skill FROM tasks t WHERE t.status = 'ready' AND t.skill > s.skill ORDER BY t.skill LIMIT 1)
+        FROM s WHERE s.skill IS NOT NULL
+    )
+    SELECT skill FROM s WHERE skill IS NOT NULL AND NOT EXISTS (SELECT 1 FROM skills k WHERE k.name = s.skill)`,
+  /** Block the ready tasks of one unknown skill (re-checked under the row locks), with their events. */
+  blockSkillTasks: `WITH blocked AS (
+      UPDATE tasks SET status = 'blocked', last_error = $2, updated_at = $3
+       WHERE status = 'ready' AND skill = $1 AND NOT EXISTS (SELECT 1 FROM skills k WHERE k.name = $1)
+      RETURNING id
+    ), logged AS (
+      INSERT INTO events (task_id, run_id, kind, data, at)
+      SELECT id, NULL, 'blocked', json_build_object('reason', $2::text)::text, $3 FROM blocked
+    )
+    SELECT id FROM blocked ORDER BY id`,
+  // Read as arrays, in toLiveRun's column order (the same as SQLite's HOT_SQL.liveRuns).
+  liveRuns: `SELECT r.id, r.task_id, r.status, r.outcome, r.pid, r.pgid, r.proc_start_time, r.boot_id, r.started_at,
+        r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
+        r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
+        t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
+        s.reclaim_grace_seconds, s.max_rss_mb
+   FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
+  WHERE r.exited_at IS NULL ORDER BY r.started_at, r.seq`,
+  // Run columns aliased r_* (toRun(row, 'r_')), task columns as they are (toTask).
+  unaccountedRuns: `SELECT r.id AS r_id, r.task_id AS r_task_id, r.token AS r_token, r.status AS r_status, r.outcome AS r_outcome,
+        r.pid AS r_pid, r.pgid AS r_pgid, r.proc_start_time AS r_proc_start_time, r.boot_id AS r_boot_id,
+        r.started_at AS r_started_at, r.heartbeat_at AS r_heartbeat_at, r.progress AS r_progress,
+        r.ended_at AS r_ended_at, r.exit_code AS r_exit_code, r.signal AS r_signal, r.error AS r_error,
+        r.log_path AS r_log_path, r.stop_reason AS r_stop_reason, r.sigterm_at AS r_sigterm_at,
+        r.sigkill_at AS r_sigkill_at, r.exited_at AS r_exited_at, r.accounted_at AS r_accounted_at,
+        r.defer_until AS r_defer_until, r.stopped_on_request AS r_stopped_on_request, t.*
+   FROM runs r JOIN tasks t ON t.id = r.task_id
+  WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
+  ORDER BY r.ended_at, r.seq`,
+} as const;

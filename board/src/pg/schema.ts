@@ -1,0 +1,111 @@
+/**
+ * The PostgreSQL board's schema, in its own PostgreSQL schema (default `kanban`), and its
+ * migrations, keyed on the one row of `schema_version` (SQLite keeps `user_version`; the rule is
+ * the same: a board whose schema is newer than this build is refused, naming both versions).
+ *
+ * The tables mirror the SQLite board's (../schema.ts) column for column, so the row mappers are
+ * shared: JSON stays text (what JSON.stringify wrote; `::json` in the CHECKs validates it), ms
+ * timestamps are bigint. Keys and skill names collate "C" (byte order, as SQLite compares them),
+ * so listings and tie-breaks order the same on both backends and the indexes serve them.
+ * `runs.seq` is the insertion order SQLite's rowid gives (the tie-break of same-millisecond runs).
+ */
+import type { Migration } from '../schema.js';
+
+export const PG_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE skills (
+  name text COLLATE "C" PRIMARY KEY,
+  argv text NOT NULL CHECK (json_typeof(argv::json) = 'array' AND json_array_length(argv::json) > 0),
+  cwd text,
+  env text NOT NULL DEFAULT '{}' CHECK (json_typeof(env::json) = 'object'),
+  pass_env text NOT NULL DEFAULT '[]' CHECK (json_typeof(pass_env::json) = 'array'),
+  max_runtime_seconds double precision CHECK (max_runtime_seconds IS NULL OR max_runtime_seconds > 0),
+  heartbeat_timeout_seconds double precision CHECK (heartbeat_timeout_seconds IS NULL OR heartbeat_timeout_seconds >= 0),
+  reclaim_grace_seconds double precision CHECK (reclaim_grace_seconds IS NULL OR reclaim_grace_seconds >= 0),
+  max_rss_mb bigint CHECK (max_rss_mb IS NULL OR max_rss_mb >= 0),
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL
+);
+
+CREATE TABLE tasks (
+  id text COLLATE "C" PRIMARY KEY,
+  title text NOT NULL,
+  skill text COLLATE "C" NOT NULL,
+  payload text NOT NULL DEFAULT 'null' CHECK (payload::json IS NOT NULL),
+  status text NOT NULL CHECK (status IN ('ready', 'running', 'done', 'blocked', 'cancelled')),
+  priority bigint NOT NULL DEFAULT 0,
+  created_at bigint NOT NULL,
+  updated_at bigint NOT NULL,
+  not_before bigint NOT NULL DEFAULT 0,
+  consecutive_failures integer NOT NULL DEFAULT 0,
+  max_retries integer CHECK (max_retries IS NULL OR max_retries >= 1),
+  max_runtime_seconds double precision CHECK (max_runtime_seconds IS NULL OR max_runtime_seconds > 0),
+  last_error text,
+  result text CHECK (result IS NULL OR result::json IS NOT NULL),
+  current_run_id text COLLATE "C"
+);
+-- The claim's index: ready tasks in claim order (priority, then age, then id). Partial, so its
+-- size is the ready queue's, not the board's.
+CREATE INDEX tasks_ready ON tasks (priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_status ON tasks (status, created_at);
+CREATE INDEX tasks_ready_skill ON tasks (skill) WHERE status = 'ready';
+
+CREATE TABLE runs (
+  id text COLLATE "C" PRIMARY KEY,
+  seq bigint GENERATED ALWAYS AS IDENTITY,
+  task_id text COLLATE "C" NOT NULL REFERENCES tasks (id),
+  token text NOT NULL,
+  status text NOT NULL CHECK (status IN ('starting', 'running', 'ended')),
+  outcome text CHECK (outcome IS NULL OR outcome IN ('completed', 'failed', 'crashed', 'spawn_failed', 'timed_out',
+                      'stalled', 'memory_exceeded', 'cancelled', 'deferred', 'abandoned')),
+  pid integer,
+  pgid integer,
+  proc_start_time bigint,
+  boot_id text,
+  started_at bigint NOT NULL,
+  heartbeat_at bigint,
+  progress text CHECK (progress IS NULL OR progress::json IS NOT NULL),
+  ended_at bigint,
+  exit_code integer,
+  signal text,
+  error text,
+  log_path text,
+  stop_reason text,
+  sigterm_at bigint,
+  sigkill_at bigint,
+  exited_at bigint,
+  accounted_at bigint,
+  defer_until bigint,
+  stopped_on_request integer NOT NULL DEFAULT 0
+);
+CREATE INDEX runs_task ON runs (task_id, started_at, seq);
+CREATE INDEX runs_live ON runs (started_at, seq) WHERE exited_at IS NULL;
+CREATE INDEX runs_unaccounted ON runs (ended_at) WHERE accounted_at IS NULL AND status = 'ended';
+CREATE INDEX runs_started ON runs (started_at, seq);
+
+CREATE TABLE events (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  task_id text COLLATE "C" NOT NULL,
+  run_id text COLLATE "C",
+  kind text NOT NULL,
+  data text CHECK (data IS NULL OR data::json IS NOT NULL),
+  at bigint NOT NULL
+);
+CREATE INDEX events_task ON events (task_id, id);
+
+CREATE TABLE owner (
+  id integer PRIMARY KEY CHECK (id = 1),
+  pid integer NOT NULL,
+  host text NOT NULL,
+  started_at bigint NOT NULL,
+  seen_at bigint NOT NULL,
+  state text NOT NULL DEFAULT 'running',
+  detail text
+);
+`,
+  },
+];
+
+export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -1,0 +1,115 @@
+/**
+ * The worker's operations, each fenced: it presents its run id and token with every call, and a
+ * write lands only while that run is the task's current, unended, unreclaimed run. A reclaimed
+ * run's late write is refused (NotCurrentError) in the same transaction that would have written it.
+ *
+ * The fence reads the run and its task FOR UPDATE (a write's fence) or plainly (loadRun): once it
+ * passed, no reclaim, cancel or accounting can change either row before this write commits; one
+ * that came first has committed, and the fence sees it.
+ */
+import { NotCurrentError } from '../errors.js';
+import type { Json, Run, RunCredentials, Task, WorkerReport } from '../types.js';
+import { eventKind, jsonText, progressText, validReport } from '../validate.js';
+import type { Q } from './connection.js';
+import { toRun, toTask } from './rows.js';
+import type { Writer } from './tx.js';
+
+/**
+ * Throws NotCurrentError unless the run is the task's current, unended, unreclaimed run with this
+ * token (run id + token + run not ended + not being reclaimed + task still pointing at the run).
+ * `allowReclaiming`: only the token and that the run has not ended are checked (a run being
+ * reclaimed passes: its worker may record that it stopped).
+ */
+export async function fence(q: Q, cred: RunCredentials, opts: { allowReclaiming?: boolean; lock?: boolean } = {}): Promise<Run> {
+  const r = await q.get(
+    `SELECT r.*, t.status AS t_status, t.current_run_id AS t_current FROM runs r JOIN tasks t ON t.id = r.task_id
+      WHERE r.id = $1 AND r.task_id = $2${opts.lock === false ? '' : ' FOR UPDATE'}`,
+    [cred.runId, cred.taskId],
+  );
+  const current =
+    r !== undefined &&
+    r.token === cred.token &&
+    r.status !== 'ended' &&
+    r.exited_at === null &&
+    (opts.allowReclaiming === true || (r.stop_reason === null && r.t_status === 'running' && r.t_current === cred.runId));
+  if (!current) throw new NotCurrentError(cred.runId, cred.taskId);
+  return toRun(r);
+}
+
+export async function loadRun(w: Writer, cred: RunCredentials): Promise<{ task: Task; run: Run }> {
+  return w.read(async (q) => {
+    const run = await fence(q, cred, { lock: false });
+    return { run, task: toTask((await q.get('SELECT * FROM tasks WHERE id = $1', [cred.taskId]))!) };
+  });
+}
+
+export async function heartbeat(w: Writer, cred: RunCredentials, progress: Json | undefined, now: number): Promise<void> {
+  const text = progressText(progress);
+  await w.write(async (q) => {
+    await fence(q, cred);
+    await q.run('UPDATE runs SET heartbeat_at = $1, progress = COALESCE($2, progress) WHERE id = $3', [now, text, cred.runId]);
+  });
+}
+
+export async function workerEvent(w: Writer, cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
+  eventKind(kind);
+  const text = jsonText('event data', data);
+  await w.write(async (q) => {
+    await fence(q, cred);
+    await q.run('INSERT INTO events (task_id, run_id, kind, data, at) VALUES ($1, $2, $3, $4, $5)', [cred.taskId, cred.runId, kind, text, now]);
+  });
+}
+
+/**
+ * The worker's report ends its run. A completed task is done at once (result kept, counter reset);
+ * a failure or a deferral waits for the supervisor's accounting, which applies the policy.
+ */
+export async function report(w: Writer, cred: RunCredentials, input: WorkerReport, now: number): Promise<void> {
+  const rep = validReport(input);
+  await w.write(async (q) => {
+    await fence(q, cred);
+    switch (rep.outcome) {
+      case 'completed':
+        await q.run(`UPDATE runs SET status = 'ended', outcome = 'completed', ended_at = $1 WHERE id = $2`, [now, cred.runId]);
+        await q.run(`UPDATE tasks SET status = 'done', result = $1, consecutive_failures = 0, last_error = NULL, updated_at = $2 WHERE id = $3`, [
+          rep.resultText,
+          now,
+          cred.taskId,
+        ]);
+        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now);
+        break;
+      case 'failed':
+        await q.run(`UPDATE runs SET status = 'ended', outcome = 'failed', error = $1, ended_at = $2 WHERE id = $3`, [rep.error, now, cred.runId]);
+        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'failed', error: rep.eventError }, now);
+        break;
+      case 'deferred': {
+        const until = now + rep.deferMs;
+        await q.run(`UPDATE runs SET status = 'ended', outcome = 'deferred', defer_until = $1, error = $2, ended_at = $3 WHERE id = $4`, [
+          until,
+          rep.reason,
+          now,
+          cred.runId,
+        ]);
+        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'deferred', until, reason: rep.reason }, now);
+        break;
+      }
+    }
+  });
+}
+
+/** Whether a spooled report is already on the board (the run, with this token, ended with this outcome). */
+export async function reportApplied(w: Writer, cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean> {
+  return w.read(async (q) => {
+    const r = await q.get('SELECT token, status, outcome FROM runs WHERE id = $1 AND task_id = $2', [cred.runId, cred.taskId]);
+    return r !== undefined && r.token === cred.token && r.status === 'ended' && r.outcome === outcome;
+  });
+}
+
+/** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
+export async function recordStop(w: Writer, cred: RunCredentials, signal: string, now: number): Promise<void> {
+  await w.write(async (q) => {
+    await fence(q, cred, { allowReclaiming: true });
+    await q.run('UPDATE runs SET stopped_on_request = 1 WHERE id = $1', [cred.runId]);
+    await q.event(cred.taskId, cred.runId, 'stopped_on_request', { signal }, now);
+  });
+}
