@@ -2,7 +2,7 @@
  * The board conformance suite: the contract of every board operation, exercised through the `Board`
  * and `BoardTx` interfaces only (board/src/types.ts), so that every backend runs the same tests.
  * A backend registers it with `boardConformance(name, factory)` from its own test file
- * (conformance-sqlite.test.ts; the PostgreSQL board will have its own). What only one backend can
+ * (conformance-sqlite.test.ts, conformance-pg.test.ts). What only one backend can
  * do to a board (bump its schema version, break a commit) comes from that factory or stays in that
  * backend's test file; where a behaviour must differ per backend, `BoardDifferences` says so, and
  * nothing else in this folder asks which backend it runs on.

@@ -1,0 +1,96 @@
+/**
+ * The PostgreSQL board's hot statements stay flat in the board's size: with 1,000,000 done tasks and
+ * 100,000 ready ones (made inside the server with generate_series), the claim walks the tasks_ready
+ * index in claim order — no Seq Scan of tasks, no Sort over tasks rows (the only Sorts allowed are
+ * over the batch's own few rows, from its CTEs) — and the unknown-skill check seeks
+ * tasks_ready_skill. Plans are read with EXPLAIN EXECUTE of the statements as the board sends them
+ * (parameters bound, as the driver does).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PG_HOT_SQL, openBoard, type Board } from '@kanban-supervisor/board';
+import { admin, freshDatabase, withDatabase } from './pg/server.js';
+
+interface PlanNode {
+  'Node Type': string;
+  'Relation Name'?: string;
+  'Index Name'?: string;
+  'Subplan Name'?: string;
+  Plans?: PlanNode[];
+}
+
+/** Every node of a plan, depth first. */
+function nodes(n: PlanNode): PlanNode[] {
+  return [n, ...(n.Plans ?? []).flatMap(nodes)];
+}
+
+/** The nodes that feed `n` itself: its subtree without the CTE definitions attached to it. */
+function input(n: PlanNode): PlanNode[] {
+  return [n, ...(n.Plans ?? []).filter((p) => !p['Subplan Name']?.startsWith('CTE ')).flatMap(input)];
+}
+
+let url = '';
+let board: Board;
+
+beforeAll(async () => {
+  url = await freshDatabase('ks_plans');
+  const u = new URL(url);
+  u.searchParams.set('schema', 'kanban');
+  board = await openBoard(u.href);
+  await board.putSkill({ name: 'echo', argv: ['/bin/true'] });
+  await admin(url, async (c) => {
+    await c.query('SET search_path = kanban');
+    await c.query(`INSERT INTO tasks (id, title, skill, status, priority, created_at, updated_at)
+      SELECT 'd' || g, 'done', 'echo', 'done', g % 7, g, g FROM generate_series(1, 1000000) g`);
+    await c.query(`INSERT INTO tasks (id, title, skill, status, priority, created_at, updated_at)
+      SELECT 'r' || g, 'ready', 'echo', 'ready', g % 5, 2000000 + g, 2000000 + g FROM generate_series(1, 100000) g`);
+    await c.query('ANALYZE tasks');
+  });
+}, 120_000);
+
+afterAll(async () => {
+  await board?.close();
+  if (!url) return;
+  const name = new URL(url).pathname.slice(1);
+  await admin(withDatabase(url, 'postgres'), (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+});
+
+/** The plan of `sql` with `params` bound, as the board would run it. */
+async function plan(sql: string, types: string[], params: unknown[]): Promise<PlanNode[]> {
+  return admin(url, async (c) => {
+    await c.query('SET search_path = kanban');
+    await c.query(`PREPARE hot${types.length ? `(${types.join(', ')})` : ''} AS ${sql}`);
+    const values = params.map((p) => (Array.isArray(p) ? `ARRAY[${p.map((x) => `'${String(x)}'`).join(', ')}]::text[]` : String(p)));
+    const r = await c.query(`EXPLAIN (FORMAT JSON) EXECUTE hot${values.length ? `(${values.join(', ')})` : ''}`);
+    return nodes((r.rows[0]['QUERY PLAN'] as Array<{ Plan: PlanNode }>)[0]!.Plan);
+  });
+}
+
+describe('PostgreSQL board: query plans of the hot statements at 1,000,000 done and 100,000 ready tasks', () => {
+  it('the claim is an index scan of tasks_ready in claim order: no Seq Scan of tasks, no Sort over tasks', async () => {
+    const ids = ['ra', 'rb', 'rc'];
+    const all = await plan(PG_HOT_SQL.claimBatch, ['bigint', 'integer', 'text[]', 'text[]', 'text[]', 'bigint'], [Date.now(), 3, ids, ids, ids, Date.now()]);
+    const scans = all.filter((n) => n['Relation Name'] === 'tasks');
+    expect(scans.map((n) => n['Node Type'])).not.toContain('Seq Scan');
+    expect(scans.some((n) => /Index/.test(n['Node Type']) && n['Index Name'] === 'tasks_ready'), JSON.stringify(scans)).toBe(true);
+    for (const sort of all.filter((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Incremental Sort')) {
+      const under = input(sort).map((n) => n['Relation Name'] ?? n['Node Type']);
+      expect(under, 'a Sort reads only the batch (CTE rows), never tasks').not.toContain('tasks');
+    }
+  });
+
+  it('the claim takes the first tasks in claim order, quickly, at this size', async () => {
+    const t0 = performance.now();
+    const claims = await board.claimBatch(5, Date.now(), (id) => `/tmp/${id}.log`);
+    const ms = performance.now() - t0;
+    expect(claims.map((c) => c.task.id)).toEqual(['r4', 'r9', 'r14', 'r19', 'r24']);
+    expect(ms, 'one claim batch at 1.1M tasks').toBeLessThan(2000);
+  });
+
+  it('the unknown-skill check seeks tasks_ready_skill (no Seq Scan of tasks)', async () => {
+    const all = await plan(PG_HOT_SQL.unknownReadySkills, [], []);
+    const scans = all.filter((n) => n['Relation Name'] === 'tasks');
+    expect(scans.length).toBeGreaterThan(0);
+    for (const s of scans) expect(s['Node Type'], JSON.stringify(s)).toMatch(/Index/);
+    expect(await board.blockUnknownSkillTasks(Date.now())).toEqual([]);
+  });
+});
