@@ -7,7 +7,7 @@ export { HOT_SQL } from './sqlite/hot-sql.js';
 export { PgBoard, type PgBoardOptions } from './pg/board.js';
 export { PG_HOT_SQL } from './pg/hot-sql.js';
 export { PG_SCHEMA_VERSION } from './pg/schema.js';
-export { isPgLocation, DEFAULT_PG_SCHEMA } from './pg/location.js';
+export { isPgLocation, pgLocationLabel, DEFAULT_PG_SCHEMA } from './pg/location.js';
 export { openBoard, readOwner, type OpenBoardOptions } from './open-board.js';
 export { SCHEMA_VERSION } from './schema.js';
 export { OwnerLock, ownerLockPath, type LockAttempt } from './lock.js';

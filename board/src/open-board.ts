@@ -30,6 +30,7 @@ export async function openBoard(location: string, opts: OpenBoardOptions = {}): 
   if (isPgLocation(location)) {
     return PgBoard.open(location, {
       readonly: opts.readonly,
+      create: opts.create,
       schema: opts.pgSchema,
       poolMax: opts.pgPoolMax,
       busyRetries: opts.busyRetries,

@@ -52,6 +52,8 @@ export interface PgBoardOptions extends PgPoolOptions {
   schema?: string;
   /** Read only: no schema change (the board must exist); for inspecting a board. */
   readonly?: boolean;
+  /** Create the board's schema when it has none (default true); false: a missing board is refused (BoardPathError). */
+  create?: boolean;
   /** How many times a write is retried on a serialization failure or a deadlock. */
   busyRetries?: number;
 }
@@ -82,7 +84,7 @@ export class PgBoard implements Board, ChangeFeed {
   static async open(url: string, opts: PgBoardOptions = {}): Promise<PgBoard> {
     const c = new PgConn(pgTarget(url, opts.schema), opts);
     try {
-      if (opts.readonly) await checkSchema(c);
+      if (opts.readonly || (opts.create === false && (await storedVersion(c)) === null)) await checkSchema(c);
       else await migrate(c);
     } catch (e) {
       await c.end();

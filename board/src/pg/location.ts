@@ -49,6 +49,15 @@ export function pgTarget(url: string, schemaOption?: string): PgTarget {
   return { connectionString: u.href, location, schema, secret };
 }
 
+/** A board URL as messages show it (password masked); a URL that does not parse, masked loosely. */
+export function pgLocationLabel(url: string, schemaOption?: string): string {
+  try {
+    return pgTarget(url, schemaOption).location;
+  } catch {
+    return maskLoosely(url);
+  }
+}
+
 /** Mask what looks like a password in a URL that did not parse (`user:secret@`). */
 function maskLoosely(url: string): string {
   return url.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, '$1***@');

@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BoardPathError, openBoard, resolveBoardPath, type Board } from '@kanban-supervisor/board';
+import { BoardPathError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, type Board } from '@kanban-supervisor/board';
 import { CONFIG_VARS } from '@kanban-supervisor/policies';
 
 /** The global flags, as a command sees them: the board path (--db, KANBAN_DB or the default), --json, and the command's own arguments. */
@@ -30,9 +30,16 @@ export const DEFAULT_DB = CONFIG_VARS.find((v) => v.key === 'db')!.def;
  * are refused, and a symlinked board file is followed to its target (one board, one owner lock).
  */
 export function boardPath(db: string, use: 'build' | 'run' | 'existing'): string {
+  // A PostgreSQL URL names nothing on this filesystem: the server decides (openBoard's `create`).
+  if (isPgLocation(db)) return db;
   if (use === 'existing') return resolveBoardPath(db, { mustExist: true });
   if (use === 'build') return resolveBoardPath(db);
   return resolveBoardPath(db, { folderMustExist: resolve(db) !== resolve(DEFAULT_DB) });
+}
+
+/** The board as messages name it: a SQLite file's resolved path, a PostgreSQL URL with its password masked. */
+export function boardLabel(db: string): string {
+  return isPgLocation(db) ? pgLocationLabel(db) : resolveBoardPath(db);
 }
 
 /** What a command does with the board: `build` may create it; `build` and `write` need it writable by this user. */
@@ -57,10 +64,10 @@ export function assertWritable(abs: string): void {
  */
 export async function withBoard<T>(g: Globals, fn: (b: Board) => Promise<T>, use: BoardUse = 'read'): Promise<T> {
   const abs = boardPath(g.db, use === 'build' ? 'build' : 'existing');
-  if (use !== 'read') assertWritable(abs);
+  if (use !== 'read' && !isPgLocation(abs)) assertWritable(abs);
   let b: Board;
   try {
-    b = await openBoard(abs, { create: use === 'build', busyTimeoutMs: 2000 });
+    b = await openBoard(abs, { create: use === 'build', busyTimeoutMs: 2000, pgPoolMax: 2 });
   } catch (e) {
     throw namingBoard(abs, e);
   }

@@ -2,23 +2,32 @@
  * The board's upkeep: `init` (create the board, idempotent), `check [--full]` (healthy: exit 0,
  * damaged: exit 1) and `recover --out NEW.db | --in-place` (salvage every readable row).
  */
-import { checkBoard, formatRecoverReport, recoverBoard, recoverInPlace, resolveBoardPath } from '@kanban-supervisor/board';
+import { checkBoard, formatRecoverReport, isPgLocation, recoverBoard, recoverInPlace } from '@kanban-supervisor/board';
 import { EXIT } from '@kanban-supervisor/policies';
 import { parseArgs, UsageError } from '../args.js';
 import { printable as safe, printableLines } from '../text.js';
-import { boardPath, withBoard, type Globals } from './board.js';
+import { boardLabel, boardPath, withBoard, type Globals } from './board.js';
 import { out } from './output.js';
 
 /** `init`: create the board and its folder if missing; prints its path (--json: path and counts). */
 export async function cmdInit(g: Globals, args: string[]): Promise<number> {
   parseArgs(args, {}, 'init');
   const counts = await withBoard(g, (b) => b.counts(), 'build');
-  out(g, `board ${safe(resolveBoardPath(g.db))} ready`, { path: resolveBoardPath(g.db), counts });
+  out(g, `board ${safe(boardLabel(g.db))} ready`, { path: boardLabel(g.db), counts });
   return EXIT.ok;
+}
+
+/** `check` and `recover` read and repair a SQLite file: on a PostgreSQL board they say so in one line (exit 2). */
+function sqliteOnly(g: Globals, command: string): number | null {
+  if (!isPgLocation(g.db)) return null;
+  process.stderr.write(`${command}: a SQLite file tool; board ${safe(boardLabel(g.db))} is a PostgreSQL board (its server checks and recovers it)\n`);
+  return EXIT.usage;
 }
 
 /** `check [--full]`: header, journal mode, schema version and quick_check (or integrity_check). */
 export async function cmdCheck(g: Globals, args: string[]): Promise<number> {
+  const refused = sqliteOnly(g, 'check');
+  if (refused !== null) return refused;
   const p = parseArgs(args, { '--full': { kind: 'bool' } }, 'check');
   const r = checkBoard(boardPath(g.db, 'existing'), { full: p.bools.has('--full') });
   const human = [
@@ -36,6 +45,8 @@ export async function cmdCheck(g: Globals, args: string[]): Promise<number> {
 
 /** `recover --out NEW.db | --in-place`: progress on stderr (not with --json), the report on stdout. */
 export async function cmdRecover(g: Globals, args: string[]): Promise<number> {
+  const refused = sqliteOnly(g, 'recover');
+  if (refused !== null) return refused;
   const p = parseArgs(args, { '--out': { kind: 'value' }, '--in-place': { kind: 'bool' } }, 'recover');
   if (p.positionals.length) throw new UsageError(`recover: unexpected argument ${JSON.stringify(p.positionals[0])}`);
   const outPath = p.values['--out'];

@@ -2,11 +2,11 @@
  * `skill add NAME [options] -- CMD [ARGS...]`, `skill list` and `skill rm NAME`: the skills on the
  * board (the command each skill's workers run, its environment and its limits).
  */
-import { BoardInputError, resolveBoardPath } from '@kanban-supervisor/board';
+import { BoardInputError } from '@kanban-supervisor/board';
 import { EXIT, LIMITS } from '@kanban-supervisor/policies';
 import { parseArgs, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
-import { withBoard, type Globals } from './board.js';
+import { boardLabel, withBoard, type Globals } from './board.js';
 import { checkPassEnv, one, optLimit } from './flags.js';
 import { out } from './output.js';
 
@@ -57,7 +57,7 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
     const p = parseArgs(args.slice(1), {}, 'skill rm');
     const name = one(p, 'skill name', 'skill rm');
     const removed = await withBoard(g, (b) => b.removeSkill(name), 'write');
-    if (!removed) throw new BoardInputError(`no skill ${JSON.stringify(name)} on board ${resolveBoardPath(g.db)}`);
+    if (!removed) throw new BoardInputError(`no skill ${JSON.stringify(name)} on board ${boardLabel(g.db)}`);
     out(g, `removed skill ${safe(name)}`, { removed: name });
     return EXIT.ok;
   }

@@ -2,12 +2,12 @@
  * The task commands: `add` (a ready task), `list`, `show ID` (a task, or the task of a run id, with
  * its runs and events) and the changes `cancel`, `block`, `unblock` and `retry`.
  */
-import { BoardInputError, resolveBoardPath, type Json } from '@kanban-supervisor/board';
+import { BoardInputError, type Json } from '@kanban-supervisor/board';
 import { EXIT, LIMITS, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
 import { parseArgs, parseJsonArg, parseNumberArg, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
 import { fmtAge } from '../status.js';
-import { withBoard, type Globals } from './board.js';
+import { boardLabel, withBoard, type Globals } from './board.js';
 import { one, optLimit } from './flags.js';
 import { detailJson, eventsInTime, humanTimes, iso, out, taskJson, when } from './output.js';
 
@@ -75,7 +75,7 @@ export async function cmdShow(g: Globals, args: string[]): Promise<number> {
     const dr = r ? await b.showTask(r.taskId) : null;
     return dr ? { d: dr, run: r!.id } : null;
   });
-  if (!found) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${resolveBoardPath(g.db)}`);
+  if (!found) throw new BoardInputError(`no task ${JSON.stringify(id)} (nor a run of that id) on board ${boardLabel(g.db)}`);
   const { d, run: selected } = found;
   const t = d.task;
   const now = Date.now();
