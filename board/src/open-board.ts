@@ -5,7 +5,6 @@
  * fixture makers, damage.ts) construct a SqliteBoard or a PgBoard.
  */
 import { resolveBoardPath } from './open.js';
-import { PgBoard } from './pg/board.js';
 import { isPgLocation } from './pg/location.js';
 import { SqliteBoard } from './sqlite/board.js';
 import type { Board, OwnerInfo } from './types.js';
@@ -28,6 +27,9 @@ export interface OpenBoardOptions {
 /** Open the board at `location`: a PostgreSQL URL, or a SQLite file path. */
 export async function openBoard(location: string, opts: OpenBoardOptions = {}): Promise<Board> {
   if (isPgLocation(location)) {
+    // Loaded only for a PostgreSQL URL: a SQLite worker (every `kanban-supervisor worker …` call of
+    // a shell skill) does not pay for loading the driver (~55 ms of CPU per process).
+    const { PgBoard } = await import('./pg/board.js');
     return PgBoard.open(location, {
       readonly: opts.readonly,
       create: opts.create,

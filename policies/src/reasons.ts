@@ -56,6 +56,9 @@ export const EXIT = {
   boardOwned: 4,
   /** EX_TEMPFAIL: a worker that exits with it without reporting is deferred, not counted. */
   tempFail: 75,
+  /** The same two statuses under the names a skill uses (`process.exit(EXIT.deferred)`), kept for skills written against 0.1. */
+  completed: 0,
+  deferred: 75,
   /** A worker stopped by SIGINT / SIGTERM (128 + signal number). */
   sigint: 130,
   sigterm: 143,

@@ -2,7 +2,8 @@
  * What the supervisor knows, in one place: the tick context every step and service takes (the
  * configuration, the logger, the reaper, the board's path) and the one mutable state object they
  * share (the workers, what is held for the board, the storm breaker, quarantine, cadences).
- * Nothing here does I/O.
+ * Only createContext (this host's boot id and our own process identity, from /proc) and
+ * openSupervisorBoard (the board connection) do I/O.
  */
 import { join, dirname } from 'node:path';
 import { openBoard, type Board, type ExitObservation, type SpawnInfo } from '@kanban-supervisor/board';

@@ -6,7 +6,8 @@
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { PG_SCHEMA_VERSION, PgBoard, WriteGroupLostError, changeFeedOf, checkpointingOf, classifyError, localConnectionOf, openBoard, readOwner, type Board } from '@kanban-supervisor/board';
+import { PgBoard } from '@kanban-supervisor/board/pg';
+import { PG_SCHEMA_VERSION, WriteGroupLostError, changeFeedOf, checkpointingOf, classifyError, localConnectionOf, openBoard, readOwner, type Board } from '@kanban-supervisor/board';
 import { boardConformance, type BoardFactory, type BoardUnderTest } from './conformance/index.js';
 import { LOG, rejection, sleep } from './conformance/helpers.js';
 import { admin, freshDatabase } from './pg/server.js';

@@ -4,7 +4,8 @@
  * password never appears in what the CLI prints.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { CLI, run } from '../src/common.js';
+import { readdirSync } from 'node:fs';
+import { CLI, run, tempDir } from '../src/common.js';
 import { admin, freshDatabase, withDatabase } from '../board/pg/server.js';
 
 let database: Promise<string> | null = null;
@@ -55,5 +56,26 @@ describe('CLI on a PostgreSQL board', () => {
       expect(r.stderr).toContain('SQLite file tool');
     }
     for (const o of outputs) expect(o).not.toContain(password);
+  });
+
+  it('run, status and logs refuse a postgres:// URL in one line (exit 2), naming it with its password masked, and create nothing on disk', async () => {
+    const u = new URL(await dbUrl());
+    u.searchParams.set('schema', 'cli_refused');
+    const t = tempDir('ks-cli-pg-');
+    try {
+      for (const cmd of [['run', '--until-idle'], ['status'], ['logs', 'tsomething']]) {
+        const r = await run(process.execPath, [CLI, '--db', u.href, ...cmd], { cwd: t.dir });
+        expect(r.code, `${cmd[0]}: ${r.stderr}`).toBe(2);
+        expect(r.stderr.trim().split('\n'), cmd[0]).toHaveLength(1);
+        expect(r.stderr).toContain(`${cmd[0]}: not available yet on a PostgreSQL board`);
+        expect(r.stderr).toContain(`${u.hostname}:${u.port}`);
+        expect(r.stderr).not.toContain(u.password);
+      }
+      // Before this check, `run` took the URL for a file path and started a supervisor on a new
+      // SQLite file under ./postgres:/….
+      expect(readdirSync(t.dir)).toEqual([]);
+    } finally {
+      t.cleanup();
+    }
   });
 });

@@ -2,7 +2,7 @@
  * Step: reap. Collects the exits Node reported and the ends of adopted workers, from memory and
  * /proc; writes nothing to the board (what it observes is held in `state.heldObs`, written at the
  * accounting, so the tick's write lock is taken as late as possible). Also runs in quarantine.
- * Ends with the strays' termination and the orphan scan (services/orphan-scan.ts).
+ * Starts with the strays' termination and ends with the orphan scan (services/orphan-scan.ts).
  */
 import type { ExitObservation } from '@kanban-supervisor/board';
 import { alive, groupEmpty, isGone, processTable, type ProcessIdentity } from '@kanban-supervisor/reaper';
