@@ -4,7 +4,6 @@ export * from './ids.js';
 export { openDatabase, resolveBoardPath, holdsConnection, checkHeaderByFs, filesystemType, initLockPath, openLockDatabase, SQLITE_MAGIC, type BoardPathOptions, type Db, type OpenOptions } from './open.js';
 export { SqliteBoard, type SqliteBoardOptions } from './sqlite/board.js';
 export { HOT_SQL } from './sqlite/hot-sql.js';
-export type { PgBoard, PgBoardOptions } from './pg/board.js';
 export { PG_HOT_SQL } from './pg/hot-sql.js';
 export { PG_SCHEMA_VERSION } from './pg/schema.js';
 export { isPgLocation, pgLocationLabel, DEFAULT_PG_SCHEMA } from './pg/location.js';
