@@ -9,15 +9,15 @@
  * a symlink or blocking on a FIFO, regular and bounded; what it says is only ever displayed.
  */
 import { hostname } from 'node:os';
-import { readOwner, type OwnerInfo } from '@kanban-supervisor/board';
+import { boardFiles, readOwner, type OwnerInfo } from '@kanban-supervisor/board';
 import { alive, bootId, identify, readFileBounded } from '@kanban-supervisor/reaper';
 
 export type StatusFile = Record<string, unknown>;
 
-/** `<board>.supervisor.json`, or null when missing, unreadable or not JSON. */
-export function readStatusFile(boardPath: string): StatusFile | null {
+/** The status file of the board at `location` (see boardFiles), or null when missing, unreadable or not JSON. */
+export function readStatusFile(location: string): StatusFile | null {
   try {
-    const v = JSON.parse(readFileBounded(`${boardPath}.supervisor.json`, 256 * 1024, { owner: false }).toString('utf8')) as unknown;
+    const v = JSON.parse(readFileBounded(boardFiles(location).statusFile, 256 * 1024, { owner: false }).toString('utf8')) as unknown;
     return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as StatusFile) : null;
   } catch {
     return null;

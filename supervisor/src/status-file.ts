@@ -1,5 +1,6 @@
 /**
- * `<board>.supervisor.json`: the owner's state, readable even when the board itself is not (read
+ * The status file (`<board>.supervisor.json`, or `supervisor.json` in a PostgreSQL board's state
+ * folder: see boardFiles): the owner's state, readable even when the board itself is not (read
  * by `status` and by a refused `run`, see owner.ts), and the owner row's detail on the board.
  */
 import { hostname } from 'node:os';
@@ -14,6 +15,7 @@ export function writeStatusFile(ctx: TickContext, state?: string): void {
   const body = {
     pid: process.pid,
     host: hostname(),
+    ...(ctx.hostId !== null ? { hostId: ctx.hostId, supervisorId: s.supervisorId } : {}),
     startedAt: ctx.startedAt,
     ...ctx.identity,
     updatedAt: Date.now(),
@@ -31,7 +33,7 @@ export function writeStatusFile(ctx: TickContext, state?: string): void {
     // The board's folder is writable by workers: a temp file created exclusively (random name,
     // no symlink followed), renamed over the status file (a planted symlink there is replaced,
     // never written through); removed if the write fails. No fsync: informative only.
-    writeFileAtomic(`${ctx.boardPath}.supervisor.json`, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, fsync: false });
+    writeFileAtomic(ctx.files.statusFile, JSON.stringify(body, null, 2) + '\n', { mode: 0o600, fsync: false });
   } catch {
     /* status is informative only */
   }

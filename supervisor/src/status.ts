@@ -8,7 +8,7 @@
  * file it writes right after taking the owner lock: its pid, checked to be the same process.
  */
 import { hostname } from 'node:os';
-import { classifyError, openBoard, resolveBoardPath, type Board, type RunListing } from '@kanban-supervisor/board';
+import { classifyError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, type Board, type RunListing } from '@kanban-supervisor/board';
 import { EXIT } from '@kanban-supervisor/policies';
 import { Reaper, alive, findByEnv, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { printable } from './text.js';
@@ -88,7 +88,8 @@ function reclaimText(r: RunListing, now: number): string | null {
 }
 
 export async function statusReport(db: string, sampler: UsageSampler = new UsageSampler()): Promise<StatusReport> {
-  const path = resolveBoardPath(db);
+  // A PostgreSQL board's status file is in its local state folder (this host's supervisor's).
+  const path = isPgLocation(db) ? db : resolveBoardPath(db);
   const file = readStatusFile(path);
   const fromFile = ownerFromStatusFile(file);
   const now = Date.now();
@@ -100,7 +101,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     const owner = fromFile ? liveOwner(fromFile) : null;
     const ownerLive = owner?.live === true;
     return {
-      board: path,
+      board: isPgLocation(path) ? pgLocationLabel(path) : path,
       at: now,
       owner,
       pool: { live: Number(file?.liveWorkers ?? 0), max: typeof file?.maxConcurrentWorkers === 'number' ? file.maxConcurrentWorkers : null },
