@@ -3,9 +3,11 @@
  * test PostgreSQL server: `run --until-idle` dispatches, workers (the Node runtime and the worker
  * CLI) report through the URL with one connection each, a crash loop blocks at FAILURE_LIMIT, a
  * cancel reclaims, a SIGKILLed worker is judged crashed and its task requeued; `status` and `logs`
- * work with the URL; the local files live in the state folder. Ownership per host id: a second
- * `run` with the same KANBAN_HOST_ID exits 4 naming the owner, `--standby` takes over when the
- * owner dies, and supervisors with different host ids share the board, each task done once.
+ * work with the URL; the local files live in the state folder; a report spooled to the state
+ * folder is applied; connections the server ends are transient (never quarantine). Ownership per
+ * host id: a second `run` with the same KANBAN_HOST_ID exits 4 naming the owner, `--standby` takes
+ * over when the owner dies, and supervisors with different host ids share the board, each task
+ * done once.
  */
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -133,6 +135,32 @@ describe('kanban-supervisor run on a PostgreSQL board', () => {
     expect(s.runs[0].signal).toBe('SIGKILL');
     expect([s.status, s.result]).toEqual(['done', { slept: true }]);
     expect(pidsIn(pids)).toHaveLength(2);
+  });
+
+  it('a report spooled to KANBAN_SPOOL_DIR (the state folder) is applied; connections terminated by the server are transient (no quarantine), the host lock is taken again', async () => {
+    const { url, password, dir, host } = await setup();
+    const env = host('h1');
+    const pids = join(dir, 'pids.txt');
+    expect((await cli(url, ['skill', 'add', 'spool', '--', process.execPath, join(SUP, 'pg-spool.mjs')], env)).code).toBe(0);
+    expect((await cli(url, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '1'], env)).code).toBe(0);
+    const spooled = (await cli(url, ['add', '--skill', 'spool'], env)).stdout.trim();
+    const sleepers = [];
+    for (let i = 0; i < 6; i++) sleepers.push((await cli(url, ['add', '--skill', 'sleeper'], env)).stdout.trim());
+    cleanups.killPidsAtEnd(pids);
+    const p = cleanups.startCli(url, ['run', '--until-idle'], { ...env, MAX_CONCURRENT_WORKERS: '2' });
+    await waitFor(() => pidsIn(pids).length >= 1, 30_000);
+    // Every connection of the supervisor ends (a server restart, a network cut, an admin's kill).
+    const killed = await sql<{ ok: boolean }>(url, 'SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = $1', [`kanban-supervisor ${p.pid}`]);
+    expect(killed.length).toBeGreaterThanOrEqual(2); // the pool's and the host lock's, at least
+    expect((await exited(p)).code, p.output()).toBe(0);
+    const out = p.output();
+    expect(out).toContain('host_ownership_regained');
+    expect(out).not.toContain('quarantine');
+    expect(out).not.toContain(password);
+    const s = JSON.parse((await cli(url, ['--json', 'show', spooled], env)).stdout);
+    expect([s.status, s.result]).toEqual(['done', { spooled: join(env.KANBAN_STATE_DIR!, 'spool') }]);
+    for (const id of sleepers) expect(JSON.parse((await cli(url, ['--json', 'show', id], env)).stdout).status).toBe('done');
+    expect(readdirSync(join(env.KANBAN_STATE_DIR!, 'spool'))).toEqual([]);
   });
 
   it('one supervisor per host id: a second run exits 4 naming the owner; --standby takes over when it dies; another host id runs alongside', async () => {
