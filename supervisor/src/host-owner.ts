@@ -10,7 +10,9 @@
  * - A second supervisor with the same host id is refused, naming the owner from its row (pid,
  *   host, start); with --standby it waits and takes over when the owner's connection ends.
  * - The holder's connection lost (a server restart, the network): dispatch is held and each tick
- *   tries to take the ownership again (keepHost); running workers stay supervised.
+ *   tries to take the ownership again (keepHost); running workers stay supervised. When another
+ *   supervisor of this host took it meanwhile (a standby), this one leaves (exit 4) without
+ *   touching its workers: the new owner adopts them, as after `run --detach-on-exit`.
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -138,7 +140,12 @@ export async function keepHost(ctx: TickContext): Promise<boolean> {
     ctx.log.error({ event: 'host_ownership_lost', board: ctx.boardLabel, hostId: ctx.hostId }, "the connection holding this host's ownership of the board was lost: dispatch held until it is taken again");
   }
   const hold = await registryOf(s.board!).tryHoldHost(ctx.hostId!);
-  if (!hold) return false;
+  if (!hold) {
+    // The server answered: another supervisor of this host holds it now.
+    s.host.taken = true;
+    ctx.log.error({ event: 'host_ownership_taken', board: ctx.boardLabel, hostId: ctx.hostId }, "another supervisor of this host took this host's ownership of the board: leaving, its workers left running for it");
+    return false;
+  }
   s.host = { hold, lostLogged: false };
   ctx.log.info({ event: 'host_ownership_regained', board: ctx.boardLabel, hostId: ctx.hostId }, "this host's ownership of the board is held again: dispatch resumes");
   return true;

@@ -88,7 +88,7 @@ export interface SupervisorState {
   /** Processes of runs that already ended, found at start-up: terminated (SIGTERM, grace, SIGKILL). */
   readonly strays: Map<string, { id: ProcessIdentity; runId: string }>;
   /** This host's ownership of a shared board (PostgreSQL; null on SQLite, whose owner lock is a file). */
-  host: { hold: HostHold; lostLogged: boolean } | null;
+  host: { hold: HostHold; lostLogged: boolean; taken?: boolean } | null;
   /** Our row on a shared board (PostgreSQL), once registered. */
   supervisorId: string | null;
   /** Whether the start-up sweep for processes of ended runs of this board has run. */

@@ -199,6 +199,8 @@ export class Supervisor {
 
   private async shutdown(code: number, why: string): Promise<void> {
     const s = this.state;
+    // Ownership taken by another supervisor of this host: the owner row and status file are its own.
+    const displaced = s.host?.taken === true;
     s.stopped = true;
     this.notifier.stopping(`stopping: ${why}`);
     if (this.pollTimer) clearInterval(this.pollTimer);
@@ -213,7 +215,7 @@ export class Supervisor {
         } finally {
           tx.close();
         }
-        await board.setOwner(ownerRow(this.ctx, 'stopped'));
+        if (!displaced) await board.setOwner(ownerRow(this.ctx, 'stopped'));
         await supervisorRegistryOf(board)?.markSupervisorStopped(Date.now());
       } catch {
         /* best effort */
@@ -226,7 +228,7 @@ export class Supervisor {
         this.log.error({ event: 'close_failed', err: e }, 'closing the board failed');
       }
     }
-    writeStatusFile(this.ctx, 'stopped');
+    if (!displaced) writeStatusFile(this.ctx, 'stopped');
     this.lock?.release();
     await s.host?.hold.release();
     this.log.info({ event: 'stopped', reason: why }, 'supervisor stopped');
@@ -406,6 +408,8 @@ export class Supervisor {
       tx.close();
       this.tx = null;
     }
+    // Another supervisor of this host owns the board now: leave its workers to it (exit 4).
+    if (s.host?.taken) return this.shutdown(EXIT.boardOwned, "another supervisor took this host's ownership: workers left running for it");
     // Every worker's write waits while the tick holds the write lock (a heartbeat longer than its
     // busy timeout): a long hold is a defect to find, so it is logged.
     const heldMs = tx.longestHoldMs;

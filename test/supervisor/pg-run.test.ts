@@ -189,6 +189,35 @@ describe('kanban-supervisor run on a PostgreSQL board', () => {
     }
   });
 
+  it("a supervisor whose host lock is taken by a standby of its host (its lock's connection ended) leaves with exit 4, its worker untouched; the standby adopts it", async () => {
+    const { url, dir, host } = await setup();
+    const env = host('h1');
+    const pids = join(dir, 'pids.txt');
+    expect((await cli(url, ['skill', 'add', 'sleeper', '--', join(SUP, 'sleeper.sh'), pids, '3'], env)).code).toBe(0);
+    const id = (await cli(url, ['add', '--skill', 'sleeper'], env)).stdout.trim();
+    cleanups.killPidsAtEnd(pids);
+    const a = cleanups.startCli(url, ['run'], env);
+    await waitFor(() => pidsIn(pids).length === 1, 30_000);
+    const b = cleanups.startCli(url, ['run', '--standby', '--until-idle'], env);
+    await sleep(500);
+    // The connection holding a's host lock ends (its last statement took the lock), until the
+    // standby is the one that takes the free lock (a tries to take it again at each tick too).
+    await waitFor(async () => {
+      if (b.output().includes('supervisor started')) return true;
+      await sql(url, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_try_advisory_lock%'`, [`kanban-supervisor ${a.pid}`]);
+      return false;
+    }, 30_000, 20);
+    expect((await exited(a)).code, a.output()).toBe(4);
+    expect(a.output()).toContain('host_ownership_taken');
+    const worker = pidsIn(pids)[0]!;
+    expect(pidAlive(worker)).toBe(true);
+    expect((await exited(b)).code, b.output()).toBe(0);
+    expect(b.output()).toContain('adopted a live worker');
+    const s = JSON.parse((await cli(url, ['--json', 'show', id], env)).stdout);
+    expect([s.status, s.result, s.runs.length]).toEqual(['done', { slept: true }, 1]);
+    expect(pidsIn(pids)).toEqual([worker]);
+  });
+
   it('two supervisors with different host ids drain 200 tasks: each task done exactly once, both dispatched', async () => {
     const { url, schema, host } = await setup();
     const env = host('h1');
