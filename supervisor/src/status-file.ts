@@ -50,3 +50,16 @@ export function ownerRow(ctx: TickContext, state?: string): { pid: number; host:
   });
   return { pid: process.pid, host: hostname(), startedAt: ctx.startedAt, ...(state !== undefined ? { state } : {}), detail };
 }
+
+/** One line for `systemctl status` (sd_notify STATUS=): the state first (a change is sent at once), then pool use. */
+export function statusLine(ctx: TickContext): string {
+  const s = ctx.state;
+  const pool = `${s.workers.size}/${ctx.cfg.maxConcurrentWorkers} workers`;
+  if (s.stopping) return `stopping: ${s.workers.size} worker(s) ${ctx.opts.detachOnExit ? 'left running (detach)' : 'being reclaimed'}`;
+  const q = s.quarantine;
+  if (q) return `quarantined: ${pool} supervised, no dispatch; since ${new Date(q.since).toISOString()}: ${q.reason}`;
+  if (s.storm.pausedUntil > Date.now()) return `dispatch paused: ${pool}; failure storm, until ${new Date(s.storm.pausedUntil).toISOString()}`;
+  if (!s.access.ok) return `dispatch held: ${pool}; board not usable by path: ${s.access.problem?.error ?? 'unknown'}`;
+  if (s.host?.hold.lost) return `dispatch held: ${pool}; this host's ownership of the board is being taken again`;
+  return `running: ${pool}; board ok, not quarantined`;
+}

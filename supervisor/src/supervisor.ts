@@ -31,7 +31,7 @@ import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
 import { acquireSharedBoard, keepHost } from './host-owner.js';
 import type { Logger } from './logger.js';
-import { liveOwnerText } from './owner.js';
+import { acquireOwnerLock } from './owner.js';
 import { probeQuarantine, suspectDamage } from './quarantine.js';
 import { housekeeping } from './services/housekeeping.js';
 import { LogBound } from './services/log-bound.js';
@@ -39,7 +39,7 @@ import { sweepStrays } from './services/orphan-scan.js';
 import { sample } from './services/sampling.js';
 import { openAtStart } from './startup.js';
 import { createContext, type SupervisorOptions, type TickContext } from './state.js';
-import { ownerRow, writeStatusFile } from './status-file.js';
+import { ownerRow, statusLine, writeStatusFile } from './status-file.js';
 import { account } from './steps/account.js';
 import { detect } from './steps/detect.js';
 import { dispatch } from './steps/dispatch.js';
@@ -99,22 +99,10 @@ export class Supervisor {
    * why) if another supervisor owns it.
    */
   async acquire(): Promise<boolean> {
-    if (this.ctx.kind === 'postgres') return acquireSharedBoard(this.ctx, () => this.state.stopping !== null);
-    for (;;) {
-      const attempt = OwnerLock.tryAcquire(this.boardPath);
-      if (attempt.ok) {
-        this.lock = attempt.lock;
-        return true;
-      }
-      if (!this.opts.standby) {
-        // The live owner (its status file, written right after it took the lock), never a dead one.
-        const who = await liveOwnerText(this.boardPath);
-        process.stderr.write(`kanban-supervisor: board ${this.boardPath} is owned by ${who}; not starting (use --standby to wait)\n`);
-        return false;
-      }
-      if (this.state.stopping) return false;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const stopping = () => this.state.stopping !== null;
+    if (this.ctx.kind === 'postgres') return acquireSharedBoard(this.ctx, stopping);
+    this.lock = await acquireOwnerLock(this.ctx, stopping);
+    return this.lock !== null;
   }
 
   async start(): Promise<number> {
@@ -318,16 +306,9 @@ export class Supervisor {
     this.notifier.status(this.notifyStatusText(), now);
   }
 
-  /** STATUS= for `systemctl status`: the state first (a change is sent at once), then pool use. */
+  /** STATUS= for `systemctl status` (status-file.ts). */
   private notifyStatusText(): string {
-    const s = this.state;
-    const pool = `${s.workers.size}/${this.cfg.maxConcurrentWorkers} workers`;
-    if (s.stopping) return `stopping: ${s.workers.size} worker(s) ${this.opts.detachOnExit ? 'left running (detach)' : 'being reclaimed'}`;
-    const q = s.quarantine;
-    if (q) return `quarantined: ${pool} supervised, no dispatch; since ${new Date(q.since).toISOString()}: ${q.reason}`;
-    if (s.storm.pausedUntil > Date.now()) return `dispatch paused: ${pool}; failure storm, until ${new Date(s.storm.pausedUntil).toISOString()}`;
-    if (!s.access.ok) return `dispatch held: ${pool}; board not usable by path: ${s.access.problem?.error ?? 'unknown'}`;
-    return `running: ${pool}; board ok, not quarantined`;
+    return statusLine(this.ctx);
   }
 
   // ------------------------------------------------------------------ guards and the tick
