@@ -370,6 +370,8 @@ export interface SupervisorRegistry {
   markSupervisorStopped(now: number): Promise<void>;
   /** Supervisors not marked stopped, newest first (of one host with `hostId`). */
   liveSupervisors(hostId?: string): Promise<SupervisorRow[]>;
+  /** How many connections the server accepts from ordinary users (the connection budget of every host together). */
+  connectionLimit(): Promise<number>;
 }
 
 /** A transaction that renews the registered supervisor's lease with the tick's other writes. */

@@ -17,6 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BoardPathError, ensureStateDir, supervisorRegistryOf, type Board, type HostHold, type SupervisorRegistry } from '@kanban-supervisor/board';
+import { ownerProcessAlive } from './owner.js';
 import { openSupervisorBoard, type TickContext } from './state.js';
 
 export const DEFAULT_LEASE_SECONDS = 30;
@@ -58,8 +59,10 @@ function registryOf(board: Board): SupervisorRegistry {
 /** Who holds this host's ownership, from its row: "supervisor pid P on host H since T". */
 export async function hostOwnerText(board: Board, hostId: string): Promise<string> {
   try {
+    // The newest row of this host whose process lives (a dead predecessor's row may still be there
+    // until the new owner registers; one on another machine cannot be checked and is believed).
     const rows = await registryOf(board).liveSupervisors(hostId);
-    const o = rows[0];
+    const o = rows.find((r) => ownerProcessAlive({ pid: r.pid, host: r.host, procStartTime: r.procStartTime, bootId: r.bootId }) !== false);
     if (o) return `supervisor pid ${o.pid} on host ${o.host} (host id ${hostId}) since ${new Date(o.startedAt).toISOString()}`;
   } catch {
     /* said below */
@@ -109,6 +112,31 @@ export async function acquireSharedBoard(ctx: TickContext, isStopping: () => boo
   ctx.state.board = board;
   ctx.state.host = { hold, lostLogged: false };
   return true;
+}
+
+/**
+ * Connections a supervisor itself holds on a shared board: its pool (SUPERVISOR pool, 4), the host
+ * lock's and the change feed's.
+ */
+export const SUPERVISOR_CONNECTIONS = 6;
+
+/**
+ * Warn (once, at start) when the hosts with a live supervisor, this one included, could together
+ * open more connections than the server accepts: hosts × (MAX_CONCURRENT_WORKERS + the supervisor's
+ * own). Each host's pool size is taken to be ours (the rows do not say theirs).
+ */
+export async function checkConnectionBudget(ctx: TickContext, board: Board): Promise<void> {
+  const reg = registryOf(board);
+  const now = Date.now();
+  const hosts = new Set((await reg.liveSupervisors()).filter((r) => r.leaseExpiresAt > now).map((r) => r.hostId));
+  hosts.add(ctx.hostId!);
+  const need = hosts.size * (ctx.cfg.maxConcurrentWorkers + SUPERVISOR_CONNECTIONS);
+  const limit = await reg.connectionLimit();
+  if (need <= limit) return;
+  ctx.log.warn(
+    { event: 'connection_budget', hosts: hosts.size, maxConcurrentWorkers: ctx.cfg.maxConcurrentWorkers, supervisorConnections: SUPERVISOR_CONNECTIONS, need, maxConnections: limit },
+    `${hosts.size} host(s) × (${ctx.cfg.maxConcurrentWorkers} workers + ${SUPERVISOR_CONNECTIONS} supervisor connections) = ${need} could exceed the server's ${limit} connections: workers would fail to connect (raise max_connections or lower MAX_CONCURRENT_WORKERS)`,
+  );
 }
 
 /** Record this supervisor's row (its lease starts now); claims from now on record it on their runs. */

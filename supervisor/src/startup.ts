@@ -4,13 +4,14 @@
  *   board gets its header and quick_check before our first connection; damage found here starts
  *   the supervisor quarantined (its workers are still supervised).
  * - PostgreSQL: the board is already open (host ownership is taken on it, host-owner.ts): this
- *   supervisor's row is recorded. A connection error is transient, never damage: it fails the
+ *   supervisor's row is recorded, and the connection budget of every live host checked (a warning).
+ *   A connection error is transient, never damage: it fails the
  *   start (the caller releases what it holds and reports it).
  */
 import { existsSync } from 'node:fs';
 import { BoardDamagedError, BoardPathError, checkBoard, classifyError } from '@kanban-supervisor/board';
 import { boardAccessProblem } from './board-access.js';
-import { registerSelf } from './host-owner.js';
+import { checkConnectionBudget, registerSelf } from './host-owner.js';
 import { enterQuarantine } from './quarantine.js';
 import { openSupervisorBoard, type TickContext } from './state.js';
 
@@ -19,6 +20,7 @@ export async function openAtStart(ctx: TickContext): Promise<void> {
   const s = ctx.state;
   if (ctx.kind === 'postgres') {
     s.supervisorId = await registerSelf(ctx, s.board!);
+    await checkConnectionBudget(ctx, s.board!).catch((e: unknown) => ctx.log.warn({ event: 'connection_budget_unknown', err: e }, 'could not check the connection budget'));
     return;
   }
   const path = ctx.boardPath;

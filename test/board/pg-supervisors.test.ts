@@ -102,6 +102,10 @@ describe('PostgreSQL board: supervisors, leases and ownership per host', () => {
     expect((await a.liveSupervisors('h2')).map((s) => s.id)).toEqual([idB]);
     await a.markSupervisorStopped(Date.now());
     expect((await b.liveSupervisors()).map((s) => s.id)).toEqual([idB]);
+    // A new supervisor of host h2 (it holds the host's ownership): the older h2 row was a dead one's.
+    const c = await open(url);
+    const idC = await c.registerSupervisor(me('h2', 333), 30_000, Date.now());
+    expect((await c.liveSupervisors()).map((s) => s.id)).toEqual([idC]);
   });
 
   it('a SQLite board has no supervisor registry (one owner: its lock file)', async () => {

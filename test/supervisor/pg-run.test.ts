@@ -79,6 +79,9 @@ describe('kanban-supervisor run on a PostgreSQL board', () => {
     expect(st.owner.pid).toBe(p.pid);
     expect(st.owner.live).toBe(true);
     expect(st.workers.map((w: { task: string }) => w.task)).toContain(held);
+    expect(st.supervisors).toEqual([expect.objectContaining({ hostId: 'h1', pid: p.pid, leaseOk: true })]);
+    const human = await cli(url, ['status'], env);
+    expect(human.stdout).toMatch(new RegExp(`supervisors: h1 \\(pid ${p.pid} on .*, lease .* left\\)`));
     await ok(['cancel', held]);
     const { code } = await exited(p);
     expect(code, p.output()).toBe(0);
@@ -116,6 +119,7 @@ describe('kanban-supervisor run on a PostgreSQL board', () => {
     const logs = await cli(url, ['logs', crash], env);
     expect(logs.code, logs.stderr).toBe(0);
     for (const out of [p.output(), status.stdout, status.stderr, logs.stdout, logs.stderr]) expect(out).not.toContain(password);
+    expect(p.output()).not.toContain('connection_budget');
     console.log(`pg run --until-idle: 7 tasks, a crash loop and a cancel in ${took} ms`);
   });
 
@@ -161,6 +165,18 @@ describe('kanban-supervisor run on a PostgreSQL board', () => {
     expect([s.status, s.result]).toEqual(['done', { spooled: join(env.KANBAN_STATE_DIR!, 'spool') }]);
     for (const id of sleepers) expect(JSON.parse((await cli(url, ['--json', 'show', id], env)).stdout).status).toBe('done');
     expect(readdirSync(join(env.KANBAN_STATE_DIR!, 'spool'))).toEqual([]);
+  });
+
+  it("warns at start when the live hosts' workers and supervisors could exceed the server's connections", async () => {
+    const { url, host } = await setup();
+    expect((await cli(url, ['init'], host('h1'))).code).toBe(0);
+    const limit = (await sql<{ n: number }>(url, `SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS n`))[0]!.n;
+    const workers = String(Math.min(1024, limit)); // one host alone: limit + 6 > limit
+    const p = cleanups.startCli(url, ['run', '--until-idle'], { ...host('h1'), MAX_CONCURRENT_WORKERS: workers });
+    expect((await exited(p)).code, p.output()).toBe(0);
+    const warn = p.output().split('\n').find((l) => l.includes('"connection_budget"'));
+    expect(warn, p.output()).toBeDefined();
+    expect(JSON.parse(warn!)).toMatchObject({ hosts: 1, maxConcurrentWorkers: Number(workers), need: Number(workers) + 6, maxConnections: limit });
   });
 
   it('one supervisor per host id: a second run exits 4 naming the owner; --standby takes over when it dies; another host id runs alongside', async () => {

@@ -161,6 +161,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     return supervisors.liveSupervisors(this.w, hostId ?? null);
   }
 
+  connectionLimit(): Promise<number> {
+    return supervisors.connectionLimit(this.w);
+  }
+
   /** ChangeFeed: a counter bumped by the board's notifications (LISTEN/NOTIFY, see feed.ts). */
   changeVersion(): number {
     return this.feed.changeVersion();

@@ -28,15 +28,20 @@ function toSupervisor(r: Row): SupervisorRow {
   };
 }
 
-/** Insert this supervisor's row, its lease running `leaseMs` from `now`. */
+/**
+ * Insert this supervisor's row, its lease running `leaseMs` from `now`. The caller holds its host's
+ * ownership: any other row of that host not marked stopped is a dead predecessor's (SIGKILL, a
+ * crash), marked stopped now, in the same transaction (its runs stay its host's).
+ */
 export async function registerSupervisor(w: Writer, id: string, me: SupervisorIdentity, leaseMs: number, now: number): Promise<void> {
-  await w.write((q) =>
-    q.run(
+  await w.write(async (q) => {
+    await q.run('UPDATE supervisors SET stopped_at = $2, lease_expires_at = LEAST(lease_expires_at, $2) WHERE host_id = $1 AND stopped_at IS NULL', [me.hostId, now]);
+    await q.run(
       `INSERT INTO supervisors (id, host_id, host, pid, boot_id, proc_start_time, started_at, lease_expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [id, me.hostId, me.host, me.pid, me.bootId, me.procStartTime, me.startedAt, now + leaseMs],
-    ),
-  );
+    );
+  });
 }
 
 /** Push the lease of supervisor `id` to `now + leaseMs` (never back); false if its row is gone or stopped. */
@@ -49,6 +54,14 @@ export async function renewLease(w: Writer, id: string, leaseMs: number, now: nu
 
 export async function markStopped(w: Writer, id: string, now: number): Promise<void> {
   await w.write((q) => q.run('UPDATE supervisors SET stopped_at = $2, lease_expires_at = LEAST(lease_expires_at, $2) WHERE id = $1 AND stopped_at IS NULL', [id, now]));
+}
+
+/** How many connections the server takes from users like us: max_connections less the superuser reserve. */
+export async function connectionLimit(w: Writer): Promise<number> {
+  return w.read(async (q) => {
+    const r = await q.get(`SELECT current_setting('max_connections')::int - current_setting('superuser_reserved_connections')::int AS n`);
+    return Number(r?.n ?? 0);
+  });
 }
 
 /** The supervisors of the board not marked stopped, newest first (of one host with `hostId`). */
