@@ -57,8 +57,8 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
         `which gets KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID and KANBAN_RUN_TOKEN from the supervisor that spawned it`,
     );
   }
-  const raw = env.KANBAN_DB!.trim();
-  const dbPath = isPgLocation(raw) ? raw : resolve(raw);
+  const raw = env.KANBAN_DB!;
+  const dbPath = isPgLocation(raw.trim()) ? raw.trim() : resolve(raw);
   const spool = (env.KANBAN_SPOOL_DIR ?? '').trim();
   return {
     dbPath,
