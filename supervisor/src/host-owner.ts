@@ -101,10 +101,14 @@ export async function acquireHost(ctx: TickContext, board: Board, isStopping: ()
  */
 export async function acquireSharedBoard(ctx: TickContext, isStopping: () => boolean): Promise<boolean> {
   ensureStateDir(ctx.files, ctx.boardLabel);
-  const board = await openSupervisorBoard(ctx.boardPath);
+  const board = await openSupervisorBoard(ctx.boardPath).catch((e: unknown) => {
+    throw namingBoard(ctx, e);
+  });
   let hold: HostHold | null = null;
   try {
-    hold = await acquireHost(ctx, board, isStopping);
+    hold = await acquireHost(ctx, board, isStopping).catch((e: unknown) => {
+      throw namingBoard(ctx, e);
+    });
   } finally {
     if (!hold) await board.close();
   }
@@ -137,6 +141,12 @@ export async function checkConnectionBudget(ctx: TickContext, board: Board): Pro
     { event: 'connection_budget', hosts: hosts.size, maxConcurrentWorkers: ctx.cfg.maxConcurrentWorkers, supervisorConnections: SUPERVISOR_CONNECTIONS, need, maxConnections: limit },
     `${hosts.size} host(s) × (${ctx.cfg.maxConcurrentWorkers} workers + ${SUPERVISOR_CONNECTIONS} supervisor connections) = ${need} could exceed the server's ${limit} connections: workers would fail to connect (raise max_connections or lower MAX_CONCURRENT_WORKERS)`,
   );
+}
+
+/** A driver error (ECONNREFUSED, an authentication failure…) with the board's masked URL in its message; its class and code kept. */
+function namingBoard(ctx: TickContext, e: unknown): unknown {
+  if (e instanceof Error && !e.message.includes(ctx.boardLabel)) e.message = `board ${ctx.boardLabel}: ${e.message}`;
+  return e;
 }
 
 /** Record this supervisor's row (its lease starts now); claims from now on record it on their runs. */
