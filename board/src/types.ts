@@ -328,6 +328,66 @@ export interface LocalConnection {
   closeNow(checkpoint?: 'PASSIVE' | 'TRUNCATE' | 'free' | null): void;
 }
 
+/** Who a supervisor is, as its row on a board with several supervisors records it. */
+export interface SupervisorIdentity {
+  /** Its host's id (KANBAN_HOST_ID, else /etc/machine-id): one owner per (board, host id). */
+  hostId: string;
+  /** The host's name, for people. */
+  host: string;
+  pid: number;
+  bootId: string | null;
+  procStartTime: number | null;
+  startedAt: number;
+}
+
+export interface SupervisorRow extends SupervisorIdentity {
+  id: string;
+  leaseExpiresAt: number;
+  stoppedAt: number | null;
+}
+
+/** Ownership of a board by one host, held by the server (released when its holder's connection dies). */
+export interface HostHold {
+  /** The holder's connection was lost: the server has released the ownership. */
+  readonly lost: boolean;
+  onLost(fn: (e: unknown) => void): void;
+  release(): Promise<void>;
+}
+
+/**
+ * A board that several supervisors share, one per host (PostgreSQL): ownership per host, and the
+ * supervisors' rows with their leases. Once `registerSupervisor` ran, the board object acts for
+ * that supervisor: its claims record it as their runs' owner, and `liveRuns`/`unaccountedRuns`
+ * (on it and its transactions) return only its host's runs. A SQLite board has one owner (its
+ * owner lock file) and no such ability.
+ */
+export interface SupervisorRegistry {
+  /** Take `hostId`'s ownership of the board, without waiting: null when another supervisor of that host holds it. */
+  tryHoldHost(hostId: string): Promise<HostHold | null>;
+  /** Record this supervisor (its row, its lease `leaseMs` from `now`); returns its id. */
+  registerSupervisor(me: SupervisorIdentity, leaseMs: number, now: number): Promise<string>;
+  /** Mark the registered supervisor stopped (a clean exit). */
+  markSupervisorStopped(now: number): Promise<void>;
+  /** Supervisors not marked stopped, newest first (of one host with `hostId`). */
+  liveSupervisors(hostId?: string): Promise<SupervisorRow[]>;
+  /** How many connections the server accepts from ordinary users (the connection budget of every host together). */
+  connectionLimit(): Promise<number>;
+}
+
+/** A transaction that renews the registered supervisor's lease with the tick's other writes. */
+export interface LeaseRenewal {
+  /** Push the lease to `now` + the lease length; false if the supervisor's row is gone or stopped. */
+  renewLease(now: number): Promise<boolean>;
+}
+
+export function supervisorRegistryOf(b: Board): SupervisorRegistry | null {
+  return typeof (b as Partial<SupervisorRegistry>).registerSupervisor === 'function' ? (b as Board & SupervisorRegistry) : null;
+}
+
+export function leaseRenewalOf(tx: BoardTx): LeaseRenewal | null {
+  return typeof (tx as Partial<LeaseRenewal>).renewLease === 'function' ? (tx as BoardTx & LeaseRenewal) : null;
+}
+
 export function changeFeedOf(b: Board): ChangeFeed | null {
   return typeof (b as Partial<ChangeFeed>).changeVersion === 'function' ? (b as Board & ChangeFeed) : null;
 }

@@ -9,15 +9,16 @@
  * a symlink or blocking on a FIFO, regular and bounded; what it says is only ever displayed.
  */
 import { hostname } from 'node:os';
-import { readOwner, type OwnerInfo } from '@kanban-supervisor/board';
+import { OwnerLock, boardFiles, readOwner, type OwnerInfo } from '@kanban-supervisor/board';
 import { alive, bootId, identify, readFileBounded } from '@kanban-supervisor/reaper';
+import type { TickContext } from './state.js';
 
 export type StatusFile = Record<string, unknown>;
 
-/** `<board>.supervisor.json`, or null when missing, unreadable or not JSON. */
-export function readStatusFile(boardPath: string): StatusFile | null {
+/** The status file of the board at `location` (see boardFiles), or null when missing, unreadable or not JSON. */
+export function readStatusFile(location: string): StatusFile | null {
   try {
-    const v = JSON.parse(readFileBounded(`${boardPath}.supervisor.json`, 256 * 1024, { owner: false }).toString('utf8')) as unknown;
+    const v = JSON.parse(readFileBounded(boardFiles(location).statusFile, 256 * 1024, { owner: false }).toString('utf8')) as unknown;
     return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as StatusFile) : null;
   } catch {
     return null;
@@ -104,5 +105,24 @@ export function selfIdentity(): { procStartTime: number | null; bootId: string |
     return { procStartTime: id?.startTime ?? null, bootId: id ? bootId() : null };
   } catch {
     return { procStartTime: null, bootId: null };
+  }
+}
+
+/**
+ * Take a SQLite board's owner lock: the lock, or null after printing who owns it (without
+ * --standby), or null when stopped while waiting (--standby, polled every 200 ms).
+ */
+export async function acquireOwnerLock(ctx: TickContext, isStopping: () => boolean): Promise<OwnerLock | null> {
+  for (;;) {
+    const attempt = OwnerLock.tryAcquire(ctx.boardPath);
+    if (attempt.ok) return attempt.lock;
+    if (!ctx.opts.standby) {
+      // The live owner (its status file, written right after it took the lock), never a dead one.
+      const who = await liveOwnerText(ctx.boardPath);
+      process.stderr.write(`kanban-supervisor: board ${ctx.boardPath} is owned by ${who}; not starting (use --standby to wait)\n`);
+      return null;
+    }
+    if (isStopping()) return null;
+    await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -5,12 +5,12 @@
  * Only createContext (this host's boot id and our own process identity, from /proc) and
  * openSupervisorBoard (the board connection) do I/O.
  */
-import { join, dirname } from 'node:path';
-import { openBoard, type Board, type ExitObservation, type SpawnInfo } from '@kanban-supervisor/board';
+import { boardFiles, isPgLocation, openBoard, pgLocationLabel, type Board, type BoardFiles, type ExitObservation, type HostHold, type SpawnInfo } from '@kanban-supervisor/board';
 import { initialStorm, type StopReason, type StormState, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type TerminationState } from '@kanban-supervisor/reaper';
 import type { Logger } from './logger.js';
 import type { BoardAccessProblem } from './board-access.js';
+import { hostIdOf, leaseMsOf } from './host-owner.js';
 import { selfIdentity } from './owner.js';
 
 export interface SupervisorOptions {
@@ -88,6 +88,10 @@ export interface SupervisorState {
   pendingSpawns: SpawnBatch[];
   /** Processes of runs that already ended, found at start-up: terminated (SIGTERM, grace, SIGKILL). */
   readonly strays: Map<string, { id: ProcessIdentity; runId: string }>;
+  /** This host's ownership of a shared board (PostgreSQL; null on SQLite, whose owner lock is a file). */
+  host: { hold: HostHold; lostLogged: boolean; taken?: boolean } | null;
+  /** Our row on a shared board (PostgreSQL), once registered. */
+  supervisorId: string | null;
   /** Whether the start-up sweep for processes of ended runs of this board has run. */
   swept: boolean;
   storm: StormState;
@@ -124,10 +128,19 @@ export interface TickContext {
   readonly log: Logger;
   readonly opts: SupervisorOptions;
   readonly reaper: Reaper;
-  /** The board's one path (resolved): what workers get in KANBAN_DB. */
+  /** The board's one location (a resolved path, or a PostgreSQL URL): what workers get in KANBAN_DB. Never log it (a URL may carry a password): log `boardLabel`. */
   readonly boardPath: string;
-  /** The run logs' folder, next to the board. */
+  /** The board as logs and messages name it (a PostgreSQL URL with its password masked). */
+  readonly boardLabel: string;
+  readonly kind: 'sqlite' | 'postgres';
+  /** Where the board's local files are: next to a SQLite board, in a PostgreSQL board's state folder. */
+  readonly files: BoardFiles;
+  /** The run logs' folder (files.logDir). */
   readonly logDir: string;
+  /** This host's id (PostgreSQL: one supervisor per board and host id); null on SQLite. */
+  readonly hostId: string | null;
+  /** The lease of this supervisor's row, ms (PostgreSQL). */
+  readonly leaseMs: number;
   /** This machine's boot id. */
   readonly boot: string;
   readonly startedAt: number;
@@ -145,6 +158,8 @@ export function initialState(now = Date.now()): SupervisorState {
     heldObs: [],
     pendingSpawns: [],
     strays: new Map(),
+    host: null,
+    supervisorId: null,
     swept: false,
     storm: initialStorm,
     access: { ok: true, since: now, problem: null },
@@ -166,16 +181,29 @@ export function initialState(now = Date.now()): SupervisorState {
   };
 }
 
-/** A context for the board at `boardPath` (already resolved), its logs in `logs/` next to it. */
-export function createContext(c: { cfg: SupervisorConfig; log: Logger; opts?: SupervisorOptions; reaper: Reaper; boardPath: string }): TickContext {
+/**
+ * A context for the board at `boardPath` (a resolved path, or a PostgreSQL URL), its files where
+ * boardFiles puts them (logs/ next to a SQLite board). On PostgreSQL the host id and the lease are
+ * read from the environment (host-owner.ts; a bad value throws BoardPathError).
+ */
+export function createContext(c: { cfg: SupervisorConfig; log: Logger; opts?: SupervisorOptions; reaper: Reaper; boardPath: string; env?: NodeJS.ProcessEnv }): TickContext {
   const startedAt = Date.now();
+  const env = c.env ?? process.env;
+  const pg = isPgLocation(c.boardPath);
+  const files = boardFiles(c.boardPath, env);
+  const boardLabel = pg ? pgLocationLabel(c.boardPath) : c.boardPath;
   return {
     cfg: c.cfg,
     log: c.log,
     opts: c.opts ?? {},
     reaper: c.reaper,
     boardPath: c.boardPath,
-    logDir: join(dirname(c.boardPath), 'logs'),
+    boardLabel,
+    kind: pg ? 'postgres' : 'sqlite',
+    files,
+    logDir: files.logDir,
+    hostId: pg ? hostIdOf(env, boardLabel) : null,
+    leaseMs: pg ? leaseMsOf(env) : 0,
     boot: bootId(),
     startedAt,
     identity: selfIdentity(),

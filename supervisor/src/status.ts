@@ -8,7 +8,7 @@
  * file it writes right after taking the owner lock: its pid, checked to be the same process.
  */
 import { hostname } from 'node:os';
-import { classifyError, openBoard, resolveBoardPath, type Board, type RunListing } from '@kanban-supervisor/board';
+import { classifyError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, supervisorRegistryOf, type Board, type RunListing } from '@kanban-supervisor/board';
 import { EXIT } from '@kanban-supervisor/policies';
 import { Reaper, alive, findByEnv, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { printable } from './text.js';
@@ -45,6 +45,8 @@ export interface StatusReport {
   /** The owner's last view of whether workers can reach the board by path: `{ ok: false, path, code, error, since }` when not. */
   boardAccess: unknown;
   counts: Record<string, number>;
+  /** A board several supervisors share (PostgreSQL): each one not stopped, with its lease; absent on SQLite. */
+  supervisors?: Array<{ hostId: string; host: string; pid: number; since: number; leaseExpiresAt: number; leaseOk: boolean }>;
   workers: WorkerRow[];
 }
 
@@ -88,7 +90,8 @@ function reclaimText(r: RunListing, now: number): string | null {
 }
 
 export async function statusReport(db: string, sampler: UsageSampler = new UsageSampler()): Promise<StatusReport> {
-  const path = resolveBoardPath(db);
+  // A PostgreSQL board's status file is in its local state folder (this host's supervisor's).
+  const path = isPgLocation(db) ? db : resolveBoardPath(db);
   const file = readStatusFile(path);
   const fromFile = ownerFromStatusFile(file);
   const now = Date.now();
@@ -100,7 +103,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     const owner = fromFile ? liveOwner(fromFile) : null;
     const ownerLive = owner?.live === true;
     return {
-      board: path,
+      board: isPgLocation(path) ? pgLocationLabel(path) : path,
       at: now,
       owner,
       pool: { live: Number(file?.liveWorkers ?? 0), max: typeof file?.maxConcurrentWorkers === 'number' ? file.maxConcurrentWorkers : null },
@@ -116,6 +119,8 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     const row = await board.getOwner();
     const live = await board.listRuns({ live: true, limit: 100_000 });
     const counts = await board.counts();
+    const registry = supervisorRegistryOf(board);
+    const sups = registry ? await registry.liveSupervisors() : null;
     const ids = new Map<string, ProcessIdentity>();
     for (const r of live) {
       if (r.pid !== null && r.procStartTime !== null && r.bootId !== null) {
@@ -152,6 +157,9 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       storm: ownerLive ? stormOf(file, at) : null,
       boardAccess: (ownerLive ? file?.boardAccess : null) ?? null,
       counts: { ...counts.tasks },
+      ...(sups
+        ? { supervisors: sups.map((v) => ({ hostId: v.hostId, host: v.host, pid: v.pid, since: v.startedAt, leaseExpiresAt: v.leaseExpiresAt, leaseOk: v.leaseExpiresAt > at })) }
+        : {}),
       workers: [...live].reverse().map((r) => {
         const id = ids.get(r.id);
         const u = id ? usage.get(id.pid) : undefined;
@@ -228,6 +236,9 @@ export function formatStatus(r: StatusReport): string[] {
       : `dispatch: ${o?.live ? (r.quarantine ? 'held (quarantine)' : 'running') : 'no supervisor'}`,
     quarantineLine(r.quarantine),
     accessLine(r.boardAccess),
+    r.supervisors
+      ? `supervisors: ${r.supervisors.map((v) => `${v.hostId} (pid ${v.pid} on ${v.host}, lease ${v.leaseOk ? `${fmtAge(v.leaseExpiresAt - r.at)} left` : `EXPIRED ${fmtAge(r.at - v.leaseExpiresAt)} ago`})`).join(', ') || 'none'}`
+      : '',
     `tasks: ${Object.entries(r.counts).map(([k, v]) => `${k} ${v}`).join(', ') || '-'}`,
     r.workers.length ? 'workers:' : 'workers: none',
   ].filter(Boolean);

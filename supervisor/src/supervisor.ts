@@ -1,41 +1,45 @@
 /**
  * The supervisor daemon: owns one board and the lifecycle of its workers. This class keeps
- * ownership (the owner lock), start and stop, the loop and its wake-ups, the step guards, and the
- * tick's orchestration. Each tick step is a module of its own (steps/), each periodic service too
- * (services/); the tick's transaction is tick-tx.ts.
+ * ownership (the owner lock of a SQLite board; on a PostgreSQL board, this host's ownership:
+ * host-owner.ts), start and stop, the loop and its wake-ups, the step guards, and the tick's
+ * orchestration. Each tick step is a module of its own (steps/), each periodic service too
+ * (services/); the tick's transaction is tick-tx.ts; where the board's local files live is
+ * boardFiles (board/src/board-files.ts).
  *
  * A tick runs, in order, each step guarded so that one step's failure never skips the others:
- *   reap → spool → detect (+ the stray sweep, once) → sample → reclaim → account (only if the
- *   spool step succeeded) → dispatch → commit, then housekeeping.
+ *   reap → spool → detect (+ the stray sweep, once) → lease (PostgreSQL: renewed in the tick's
+ *   transaction) → sample → reclaim → account (only if the spool step succeeded) → host (is this
+ *   host's ownership held?) → dispatch (only if it is) → commit, then housekeeping.
+ * On PostgreSQL a failed step is retried at the next tick: a connection error is never damage.
  * Quarantined, a tick runs reap, reclaim and the quarantine probe (nothing touches the board).
  * Nothing in a tick sleeps: reclaim is a state machine across ticks (SIGTERM now, SIGKILL at the
  * deadline, the run ends only once the whole process group is confirmed gone).
  */
-import { mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import {
-  BoardDamagedError,
-  BoardPathError,
   OwnerLock,
   WriteGroupLostError,
   changeFeedOf,
-  checkBoard,
   classifyError,
+  isPgLocation,
   localConnectionOf,
   resolveBoardPath,
+  supervisorRegistryOf,
   type LiveRun,
 } from '@kanban-supervisor/board';
 import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
-import { boardAccessProblem } from './board-access.js';
+import { acquireSharedBoard, keepHost } from './host-owner.js';
 import type { Logger } from './logger.js';
-import { liveOwnerText } from './owner.js';
-import { enterQuarantine, probeQuarantine, suspectDamage } from './quarantine.js';
+import { acquireOwnerLock } from './owner.js';
+import { probeQuarantine, suspectDamage } from './quarantine.js';
 import { housekeeping } from './services/housekeeping.js';
 import { LogBound } from './services/log-bound.js';
 import { sweepStrays } from './services/orphan-scan.js';
 import { sample } from './services/sampling.js';
-import { createContext, openSupervisorBoard, type SupervisorOptions, type TickContext } from './state.js';
-import { ownerRow, writeStatusFile } from './status-file.js';
+import { openAtStart } from './startup.js';
+import { createContext, type SupervisorOptions, type TickContext } from './state.js';
+import { ownerRow, statusLine, writeStatusFile } from './status-file.js';
 import { account } from './steps/account.js';
 import { detect } from './steps/detect.js';
 import { dispatch } from './steps/dispatch.js';
@@ -74,7 +78,7 @@ export class Supervisor {
     private readonly log: Logger,
     private readonly opts: SupervisorOptions = {},
   ) {
-    this.boardPath = resolveBoardPath(cfg.db);
+    this.boardPath = isPgLocation(cfg.db) ? cfg.db : resolveBoardPath(cfg.db);
     // A child's exit wakes the loop at once (the next tick reaps it and refills the slot).
     const reaper = new Reaper({ logger: log, onExit: () => this.requestWake() });
     this.ctx = createContext({ cfg, log, opts, reaper, boardPath: this.boardPath });
@@ -89,46 +93,32 @@ export class Supervisor {
 
   // ------------------------------------------------------------------ ownership, start, stop
 
-  /** Take the board's owner lock. Returns false (after printing why) if another supervisor owns it. */
+  /**
+   * Take the board's owner lock (SQLite), or this host's ownership of a shared board (PostgreSQL:
+   * the board is opened first, in its local state folder's name). Returns false (after printing
+   * why) if another supervisor owns it.
+   */
   async acquire(): Promise<boolean> {
-    for (;;) {
-      const attempt = OwnerLock.tryAcquire(this.boardPath);
-      if (attempt.ok) {
-        this.lock = attempt.lock;
-        return true;
-      }
-      if (!this.opts.standby) {
-        // The live owner (its status file, written right after it took the lock), never a dead one.
-        const who = await liveOwnerText(this.boardPath);
-        process.stderr.write(`kanban-supervisor: board ${this.boardPath} is owned by ${who}; not starting (use --standby to wait)\n`);
-        return false;
-      }
-      if (this.state.stopping) return false;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const stopping = () => this.state.stopping !== null;
+    if (this.ctx.kind === 'postgres') return acquireSharedBoard(this.ctx, stopping);
+    this.lock = await acquireOwnerLock(this.ctx, stopping);
+    return this.lock !== null;
   }
 
   async start(): Promise<number> {
     const s = this.state;
-    if (this.opts.standby) this.log.info({ event: 'standby', board: this.boardPath }, 'waiting for the board owner to go away');
+    if (this.opts.standby) this.log.info({ event: 'standby', board: this.ctx.boardLabel }, 'waiting for the board owner to go away');
     if (this.opts.standby) this.notifier.status('standby: waiting for the board owner to go away');
     if (!(await this.acquire())) return s.stopping ? EXIT.ok : EXIT.boardOwned;
     // Our identity, at once: a refused `run` or `status` names us, not the previous (dead) owner.
     writeStatusFile(this.ctx, 'starting');
     try {
-      // A board this user may not read or write is not damaged: say so, never quarantine it.
-      const denied = existsSync(this.boardPath) ? boardAccessProblem(this.boardPath) : null;
-      if (denied) throw new BoardPathError(this.boardPath, `is not usable by this user (uid ${process.getuid?.() ?? '?'}): ${denied.error}`);
-      // Before our first connection: header and quick_check of an existing board (cheap, once).
-      const pre = existsSync(this.boardPath) ? checkBoard(this.boardPath) : null;
-      if (pre && !pre.healthy) throw new BoardDamagedError(this.boardPath, pre.problems.join('; '));
-      s.board = await openSupervisorBoard(this.boardPath);
+      await openAtStart(this.ctx);
     } catch (e) {
-      if (classifyError(e) !== 'damaged') {
-        this.lock?.release();
-        throw e;
-      }
-      await enterQuarantine(this.ctx, e instanceof BoardDamagedError ? e.detail : (e as Error).message, false);
+      this.lock?.release();
+      await s.host?.hold.release();
+      await s.board?.close().catch(() => undefined);
+      throw e;
     }
     mkdirSync(this.ctx.logDir, { recursive: true, mode: 0o700 });
     writeStatusFile(this.ctx);
@@ -136,7 +126,8 @@ export class Supervisor {
     this.log.info(
       {
         event: 'started',
-        board: this.boardPath,
+        board: this.ctx.boardLabel,
+        ...(this.ctx.hostId !== null ? { hostId: this.ctx.hostId, supervisorId: s.supervisorId } : {}),
         maxConcurrentWorkers: this.cfg.maxConcurrentWorkers,
         reclaimGraceSeconds: this.cfg.reclaimGraceSeconds,
         subreaper: this.ctx.reaper.subreaperActive,
@@ -196,6 +187,8 @@ export class Supervisor {
 
   private async shutdown(code: number, why: string): Promise<void> {
     const s = this.state;
+    // Ownership taken by another supervisor of this host: the owner row and status file are its own.
+    const displaced = s.host?.taken === true;
     s.stopped = true;
     this.notifier.stopping(`stopping: ${why}`);
     if (this.pollTimer) clearInterval(this.pollTimer);
@@ -210,16 +203,27 @@ export class Supervisor {
         } finally {
           tx.close();
         }
-        await board.setOwner(ownerRow(this.ctx, 'stopped'));
+        if (!displaced) await board.setOwner(ownerRow(this.ctx, 'stopped'));
+        await supervisorRegistryOf(board)?.markSupervisorStopped(Date.now());
       } catch {
         /* best effort */
       }
-      // Never throws: an unfinished checkpoint leaves a valid WAL, and SQLite recovers from a
-      // connection that could not be closed cleanly.
-      localConnectionOf(board)?.closeNow('PASSIVE');
+      // A local connection's close never throws (an unfinished checkpoint leaves a valid WAL, and
+      // SQLite recovers from a connection that could not be closed cleanly); a networked board's
+      // close can fail, and is logged.
+      const local = localConnectionOf(board);
+      if (local) local.closeNow('PASSIVE');
+      else {
+        try {
+          await board.close();
+        } catch (e) {
+          this.log.error({ event: 'close_failed', err: e }, 'closing the board failed');
+        }
+      }
     }
-    writeStatusFile(this.ctx, 'stopped');
+    if (!displaced) writeStatusFile(this.ctx, 'stopped');
     this.lock?.release();
+    await s.host?.hold.release();
     this.log.info({ event: 'stopped', reason: why }, 'supervisor stopped');
     this.resolveDone(code);
   }
@@ -307,16 +311,9 @@ export class Supervisor {
     this.notifier.status(this.notifyStatusText(), now);
   }
 
-  /** STATUS= for `systemctl status`: the state first (a change is sent at once), then pool use. */
+  /** STATUS= for `systemctl status` (status-file.ts). */
   private notifyStatusText(): string {
-    const s = this.state;
-    const pool = `${s.workers.size}/${this.cfg.maxConcurrentWorkers} workers`;
-    if (s.stopping) return `stopping: ${s.workers.size} worker(s) ${this.opts.detachOnExit ? 'left running (detach)' : 'being reclaimed'}`;
-    const q = s.quarantine;
-    if (q) return `quarantined: ${pool} supervised, no dispatch; since ${new Date(q.since).toISOString()}: ${q.reason}`;
-    if (s.storm.pausedUntil > Date.now()) return `dispatch paused: ${pool}; failure storm, until ${new Date(s.storm.pausedUntil).toISOString()}`;
-    if (!s.access.ok) return `dispatch held: ${pool}; board not usable by path: ${s.access.problem?.error ?? 'unknown'}`;
-    return `running: ${pool}; board ok, not quarantined`;
+    return statusLine(this.ctx);
   }
 
   // ------------------------------------------------------------------ guards and the tick
@@ -331,7 +328,8 @@ export class Supervisor {
       const cls = classifyError(e);
       const level = cls === 'busy' ? 'warn' : 'error';
       if (!this.state.quarantine) this.log[level]({ event: 'tick_step_failed', step, errorClass: cls, err: e }, `tick step ${step} failed`);
-      if (cls === 'damaged' || cls === 'io') await suspectDamage(this.ctx, e);
+      // A PostgreSQL error (a lost connection among them) is transient, never damage: retried next tick.
+      if ((cls === 'damaged' || cls === 'io') && this.ctx.kind === 'sqlite') await suspectDamage(this.ctx, e);
       return false;
     }
   }
@@ -376,17 +374,28 @@ export class Supervisor {
         detect(ctx, tx, live, now);
         sweepStrays(ctx, live);
       });
+      // A shared board: this supervisor's lease, renewed with the tick's writes.
+      await this.guard('lease', async () => {
+        if ((await tx.renewLease(now)) === false) this.log.error({ event: 'lease_lost', supervisorId: s.supervisorId }, "this supervisor's row is gone or marked stopped: its lease cannot be renewed");
+      });
       await this.guard('sample', () => sample(ctx, this.logs, now));
       await this.guard('reclaim', () => reclaim(ctx, tx, live, now));
       // Exits and crash verdicts wait while a spooled report may still be unread: written first, an
       // unreported-exit verdict would book a run crashed whose result sits in the spool.
       if (spoolRead) await this.guard('account', () => account(ctx, tx, now));
-      await this.guard('dispatch', () => dispatch(ctx, tx, now));
+      // Dispatch only while this host's ownership is held (a shared board; always on SQLite).
+      let owned = false;
+      await this.guard('host', async () => {
+        owned = await keepHost(ctx);
+      });
+      if (owned) await this.guard('dispatch', () => dispatch(ctx, tx, now));
       if (!s.quarantine && s.board === board) await this.guard('commit', () => tx.commit());
     } finally {
       tx.close();
       this.tx = null;
     }
+    // Another supervisor of this host owns the board now: leave its workers to it (exit 4).
+    if (s.host?.taken) return this.shutdown(EXIT.boardOwned, "another supervisor took this host's ownership: workers left running for it");
     // Every worker's write waits while the tick holds the write lock (a heartbeat longer than its
     // busy timeout): a long hold is a defect to find, so it is logged.
     const heldMs = tx.longestHoldMs;

@@ -15,7 +15,7 @@
  * without its commit, puts them back in line for the next one. Log lines of state changes wait
  * for the commit, and are dropped with what they describe when it does not land.
  */
-import type { Board, BoardTx, ExitObservation, SupervisorOps } from '@kanban-supervisor/board';
+import { leaseRenewalOf, type Board, type BoardTx, type ExitObservation, type SupervisorOps } from '@kanban-supervisor/board';
 import type { SpawnBatch, SupervisorState } from './state.js';
 
 export class TickTx implements BoardTx {
@@ -93,6 +93,15 @@ export class TickTx implements BoardTx {
     this.tx.close();
     if (this.carried.obs.length || this.carried.spawns.length) this.restore();
     this.afterCommit = []; // what was not committed was rolled back: nothing of it happened
+  }
+
+  /**
+   * Renew this supervisor's lease with the tick's writes (a board shared by several supervisors);
+   * null on a board without leases (SQLite), false when the supervisor's row is gone or stopped.
+   */
+  async renewLease(now: number): Promise<boolean | null> {
+    const r = leaseRenewalOf(this.tx);
+    return r ? r.renewLease(now) : null;
   }
 
   get longestHoldMs(): number {

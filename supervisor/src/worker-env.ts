@@ -44,5 +44,12 @@ export function workerEnv(ctx: TickContext, skill: { env: Record<string, string>
     KANBAN_HEARTBEAT_TIMEOUT_SECONDS: String(k.heartbeatTimeoutSeconds),
     KANBAN_CLI: CLI_PATH,
   });
+  // A PostgreSQL board: where to spool a final report the board cannot take (the state folder's
+  // spool, which the spool step reads; a SQLite board's is next to it, as workers find it), and
+  // the host id (the start-up stray sweep looks only at its own host's workers).
+  if (ctx.kind === 'postgres') {
+    env.KANBAN_SPOOL_DIR = ctx.files.spoolDir;
+    if (ctx.hostId !== null) env.KANBAN_HOST_ID = ctx.hostId;
+  }
   return env;
 }

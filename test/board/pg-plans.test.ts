@@ -68,7 +68,7 @@ async function plan(sql: string, types: string[], params: unknown[]): Promise<Pl
 describe('PostgreSQL board: query plans of the hot statements at 1,000,000 done and 100,000 ready tasks', () => {
   it('the claim is an index scan of tasks_ready in claim order: no Seq Scan of tasks, no Sort over tasks', async () => {
     const ids = ['ra', 'rb', 'rc'];
-    const all = await plan(PG_HOT_SQL.claimBatch, ['bigint', 'integer', 'text[]', 'text[]', 'text[]', 'bigint'], [Date.now(), 3, ids, ids, ids, Date.now()]);
+    const all = await plan(PG_HOT_SQL.claimBatch, ['bigint', 'integer', 'text[]', 'text[]', 'text[]', 'bigint', 'text'], [Date.now(), 3, ids, ids, ids, Date.now(), null]);
     const scans = all.filter((n) => n['Relation Name'] === 'tasks');
     expect(scans.map((n) => n['Node Type'])).not.toContain('Seq Scan');
     expect(scans.some((n) => /Index/.test(n['Node Type']) && n['Index Name'] === 'tasks_ready'), JSON.stringify(scans)).toBe(true);

@@ -4,7 +4,8 @@
  * password never appears in what the CLI prints.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { CLI, run, tempDir } from '../src/common.js';
 import { admin, freshDatabase, withDatabase } from '../board/pg/server.js';
 
@@ -58,22 +59,23 @@ describe('CLI on a PostgreSQL board', () => {
     for (const o of outputs) expect(o).not.toContain(password);
   });
 
-  it('run, status and logs refuse a postgres:// URL in one line (exit 2), naming it with its password masked, and create nothing on disk', async () => {
+  it('run, status and logs on a postgres:// URL keep their files in the state folder: nothing lands in the working directory, no password is printed', async () => {
     const u = new URL(await dbUrl());
-    u.searchParams.set('schema', 'cli_refused');
+    u.searchParams.set('schema', 'cli_files');
     const t = tempDir('ks-cli-pg-');
     try {
-      for (const cmd of [['run', '--until-idle'], ['status'], ['logs', 'tsomething']]) {
-        const r = await run(process.execPath, [CLI, '--db', u.href, ...cmd], { cwd: t.dir });
-        expect(r.code, `${cmd[0]}: ${r.stderr}`).toBe(2);
-        expect(r.stderr.trim().split('\n'), cmd[0]).toHaveLength(1);
-        expect(r.stderr).toContain(`${cmd[0]}: not available yet on a PostgreSQL board`);
-        expect(r.stderr).toContain(`${u.hostname}:${u.port}`);
-        expect(r.stderr).not.toContain(u.password);
-      }
-      // Before this check, `run` took the URL for a file path and started a supervisor on a new
-      // SQLite file under ./postgres:/….
-      expect(readdirSync(t.dir)).toEqual([]);
+      const cwd = join(t.dir, 'cwd');
+      mkdirSync(cwd);
+      const env = { ...process.env, KANBAN_HOST_ID: 'cli-files', KANBAN_STATE_DIR: join(t.dir, 'state'), TICK_INTERVAL_MS: '100' };
+      const ks = (args: string[]) => run(process.execPath, [CLI, '--db', u.href, ...args], { cwd, env });
+      expect((await ks(['init'])).code).toBe(0);
+      // Before the state folder, `run` took the URL for a file path and started a supervisor on a
+      // new SQLite file under ./postgres:/… (the password in its folder name and its logs).
+      const outputs = [await ks(['run', '--until-idle']), await ks(['status']), await ks(['logs', 'tnosuchtask'])];
+      expect(outputs[0]!.code, outputs[0]!.stderr).toBe(0);
+      expect(outputs[1]!.code, outputs[1]!.stderr).toBe(0);
+      for (const r of outputs) expect(r.stdout + r.stderr).not.toContain(u.password);
+      expect(readdirSync(cwd)).toEqual([]);
     } finally {
       t.cleanup();
     }

@@ -20,9 +20,29 @@ export const WORKER_BUSY_TIMEOUT_MS = 2000;
 /** Retries (with backoff, asynchronous) after the busy timeout ran out. */
 export const WORKER_BUSY_RETRIES = 10;
 
-/** Open an existing board the way workers do (same hardened open; never creates a board). */
+/**
+ * Open an existing board the way workers do (same hardened open; never creates a board). On
+ * PostgreSQL a worker holds at most one connection (a pool of one; no change feed is ever opened).
+ */
 export function openWorkerBoard(dbPath: string): Promise<Board> {
-  return openBoard(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false });
+  return openBoard(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false, pgPoolMax: 1 });
+}
+
+/**
+ * Close a board whose connection is not in this process's hands synchronously (PostgreSQL: end the
+ * connection, so the server sees a clean goodbye rather than a dropped socket), waiting at most
+ * `ms`. Nothing for a board with a local connection (checkpointAndClose closes it). Never throws.
+ */
+export async function closeRemote(board: Board | null, ms: number): Promise<void> {
+  if (!board || localConnectionOf(board)) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    board.close().catch(() => undefined),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, Math.max(0, ms));
+    }),
+  ]);
+  clearTimeout(timer);
 }
 
 /**
@@ -80,7 +100,7 @@ export async function deliverReport(
   dbPath: string,
   cred: RunCredentials,
   report: WorkerReport,
-  opts: DeliverOptions & { openError?: unknown } = {},
+  opts: DeliverOptions & { openError?: unknown; spoolDir?: string } = {},
 ): Promise<Delivery> {
   const now = opts.now ?? Date.now;
   const at = now();
@@ -102,5 +122,5 @@ export async function deliverReport(
     }
   }
   const why = cause instanceof Error ? cause.message : String(cause);
-  return { via: 'spool', path: writeSpool(dbPath, cred, report, at, why), cause: why };
+  return { via: 'spool', path: writeSpool(dbPath, cred, report, at, why, opts.spoolDir), cause: why };
 }

@@ -6,7 +6,7 @@
  * (`run R is no longer current for task T`, nothing written).
  */
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
-import { BoardInputError, NotCurrentError, type Board, type Json, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, localConnectionOf, type Board, type Json, type WorkerReport } from '@kanban-supervisor/board';
 import { ConfigError, LIMITS, parseLimit } from '@kanban-supervisor/policies';
 import { checkpointAndClose, deliverReport, openWorkerBoard } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';
@@ -237,7 +237,7 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
     io.err(`kanban-supervisor worker ${command}: ${(e as Error).message}\n`);
     return e instanceof WorkerEnvError ? e.exitCode : EXIT.failed;
   }
-  const { dbPath, cred } = wenv;
+  const { dbPath, cred, spoolDir } = wenv;
   const final = command === 'complete' || command === 'fail' || command === 'defer';
 
   let report: WorkerReport | null = null;
@@ -258,7 +258,7 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
       // A final report is never lost to a board that cannot be opened, whatever the reason
       // (damaged, I/O, not readable or writable by this user, read-only, missing): it is spooled.
       if (report) {
-        const d = await deliverReport(null, dbPath, cred, report, { openError: e });
+        const d = await deliverReport(null, dbPath, cred, report, { openError: e, spoolDir });
         if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
         return EXIT.ok;
       }
@@ -281,7 +281,7 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
         break;
       }
       default: {
-        const d = await deliverReport(board, dbPath, cred, report!);
+        const d = await deliverReport(board, dbPath, cred, report!, { spoolDir });
         if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
       }
     }
@@ -298,7 +298,7 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
     io.err(`kanban-supervisor worker ${command}: ${(e as Error)?.message ?? String(e)}\n`);
     return EXIT.failed;
   } finally {
-    if (final) checkpointAndClose(board);
+    if (final && board && localConnectionOf(board)) checkpointAndClose(board);
     else if (board) {
       try {
         await board.close();

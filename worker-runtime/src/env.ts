@@ -4,7 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { CONFIG_VARS, EXIT, LIMITS, readLimit, type LimitRange } from '@kanban-supervisor/policies';
-import type { RunCredentials } from '@kanban-supervisor/board';
+import { boardFiles, isPgLocation, type RunCredentials } from '@kanban-supervisor/board';
 
 /** Process exit statuses of a worker (runtime and CLI): the table every command of the product uses. */
 export { EXIT };
@@ -18,8 +18,13 @@ export class WorkerEnvError extends Error {
 }
 
 export interface WorkerEnv {
-  /** Absolute path of the board. */
+  /** The board: the absolute path of a SQLite file, or a PostgreSQL URL (as given: it may carry the password). */
   dbPath: string;
+  /**
+   * Where a final report the board cannot take is spooled: KANBAN_SPOOL_DIR (the supervisor sets it),
+   * else the board's spool folder (boardFiles: next to a SQLite board, in a PostgreSQL board's state folder).
+   */
+  spoolDir: string;
   cred: RunCredentials;
   /** The SIGTERM → SIGKILL grace the supervisor announced (KANBAN_RECLAIM_GRACE_SECONDS). */
   reclaimGraceSeconds: number;
@@ -52,8 +57,12 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
         `which gets KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID and KANBAN_RUN_TOKEN from the supervisor that spawned it`,
     );
   }
+  const raw = env.KANBAN_DB!;
+  const dbPath = isPgLocation(raw.trim()) ? raw.trim() : resolve(raw);
+  const spool = (env.KANBAN_SPOOL_DIR ?? '').trim();
   return {
-    dbPath: resolve(env.KANBAN_DB!),
+    dbPath,
+    spoolDir: spool !== '' ? resolve(spool) : boardFiles(dbPath, env).spoolDir,
     cred: { taskId: env.KANBAN_TASK_ID!.trim(), runId: env.KANBAN_RUN_ID!.trim(), token: env.KANBAN_RUN_TOKEN!.trim() },
     reclaimGraceSeconds: optionalLimit(env, 'KANBAN_RECLAIM_GRACE_SECONDS', LIMITS.reclaimGraceSeconds, defaultGraceSeconds()),
     heartbeatTimeoutSeconds: optionalLimit(env, 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', LIMITS.heartbeatTimeoutSeconds, 0),

@@ -15,7 +15,7 @@
  */
 import { BoardInputError, NotCurrentError, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
 import { heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
-import { checkpointAndClose, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
+import { checkpointAndClose, closeRemote, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
 
 /** What the handler sees of its task. */
@@ -247,7 +247,7 @@ class WorkerProcess {
     let report = this.reportFor(outcome);
     for (;;) {
       try {
-        const d = await deliverReport(this.board, env.dbPath, env.cred, report);
+        const d = await deliverReport(this.board, env.dbPath, env.cred, report, { spoolDir: env.spoolDir });
         if (d.via === 'spool') {
           say(`kanban worker: the board could not take the final report (${d.cause}); it was spooled to ${d.path}`);
         }
@@ -281,7 +281,7 @@ class WorkerProcess {
     if (!isBoardFault(cause)) return this.exit(EXIT.failed);
     const report: WorkerReport = { outcome: 'deferred', seconds: BOARD_UNAVAILABLE_DEFER_SECONDS, reason: `${what}: ${messageOf(cause)}` };
     try {
-      const d = await deliverReport(this.board, env.dbPath, env.cred, report, { openError: cause });
+      const d = await deliverReport(this.board, env.dbPath, env.cred, report, { openError: cause, spoolDir: env.spoolDir });
       if (this.signal) return;
       say(
         `kanban worker: the handler did not run; the run ends deferred for ${BOARD_UNAVAILABLE_DEFER_SECONDS} s` +
@@ -478,6 +478,8 @@ class WorkerProcess {
       if (!(e instanceof NotCurrentError)) say(`kanban worker: could not record the stop: ${messageOf(e)}`);
     });
     await Promise.race([stop, sleep(left), this.skipped]);
+    // A PostgreSQL board's connection is ended here, within the grace (a SQLite one in exit()).
+    await Promise.race([closeRemote(this.board, Math.max(50, graceMs - (Date.now() - t0) - 50)), this.skipped]);
     this.exit(code);
   }
 

@@ -1,7 +1,8 @@
 /**
  * The spool: where a worker leaves its final report when the board cannot take it
- * (damaged, or failing with I/O errors). One small JSON file per run, next to the board:
- * `<board dir>/spool/<run id>.json`, written atomically (temp file, fsync, rename, fsync dir).
+ * (damaged, or failing with I/O errors). One small JSON file per run, next to a SQLite board:
+ * `<board dir>/spool/<run id>.json` (a PostgreSQL board's: `<state folder>/spool/`, the folder the
+ * supervisor names in KANBAN_SPOOL_DIR), written atomically (temp file, fsync, rename, fsync dir).
  *
  * Only the writer lives here in full; replaying the spool into the board is the supervisor's
  * business (see `readSpool`). A spool file holds the run token: the folder is 0700, files 0600.
@@ -11,8 +12,8 @@
  * its own user, up to MAX_SPOOL_ENTRY_BYTES; anything else comes back as an error for that entry.
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
+import { join } from 'node:path';
+import { boardFiles, isPgLocation, pgLocationLabel, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
 import { isOwnDirectory, readFileBounded, writeFileAtomic } from '@kanban-supervisor/reaper/safe-fs';
 
 export const SPOOL_VERSION = 1;
@@ -32,24 +33,24 @@ export interface SpoolEntry extends RunCredentials {
   cause: string;
 }
 
-/** The spool folder of a board. */
+/** The spool folder of a board: next to a SQLite board, in a PostgreSQL board's local state folder (boardFiles). */
 export function spoolDir(dbPath: string): string {
-  return join(dirname(dbPath), 'spool');
+  return boardFiles(dbPath).spoolDir;
 }
 
 function safeName(runId: string): string {
   return runId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 128) || 'run';
 }
 
-export function spoolPath(dbPath: string, runId: string): string {
-  return join(spoolDir(dbPath), `${safeName(runId)}.json`);
+export function spoolPath(dbPath: string, runId: string, dir = spoolDir(dbPath)): string {
+  return join(dir, `${safeName(runId)}.json`);
 }
 
 /**
  * Write a final report to the spool, durably: a temp file created exclusively (O_EXCL, no symlink
  * followed), fsync, rename, fsync of the folder. The temp file is removed when the write fails
  * (a full disk leaves nothing behind). Returns the path written. Throws if the spool itself cannot
- * be written.
+ * be written. `dir`: the spool folder (default: the SQLite board's, next to it).
  */
 export function writeSpool(
   dbPath: string,
@@ -57,8 +58,8 @@ export function writeSpool(
   report: WorkerReport,
   at: number,
   cause: string,
+  dir = spoolDir(dbPath),
 ): string {
-  const dir = spoolDir(dbPath);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const entry: SpoolEntry = {
     version: SPOOL_VERSION,
@@ -67,11 +68,11 @@ export function writeSpool(
     token: cred.token,
     report,
     at,
-    board: dbPath,
+    board: isPgLocation(dbPath) ? pgLocationLabel(dbPath) : dbPath,
     pid: process.pid,
     cause,
   };
-  const final = spoolPath(dbPath, cred.runId);
+  const final = spoolPath(dbPath, cred.runId, dir);
   writeFileAtomic(final, JSON.stringify(entry) + '\n', { mode: 0o600, fsync: true });
   return final;
 }
@@ -93,10 +94,9 @@ function isReport(v: unknown): v is WorkerReport {
  * is not a regular file, a file owned by another user, one larger than MAX_SPOOL_ENTRY_BYTES, or
  * one that is not a spool entry each come back as `{ path, error }` (renaming such an entry moves
  * the entry itself, never a symlink's target). Nothing here blocks. A spool folder that is itself
- * a symlink, or not ours, is not read at all.
+ * a symlink, or not ours, is not read at all. `dir`: the spool folder (default: the SQLite board's).
  */
-export function readSpool(dbPath: string): SpoolRead[] {
-  const dir = spoolDir(dbPath);
+export function readSpool(dbPath: string, dir = spoolDir(dbPath)): SpoolRead[] {
   if (!isOwnDirectory(dir)) return [];
   let names: string[];
   try {

@@ -26,7 +26,12 @@ import type {
   RunCredentials,
   RunFilter,
   RunListing,
+  HostHold,
+  LeaseRenewal,
   Skill,
+  SupervisorIdentity,
+  SupervisorRegistry,
+  SupervisorRow,
   SkillInput,
   SpawnInfo,
   Task,
@@ -42,7 +47,9 @@ import { PgChangeFeed } from './feed.js';
 import { pgTarget } from './location.js';
 import { checkSchema, migrate, storedVersion } from './migrate.js';
 import * as runs from './runs.js';
+import { PgHostLock } from './host-lock.js';
 import * as skills from './skills.js';
+import * as supervisors from './supervisors.js';
 import * as tasks from './tasks.js';
 import { Transactions, type Writer } from './tx.js';
 import * as worker from './worker.js';
@@ -60,7 +67,7 @@ export interface PgBoardOptions extends PgPoolOptions {
 
 type OwnerWrite = { pid: number; host: string; startedAt: number; state?: string; detail?: string | null };
 
-export class PgBoard implements Board, ChangeFeed {
+export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
   readonly kind = 'postgres' as const;
   /** The board's URL, its password masked. */
   readonly location: string;
@@ -70,6 +77,8 @@ export class PgBoard implements Board, ChangeFeed {
   private readonly tx: Transactions;
   private readonly w: Writer;
   private readonly feed: PgChangeFeed;
+  /** The supervisor this board object acts for (registerSupervisor), with its lease length. */
+  private me: { id: string; hostId: string; leaseMs: number } | null = null;
 
   private constructor(c: PgConn, opts: PgBoardOptions) {
     this.c = c;
@@ -107,10 +116,11 @@ export class PgBoard implements Board, ChangeFeed {
   begin(): BoardTx {
     const { g, w } = this.tx.open();
     const tx = this.tx;
-    return {
-      liveRuns: () => runs.liveRuns(w),
-      unaccountedRuns: () => runs.unaccountedRuns(w),
-      claimBatch: (max, now, logPathFor) => claims.claimBatch(w, max, now, logPathFor),
+    const me = this.me;
+    const out: BoardTx & Partial<LeaseRenewal> = {
+      liveRuns: () => runs.liveRuns(w, me?.hostId ?? null),
+      unaccountedRuns: () => runs.unaccountedRuns(w, me?.hostId ?? null),
+      claimBatch: (max, now, logPathFor) => claims.claimBatch(w, max, now, logPathFor, me?.id ?? null),
       blockUnknownSkillTasks: (now) => claims.blockUnknownSkillTasks(w, now),
       recordSpawns: (items, now) => runs.recordSpawns(w, items, now),
       endUnspawned: (runId, outcome, error, now) => runs.endUnspawned(w, runId, outcome, error, now),
@@ -126,6 +136,33 @@ export class PgBoard implements Board, ChangeFeed {
         return g.longestHoldMs;
       },
     };
+    if (me) out.renewLease = (now: number) => supervisors.renewLease(w, me.id, me.leaseMs, now);
+    return out;
+  }
+
+  // ---------------------------------------------------------------- supervisors (SupervisorRegistry)
+
+  async tryHoldHost(hostId: string): Promise<HostHold | null> {
+    return PgHostLock.tryAcquire(this.c, hostId);
+  }
+
+  async registerSupervisor(me: SupervisorIdentity, leaseMs: number, now: number): Promise<string> {
+    const id = supervisors.newSupervisorId();
+    await supervisors.registerSupervisor(this.w, id, me, leaseMs, now);
+    this.me = { id, hostId: me.hostId, leaseMs };
+    return id;
+  }
+
+  async markSupervisorStopped(now: number): Promise<void> {
+    if (this.me) await supervisors.markStopped(this.w, this.me.id, now);
+  }
+
+  liveSupervisors(hostId?: string): Promise<SupervisorRow[]> {
+    return supervisors.liveSupervisors(this.w, hostId ?? null);
+  }
+
+  connectionLimit(): Promise<number> {
+    return supervisors.connectionLimit(this.w);
   }
 
   /** ChangeFeed: a counter bumped by the board's notifications (LISTEN/NOTIFY, see feed.ts). */
@@ -208,15 +245,15 @@ export class PgBoard implements Board, ChangeFeed {
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())
 
   liveRuns(): Promise<LiveRun[]> {
-    return runs.liveRuns(this.w);
+    return runs.liveRuns(this.w, this.me?.hostId ?? null);
   }
 
   unaccountedRuns(): Promise<Array<{ run: Run; task: Task }>> {
-    return runs.unaccountedRuns(this.w);
+    return runs.unaccountedRuns(this.w, this.me?.hostId ?? null);
   }
 
   claimBatch(max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]> {
-    return claims.claimBatch(this.w, max, now, logPathFor);
+    return claims.claimBatch(this.w, max, now, logPathFor, this.me?.id ?? null);
   }
 
   blockUnknownSkillTasks(now: number): Promise<Array<{ taskId: string; skill: string; reason: string }>> {

@@ -13,15 +13,16 @@ import type { Writer } from './tx.js';
  * row and the event land together, and concurrent claimers skip each other's rows. The run ids,
  * tokens and log paths are made before the statement, `max` of them (`logPathFor` only names a
  * file); the ones no task took are never used. A `logPathFor` that throws claims nothing.
+ * `supervisorId`: the claiming supervisor, recorded on each run (runs.supervisor_id).
  */
-export async function claimBatch(w: Writer, max: number, now: number, logPathFor: (runId: string) => string): Promise<Claim[]> {
+export async function claimBatch(w: Writer, max: number, now: number, logPathFor: (runId: string) => string, supervisorId: string | null = null): Promise<Claim[]> {
   if (max <= 0) return [];
   const n = Math.floor(max);
   const runIds = Array.from({ length: n }, () => newRunId());
   const tokens = runIds.map(() => newToken());
   const logPaths = runIds.map((id) => logPathFor(id));
   return w.write(async (q) => {
-    const rows = await q.all(PG_HOT_SQL.claimBatch, [now, n, runIds, tokens, logPaths, now]);
+    const rows = await q.all(PG_HOT_SQL.claimBatch, [now, n, runIds, tokens, logPaths, now, supervisorId]);
     return rows.map((r): Claim => {
       const task = toTask(r);
       const token = String(r.f_token);

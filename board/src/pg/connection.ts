@@ -43,7 +43,8 @@ export class PgConn {
     this.config = {
       connectionString: target.connectionString,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000,
-      application_name: 'kanban-supervisor',
+      // With our pid: an operator (and a test) can tell whose connections these are in pg_stat_activity.
+      application_name: `kanban-supervisor ${process.pid}`,
       types: TYPES,
       // Startup options: no extra round trip per connection. The schema name is a checked identifier.
       options: `-c search_path=${target.schema} -c lock_timeout=${lockTimeout}`,

@@ -3,6 +3,14 @@
  * board's size (an index scan, never a Seq Scan or a Sort of the queue):
  * test/board/pg-plans.test.ts checks their plans with 1,000,000 done and 100,000 ready tasks.
  */
+/**
+ * A supervisor sees only its own host's runs ($1: its host id; NULL: every run, for a board object
+ * that registered no supervisor): runs claimed by a supervisor of this host, and runs with no
+ * supervisor recorded. Another host's processes are never signalled, adopted or judged from here.
+ */
+const OF_HOST = `($1::text IS NULL OR r.supervisor_id IS NULL
+       OR r.supervisor_id IN (SELECT v.id FROM supervisors v WHERE v.host_id = $1::text))`;
+
 export const PG_HOT_SQL = {
   /**
    * One claim batch in ONE statement. `picked` walks tasks_ready in claim order (priority, age,
@@ -13,7 +21,8 @@ export const PG_HOT_SQL = {
    * The run ids, tokens and log paths come precomputed as arrays ($3-$5); the n-th task claimed
    * gets the n-th of each. The task update, its run (`started`) and its `claimed` event land in the
    * same statement (a data-modifying WITH runs once, referenced or not).
-   * $1 now (not_before), $2 the batch size, $6 now (timestamps).
+   * $1 now (not_before), $2 the batch size, $6 now (timestamps), $7 the claiming supervisor's id
+   * (runs.supervisor_id; NULL for a board object that registered no supervisor).
    */
   claimBatch: `WITH picked AS (
     SELECT t.id, t.priority, t.created_at,
@@ -35,8 +44,8 @@ export const PG_HOT_SQL = {
      WHERE t.id = p.id
     RETURNING t.*, f.token AS f_token, f.log_path AS f_log_path, p.n AS f_n
   ), started AS (
-    INSERT INTO runs (id, task_id, token, status, started_at, log_path)
-    SELECT c.current_run_id, c.id, c.f_token, 'starting', $6, c.f_log_path FROM claimed c ORDER BY c.f_n
+    INSERT INTO runs (id, task_id, token, status, started_at, log_path, supervisor_id)
+    SELECT c.current_run_id, c.id, c.f_token, 'starting', $6, c.f_log_path, $7::text FROM claimed c ORDER BY c.f_n
     RETURNING id
   ), logged AS (
     INSERT INTO events (task_id, run_id, kind, data, at)
@@ -75,7 +84,7 @@ export const PG_HOT_SQL = {
         t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
         s.reclaim_grace_seconds, s.max_rss_mb
    FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
-  WHERE r.exited_at IS NULL ORDER BY r.started_at, r.seq`,
+  WHERE r.exited_at IS NULL AND ${OF_HOST} ORDER BY r.started_at, r.seq`,
   // Run columns aliased r_* (toRun(row, 'r_')), task columns as they are (toTask).
   unaccountedRuns: `SELECT r.id AS r_id, r.task_id AS r_task_id, r.token AS r_token, r.status AS r_status, r.outcome AS r_outcome,
         r.pid AS r_pid, r.pgid AS r_pgid, r.proc_start_time AS r_proc_start_time, r.boot_id AS r_boot_id,
@@ -85,6 +94,6 @@ export const PG_HOT_SQL = {
         r.sigkill_at AS r_sigkill_at, r.exited_at AS r_exited_at, r.accounted_at AS r_accounted_at,
         r.defer_until AS r_defer_until, r.stopped_on_request AS r_stopped_on_request, t.*
    FROM runs r JOIN tasks t ON t.id = r.task_id
-  WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
+  WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL AND ${OF_HOST}
   ORDER BY r.ended_at, r.seq`,
 } as const;

@@ -43,9 +43,12 @@ export async function endUnspawned(w: Writer, runId: string, outcome: RunOutcome
   });
 }
 
-/** Runs whose processes may be alive (not yet confirmed gone), read as arrays (see PG_HOT_SQL.liveRuns). */
-export async function liveRuns(w: Writer): Promise<LiveRun[]> {
-  return w.read(async (q) => (await q.arrays(PG_HOT_SQL.liveRuns)).map(toLiveRun));
+/**
+ * Runs whose processes may be alive (not yet confirmed gone), read as arrays (see PG_HOT_SQL.liveRuns);
+ * with `hostId`, only that host's (runs of its supervisors, and runs with no supervisor recorded).
+ */
+export async function liveRuns(w: Writer, hostId: string | null = null): Promise<LiveRun[]> {
+  return w.read(async (q) => (await q.arrays(PG_HOT_SQL.liveRuns, [hostId])).map(toLiveRun));
 }
 
 /** Record observed exits: exit code or signal, the outcome if the worker reported none, and when the processes are gone. */
@@ -104,8 +107,8 @@ export async function recordSigkill(w: Writer, runId: string, now: number): Prom
 }
 
 /** Ended runs whose processes are gone and whose task was not updated yet. */
-export async function unaccountedRuns(w: Writer): Promise<Array<{ run: Run; task: Task }>> {
-  return w.read(async (q) => (await q.all(PG_HOT_SQL.unaccountedRuns)).map((row) => ({ run: toRun(row, 'r_'), task: toTask(row) })));
+export async function unaccountedRuns(w: Writer, hostId: string | null = null): Promise<Array<{ run: Run; task: Task }>> {
+  return w.read(async (q) => (await q.all(PG_HOT_SQL.unaccountedRuns, [hostId])).map((row) => ({ run: toRun(row, 'r_'), task: toTask(row) })));
 }
 
 export async function getRun(w: Writer, id: string): Promise<Run | null> {

@@ -106,6 +106,29 @@ CREATE TABLE owner (
 );
 `,
   },
+  {
+    // Several supervisors on one board (issue 14): one row per supervisor that ran (its host id,
+    // pid, boot id, start, lease), and the supervisor that claimed each run. The lease is renewed
+    // in every tick's transaction; ownership per host is a session advisory lock (host-lock.ts),
+    // not a row, so that the server releases it when the supervisor's connection dies.
+    version: 2,
+    sql: `
+CREATE TABLE supervisors (
+  id text COLLATE "C" PRIMARY KEY,
+  host_id text COLLATE "C" NOT NULL,
+  host text NOT NULL,
+  pid integer NOT NULL,
+  boot_id text,
+  proc_start_time bigint,
+  started_at bigint NOT NULL,
+  lease_expires_at bigint NOT NULL,
+  stopped_at bigint
+);
+CREATE INDEX supervisors_host ON supervisors (host_id, started_at);
+ALTER TABLE runs ADD COLUMN supervisor_id text COLLATE "C";
+CREATE INDEX runs_live_supervisor ON runs (supervisor_id) WHERE exited_at IS NULL;
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -6,8 +6,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BoardPathError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, type Board } from '@kanban-supervisor/board';
-import { CONFIG_VARS, EXIT } from '@kanban-supervisor/policies';
-import { printable } from '../text.js';
+import { CONFIG_VARS } from '@kanban-supervisor/policies';
 
 /** The global flags, as a command sees them: the board path (--db, KANBAN_DB or the default), --json, and the command's own arguments. */
 export interface Globals {
@@ -99,13 +98,3 @@ export function namingBoard(abs: string, e: unknown): unknown {
   );
 }
 
-/**
- * Commands that need the board's local files (the daemon's owner lock, workers' logs and spool, the
- * status file) do not work on a PostgreSQL board yet: they say so in one line (exit 2) rather than
- * treat the URL as a file path. null when the board is a SQLite file.
- */
-export function notYetOnPostgres(g: Globals, command: string): number | null {
-  if (!isPgLocation(g.db)) return null;
-  process.stderr.write(`${command}: not available yet on a PostgreSQL board (board ${printable(pgLocationLabel(g.db))}): the board commands (init, skill, add, list, show, …) work on it, the supervisor does not\n`);
-  return EXIT.usage;
-}

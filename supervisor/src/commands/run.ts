@@ -8,7 +8,7 @@ import { makeLogger } from '../logger.js';
 import { Supervisor } from '../supervisor.js';
 import { statusReport, printStatus, watchStatus } from '../status.js';
 import { readEnvFile } from '../env-file.js';
-import { assertWritable, boardPath, namingBoard, notYetOnPostgres, type Globals } from './board.js';
+import { assertWritable, boardPath, namingBoard, type Globals } from './board.js';
 import { checkPassEnv } from './flags.js';
 import { out } from './output.js';
 
@@ -26,8 +26,6 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
 export async function cmdRun(g: Globals, args: string[]): Promise<number> {
   const p = parseArgs(args, RUN_FLAGS, 'run');
   if (p.positionals.length) throw new UsageError(`run: unexpected argument ${JSON.stringify(p.positionals[0])}`);
-  const notYet = notYetOnPostgres(g, 'run');
-  if (notYet !== null) return notYet;
   const cfg = loadConfig(process.env, { ...p.values, '--db': g.db });
   for (const name of p.multi['--pass-env'] ?? []) checkPassEnv(name);
   // Read once, now: an error names the file and the line (exit 2); later files win.
@@ -63,8 +61,6 @@ export async function cmdStatus(g: Globals, args: string[]): Promise<number> {
   const { values, positionals } = parseOptions(args, { watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } }, 'status');
   if (positionals.length) throw new UsageError(`status: unexpected argument ${JSON.stringify(positionals[0])}`);
   if (values.interval !== undefined && !values.watch) throw new UsageError('status: --interval goes with --watch');
-  const notYet = notYetOnPostgres(g, 'status');
-  if (notYet !== null) return notYet;
   if (values.watch) {
     const seconds = values.interval !== undefined ? parseLimit('--interval', values.interval, { min: 0.2, max: 3600, integer: false, unit: 'seconds' }) : 2;
     return watchStatus(boardPath(g.db, 'existing'), Math.round(seconds * 1000), g.json);

@@ -8,7 +8,7 @@ import { parseOptions, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
 import { fmtAge } from '../status.js';
 import { logsCommand } from '../logs.js';
-import { boardPath, namingBoard, notYetOnPostgres, withBoard, type Globals } from './board.js';
+import { boardPath, namingBoard, withBoard, type Globals } from './board.js';
 import { listingJson, out, when } from './output.js';
 
 /** `runs [--task ID] [--outcome O] [--limit N]`: a table of runs, newest first. */
@@ -53,8 +53,6 @@ export async function cmdLogs(g: Globals, args: string[]): Promise<number> {
     'logs',
   );
   if (positionals.length !== 1) throw new UsageError(`logs: expected one task or run id, got ${positionals.length}`);
-  const notYet = notYetOnPostgres(g, 'logs');
-  if (notYet !== null) return notYet;
   if (values.run !== undefined && values.attempt !== undefined) throw new UsageError('logs: give --run or --attempt, not both');
   const attempt = values.attempt !== undefined ? parseLimit('--attempt', values.attempt, { min: 1, max: 1_000_000, integer: true, unit: '' }) : undefined;
   const tail = values.tail !== undefined ? parseLimit('--tail', values.tail, { min: 0, max: 100_000_000, integer: true, unit: '' }) : undefined;

@@ -18,6 +18,8 @@ export const ACCESS_PROBE_INTERVAL_MS = 5000;
 export function probeAccess(ctx: TickContext, now: number): boolean {
   const s = ctx.state;
   s.lastAccessProbeAt = now;
+  // A PostgreSQL board is reached over the network, not by path: nothing to probe here.
+  if (ctx.kind !== 'sqlite') return true;
   const problem = boardAccessProblem(ctx.boardPath);
   const ok = problem === null;
   if (ok === s.access.ok) {

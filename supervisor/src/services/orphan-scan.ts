@@ -50,9 +50,11 @@ export function sweepStrays(ctx: TickContext, live: LiveRun[]): void {
   s.swept = true;
   const liveIds = new Set(live.map((r) => r.id));
   for (const w of s.workers.values()) liveIds.add(w.runId);
-  for (const { id, env } of scanEnv(['KANBAN_DB', 'KANBAN_RUN_ID'])) {
+  for (const { id, env } of scanEnv(['KANBAN_DB', 'KANBAN_RUN_ID', 'KANBAN_HOST_ID'])) {
     const runId = env.KANBAN_RUN_ID;
     if (env.KANBAN_DB !== ctx.boardPath || !runId || liveIds.has(runId)) continue;
+    // A shared board: another host id's workers (simulated hosts on one machine) are never ours.
+    if (ctx.hostId !== null && env.KANBAN_HOST_ID !== ctx.hostId) continue;
     s.strays.set(`${id.pid}:${id.startTime}`, { id, runId });
     ctx.log.warn({ event: 'stray_found', run: runId, workerPid: id.pid }, 'a process of an ended run outlived its supervisor: terminating it');
   }

@@ -11,7 +11,7 @@
 import { lstatSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { BoardInputError, NotCurrentError, classifyError, type Board } from '@kanban-supervisor/board';
-import { readSpool, removeSpoolEntry, spoolDir } from '@kanban-supervisor/worker-runtime';
+import { readSpool, removeSpoolEntry } from '@kanban-supervisor/worker-runtime';
 import type { TickContext } from '../state.js';
 
 export async function spool(ctx: TickContext, board: Board): Promise<void> {
@@ -19,7 +19,7 @@ export async function spool(ctx: TickContext, board: Board): Promise<void> {
   // Every entry on its own: one that cannot be applied is set aside (logged once) and never
   // keeps the others from being read. Only a board-level error (busy, I/O, damage) stops the
   // pass, and the next tick reads the spool again.
-  for (const item of readSpool(ctx.boardPath)) {
+  for (const item of readSpool(ctx.boardPath, ctx.files.spoolDir)) {
     if (ctx.state.spoolSetAside.has(item.path)) continue;
     if ('error' in item) {
       setSpoolAside(ctx, item.path, 'rejected', { event: 'spool_rejected', path: item.path, error: item.error }, 'unreadable spool file set aside');
@@ -55,7 +55,7 @@ export async function spool(ctx: TickContext, board: Board): Promise<void> {
  * logging why once. If it cannot be moved, it is remembered and skipped from then on.
  */
 function setSpoolAside(ctx: TickContext, path: string, sub: 'rejected' | 'unapplied', fields: Record<string, unknown>, msg: string): void {
-  const dir = join(spoolDir(ctx.boardPath), sub);
+  const dir = join(ctx.files.spoolDir, sub);
   let keptAt: string | null = null;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
