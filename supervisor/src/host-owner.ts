@@ -16,14 +16,15 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { BoardPathError, ensureStateDir, supervisorRegistryOf, type Board, type HostHold, type SupervisorRegistry } from '@kanban-supervisor/board';
+import { ensureStateDir, supervisorRegistryOf, type Board, type HostHold, type SupervisorRegistry } from '@kanban-supervisor/board';
+import { ConfigError } from '@kanban-supervisor/policies';
 import { ownerProcessAlive } from './owner.js';
 import { openSupervisorBoard, type TickContext } from './state.js';
 
 export const DEFAULT_LEASE_SECONDS = 30;
 const HOST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** This host's id: KANBAN_HOST_ID, else /etc/machine-id. Throws BoardPathError (exit 2) when there is none or it is not an id. */
+/** This host's id: KANBAN_HOST_ID, else /etc/machine-id. Throws ConfigError (exit 2, naming KANBAN_HOST_ID) when there is none or it is not an id. */
 export function hostIdOf(env: NodeJS.ProcessEnv, label: string): string {
   let id = (env.KANBAN_HOST_ID ?? '').trim();
   let from = 'KANBAN_HOST_ID';
@@ -36,7 +37,8 @@ export function hostIdOf(env: NodeJS.ProcessEnv, label: string): string {
     }
   }
   if (!HOST_ID.test(id)) {
-    throw new BoardPathError(label, `needs a host id for this host (${from} ${id === '' ? 'is empty or missing' : 'is not 1-128 letters, digits or . _ : -'}): set KANBAN_HOST_ID`);
+    const got = from === 'KANBAN_HOST_ID' ? `got ${JSON.stringify(id)}` : `it is unset and /etc/machine-id ${id === '' ? 'is empty or missing' : `holds ${JSON.stringify(id.slice(0, 40))}`}`;
+    throw new ConfigError(`KANBAN_HOST_ID must be 1-128 letters, digits or . _ : - (board ${label} needs this host's id): ${got}`);
   }
   return id;
 }
@@ -46,7 +48,7 @@ export function leaseMsOf(env: NodeJS.ProcessEnv): number {
   const raw = (env.SUPERVISOR_LEASE_SECONDS ?? '').trim();
   if (raw === '') return DEFAULT_LEASE_SECONDS * 1000;
   const n = Number(raw);
-  if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new BoardPathError('(any)', `SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, not ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new ConfigError(`SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, got ${JSON.stringify(raw)}`);
   return Math.round(n * 1000);
 }
 

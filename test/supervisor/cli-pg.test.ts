@@ -80,4 +80,26 @@ describe('CLI on a PostgreSQL board', () => {
       t.cleanup();
     }
   });
+
+  it('a bad KANBAN_HOST_ID or SUPERVISOR_LEASE_SECONDS stops `run` with exit 2 naming the variable, before any connection', async () => {
+    const u = new URL(await dbUrl());
+    u.searchParams.set('schema', 'cli_config');
+    const t = tempDir('ks-cli-pg-');
+    try {
+      const base = { ...process.env, KANBAN_STATE_DIR: join(t.dir, 'state'), TICK_INTERVAL_MS: '100' };
+      const cases: Array<[Record<string, string>, string]> = [
+        [{ KANBAN_HOST_ID: 'two words' }, 'KANBAN_HOST_ID must be 1-128 letters, digits or . _ : - '],
+        [{ KANBAN_HOST_ID: 'h1', SUPERVISOR_LEASE_SECONDS: 'abc' }, 'SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, got "abc"'],
+        [{ KANBAN_HOST_ID: 'h1', SUPERVISOR_LEASE_SECONDS: '0' }, 'SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, got "0"'],
+      ];
+      for (const [env, message] of cases) {
+        const r = await run(process.execPath, [CLI, '--db', u.href, 'run', '--until-idle'], { cwd: t.dir, env: { ...base, ...env } });
+        expect(r.code, r.stderr).toBe(2);
+        expect(r.stderr).toContain(message);
+        expect(r.stderr).not.toContain(u.password);
+      }
+    } finally {
+      t.cleanup();
+    }
+  });
 });
