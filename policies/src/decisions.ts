@@ -79,6 +79,37 @@ export interface AccountInput {
   random: number;
 }
 
+/** What accounting reads of an ended run and its task (structural: the board's Run and Task fit). */
+export interface AccountedRun {
+  id: string;
+  outcome: RunOutcome | null;
+  error: string | null;
+  deferUntil: number | null;
+}
+export interface AccountedTask {
+  status: TaskStatus;
+  consecutiveFailures: number;
+  maxRetries: number | null;
+  currentRunId: string | null;
+}
+
+/**
+ * The input of decideAccounting for a run that ended and its task. A run with no outcome is a
+ * crash; a task that no longer points at the run was moved on by someone else (decided: leave).
+ */
+export function accountInput(run: AccountedRun, task: AccountedTask, now: number, random: number): AccountInput {
+  return {
+    outcome: run.outcome ?? 'crashed',
+    consecutiveFailures: task.consecutiveFailures,
+    taskMaxRetries: task.maxRetries,
+    taskStatus: task.currentRunId === run.id ? task.status : 'cancelled',
+    error: run.error,
+    deferUntil: run.deferUntil,
+    now,
+    random,
+  };
+}
+
 export interface AccountPolicy {
   failureLimit: number;
   backoff: BackoffPolicy;

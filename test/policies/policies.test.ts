@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  accountInput,
   ConfigError,
   countsAsFailure,
   decideAccounting,
@@ -146,5 +147,18 @@ describe('storm breaker', () => {
     let s = initialStorm;
     for (let i = 0; i < 50; i++) s = recordFailure(s, 'same', 1000 + i, DEFAULT_STORM).state;
     expect(dispatchPaused(s, 1100)).toBe(false);
+  });
+});
+
+describe('accountInput', () => {
+  const run = { id: 'r1', outcome: null, error: 'boom', deferUntil: null };
+  const task = { status: 'running' as const, consecutiveFailures: 2, maxRetries: 5, currentRunId: 'r1' };
+  it('reads a run with no outcome as a crash of the task it still belongs to', () => {
+    expect(accountInput(run, task, 1000, 0.5)).toEqual({ outcome: 'crashed', consecutiveFailures: 2, taskMaxRetries: 5, taskStatus: 'running', error: 'boom', deferUntil: null, now: 1000, random: 0.5 });
+  });
+  it('reads a task that points at another run as moved on (cancelled): the decision leaves it alone', () => {
+    const input = accountInput({ ...run, outcome: 'failed' }, { ...task, currentRunId: 'r2' }, 1000, 0.5);
+    expect(input.taskStatus).toBe('cancelled');
+    expect(decideAccounting(input, { failureLimit: 3, backoff: { baseSeconds: 1, factor: 2, maxSeconds: 60 } })).toEqual({ action: 'leave' });
   });
 });

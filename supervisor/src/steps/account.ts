@@ -15,7 +15,7 @@
  * transaction of its own, when a stopping supervisor's last worker is gone.
  */
 import type { Run, Task } from '@kanban-supervisor/board';
-import { countsAsFailure, decideAccounting, recordFailure, recordSuccess, DEFAULT_STORM, type AccountingDecision } from '@kanban-supervisor/policies';
+import { accountInput, countsAsFailure, decideAccounting, recordFailure, recordSuccess, DEFAULT_STORM, type AccountingDecision } from '@kanban-supervisor/policies';
 import type { TickContext } from '../state.js';
 import { writeStatusFile } from '../status-file.js';
 import type { TickTx } from '../tick-tx.js';
@@ -32,19 +32,7 @@ export async function account(ctx: TickContext, tx: TickTx, now: number): Promis
   const decided = pending.map(({ run, task }) => ({
     run,
     task,
-    decision: decideAccounting(
-      {
-        outcome: run.outcome ?? 'crashed',
-        consecutiveFailures: task.consecutiveFailures,
-        taskMaxRetries: task.maxRetries,
-        taskStatus: task.currentRunId === run.id ? task.status : 'cancelled',
-        error: run.error,
-        deferUntil: run.deferUntil,
-        now,
-        random: Math.random(),
-      },
-      policy,
-    ),
+    decision: decideAccounting(accountInput(run, task, now, Math.random()), policy),
   }));
   // One write for every run ended since the last tick: counters and backoff commit together.
   await tx.applyAccountingBatch(

@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import type { Board, BoardTx, Claim, RunCredentials, SpawnInfo, SupervisorOps, Task } from '@kanban-supervisor/board';
-import { decideAccounting, type AccountPolicy, type AccountingDecision } from '@kanban-supervisor/policies';
+import { accountInput, decideAccounting, type AccountPolicy, type AccountingDecision } from '@kanban-supervisor/policies';
 import type { BoardFactory, BoardUnderTest } from './index.js';
 
 export const LOG = (runId: string): string => `/var/log/kanban/${runId}.log`;
@@ -40,19 +40,7 @@ export async function rejection(p: Promise<unknown>): Promise<Error> {
 export async function accountAll(ops: SupervisorOps, now: number, policy: AccountPolicy = POLICY): Promise<Array<{ runId: string; action: AccountingDecision }>> {
   const items = (await ops.unaccountedRuns()).map(({ run, task }) => ({
     runId: run.id,
-    action: decideAccounting(
-      {
-        outcome: run.outcome ?? 'crashed',
-        consecutiveFailures: task.consecutiveFailures,
-        taskMaxRetries: task.maxRetries,
-        taskStatus: task.currentRunId === run.id ? task.status : 'cancelled',
-        error: run.error,
-        deferUntil: run.deferUntil,
-        now,
-        random: 0.5,
-      },
-      policy,
-    ),
+    action: decideAccounting(accountInput(run, task, now, 0.5), policy),
   }));
   await ops.applyAccountingBatch(items, now);
   return items;
