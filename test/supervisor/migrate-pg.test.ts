@@ -153,7 +153,7 @@ async function buildWorkload(dir: string): Promise<{ db: string; ready: string[]
   } finally {
     await b.close();
   }
-  const r = await run(process.execPath, [CLI, '--db', db, 'run', '--until-idle', '--log-format', 'json'], { env: { ...process.env, ...FAST }, timeoutMs: 200_000 });
+  const r = await run(process.execPath, [CLI, '--db', db, 'run', '--until-idle', '--log-format', 'json'], { env: { ...process.env, ...FAST }, timeoutMs: 360_000 });
   expect(r.code, r.stderr.slice(-2000)).toBe(0);
   expect(r.signal).toBeNull();
   const b2 = await openBoard(db);
@@ -238,7 +238,7 @@ describe('migrate a SQLite board to PostgreSQL', () => {
       expect(f.id).toBeGreaterThan(maxEvent);
     }
     for (const o of outputs) expect(o).not.toContain(password);
-  }, 400_000);
+  }, 600_000);
 
   it('--dry-run prints the counts and writes nothing: no schema on a new target, no row on an empty one', async () => {
     const { db } = await board();

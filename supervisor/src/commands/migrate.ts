@@ -3,8 +3,9 @@
  * (issue 14). The copy itself is the board package's (migrateBoard: the SQLite board only read, one
  * PostgreSQL transaction, an empty target only); this command keeps supervisors and workers away:
  *
- * - the SQLite board's owner lock is held for the whole copy, so no supervisor starts on it
- *   meanwhile; a live owner is refused (exit 4) and named, as a second `run` names it;
+ * - the SQLite board's owner lock is held from its snapshot to the end of the copy, so no
+ *   supervisor starts on it meanwhile; a live owner is refused (exit 4) and named, as a second
+ *   `run` names it;
  * - a run whose worker is still alive (a supervisor stopped with --detach-on-exit, or killed) is
  *   refused (exit 4): that worker writes to the SQLite board, and a supervisor of the PostgreSQL
  *   board would adopt it there and lose what it reports;
