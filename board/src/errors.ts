@@ -60,6 +60,18 @@ export class BoardPathError extends BoardError {
 }
 
 /**
+ * The board is in use by a supervisor (a live owner, a held host lock, an unexpired lease): an
+ * operation that needs it idle is refused, naming the owner. Exit status 4 in the CLI.
+ */
+export class BoardOwnedError extends BoardError {
+  override name = 'BoardOwnedError';
+  readonly exitCode = EXIT.boardOwned;
+  constructor(readonly path: string, readonly owner: string, options?: { cause?: unknown }) {
+    super(`board ${path} is owned by ${owner}`, options);
+  }
+}
+
+/**
  * The writes of a group (one transaction for a supervisor tick) did not land: the commit failed,
  * or SQLite rolled the whole transaction back under an earlier write. Nothing of the group is on
  * the board; `cause` is the SQLite error, and classifies this error.

@@ -16,3 +16,4 @@ export * from './damage.js';
 export { backupDamaged, damageFingerprint, listBackups, BACKUP_MAIN, DEFAULT_BACKUP_KEEP, DEFAULT_BACKUP_MAX_BYTES, type BackupOptions, type BackupResult } from './backup.js';
 export { recoverBoard, recoverInPlace, formatRecoverReport, RecoverRefusedError, type RecoverOptions, type RecoverInPlaceOptions, type RecoverReport, type RecoverInPlaceReport, type TableRecovery, type RecoverFixup, type RowidRange, type WalInfo } from './recover/index.js';
 export { fsyncDir } from './fsutil.js';
+export { migrateBoard, COPY_TABLES, type MigrateOptions, type MigrateReport, type MigrateSourceInfo, type CopyCounts, type CopyTable, type UnexitedRun } from './migrate-board.js';

@@ -8,7 +8,7 @@
  * out (worker), 4 board owned by another supervisor.
  */
 import { ReaperConfigError } from '@kanban-supervisor/reaper';
-import { BoardPathError } from '@kanban-supervisor/board';
+import { BoardOwnedError, BoardPathError } from '@kanban-supervisor/board';
 import { ConfigError, EXIT } from '@kanban-supervisor/policies';
 import { workerCli } from '@kanban-supervisor/worker-runtime';
 import { argvTokens, flagName, UsageError } from './args.js';
@@ -16,6 +16,7 @@ import { printableLines } from './text.js';
 import { DEFAULT_DB, isAccessError, type Globals } from './commands/board.js';
 import { HELP, USAGE } from './commands/help.js';
 import { cmdCheck, cmdInit, cmdRecover } from './commands/maintenance.js';
+import { cmdMigrate } from './commands/migrate.js';
 import { cmdRun, cmdStatus } from './commands/run.js';
 import { cmdLogs, cmdRuns } from './commands/runs.js';
 import { cmdSkill } from './commands/skills.js';
@@ -112,6 +113,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdCheck(g, args);
       case 'recover':
         return await cmdRecover(g, args);
+      case 'migrate':
+        return await cmdMigrate(g, args);
       case 'run': {
         const code = await cmdRun(g, args);
         // Detached workers (and their exit watchers) must not keep the daemon alive once it is done.
@@ -129,6 +132,8 @@ export async function main(argv: string[]): Promise<number> {
     // Messages quote board text (task ids, skill names): escaped like every human output.
     process.stderr.write(`kanban-supervisor: ${printableLines(msg)}\n`);
     // Configuration: flags, variables, the board path, a board this user may not write.
+    // In use by a supervisor (migrate): exit 4, as a second `run`.
+    if (e instanceof BoardOwnedError) return EXIT.boardOwned;
     if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return EXIT.usage;
     return EXIT.failed;
   }

@@ -125,7 +125,7 @@ describe('secrets for workers', () => {
 });
 
 describe('--help', () => {
-  const COMMANDS = ['run', 'status', 'init', 'skill', 'add', 'list', 'show', 'runs', 'logs', 'cancel', 'block', 'unblock', 'retry', 'check', 'recover'];
+  const COMMANDS = ['run', 'status', 'init', 'skill', 'add', 'list', 'show', 'runs', 'logs', 'cancel', 'block', 'unblock', 'retry', 'check', 'recover', 'migrate'];
   const WORKER = ['heartbeat', 'event', 'payload', 'complete', 'fail', 'defer'];
 
   it('COMMAND --help prints that command’s usage and exits 0, for every command and every worker verb (no board needed)', async () => {

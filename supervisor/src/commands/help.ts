@@ -27,6 +27,7 @@ existing folder or at ./.kanban/kanban.db; every other command needs an existing
   cancel ID | block ID --reason R | unblock ID | retry ID
   check [--full]                        is the board healthy (exit 0) or damaged (exit 1)
   recover --out NEW.db | --in-place     salvage every readable row into a fresh board
+  migrate --from PATH.db --to postgres://... [--dry-run]   copy a SQLite board to PostgreSQL
 
 Worker (inside a worker, with the KANBAN_* variables the supervisor sets; see worker --help):
   worker heartbeat [--progress JSON] | worker event KIND [--data JSON] | worker payload [--get F]
@@ -36,7 +37,7 @@ Tuning (environment variable, or flag for run):
 ${CONFIG_VARS.map((v) => `  ${v.env.padEnd(26)} ${v.flag.padEnd(26)} default ${v.def.padEnd(20)} ${v.help}`).join('\n')}
 
 Exit status: 0 ok, 1 failure, 2 usage or configuration error, 3 fenced out (worker),
-4 board owned by another supervisor.
+4 board owned by another supervisor (migrate: by any supervisor).
 `;
 
 const GLOBAL_OPTS = `Global options: --db PATH (or KANBAN_DB; default ./.kanban/kanban.db), --json (machine output).`;
@@ -185,5 +186,25 @@ Salvage every readable row of a damaged board into a fresh one: --out writes NEW
 only read); --in-place backs the damaged files up and swaps the recovered board in (refused while a
 supervisor owns the board).
 ${GLOBAL_OPTS}
+`,
+  migrate: `Usage: kanban-supervisor migrate --from PATH.db --to postgres://USER@HOST/DB[?schema=NAME] [--dry-run]
+
+Copy a SQLite board to a PostgreSQL board: its skills, tasks, runs and events as they are (ids,
+tokens, timestamps, statuses, current runs, the order of runs and events). The SQLite board is only
+read (one snapshot; its owner lock is held meanwhile, so no supervisor starts on it) and stays as it
+was. The PostgreSQL board (schema kanban, or ?schema=) is created or brought up to date as init
+does, and filled in one transaction: a failure leaves it empty. Run logs stay where they are.
+
+Refused, nothing written:
+  exit 4  a supervisor owns the SQLite board, a worker of one of its runs is still alive, or the
+          PostgreSQL board has a live supervisor (a lease not expired, or its host lock held)
+  exit 2  the PostgreSQL board already holds skills, tasks, runs or events (boards are never
+          merged); a --from that is missing or not a SQLite board; a --to that is not a
+          postgres:// or postgresql:// URL
+
+  --from PATH            the SQLite board file to copy
+  --to URL               the PostgreSQL board to copy into (its password is never printed)
+  --dry-run              check both boards and print what would be copied; write nothing
+Prints the rows copied per table: skills N, tasks N, runs N, events N (--json: an object).
 `,
 };
