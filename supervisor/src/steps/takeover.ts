@@ -36,7 +36,7 @@ export async function takeover(ctx: TickContext, tx: TickTx, now: number): Promi
   tx.logCommitted(() => {
     for (const sup of taken) {
       log.warn(
-        { event: 'lease_takeover', supervisorId: sup.id, hostId: sup.hostId, host: sup.host, pid: sup.pid, leaseExpiredAt: sup.leaseExpiresAt, runs: sup.runs.length },
+        { event: 'lease_takeover', supervisorId: sup.id, hostId: sup.hostId, host: sup.host, supervisorPid: sup.pid, leaseExpiredAt: sup.leaseExpiresAt, runs: sup.runs.length },
         `took over supervisor ${sup.id} (host id ${sup.hostId}): its lease expired; ${sup.runs.length} run(s) fenced`,
       );
       for (const r of sup.runs) {
