@@ -20,6 +20,7 @@ import { hostname } from 'node:os';
 import { ensureStateDir, supervisorRegistryOf, type Board, type HostHold, type SupervisorRegistry } from '@kanban-supervisor/board';
 import { ConfigError, HOST_ID_PATTERN, HOST_ID_RULE, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { ownerProcessAlive } from './owner.js';
+import { untilReachable } from './start-retry.js';
 import { openSupervisorBoard, type TickContext } from './state.js';
 
 /**
@@ -93,25 +94,36 @@ export async function acquireHost(ctx: TickContext, board: Board, isStopping: ()
 
 /**
  * Start on a shared board: its local state folder made and checked, the board opened (created or
- * migrated), this host's ownership taken (acquireHost). On success the board and the hold are in
- * the state; otherwise the board is closed again. Returns whether the ownership is held.
+ * migrated) and this host's ownership taken (acquireHost). A server that cannot be reached yet is
+ * waited for (untilReachable: backoff, `board_unreachable` warnings; a stop while waiting returns
+ * false); what waiting cannot fix throws (a ConfigError, exit 2, for a bad URL, authentication or an
+ * unknown database). On success the board and the hold are in the state; otherwise the board is
+ * closed again. Returns whether the ownership is held.
  */
 export async function acquireSharedBoard(ctx: TickContext, isStopping: () => boolean): Promise<boolean> {
   ensureStateDir(ctx.files, ctx.boardLabel);
-  const board = await openSupervisorBoard(ctx.boardPath).catch((e: unknown) => {
-    throw namingBoard(ctx, e);
-  });
-  let hold: HostHold | null = null;
-  try {
-    hold = await acquireHost(ctx, board, isStopping).catch((e: unknown) => {
-      throw namingBoard(ctx, e);
-    });
-  } finally {
-    if (!hold) await board.close();
-  }
-  if (!hold) return false;
-  ctx.state.board = board;
-  ctx.state.host = { hold, lostLogged: false };
+  const got = await untilReachable(
+    ctx,
+    async () => {
+      const board = await openSupervisorBoard(ctx.boardPath);
+      let hold: HostHold | null = null;
+      try {
+        hold = await acquireHost(ctx, board, isStopping);
+      } finally {
+        if (!hold) await board.close().catch(() => undefined);
+      }
+      return hold ? { board, hold } : null;
+    },
+    isStopping,
+    async (late) => {
+      if (!late) return;
+      await late.hold.release();
+      await late.board.close();
+    },
+  );
+  if (!got) return false;
+  ctx.state.board = got.board;
+  ctx.state.host = { hold: got.hold, lostLogged: false };
   return true;
 }
 
@@ -138,12 +150,6 @@ export async function checkConnectionBudget(ctx: TickContext, board: Board): Pro
     { event: 'connection_budget', hosts: hosts.size, maxConcurrentWorkers: ctx.cfg.maxConcurrentWorkers, supervisorConnections: SUPERVISOR_CONNECTIONS, need, maxConnections: limit },
     `${hosts.size} host(s) × (${ctx.cfg.maxConcurrentWorkers} workers + ${SUPERVISOR_CONNECTIONS} supervisor connections) = ${need} could exceed the server's ${limit} connections: workers would fail to connect (raise max_connections or lower MAX_CONCURRENT_WORKERS)`,
   );
-}
-
-/** A driver error (ECONNREFUSED, an authentication failure…) with the board's masked URL in its message; its class and code kept. */
-function namingBoard(ctx: TickContext, e: unknown): unknown {
-  if (e instanceof Error && !e.message.includes(ctx.boardLabel)) e.message = `board ${ctx.boardLabel}: ${e.message}`;
-  return e;
 }
 
 /** Record this supervisor's row (its lease starts now); claims from now on record it on their runs. */
