@@ -6,7 +6,7 @@
  * - A SQLite board keeps them next to the board file, exactly as always: `<dir>/logs/`,
  *   `<dir>/spool/`, `<board>.supervisor.json`, `<board>.owner-lock`.
  * - A PostgreSQL board is not a file: they live in a local state folder of this host,
- *   `KANBAN_STATE_DIR` or `$XDG_STATE_HOME/kanban-supervisor/<id>` (default `~/.local/state/…`),
+ *   `KANBAN_STATE_DIR` (or `run --state-dir`) or `$XDG_STATE_HOME/kanban-supervisor/<id>` (default `~/.local/state/…`),
  *   where `<id>` is a hash of the masked URL and the schema: the same on every host, and never
  *   derived from the password. There is no owner lock file: ownership is held on the server (one
  *   supervisor per board and host, see pg/host-lock.ts).
@@ -50,14 +50,16 @@ export function pgStateRoot(env: NodeJS.ProcessEnv = process.env): string {
 
 /**
  * The files of the board at `location` (a resolved SQLite path, or a PostgreSQL URL). Pure: nothing
- * is created or checked (see ensureStateDir).
+ * is created or checked (see ensureStateDir). A PostgreSQL board's state folder is `stateDir` when
+ * given (the supervisor's validated config: KANBAN_STATE_DIR or `run --state-dir`; null: none set),
+ * else KANBAN_STATE_DIR of `env`, else under pgStateRoot.
  */
-export function boardFiles(location: string, env: NodeJS.ProcessEnv = process.env): BoardFiles {
+export function boardFiles(location: string, env: NodeJS.ProcessEnv = process.env, stateDir?: string | null): BoardFiles {
   if (!isPgLocation(location)) {
     const dir = dirname(location);
     return { kind: 'sqlite', dir, logDir: join(dir, 'logs'), spoolDir: join(dir, 'spool'), statusFile: `${location}.supervisor.json`, ownerLock: `${location}.owner-lock` };
   }
-  const explicit = env.KANBAN_STATE_DIR;
+  const explicit = stateDir === undefined ? env.KANBAN_STATE_DIR : stateDir;
   const dir = explicit && explicit.trim() !== '' ? resolve(explicit) : join(pgStateRoot(env), pgStateId(location));
   return { kind: 'postgres', dir, logDir: join(dir, 'logs'), spoolDir: join(dir, 'spool'), statusFile: join(dir, 'supervisor.json'), ownerLock: null };
 }
@@ -81,6 +83,6 @@ export function ensureStateDir(files: BoardFiles, label: string): void {
     } catch {
       /* as said */
     }
-    throw new BoardPathError(label, `has a local state folder ${files.dir} that ${what}; set KANBAN_STATE_DIR to a folder of this user`);
+    throw new BoardPathError(label, `has a local state folder ${files.dir} that ${what}; set KANBAN_STATE_DIR (or run --state-dir) to a folder of this user`);
   }
 }

@@ -145,3 +145,40 @@ export function classifyError(err: unknown): ErrorClass {
 export function isBusy(err: unknown): boolean {
   return classifyError(err) === 'busy';
 }
+
+/**
+ * How a failure to open a PostgreSQL board (connect, then create or migrate its schema) is met at
+ * a supervisor's start. Pure: decided from the error alone.
+ * - transient: the server is not there yet, or not now (refused, reset, timed out, unreachable, a
+ *   name that does not resolve yet, 08xxx connection exceptions, 53xxx too many connections or out of
+ *   resources, 57P01-57P03 shutting down / starting up, contention): retried with backoff.
+ * - config: what waiting will not fix and the operator must: a URL that does not parse or names a
+ *   bad schema (BoardPathError), authentication (28xxx), an unknown database (3D000), a missing
+ *   privilege (42501), a password or TLS setting the driver refuses; exit 2.
+ * - fatal: anything else, a schema newer than this build among them; the error as it is.
+ */
+export type StartFailure = 'transient' | 'config' | 'fatal';
+
+/** Driver errors without a SQLSTATE that are the operator's to fix (password, TLS). */
+const PG_CONFIG_MESSAGE = /\bSASL\b|client password must be|password authentication|does not support SSL|self[- ]signed certificate|certificate/i;
+const TLS_CODE = /^(ERR_TLS_|ERR_SSL_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_(GET|VERIFY)_|CERT_)/;
+
+export function classifyStartFailure(err: unknown): StartFailure {
+  if (err instanceof SchemaTooNewError) return 'fatal';
+  if (err instanceof BoardPathError) return 'config';
+  if (err instanceof WriteGroupLostError) return classifyStartFailure(err.cause);
+  const e = err as SqliteLikeError | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (typeof e?.severity === 'string' && /^[0-9A-Z]{5}$/.test(code)) {
+    if (code.startsWith('08') || code.startsWith('53') || ['57P01', '57P02', '57P03'].includes(code)) return 'transient';
+    if (classifySqlState(code) === 'busy') return 'transient';
+    if (code.startsWith('28') || code === '3D000' || code === '42501') return 'config';
+    return 'fatal';
+  }
+  if (CONNECTION_ERRNO.has(code)) return 'transient';
+  if (ACCESS_ERRNO.has(code) || TLS_CODE.test(code)) return 'config';
+  const message = typeof e?.message === 'string' ? e.message : '';
+  if (code === '' && PG_CONNECTION_LOST.test(message)) return 'transient';
+  if (PG_CONFIG_MESSAGE.test(message)) return 'config';
+  return 'fatal';
+}

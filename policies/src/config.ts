@@ -77,9 +77,26 @@ export interface SupervisorConfig {
   logMaxBytes: number;
   quarantineProbeSeconds: number;
   stormDistinctTasks: number;
+  /** This host's id on a PostgreSQL board (KANBAN_HOST_ID); null: /etc/machine-id (read by the supervisor). */
+  hostId: string | null;
+  /** The lease of a supervisor's row on a PostgreSQL board, seconds. */
+  leaseSeconds: number;
+  /** A PostgreSQL board's local state folder (KANBAN_STATE_DIR); null: under $XDG_STATE_HOME (board-files). */
+  stateDir: string | null;
 }
 
-type Kind = 'int' | 'number' | 'string' | 'level' | 'format';
+/**
+ * 'hostId' and 'dir' are optional: unset (or empty in the environment) is null. A host id is 1-128
+ * letters, digits or . _ : - (it goes into the board's rows and the workers' KANBAN_HOST_ID).
+ */
+type Kind = 'int' | 'number' | 'string' | 'level' | 'format' | 'hostId' | 'dir';
+
+/** What KANBAN_HOST_ID (and /etc/machine-id, its fallback) must look like. */
+export const HOST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+export const HOST_ID_RULE = '1-128 letters, digits or . _ : -';
+
+/** The lease must outlive this many ticks: it is renewed once per tick. */
+export const LEASE_MIN_TICKS = 3;
 
 interface VarSpec {
   key: keyof SupervisorConfig;
@@ -87,6 +104,8 @@ interface VarSpec {
   flag: string;
   kind: Kind;
   def: string;
+  /** How `--help` and the README show the default, when `def` does not say it (an optional value's fallback). */
+  shownDefault?: string;
   range?: IntSpec;
   help: string;
 }
@@ -110,7 +129,15 @@ export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: '--log-max-bytes', kind: 'int', def: String(8 * 1024 * 1024), range: { min: 1024, max: 2 ** 40 }, help: 'bound of each run\'s log file' },
   { key: 'quarantineProbeSeconds', env: 'QUARANTINE_PROBE_SECONDS', flag: '--quarantine-probe', kind: 'number', def: '30', range: { min: 0.1, max: 1800 }, help: 'first re-probe delay of a damaged board (doubles up to 30 min)' },
   { key: 'stormDistinctTasks', env: 'STORM_DISTINCT_TASKS', flag: '--storm-distinct-tasks', kind: 'int', def: '8', range: { min: 0, max: 100_000 }, help: 'different tasks failing within 10 s that pause dispatch (0 = breaker off)' },
+  { key: 'hostId', env: 'KANBAN_HOST_ID', flag: '--host-id', kind: 'hostId', def: '', shownDefault: '/etc/machine-id', help: `PostgreSQL board: this host's id (${HOST_ID_RULE}); one supervisor per board and host id` },
+  { key: 'leaseSeconds', env: 'SUPERVISOR_LEASE_SECONDS', flag: '--lease-seconds', kind: 'number', def: '30', range: { min: 1, max: 86_400 }, help: `PostgreSQL board: lease of this supervisor's row, renewed every tick (at least ${LEASE_MIN_TICKS} ticks)` },
+  { key: 'stateDir', env: 'KANBAN_STATE_DIR', flag: '--state-dir', kind: 'dir', def: '', shownDefault: '~/.local/state/…', help: 'PostgreSQL board: local state folder (run logs, spool, status file); default $XDG_STATE_HOME (or ~/.local/state)/kanban-supervisor/<hash of the masked URL and schema>' },
 ];
+
+/** The default as `--help` and the README show it. */
+export function shownDefault(spec: VarSpec): string {
+  return spec.shownDefault ?? spec.def;
+}
 
 function parseOne(spec: VarSpec, name: string, raw: string): unknown {
   switch (spec.kind) {
@@ -131,7 +158,24 @@ function parseOne(spec: VarSpec, name: string, raw: string): unknown {
     case 'string':
       if (raw.trim() === '') throw new ConfigError(`${name} must not be empty`);
       return raw;
+    case 'hostId': {
+      const id = raw.trim();
+      if (id === '' && name === spec.env) return null;
+      if (!HOST_ID_PATTERN.test(id)) throw new ConfigError(`${name} must be ${HOST_ID_RULE}, got ${JSON.stringify(raw)}`);
+      return id;
+    }
+    case 'dir':
+      if (raw.trim() === '') {
+        if (name === spec.env) return null;
+        throw new ConfigError(`${name} must not be empty`);
+      }
+      return raw;
   }
+}
+
+/** Whether `db` names a PostgreSQL board (the same test as the board's isPgLocation). */
+function isPgUrl(db: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(db);
 }
 
 /**
@@ -140,17 +184,35 @@ function parseOne(spec: VarSpec, name: string, raw: string): unknown {
  */
 export function loadConfig(env: Record<string, string | undefined>, flags: Record<string, string | undefined> = {}): SupervisorConfig {
   const out: Record<string, unknown> = {};
+  /** Where each value came from, as messages name it: its flag, or its variable (`dflt`: not set). */
+  const from: Record<string, { name: string; dflt: boolean }> = {};
   for (const spec of CONFIG_VARS) {
     const fromFlag = flags[spec.flag];
     const fromEnv = env[spec.env];
-    if (fromFlag !== undefined) out[spec.key] = parseOne(spec, spec.flag, fromFlag);
-    else if (fromEnv !== undefined && fromEnv !== '') out[spec.key] = parseOne(spec, spec.env, fromEnv);
-    else out[spec.key] = parseOne(spec, spec.env, spec.def);
+    if (fromFlag !== undefined) {
+      out[spec.key] = parseOne(spec, spec.flag, fromFlag);
+      from[spec.key] = { name: spec.flag, dflt: false };
+    } else if (fromEnv !== undefined && fromEnv !== '') {
+      out[spec.key] = parseOne(spec, spec.env, fromEnv);
+      from[spec.key] = { name: spec.env, dflt: false };
+    } else {
+      out[spec.key] = parseOne(spec, spec.env, spec.def);
+      from[spec.key] = { name: spec.env, dflt: true };
+    }
   }
   const cfg = out as unknown as SupervisorConfig;
+  const said = (key: keyof SupervisorConfig, value: string) => `${from[key]!.name} (${value}${from[key]!.dflt ? ', the default' : ''})`;
   if (cfg.backoffMaxSeconds < cfg.backoffBaseSeconds) {
     throw new ConfigError(
       `BACKOFF_MAX_SECONDS (${cfg.backoffMaxSeconds}) must be at least BACKOFF_BASE_SECONDS (${cfg.backoffBaseSeconds})`,
+    );
+  }
+  // The lease is renewed once per tick: shorter than a few ticks, it would expire between renewals
+  // (and other hosts would take this supervisor for dead). It only exists on a PostgreSQL board.
+  if (isPgUrl(cfg.db) && cfg.leaseSeconds * 1000 < LEASE_MIN_TICKS * cfg.tickIntervalMs) {
+    throw new ConfigError(
+      `${said('leaseSeconds', `${cfg.leaseSeconds} s`)} must be at least ${LEASE_MIN_TICKS} times ${said('tickIntervalMs', `${cfg.tickIntervalMs} ms`)}, ` +
+        `that is ${(LEASE_MIN_TICKS * cfg.tickIntervalMs) / 1000} s: the lease is renewed once per tick and would expire between renewals`,
     );
   }
   return cfg;

@@ -247,3 +247,21 @@ export function shutdownBudgetMs(graceSeconds: number): number {
 export function quarantineProbeDelayMs(attempt: number, firstSeconds: number): number {
   return Math.round(Math.min(firstSeconds * Math.pow(2, Math.max(0, attempt)), 1800) * 1000);
 }
+
+/**
+ * Waiting at start for a PostgreSQL board whose server cannot be reached (a transient failure:
+ * board classifyStartFailure): 0.5 s before the second attempt, doubling up to 10 s; a warning at
+ * the first failure, then at most every 30 s.
+ */
+export const BOARD_CONNECT_RETRY = { firstMs: 500, maxMs: 10_000, warnEveryMs: 30_000 } as const;
+
+/** Delay after the n-th failed attempt (n >= 1) to reach the board at start. */
+export function boardConnectDelayMs(failures: number): number {
+  const n = Math.max(1, Math.floor(failures));
+  return Math.min(BOARD_CONNECT_RETRY.firstMs * Math.pow(2, n - 1), BOARD_CONNECT_RETRY.maxMs);
+}
+
+/** Whether a failed attempt to reach the board at start is warned about: the first, then one per 30 s. */
+export function warnUnreachable(lastWarnAt: number | null, now: number): boolean {
+  return lastWarnAt === null || now - lastWarnAt >= BOARD_CONNECT_RETRY.warnEveryMs;
+}

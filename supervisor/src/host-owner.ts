@@ -5,8 +5,9 @@
  * supervisor's row (host id, pid, boot id, start, lease) is recorded once it holds it, and its
  * lease is renewed in every tick's transaction (supervisor.ts).
  *
- * - The host id: KANBAN_HOST_ID, else /etc/machine-id (tests simulate hosts with KANBAN_HOST_ID).
- * - The lease: SUPERVISOR_LEASE_SECONDS (default 30).
+ * - The host id: KANBAN_HOST_ID (or `run --host-id`), else /etc/machine-id (tests simulate hosts
+ *   with KANBAN_HOST_ID).
+ * - The lease: SUPERVISOR_LEASE_SECONDS (or `run --lease-seconds`; default 30).
  * - A second supervisor with the same host id is refused, naming the owner from its row (pid,
  *   host, start); with --standby it waits and takes over when the owner's connection ends.
  * - The holder's connection lost (a server restart, the network): dispatch is held and each tick
@@ -17,39 +18,34 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { ensureStateDir, supervisorRegistryOf, type Board, type HostHold, type SupervisorRegistry } from '@kanban-supervisor/board';
-import { ConfigError } from '@kanban-supervisor/policies';
+import { ConfigError, HOST_ID_PATTERN, HOST_ID_RULE, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { ownerProcessAlive } from './owner.js';
+import { untilReachable } from './start-retry.js';
 import { openSupervisorBoard, type TickContext } from './state.js';
 
-export const DEFAULT_LEASE_SECONDS = 30;
-const HOST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** This host's id: KANBAN_HOST_ID, else /etc/machine-id. Throws ConfigError (exit 2, naming KANBAN_HOST_ID) when there is none or it is not an id. */
-export function hostIdOf(env: NodeJS.ProcessEnv, label: string): string {
-  let id = (env.KANBAN_HOST_ID ?? '').trim();
-  let from = 'KANBAN_HOST_ID';
-  if (id === '') {
-    from = '/etc/machine-id';
-    try {
-      id = readFileSync('/etc/machine-id', 'utf8').trim();
-    } catch {
-      id = '';
-    }
+/**
+ * This host's id: the configured one (KANBAN_HOST_ID or `run --host-id`, checked by loadConfig),
+ * else /etc/machine-id. Throws ConfigError (exit 2, naming KANBAN_HOST_ID) when there is none or
+ * the machine id is not an id.
+ */
+export function hostIdOf(configured: string | null, label: string): string {
+  if (configured !== null) return configured;
+  let id: string;
+  try {
+    id = readFileSync('/etc/machine-id', 'utf8').trim();
+  } catch {
+    id = '';
   }
-  if (!HOST_ID.test(id)) {
-    const got = from === 'KANBAN_HOST_ID' ? `got ${JSON.stringify(id)}` : `it is unset and /etc/machine-id ${id === '' ? 'is empty or missing' : `holds ${JSON.stringify(id.slice(0, 40))}`}`;
-    throw new ConfigError(`KANBAN_HOST_ID must be 1-128 letters, digits or . _ : - (board ${label} needs this host's id): ${got}`);
+  if (!HOST_ID_PATTERN.test(id)) {
+    const got = `it is unset and /etc/machine-id ${id === '' ? 'is empty or missing' : `holds ${JSON.stringify(id.slice(0, 40))}`}`;
+    throw new ConfigError(`KANBAN_HOST_ID (or run --host-id) must be ${HOST_ID_RULE} (board ${label} needs this host's id): ${got}`);
   }
   return id;
 }
 
-/** The lease length, ms: SUPERVISOR_LEASE_SECONDS (1-86400), default 30 s. */
-export function leaseMsOf(env: NodeJS.ProcessEnv): number {
-  const raw = (env.SUPERVISOR_LEASE_SECONDS ?? '').trim();
-  if (raw === '') return DEFAULT_LEASE_SECONDS * 1000;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < 1 || n > 86_400) throw new ConfigError(`SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, got ${JSON.stringify(raw)}`);
-  return Math.round(n * 1000);
+/** The lease length, ms (SUPERVISOR_LEASE_SECONDS or `run --lease-seconds`, checked by loadConfig). */
+export function leaseMsOf(cfg: SupervisorConfig): number {
+  return Math.round(cfg.leaseSeconds * 1000);
 }
 
 function registryOf(board: Board): SupervisorRegistry {
@@ -98,25 +94,36 @@ export async function acquireHost(ctx: TickContext, board: Board, isStopping: ()
 
 /**
  * Start on a shared board: its local state folder made and checked, the board opened (created or
- * migrated), this host's ownership taken (acquireHost). On success the board and the hold are in
- * the state; otherwise the board is closed again. Returns whether the ownership is held.
+ * migrated) and this host's ownership taken (acquireHost). A server that cannot be reached yet is
+ * waited for (untilReachable: backoff, `board_unreachable` warnings; a stop while waiting returns
+ * false); what waiting cannot fix throws (a ConfigError, exit 2, for a bad URL, authentication or an
+ * unknown database). On success the board and the hold are in the state; otherwise the board is
+ * closed again. Returns whether the ownership is held.
  */
 export async function acquireSharedBoard(ctx: TickContext, isStopping: () => boolean): Promise<boolean> {
   ensureStateDir(ctx.files, ctx.boardLabel);
-  const board = await openSupervisorBoard(ctx.boardPath).catch((e: unknown) => {
-    throw namingBoard(ctx, e);
-  });
-  let hold: HostHold | null = null;
-  try {
-    hold = await acquireHost(ctx, board, isStopping).catch((e: unknown) => {
-      throw namingBoard(ctx, e);
-    });
-  } finally {
-    if (!hold) await board.close();
-  }
-  if (!hold) return false;
-  ctx.state.board = board;
-  ctx.state.host = { hold, lostLogged: false };
+  const got = await untilReachable(
+    ctx,
+    async () => {
+      const board = await openSupervisorBoard(ctx.boardPath);
+      let hold: HostHold | null = null;
+      try {
+        hold = await acquireHost(ctx, board, isStopping);
+      } finally {
+        if (!hold) await board.close().catch(() => undefined);
+      }
+      return hold ? { board, hold } : null;
+    },
+    isStopping,
+    async (late) => {
+      if (!late) return;
+      await late.hold.release();
+      await late.board.close();
+    },
+  );
+  if (!got) return false;
+  ctx.state.board = got.board;
+  ctx.state.host = { hold: got.hold, lostLogged: false };
   return true;
 }
 
@@ -143,12 +150,6 @@ export async function checkConnectionBudget(ctx: TickContext, board: Board): Pro
     { event: 'connection_budget', hosts: hosts.size, maxConcurrentWorkers: ctx.cfg.maxConcurrentWorkers, supervisorConnections: SUPERVISOR_CONNECTIONS, need, maxConnections: limit },
     `${hosts.size} host(s) × (${ctx.cfg.maxConcurrentWorkers} workers + ${SUPERVISOR_CONNECTIONS} supervisor connections) = ${need} could exceed the server's ${limit} connections: workers would fail to connect (raise max_connections or lower MAX_CONCURRENT_WORKERS)`,
   );
-}
-
-/** A driver error (ECONNREFUSED, an authentication failure…) with the board's masked URL in its message; its class and code kept. */
-function namingBoard(ctx: TickContext, e: unknown): unknown {
-  if (e instanceof Error && !e.message.includes(ctx.boardLabel)) e.message = `board ${ctx.boardLabel}: ${e.message}`;
-  return e;
 }
 
 /** Record this supervisor's row (its lease starts now); claims from now on record it on their runs. */

@@ -3,10 +3,10 @@
  * - SQLite: a board this user may not read or write is refused (never quarantined); an existing
  *   board gets its header and quick_check before our first connection; damage found here starts
  *   the supervisor quarantined (its workers are still supervised).
- * - PostgreSQL: the board is already open (host ownership is taken on it, host-owner.ts): this
- *   supervisor's row is recorded, and the connection budget of every live host checked (a warning).
- *   A connection error is transient, never damage: it fails the
- *   start (the caller releases what it holds and reports it).
+ * - PostgreSQL: the board is already open (host ownership is taken on it, host-owner.ts, after
+ *   waiting for a server that could not be reached yet: start-retry.ts): this supervisor's row is
+ *   recorded, and the connection budget of every live host checked (a warning). A connection error
+ *   here is never damage: it fails the start (the caller releases what it holds and reports it).
  */
 import { existsSync } from 'node:fs';
 import { BoardDamagedError, BoardPathError, checkBoard, classifyError } from '@kanban-supervisor/board';

@@ -183,14 +183,15 @@ export function initialState(now = Date.now()): SupervisorState {
 
 /**
  * A context for the board at `boardPath` (a resolved path, or a PostgreSQL URL), its files where
- * boardFiles puts them (logs/ next to a SQLite board). On PostgreSQL the host id and the lease are
- * read from the environment (host-owner.ts; a bad value throws BoardPathError).
+ * boardFiles puts them (logs/ next to a SQLite board; a PostgreSQL board's in cfg.stateDir, else
+ * under $XDG_STATE_HOME). On PostgreSQL the host id is cfg.hostId, else /etc/machine-id
+ * (host-owner.ts; a bad machine id throws ConfigError), and the lease cfg.leaseSeconds.
  */
 export function createContext(c: { cfg: SupervisorConfig; log: Logger; opts?: SupervisorOptions; reaper: Reaper; boardPath: string; env?: NodeJS.ProcessEnv }): TickContext {
   const startedAt = Date.now();
   const env = c.env ?? process.env;
   const pg = isPgLocation(c.boardPath);
-  const files = boardFiles(c.boardPath, env);
+  const files = boardFiles(c.boardPath, env, c.cfg.stateDir);
   const boardLabel = pg ? pgLocationLabel(c.boardPath) : c.boardPath;
   return {
     cfg: c.cfg,
@@ -202,8 +203,8 @@ export function createContext(c: { cfg: SupervisorConfig; log: Logger; opts?: Su
     kind: pg ? 'postgres' : 'sqlite',
     files,
     logDir: files.logDir,
-    hostId: pg ? hostIdOf(env, boardLabel) : null,
-    leaseMs: pg ? leaseMsOf(env) : 0,
+    hostId: pg ? hostIdOf(c.cfg.hostId, boardLabel) : null,
+    leaseMs: pg ? leaseMsOf(c.cfg) : 0,
     boot: bootId(),
     startedAt,
     identity: selfIdentity(),

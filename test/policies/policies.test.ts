@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../src/common.js';
 import {
   accountInput,
+  CONFIG_VARS,
+  boardConnectDelayMs,
+  BOARD_CONNECT_RETRY,
   ConfigError,
   countsAsFailure,
   decideAccounting,
@@ -14,6 +20,7 @@ import {
   recordFailure,
   retryDelayMs,
   shutdownBudgetMs,
+  warnUnreachable,
   DEFAULT_STORM,
   RUN_OUTCOMES,
 } from '@kanban-supervisor/policies';
@@ -65,6 +72,62 @@ describe('config', () => {
   });
   it('a bad flag names the flag', () => {
     expect(() => loadConfig({}, { '--max-concurrent-workers': 'x' })).toThrow('--max-concurrent-workers must be an integer');
+  });
+  it('the PostgreSQL board\'s host id, lease and state folder: unset by default (machine id, 30 s, XDG state), flags win over env', () => {
+    expect(loadConfig({})).toMatchObject({ hostId: null, leaseSeconds: 30, stateDir: null });
+    // Empty (or blank) in the environment is unset, as for every variable.
+    expect(loadConfig({ KANBAN_HOST_ID: ' ', KANBAN_STATE_DIR: '' })).toMatchObject({ hostId: null, stateDir: null });
+    const env = { KANBAN_HOST_ID: 'env-host', SUPERVISOR_LEASE_SECONDS: '40', KANBAN_STATE_DIR: '/env/state' };
+    expect(loadConfig(env)).toMatchObject({ hostId: 'env-host', leaseSeconds: 40, stateDir: '/env/state' });
+    expect(loadConfig(env, { '--host-id': 'flag-host', '--lease-seconds': '50', '--state-dir': '/flag/state' })).toMatchObject({ hostId: 'flag-host', leaseSeconds: 50, stateDir: '/flag/state' });
+  });
+  it.each([
+    [{ KANBAN_HOST_ID: 'a b' }, {}, 'KANBAN_HOST_ID must be 1-128 letters, digits or . _ : -, got "a b"'],
+    [{}, { '--host-id': '' }, '--host-id must be 1-128 letters'],
+    [{}, { '--host-id': 'é' }, '--host-id must be 1-128 letters'],
+    [{ SUPERVISOR_LEASE_SECONDS: '0.5' }, {}, 'SUPERVISOR_LEASE_SECONDS must be a number from 1 to 86400, got "0.5"'],
+    [{}, { '--lease-seconds': 'x' }, '--lease-seconds must be a number from 1 to 86400, got "x"'],
+    [{}, { '--state-dir': ' ' }, '--state-dir must not be empty'],
+    [{ KANBAN_DB: 'postgres://h/db', SUPERVISOR_LEASE_SECONDS: '2' }, {}, 'SUPERVISOR_LEASE_SECONDS (2 s) must be at least 3 times TICK_INTERVAL_MS (1000 ms, the default), that is 3 s'],
+    [{ KANBAN_DB: 'postgres://h/db', TICK_INTERVAL_MS: '11000' }, {}, 'SUPERVISOR_LEASE_SECONDS (30 s, the default) must be at least 3 times TICK_INTERVAL_MS (11000 ms), that is 33 s'],
+    [{ KANBAN_DB: 'postgresql://h/db' }, { '--lease-seconds': '1', '--tick-interval-ms': '400' }, '--lease-seconds (1 s) must be at least 3 times --tick-interval-ms (400 ms), that is 1.2 s'],
+  ])('%j %j is refused naming what is at fault', (env, flags, msg) => {
+    let err: unknown;
+    try {
+      loadConfig(env, flags);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toContain(msg);
+  });
+  it('the lease is checked against the tick only on a PostgreSQL board (it has no lease on SQLite)', () => {
+    expect(loadConfig({ TICK_INTERVAL_MS: '60000' }).tickIntervalMs).toBe(60000);
+    expect(loadConfig({ KANBAN_DB: 'postgres://h/db', TICK_INTERVAL_MS: '10000' }).leaseSeconds).toBe(30);
+  });
+});
+
+describe('the README configuration table', () => {
+  it('has a row for every variable of the config, with its run flag', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const rows = readme.split('\n').filter((l) => l.startsWith('| `'));
+    for (const v of CONFIG_VARS) {
+      const row = rows.find((r) => r.split('|')[1]!.includes(`\`${v.env}\``));
+      expect(row, `README.md configuration table row for ${v.env}`).toBeDefined();
+      expect(row).toContain(`\`${v.flag}\``);
+    }
+  });
+});
+
+describe('reaching a PostgreSQL board at start', () => {
+  it('waits 0.5 s, doubling up to 10 s, between attempts', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 50].map(boardConnectDelayMs)).toEqual([500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+    expect(boardConnectDelayMs(0)).toBe(500);
+  });
+  it('warns at the first failure, then at most every 30 s', () => {
+    expect(warnUnreachable(null, 5)).toBe(true);
+    expect(warnUnreachable(1000, 1000 + BOARD_CONNECT_RETRY.warnEveryMs - 1)).toBe(false);
+    expect(warnUnreachable(1000, 1000 + BOARD_CONNECT_RETRY.warnEveryMs)).toBe(true);
   });
 });
 

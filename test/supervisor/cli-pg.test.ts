@@ -88,9 +88,9 @@ describe('CLI on a PostgreSQL board', () => {
     try {
       const base = { ...process.env, KANBAN_STATE_DIR: join(t.dir, 'state'), TICK_INTERVAL_MS: '100' };
       const cases: Array<[Record<string, string>, string]> = [
-        [{ KANBAN_HOST_ID: 'two words' }, 'KANBAN_HOST_ID must be 1-128 letters, digits or . _ : - '],
-        [{ KANBAN_HOST_ID: 'h1', SUPERVISOR_LEASE_SECONDS: 'abc' }, 'SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, got "abc"'],
-        [{ KANBAN_HOST_ID: 'h1', SUPERVISOR_LEASE_SECONDS: '0' }, 'SUPERVISOR_LEASE_SECONDS must be a number of seconds from 1 to 86400, got "0"'],
+        [{ KANBAN_HOST_ID: 'two words' }, 'KANBAN_HOST_ID must be 1-128 letters, digits or . _ : -, got "two words"'],
+        [{ KANBAN_HOST_ID: 'h1', SUPERVISOR_LEASE_SECONDS: 'abc' }, 'SUPERVISOR_LEASE_SECONDS must be a number from 1 to 86400, got "abc"'],
+        [{ KANBAN_HOST_ID: 'h1', SUPERVISOR_LEASE_SECONDS: '0' }, 'SUPERVISOR_LEASE_SECONDS must be a number from 1 to 86400, got "0"'],
       ];
       for (const [env, message] of cases) {
         const r = await run(process.execPath, [CLI, '--db', u.href, 'run', '--until-idle'], { cwd: t.dir, env: { ...base, ...env } });

@@ -3,7 +3,7 @@
  * command's `COMMAND --help` / `help COMMAND` text. The worker verbs' help is the worker CLI's
  * (worker-runtime).
  */
-import { CONFIG_VARS, RUN_OUTCOMES, TASK_STATUSES } from '@kanban-supervisor/policies';
+import { CONFIG_VARS, RUN_OUTCOMES, TASK_STATUSES, shownDefault } from '@kanban-supervisor/policies';
 
 export const USAGE = `Usage: kanban-supervisor [--db PATH] [--json] COMMAND ...
        kanban-supervisor COMMAND --help      options of one command
@@ -34,7 +34,7 @@ Worker (inside a worker, with the KANBAN_* variables the supervisor sets; see wo
   worker complete [--result JSON] | worker fail [--error MSG] | worker defer --seconds N
 
 Tuning (environment variable, or flag for run):
-${CONFIG_VARS.map((v) => `  ${v.env.padEnd(26)} ${v.flag.padEnd(26)} default ${v.def.padEnd(20)} ${v.help}`).join('\n')}
+${CONFIG_VARS.map((v) => `  ${v.env.padEnd(26)} ${v.flag.padEnd(26)} default ${shownDefault(v).padEnd(20)} ${v.help}`).join('\n')}
 
 Exit status: 0 ok, 1 failure, 2 usage or configuration error, 3 fenced out (worker),
 4 board owned by another supervisor (migrate: by any supervisor).
@@ -61,7 +61,7 @@ account for them. One supervisor owns a board; a second is refused (exit 4) and 
                          (one line per event) or json; or LOG_FORMAT
 
 Tuning (flag, or environment variable; the flag wins):
-${CONFIG_VARS.filter((v) => v.flag !== '--db').map((v) => `  ${v.flag.padEnd(26)} ${v.env.padEnd(26)} default ${v.def.padEnd(10)} ${v.help}`).join('\n')}
+${CONFIG_VARS.filter((v) => v.flag !== '--db').map((v) => `  ${v.flag.padEnd(26)} ${v.env.padEnd(26)} default ${shownDefault(v).padEnd(10)} ${v.help}`).join('\n')}
 
 A worker gets only PATH, HOME, LANG, TZ, TMPDIR, the --env-file variables, its skill's --env and
 --pass-env variables, the run's --pass-env variables and the KANBAN_* variables.
