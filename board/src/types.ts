@@ -344,6 +344,29 @@ export interface SupervisorRow extends SupervisorIdentity {
   id: string;
   leaseExpiresAt: number;
   stoppedAt: number | null;
+  /** The supervisor that took its runs over when its lease expired (null: none did). */
+  takenOverBy: string | null;
+}
+
+/** A run taken over from a supervisor whose lease expired, and what became of its task. */
+export interface TakenOverRun {
+  runId: string;
+  taskId: string;
+  /** The worker's pid on the lost host (null if never recorded). */
+  pid: number | null;
+  /** The run's outcome: `abandoned` if it had not ended, else what its worker reported. */
+  outcome: string;
+  action: AccountAction;
+}
+
+/** A supervisor whose lease expired, taken over (its row marked stopped, its live runs fenced and accounted). */
+export interface TakenOverSupervisor {
+  id: string;
+  hostId: string;
+  host: string;
+  pid: number;
+  leaseExpiresAt: number;
+  runs: TakenOverRun[];
 }
 
 /** Ownership of a board by one host, held by the server (released when its holder's connection dies). */
@@ -374,10 +397,27 @@ export interface SupervisorRegistry {
   connectionLimit(): Promise<number>;
 }
 
-/** A transaction that renews the registered supervisor's lease with the tick's other writes. */
+/** A transaction that renews the registered supervisor's lease with the tick's other writes (shared boards). */
 export interface LeaseRenewal {
-  /** Push the lease to `now` + the lease length; false if the supervisor's row is gone or stopped. */
+  /**
+   * Push the lease to `now` + the lease length; false if the supervisor's row is gone or stopped
+   * (taken over by another supervisor: its runs are fenced; register again). The row stays locked
+   * until the transaction ends, so nobody can take this supervisor over meanwhile.
+   */
   renewLease(now: number): Promise<boolean>;
+  /**
+   * Take over every supervisor of another host whose lease expired before `now` (and that no
+   * transaction holds): in this transaction, its row is marked stopped (taken over by this one),
+   * each of its live runs is fenced (ended `abandoned` unless it had ended, stop reason
+   * `lease_lost`, accounted) and its task gets `decide(run, task)` (a requeue not before
+   * `requeueNotBefore(run)`, at the earliest). The runs' processes are left to their own host: a
+   * supervisor of that host terminates them when it sees the stop reason.
+   */
+  takeOverExpired(
+    now: number,
+    decide: (run: Run, task: Task) => AccountAction,
+    requeueNotBefore: (run: LiveRun) => number,
+  ): Promise<TakenOverSupervisor[]>;
 }
 
 export function supervisorRegistryOf(b: Board): SupervisorRegistry | null {

@@ -164,6 +164,8 @@ export interface LiveRunView {
   taskCancelled: boolean;
   /** Set when the run already ended (the worker reported) but its process lives on. */
   endedAt: number | null;
+  /** Shared boards: another supervisor took the run over (its fence closed, stop reason lease_lost) and no SIGTERM was sent yet. */
+  leaseLost?: boolean;
 }
 
 /** Seconds a worker may linger after it reported its outcome before it is reclaimed. */
@@ -171,6 +173,7 @@ export const EXIT_AFTER_REPORT_SECONDS = 10;
 
 /** Whether a live run must be reclaimed now, and why. First matching reason wins. */
 export function reclaimReason(run: LiveRunView, now: number): ReclaimReason | null {
+  if (run.leaseLost) return 'lease_lost';
   if (run.endedAt != null) {
     return now - run.endedAt >= EXIT_AFTER_REPORT_SECONDS * 1000 ? 'hung_after_report' : null;
   }
@@ -202,6 +205,25 @@ export function effectiveLimit(...values: Array<number | null | undefined>): num
  */
 export function pastCrashGrace(startedAt: number, now: number, crashGraceSeconds: number): boolean {
   return now - startedAt >= crashGraceSeconds * 1000;
+}
+
+/**
+ * How long a worker whose run was fenced out (its handler aborted, its hooks run within the
+ * shutdown budget) waits for the SIGTERM that usually follows before it exits 3 on its own.
+ */
+export const FENCED_SIGNAL_WAIT_MS = 1500;
+
+/**
+ * Shared boards: when a supervisor takes over the runs of another whose lease expired, the tasks
+ * are claimable again only after this delay, the time a fenced worker still running on the lost
+ * host needs to stop by itself: its next automatic heartbeat is refused (one heartbeat interval),
+ * it runs its shutdown hooks (within the grace), waits for a SIGTERM that does not come
+ * (FENCED_SIGNAL_WAIT_MS) and exits 3; plus a margin. A worker that never heartbeats is only
+ * stopped by its own supervisor coming back (or its host going down): give such skills a
+ * heartbeat timeout on shared boards.
+ */
+export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, graceSeconds: number): number {
+  return heartbeatIntervalMs(heartbeatTimeoutSeconds) + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 500;
 }
 
 /** Interval between automatic worker heartbeats for a heartbeat timeout (seconds). */

@@ -6,9 +6,11 @@ import type { RunOutcome } from './decisions.js';
 
 /**
  * Why the supervisor stopped a live run. The first five are reclaims (a decision of
- * `reclaimReason`); `abandoned` is a run left behind when the supervisor shut down.
+ * `reclaimReason`); `abandoned` is a run left behind when the supervisor shut down; `lease_lost`
+ * (shared boards) is a run whose supervisor's lease expired: another supervisor closed its fence
+ * and requeued its task, and its own supervisor, back, terminates its processes.
  */
-export const STOP_REASONS = ['timed_out', 'stalled', 'memory_exceeded', 'cancelled', 'hung_after_report', 'abandoned'] as const;
+export const STOP_REASONS = ['timed_out', 'stalled', 'memory_exceeded', 'cancelled', 'hung_after_report', 'abandoned', 'lease_lost'] as const;
 export type StopReason = (typeof STOP_REASONS)[number];
 
 /** The reasons a policy decision reclaims a live run for. */
@@ -28,6 +30,7 @@ export const STOP_REASON_TEXT: Readonly<Record<StopReason, string>> = {
   cancelled: 'task cancelled',
   abandoned: 'supervisor shut down',
   hung_after_report: 'worker did not exit after reporting',
+  lease_lost: "its supervisor's lease expired: another supervisor took its task over",
 };
 
 /** The outcome of a stopped run whose worker did not report one. */
@@ -35,9 +38,28 @@ export function stopOutcome(reason: StopReason): RunOutcome {
   switch (reason) {
     case 'hung_after_report':
       return 'crashed';
+    case 'lease_lost':
+      return 'abandoned';
     default:
       return reason;
   }
+}
+
+/**
+ * Whether a reclaim for `reason` may begin on this run (its fence closed, its SIGTERM recorded):
+ * the processes must not be known gone and no reclaim may have begun. `hung_after_report` reclaims
+ * only a run that has ended, every other reason only one that has not; `lease_lost` only a run
+ * whose fence another supervisor closed when it took the run's task over (stop reason `lease_lost`
+ * recorded, no SIGTERM yet).
+ */
+export function reclaimMayBegin(
+  reason: StopReason,
+  run: { status: string; stopReason: StopReason | null; sigtermAt: number | null; exitedAt: number | null },
+): boolean {
+  if (run.exitedAt !== null) return false;
+  if (reason === 'lease_lost') return run.stopReason === 'lease_lost' && run.sigtermAt === null;
+  if (run.stopReason !== null) return false;
+  return (reason === 'hung_after_report') === (run.status === 'ended');
 }
 
 /**

@@ -190,3 +190,20 @@ export async function keepHost(ctx: TickContext): Promise<boolean> {
   ctx.log.info({ event: 'host_ownership_regained', board: ctx.boardLabel, hostId: ctx.hostId }, "this host's ownership of the board is held again: dispatch resumes");
   return true;
 }
+
+/**
+ * This supervisor's lease was found lost: another supervisor took it over while it was away (a
+ * partition, a long SIGSTOP), closing its runs' fences and requeueing their tasks. Its workers of
+ * those runs are terminated by the reclaim step (stop reason lease_lost); here it registers again
+ * (a new row, a new lease) so that it renews and dispatches from the next tick on. Logged once per
+ * loss, after the new row is committed.
+ */
+export async function reRegister(ctx: TickContext): Promise<void> {
+  const old = ctx.state.supervisorId;
+  const id = await registerSelf(ctx, ctx.state.board!);
+  ctx.state.supervisorId = id;
+  ctx.log.error(
+    { event: 'lease_lost', supervisorId: old, newSupervisorId: id, hostId: ctx.hostId, workers: ctx.state.workers.size },
+    "this supervisor's lease expired and another supervisor took its runs over: their workers are terminated; registered again",
+  );
+}

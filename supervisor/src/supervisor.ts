@@ -7,9 +7,11 @@
  * boardFiles (board/src/board-files.ts).
  *
  * A tick runs, in order, each step guarded so that one step's failure never skips the others:
- *   reap → spool → detect (+ the stray sweep, once) → lease (PostgreSQL: renewed in the tick's
- *   transaction) → sample → reclaim → account (only if the spool step succeeded) → host (is this
- *   host's ownership held?) → dispatch (only if it is) → commit, then housekeeping.
+ *   reap → spool → lease (PostgreSQL: renewed first in the tick's transaction) → takeover
+ *   (PostgreSQL: of other hosts' supervisors whose lease expired, only with our lease renewed) →
+ *   detect (+ the stray sweep, once) → sample → reclaim → account (only if the spool step
+ *   succeeded) → host (is this host's ownership held?) → dispatch (only if it is and the lease was
+ *   renewed) → commit, then housekeeping; a lease found lost (taken over) → register again.
  * On PostgreSQL a failed step is retried at the next tick: a connection error is never damage.
  * Quarantined, a tick runs reap, reclaim and the quarantine probe (nothing touches the board).
  * Nothing in a tick sleeps: reclaim is a state machine across ticks (SIGTERM now, SIGKILL at the
@@ -29,7 +31,7 @@ import {
 } from '@kanban-supervisor/board';
 import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
-import { acquireSharedBoard, keepHost } from './host-owner.js';
+import { acquireSharedBoard, keepHost, reRegister } from './host-owner.js';
 import type { Logger } from './logger.js';
 import { acquireOwnerLock } from './owner.js';
 import { probeQuarantine, suspectDamage } from './quarantine.js';
@@ -46,6 +48,7 @@ import { dispatch } from './steps/dispatch.js';
 import { reap } from './steps/reap.js';
 import { reclaim } from './steps/reclaim.js';
 import { spool } from './steps/spool.js';
+import { takeover } from './steps/takeover.js';
 import { TickTx } from './tick-tx.js';
 
 export type { SupervisorOptions } from './state.js';
@@ -368,32 +371,45 @@ export class Supervisor {
     // board: before a SIGTERM (the fence), before a spawn (the claim).
     let live: LiveRun[] = [];
     const tx = (this.tx = new TickTx(s));
+    // A shared board: this supervisor's lease first, renewed with the tick's writes (its row stays
+    // locked until the commit, so nobody takes it over meanwhile); then the supervisors of other
+    // hosts whose lease expired are taken over. A lease not renewed holds dispatch; one found
+    // lost (taken over while we were away) is registered anew after this tick.
+    let leased = true;
+    let leaseLost = false;
     try {
+      if (this.ctx.kind === 'postgres') {
+        leased = false;
+        await this.guard('lease', async () => {
+          const renewed = await tx.renewLease(now);
+          if (renewed === false) leaseLost = true;
+          leased = renewed !== false;
+        });
+        if (leased) await this.guard('takeover', () => takeover(ctx, tx, now));
+      }
       await this.guard('detect', async () => {
         live = await tx.liveRuns();
         detect(ctx, tx, live, now);
         sweepStrays(ctx, live);
-      });
-      // A shared board: this supervisor's lease, renewed with the tick's writes.
-      await this.guard('lease', async () => {
-        if ((await tx.renewLease(now)) === false) this.log.error({ event: 'lease_lost', supervisorId: s.supervisorId }, "this supervisor's row is gone or marked stopped: its lease cannot be renewed");
       });
       await this.guard('sample', () => sample(ctx, this.logs, now));
       await this.guard('reclaim', () => reclaim(ctx, tx, live, now));
       // Exits and crash verdicts wait while a spooled report may still be unread: written first, an
       // unreported-exit verdict would book a run crashed whose result sits in the spool.
       if (spoolRead) await this.guard('account', () => account(ctx, tx, now));
-      // Dispatch only while this host's ownership is held (a shared board; always on SQLite).
+      // Dispatch only while this host's ownership is held and the lease renewed (a shared board;
+      // always on SQLite).
       let owned = false;
       await this.guard('host', async () => {
         owned = await keepHost(ctx);
       });
-      if (owned) await this.guard('dispatch', () => dispatch(ctx, tx, now));
+      if (owned && leased) await this.guard('dispatch', () => dispatch(ctx, tx, now));
       if (!s.quarantine && s.board === board) await this.guard('commit', () => tx.commit());
     } finally {
       tx.close();
       this.tx = null;
     }
+    if (leaseLost) await this.guard('register', () => reRegister(ctx));
     // Another supervisor of this host owns the board now: leave its workers to it (exit 4).
     if (s.host?.taken) return this.shutdown(EXIT.boardOwned, "another supervisor took this host's ownership: workers left running for it");
     // Every worker's write waits while the tick holds the write lock (a heartbeat longer than its

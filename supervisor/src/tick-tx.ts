@@ -15,7 +15,7 @@
  * without its commit, puts them back in line for the next one. Log lines of state changes wait
  * for the commit, and are dropped with what they describe when it does not land.
  */
-import { leaseRenewalOf, type Board, type BoardTx, type ExitObservation, type SupervisorOps } from '@kanban-supervisor/board';
+import { leaseRenewalOf, type Board, type BoardTx, type ExitObservation, type LeaseRenewal, type SupervisorOps, type TakenOverSupervisor } from '@kanban-supervisor/board';
 import type { SpawnBatch, SupervisorState } from './state.js';
 
 export class TickTx implements BoardTx {
@@ -102,6 +102,12 @@ export class TickTx implements BoardTx {
   async renewLease(now: number): Promise<boolean | null> {
     const r = leaseRenewalOf(this.tx);
     return r ? r.renewLease(now) : null;
+  }
+
+  /** Take over the runs of other hosts' supervisors whose lease expired (steps/takeover.ts); null on a board without leases. */
+  takeOverExpired(...args: Parameters<LeaseRenewal['takeOverExpired']>): Promise<TakenOverSupervisor[]> | null {
+    const r = leaseRenewalOf(this.tx);
+    return r ? r.takeOverExpired(...args) : null;
   }
 
   get longestHoldMs(): number {

@@ -14,7 +14,7 @@
  * the only awaits around them are the busy-retry backoffs between transactions.
  */
 import { BoardInputError, NotCurrentError, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
-import { heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
+import { FENCED_SIGNAL_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
 import { checkpointAndClose, closeRemote, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
 
@@ -90,9 +90,9 @@ type Outcome = { ok: true; value: WorkerResult } | { ok: false; error: unknown }
 /**
  * How long a fenced-out worker whose handler has settled waits for the supervisor's SIGTERM
  * before it exits 3 on its own (the fence closes just before the signal; a cancel is seen at the
- * supervisor's next tick).
+ * supervisor's next tick). In policies: a takeover's requeue delay counts on it.
  */
-export const FENCED_SIGNAL_WAIT_MS = 1500;
+export { FENCED_SIGNAL_WAIT_MS };
 
 /**
  * A worker that cannot open the board, or read its run from it, because of the board (not readable

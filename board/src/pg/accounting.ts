@@ -24,7 +24,7 @@ export async function applyAccountingBatch(w: Writer, items: Array<{ runId: stri
  * task is running (a task cancelled, done or blocked meanwhile keeps that state, and only lets go of
  * the run); the run is marked accounted either way, once.
  */
-async function accountOne(q: Q, runId: string, action: AccountAction, now: number): Promise<void> {
+export async function accountOne(q: Q, runId: string, action: AccountAction, now: number): Promise<void> {
   const r = await q.get('SELECT * FROM runs WHERE id = $1 FOR UPDATE', [runId]);
   if (!r) return;
   const run = toRun(r);

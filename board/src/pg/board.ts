@@ -136,7 +136,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
         return g.longestHoldMs;
       },
     };
-    if (me) out.renewLease = (now: number) => supervisors.renewLease(w, me.id, me.leaseMs, now);
+    if (me) {
+      out.renewLease = (now: number) => supervisors.renewLease(w, me.id, me.leaseMs, now);
+      out.takeOverExpired = (now, decide, requeueNotBefore) => supervisors.takeOverExpired(w, me.id, me.hostId, now, decide, requeueNotBefore);
+    }
     return out;
   }
 

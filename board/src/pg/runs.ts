@@ -5,7 +5,7 @@
  * decide, it locks the row first (FOR UPDATE): a worker's fenced write and a reclaim of the same
  * run take turns, as SQLite's single writer makes them.
  */
-import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import { reclaimMayBegin, type RunOutcome, type StopReason, type TaskStatus } from '@kanban-supervisor/policies';
 import { BoardInputError } from '../errors.js';
 import type { ExitObservation, LiveRun, Run, RunFilter, RunListing, SpawnInfo, Task } from '../types.js';
 import { runLimit } from '../validate.js';
@@ -81,16 +81,15 @@ export async function recordExits(w: Writer, observations: ExitObservation[]): P
  * Close the run's fence (stop_reason set: the worker's writes are refused from now on) and record
  * the SIGTERM; the caller signals only after this is committed. False when there is nothing to
  * reclaim: no such run, its processes are gone, it is being reclaimed already, or it has ended
- * (`hung_after_report` is the other way round: it reclaims only a run that has ended).
+ * (`hung_after_report` is the other way round: it reclaims only a run that has ended; `lease_lost`
+ * only a run taken over by another supervisor: policies' reclaimMayBegin).
  */
 export async function beginReclaim(w: Writer, runId: string, reason: StopReason, now: number): Promise<boolean> {
   return w.write(async (q) => {
     const r = await q.get('SELECT * FROM runs WHERE id = $1 FOR UPDATE', [runId]);
     if (!r) return false;
     const run = toRun(r);
-    if (run.stopReason !== null || run.exitedAt !== null) return false;
-    const afterReport = reason === 'hung_after_report';
-    if (afterReport !== (run.status === 'ended')) return false;
+    if (!reclaimMayBegin(reason, run)) return false;
     await q.run('UPDATE runs SET stop_reason = $1, sigterm_at = $2 WHERE id = $3', [reason, now, runId]);
     await q.event(run.taskId, runId, 'sigterm_sent', { reason, at: now, pid: run.pid }, now);
     return true;

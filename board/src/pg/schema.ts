@@ -129,6 +129,15 @@ ALTER TABLE runs ADD COLUMN supervisor_id text COLLATE "C";
 CREATE INDEX runs_live_supervisor ON runs (supervisor_id) WHERE exited_at IS NULL;
 `,
   },
+  {
+    // Takeover of expired leases (issue 14): the supervisor that took another's runs over, and the
+    // index every tick's look for expired leases walks (only supervisors not marked stopped).
+    version: 3,
+    sql: `
+ALTER TABLE supervisors ADD COLUMN taken_over_by text COLLATE "C";
+CREATE INDEX supervisors_live ON supervisors (lease_expires_at) WHERE stopped_at IS NULL;
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

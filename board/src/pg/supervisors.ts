@@ -5,8 +5,11 @@
  * (host-lock.ts), which the server releases when its connection dies.
  */
 import { randomBytes } from 'node:crypto';
-import type { SupervisorIdentity, SupervisorRow } from '../types.js';
-import type { Row } from './rows.js';
+import { stopOutcome, isStopReason } from '@kanban-supervisor/policies';
+import type { AccountAction, LiveRun, Run, SupervisorIdentity, SupervisorRow, Task, TakenOverRun, TakenOverSupervisor } from '../types.js';
+import { accountOne } from './accounting.js';
+import { PG_HOT_SQL } from './hot-sql.js';
+import { toLiveRun, toRun, toTask, type Row } from './rows.js';
 import type { Writer } from './tx.js';
 
 export function newSupervisorId(): string {
@@ -25,6 +28,7 @@ function toSupervisor(r: Row): SupervisorRow {
     startedAt: Number(r.started_at),
     leaseExpiresAt: Number(r.lease_expires_at),
     stoppedAt: n(r.stopped_at),
+    takenOverBy: (r.taken_over_by as string | null) ?? null,
   };
 }
 
@@ -74,4 +78,57 @@ export async function liveSupervisors(w: Writer, hostId: string | null): Promise
       )
     ).map(toSupervisor),
   );
+}
+
+/**
+ * Take over the supervisors of other hosts whose lease expired before `now` (see
+ * LeaseRenewal.takeOverExpired), in ONE write: for each (locked, skipping one a transaction holds:
+ * it is renewing its lease), its row is marked stopped and taken over by `myId`; each of its live
+ * runs is fenced: ended (`abandoned`, or what its reclaim was for) unless it had ended, its stop
+ * reason `lease_lost` unless a reclaim had begun, and accounted with `decide`'s action, a requeue
+ * not before `requeueNotBefore(run)`. The row, then each run, then its task are locked in that
+ * order (a worker's fence locks run then task; a supervisor renewing its lease locks its row first).
+ */
+export async function takeOverExpired(
+  w: Writer,
+  myId: string,
+  myHostId: string,
+  now: number,
+  decide: (run: Run, task: Task) => AccountAction,
+  requeueNotBefore: (run: LiveRun) => number,
+): Promise<TakenOverSupervisor[]> {
+  return w.write(async (q) => {
+    const out: TakenOverSupervisor[] = [];
+    for (const row of await q.all(PG_HOT_SQL.expiredSupervisors, [now, myHostId])) {
+      const sup = toSupervisor(row);
+      await q.run('UPDATE supervisors SET stopped_at = $2, taken_over_by = $3 WHERE id = $1', [sup.id, now, myId]);
+      const runs: TakenOverRun[] = [];
+      for (const arr of await q.arrays(PG_HOT_SQL.liveRunsOfSupervisor, [sup.id])) {
+        const live = toLiveRun(arr);
+        const why = `its supervisor (pid ${sup.pid} on host ${sup.host}, host id ${sup.hostId}) lost its lease at ${new Date(sup.leaseExpiresAt).toISOString()}; taken over by supervisor ${myId}`;
+        if (live.status !== 'ended') {
+          const outcome = live.stopReason !== null && isStopReason(live.stopReason) ? stopOutcome(live.stopReason) : 'abandoned';
+          await q.run(
+            `UPDATE runs SET status = 'ended', outcome = $2, error = $3, ended_at = $4, stop_reason = COALESCE(stop_reason, 'lease_lost') WHERE id = $1`,
+            [live.id, outcome, why, now],
+          );
+          await q.event(live.taskId, live.id, 'ended', { outcome, error: why }, now);
+        } else {
+          await q.run(`UPDATE runs SET stop_reason = COALESCE(stop_reason, 'lease_lost') WHERE id = $1`, [live.id]);
+        }
+        await q.event(live.taskId, live.id, 'taken_over', { supervisor: sup.id, host_id: sup.hostId, pid: live.pid, by: myId }, now);
+        const run = toRun((await q.get('SELECT * FROM runs WHERE id = $1', [live.id]))!);
+        const t = await q.get('SELECT * FROM tasks WHERE id = $1 FOR UPDATE', [live.taskId]);
+        let action: AccountAction = { action: 'leave' };
+        if (run.accountedAt === null && t) {
+          action = decide(run, toTask(t));
+          if (action.action === 'requeue') action = { ...action, notBefore: Math.max(action.notBefore, requeueNotBefore(live)) };
+          await accountOne(q, run.id, action, now);
+        }
+        runs.push({ runId: run.id, taskId: run.taskId, pid: run.pid, outcome: run.outcome ?? 'abandoned', action });
+      }
+      out.push({ id: sup.id, hostId: sup.hostId, host: sup.host, pid: sup.pid, leaseExpiresAt: sup.leaseExpiresAt, runs });
+    }
+    return out;
+  });
 }

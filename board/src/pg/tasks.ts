@@ -178,7 +178,7 @@ export async function idle(w: Writer): Promise<boolean> {
   return w.read(async (q) => {
     const r = (await q.get(
       `SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN ('ready', 'running'))
-           OR EXISTS (SELECT 1 FROM runs WHERE exited_at IS NULL)
+           OR EXISTS (SELECT 1 FROM runs WHERE exited_at IS NULL AND accounted_at IS NULL)
            OR EXISTS (SELECT 1 FROM runs WHERE status = 'ended' AND accounted_at IS NULL) AS busy`,
     ))!;
     return r.busy !== true;

@@ -3,7 +3,7 @@
  * SIGKILLs, runs that never spawned, and the reads of runs (live, unaccounted, listings). The
  * worker's own writes, fenced by the run token, are in worker.ts.
  */
-import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import { reclaimMayBegin, type RunOutcome, type StopReason, type TaskStatus } from '@kanban-supervisor/policies';
 import type { ExitObservation, LiveRun, Run, RunFilter, RunListing, SpawnInfo, Task } from '../types.js';
 import { BoardInputError } from '../errors.js';
 import { runLimit } from '../validate.js';
@@ -89,16 +89,15 @@ export async function recordExits(c: Conn, w: Writer, observations: ExitObservat
  * Close the run's fence (stop_reason set: the worker's writes are refused from now on) and record
  * the SIGTERM; the caller signals only after this is committed. False when there is nothing to
  * reclaim: no such run, its processes are gone, it is being reclaimed already, or it has ended
- * (`hung_after_report` is the other way round: it reclaims only a run that has ended).
+ * (`hung_after_report` is the other way round: it reclaims only a run that has ended; `lease_lost`
+ * only a run taken over by another supervisor: policies' reclaimMayBegin).
  */
 export async function beginReclaim(c: Conn, w: Writer, runId: string, reason: StopReason, now: number): Promise<boolean> {
   return w.write(() => {
     const r = c.get('SELECT * FROM runs WHERE id = ?', runId);
     if (!r) return false;
     const run = toRun(r);
-    if (run.stopReason !== null || run.exitedAt !== null) return false;
-    const afterReport = reason === 'hung_after_report';
-    if (afterReport !== (run.status === 'ended')) return false;
+    if (!reclaimMayBegin(reason, run)) return false;
     c.run('UPDATE runs SET stop_reason = ?, sigterm_at = ? WHERE id = ?', reason, now, runId);
     c.event(run.taskId, runId, 'sigterm_sent', { reason, at: now, pid: run.pid }, now);
     return true;

@@ -50,6 +50,8 @@ export async function reclaim(ctx: TickContext, tx: TickTx | null, live: LiveRun
         rssBytes: w.rssBytes,
         taskCancelled: run.taskStatus === 'cancelled',
         endedAt: run.status === 'ended' ? run.endedAt : null,
+        // Taken over by another supervisor while this one was away: its fence is closed, stop it now.
+        leaseLost: run.stopReason === 'lease_lost' && run.sigtermAt === null,
       },
       now,
     );
