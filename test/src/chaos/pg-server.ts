@@ -24,6 +24,8 @@ export interface PgServer {
   url: string;
   /** 'embedded PostgreSQL 18 (…)' or 'KANBAN_TEST_PG_URL'. */
   what: string;
+  /** The embedded server's postmaster (null for a given server). */
+  pid: number | null;
   /** Drop the database (given server) or stop and remove the embedded server. Never throws. */
   stop(): Promise<void>;
 }
@@ -106,7 +108,7 @@ export async function startPgServer(opts: { maxConnections: number; prefix?: str
   if (given) {
     await answers(given, 30_000);
     const url = await createDatabase(given, prefix);
-    return { url, what: 'KANBAN_TEST_PG_URL', stop: () => dropDatabase(url) };
+    return { url, what: 'KANBAN_TEST_PG_URL', pid: null, stop: () => dropDatabase(url) };
   }
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = await freePort();
@@ -160,6 +162,7 @@ export async function startPgServer(opts: { maxConnections: number; prefix?: str
   return {
     url,
     what: `embedded PostgreSQL ${version} (fsync off, max_connections ${opts.maxConnections})`,
+    pid: proc()?.pid ?? null,
     stop: async () => {
       await Promise.race([server.stop().catch(() => undefined), sleep(15_000)]);
       onExit();

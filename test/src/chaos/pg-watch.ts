@@ -6,17 +6,22 @@
  *
  * The environment of a process is read once per process (pid + start time), except while it is
  * young and does not show a task id yet: between fork and exec a worker still has its supervisor's
- * environment, and caching that would hide the worker for its whole life.
+ * environment, and caching that would hide the worker for its whole life. A process known not to
+ * be a worker (older than that) is not read again while its pid stays in /proc: the kernel hands
+ * out pids in turn, so a pid freed between two samples (20 ms) is not reused within them.
  */
 import { readFileSync } from 'node:fs';
 import { MARK_VAR, clockTicks, listPids, readEnviron, readStat, sleep } from '../lib.js';
+
+/** How long a process without a task id is looked at again (fork → exec can be slow on a loaded machine). */
+const YOUNG_S = 10;
 
 export interface LiveWorker {
   pid: number;
   startTime: number;
   task: string;
   run: string;
-  /** The worker's supervisor, by KANBAN_HOST_ID if it has it, else its parent pid. */
+  /** Its parent: its supervisor, or the process that adopted it when that died. */
   ppid: number;
 }
 
@@ -40,6 +45,10 @@ function uptime(): number {
 
 export class WorkerWatch {
   private readonly cache = new Map<string, { task: string; run: string } | null>();
+  /** Pids of the last sample known not to be workers (not read again while they stay). */
+  private others = new Set<number>();
+  /** Time spent sampling (ms), for the average. */
+  busyMs = 0;
   /** The live workers at the last sample. */
   live: LiveWorker[] = [];
   samples = 0;
@@ -57,24 +66,36 @@ export class WorkerWatch {
   sample(): LiveWorker[] {
     const out: LiveWorker[] = [];
     const seen = new Set<string>();
+    const others = new Set<number>();
     const now = uptime();
     const tck = clockTicks();
     for (const pid of listPids()) {
       if (pid === process.pid) continue;
+      if (this.others.has(pid)) {
+        others.add(pid);
+        continue;
+      }
       const s = readStat(pid);
-      if (!s || s.state === 'Z' || s.state === 'X') continue;
+      if (!s) continue;
+      const young = now - s.startTime / tck < YOUNG_S;
+      if (s.state === 'Z' || s.state === 'X') {
+        if (!young) others.add(pid); // a zombie's pid is not reused before it is reaped
+        continue;
+      }
       const key = `${pid}:${s.startTime}`;
       seen.add(key);
       let c = this.cache.get(key);
-      if (c === undefined || (c === null && now - s.startTime / tck < 3)) {
-        const env = readEnviron(pid);
-        if (env === null) continue; // gone meanwhile
+      if (c === undefined || (c === null && young)) {
+        // null: a kernel thread, or a process that just ended (an environment is readable from exec on).
+        const env = readEnviron(pid) ?? new Map<string, string>();
         const task = env.get(MARK_VAR) === this.mark ? env.get('KANBAN_TASK_ID') : undefined;
         c = task ? { task, run: env.get('KANBAN_RUN_ID') ?? '?' } : null;
         this.cache.set(key, c);
       }
       if (c) out.push({ pid, startTime: s.startTime, task: c.task, run: c.run, ppid: s.ppid });
+      else if (!young) others.add(pid);
     }
+    this.others = others;
     if (this.cache.size > 4 * seen.size + 1000) {
       for (const k of this.cache.keys()) if (!seen.has(k)) this.cache.delete(k);
     }
@@ -85,7 +106,9 @@ export class WorkerWatch {
     let last = Date.now();
     this.loop = (async () => {
       while (!this.stopped) {
+        const t = performance.now();
         const live = this.sample();
+        this.busyMs += performance.now() - t;
         const now = Date.now();
         this.maxGapMs = Math.max(this.maxGapMs, now - last);
         last = now;
