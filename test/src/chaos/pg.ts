@@ -236,7 +236,9 @@ export async function scenarioPg(): Promise<void> {
       codes.push(`${x.id} ${String(await x.sup.stop(30_000))}`);
     }
     await sleep(500);
-    const left = h.leftovers();
+    // This scenario's processes: anything whose environment points into its folder (supervisors'
+    // state folders, workers' spool and records); the final leak check looks at everything.
+    const left = h.leftovers().filter((x) => [...x.env.values()].some((v) => v.startsWith(dir)));
 
     // ---------------------------------------------------------------- figures
     const tasks = await count(`SELECT count(*) AS n FROM ${SCHEMA}.tasks`);

@@ -41,10 +41,10 @@ export const P = SHORT
       crash: { tasks: 100, ghosts: 5, badCwd: 10, limit: 3, baseS: 4, factor: 2, budgetS: 300 },
       tree: { each: 8 },
       load: { workers: 64, churnS: 45, taskMs: [1000, 4000] as const, restarts: 10, waveMs: 6000, otherProcesses: 600 },
-      pg: { hosts: 3, workers: 3, tasks: 2000, open: 10, taskMs: [300, 1200] as const, workerKills: 1000, killMs: [100, 300] as const, supKills: 30, partitions: 6, gapMs: [2000, 6000] as const, partitionExtraMs: [2000, 4000] as const, leaseS: 3, heartbeatTimeoutS: 6, budgetS: 1500, drainS: 180 },
+      pg: { hosts: 3, workers: 3, tasks: 2000, open: 10, taskMs: [300, 1200] as const, workerKills: 1000, killMs: [100, 300] as const, supKills: 30, partitions: 6, gapMs: [2000, 6000] as const, partitionExtraMs: [2000, 4000] as const, leaseS: 3, heartbeatTimeoutS: 6, budgetS: 1200, drainS: 180 },
     };
 
-export const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 8 : PG_ONLY ? 25 : 50) * 60_000 });
+export const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 8 : PG_ONLY ? 30 : 55) * 60_000 });
 export const res = new Results();
 export const want = (name: string) => (PG_ONLY ? name === 'pg' : !FLAGS.only || FLAGS.only.has(name));
 
