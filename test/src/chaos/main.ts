@@ -1,7 +1,8 @@
 /**
- * `npm run chaos` (about 20 minutes) and `npm run chaos -- --short` (about 3 minutes, CI); the entry
- * is ../chaos.ts. `--pg` runs the PostgreSQL part alone (several hosts on one PostgreSQL board,
- * pg.ts: about 10 minutes, under 90 s with --short).
+ * `npm run chaos` (about half an hour on 2 CPUs) and `npm run chaos -- --short` (about 3½ minutes,
+ * CI); the entry is ../chaos.ts. `--pg` runs the PostgreSQL part alone (three hosts on one
+ * PostgreSQL board, pg.ts: 20 minutes or more on 2 CPUs, its ~3,300 Node workers take ~0.4 s of CPU
+ * each to start; with --short about 90 s).
  *
  * Real supervisors, real workers, real signals, in a temp folder. Each scenario prints its figures
  * with their targets as it goes; at the end a markdown table (paste it into an issue) and the same

@@ -131,7 +131,7 @@ export async function lifetimeOverlaps(
   killedAt: Map<string, number>,
   endedAt: Map<string, number>,
   q: Query,
-): Promise<{ overlaps: number; example: string; processes: number; endless: number }> {
+): Promise<{ overlaps: number; example: string; processes: number; endless: number; takenOver: number; minGapMs: number | null; minGapExample: string; endOf: Map<string, number> }> {
   const exitedAt = new Map((await q<{ id: string; exited_at: string | null }>(`SELECT id, exited_at FROM ${SCHEMA}.runs`)).map((r) => [r.id, r.exited_at === null ? null : Number(r.exited_at)]));
   const life = new Map<string, { task: string; run: string; from: number; to: number | null }>();
   for (const r of readRecords(records)) {
@@ -143,13 +143,21 @@ export async function lifetimeOverlaps(
   }
   let endless = 0;
   const byTask = new Map<string, Array<{ run: string; from: number; to: number }>>();
+  const endOf = new Map<string, number>();
   for (const l of life.values()) {
     const to = l.to ?? killedAt.get(l.run) ?? endedAt.get(l.run) ?? exitedAt.get(l.run) ?? null;
     if (to === null) endless++;
+    else endOf.set(l.run, to);
     byTask.set(l.task, [...(byTask.get(l.task) ?? []), { run: l.run, from: l.from, to: to ?? Infinity }]);
   }
   let overlaps = 0;
   let example = '';
+  // The margin a takeover left: from a fenced worker's (stop reason lease_lost) exit to the boot of
+  // the task's next worker.
+  const fenced = new Set((await q<{ id: string }>(`SELECT id FROM ${SCHEMA}.runs WHERE stop_reason = 'lease_lost'`)).map((r) => r.id));
+  let takenOver = 0;
+  let minGapMs: number | null = null;
+  let minGapExample = '';
   for (const [task, list] of byTask) {
     list.sort((a, b) => a.from - b.from);
     for (let i = 0; i < list.length; i++) {
@@ -157,7 +165,16 @@ export async function lifetimeOverlaps(
         overlaps++;
         example ||= `task ${task}: run ${list[i]!.run} lived until ${list[i]!.to}, run ${list[j]!.run} booted at ${list[j]!.from} (${list[i]!.to - list[j]!.from} ms overlap)`;
       }
+      const next = list[i + 1];
+      if (fenced.has(list[i]!.run) && next && Number.isFinite(list[i]!.to)) {
+        takenOver++;
+        const gap = next.from - list[i]!.to;
+        if (minGapMs === null || gap < minGapMs) {
+          minGapMs = gap;
+          minGapExample = `task ${task}: fenced run ${list[i]!.run} exited at ${list[i]!.to}, run ${next.run} booted at ${next.from}`;
+        }
+      }
     }
   }
-  return { overlaps, example, processes: life.size, endless };
+  return { overlaps, example, processes: life.size, endless, takenOver, minGapMs, minGapExample, endOf };
 }

@@ -256,6 +256,15 @@ export async function scenarioPg(): Promise<void> {
     });
     // Takeovers, from the supervisors' logs: who was taken over, and why.
     const ev = (name: string): LogLine[] => sups.flatMap((s) => s.events(name));
+    // When a worker the harness did not kill ended by its supervisor's SIGKILL, or was seen gone.
+    const endedAt = () => {
+      const m = new Map<string, number>();
+      for (const l of [...ev('sigkill_sent'), ...ev('worker_exited')]) {
+        const run = String(l.run);
+        if (!m.has(run) || Number(l.time) < m.get(run)!) m.set(run, Number(l.time));
+      }
+      return m;
+    };
     // Each takeover by what the victim was doing then: stopped (a partition), dead (SIGKILLed), or
     // running (its ticks late by more than the lease: a starved process on a loaded machine).
     // (A takeover within a lease after SIGCONT is still the partition's: the resumed supervisor's
@@ -291,6 +300,29 @@ export async function scenarioPg(): Promise<void> {
         : 'no stopped supervisor had a transaction open on the server',
     });
     const runsTaken = ev('run_taken_over').length;
+    // How long the fenced workers lived on after the takeover, against their tasks' requeue delay.
+    const lives = await lifetimeOverlaps(records, killedRuns, endedAt(), q);
+    const after: number[] = [];
+    let minMargin: { ms: number; run: string; delay: number } | null = null;
+    for (const t of ev('run_taken_over')) {
+      const end = lives.endOf.get(String(t.run));
+      if (end === undefined) continue; // never booted, or ended before
+      after.push(Math.max(0, end - Number(t.time)));
+      if (t.action === 'requeue' && typeof t.notBefore === 'number') {
+        const ms = t.notBefore - end;
+        if (!minMargin || ms < minMargin.ms) minMargin = { ms, run: String(t.run), delay: t.notBefore - Number(t.time) };
+      }
+    }
+    res.add({
+      scenario: S,
+      figure: 'fenced workers: alive after the takeover / least margin to the requeue',
+      value: after.length
+        ? `max ${fmt(Math.max(...after), 0)} ms (median ${fmt(median(after), 0)}, ${after.length} workers) / ${minMargin ? `${fmt(minMargin.ms, 0)} ms (run ${minMargin.run}, delay ${fmt(minMargin.delay, 0)} ms)` : '-'}`
+        : 'none alive at the takeover',
+      target: 'margin > 0',
+      pass: after.length ? minMargin === null || minMargin.ms > 0 : null,
+      note: 'the margin: from the fenced worker\'s exit to the not-before of its requeued task (a negative one: it outlived the delay)',
+    });
     res.add({
       scenario: S,
       figure: 'supervisors taken over (lease expired) / their runs fenced',
@@ -338,12 +370,6 @@ export async function scenarioPg(): Promise<void> {
       note: `${fmt(watch.samples)} samples (one every ${fmt((totalS * 1000) / Math.max(1, watch.samples), 0)} ms on average, ${fmt(watch.busyMs / Math.max(1, watch.samples), 1)} ms each; longest gap ${fmt(watch.maxGapMs, 0)} ms)`,
     });
     // The same from the workers' own boot/exit records (a SIGKILLed one ends at its kill).
-    const endedAt = new Map<string, number>();
-    for (const l of [...ev('sigkill_sent'), ...ev('worker_exited')]) {
-      const run = String(l.run);
-      if (!endedAt.has(run) || Number(l.time) < endedAt.get(run)!) endedAt.set(run, Number(l.time));
-    }
-    const lives = await lifetimeOverlaps(records, killedRuns, endedAt, q);
     res.add({
       scenario: S,
       figure: 'overlapping worker lifetimes of one task (boot/exit records)',
@@ -352,7 +378,9 @@ export async function scenarioPg(): Promise<void> {
       target: '0',
       pass: lives.overlaps === 0 && lives.processes > 0,
       hard: true,
-      note: `${fmt(lives.processes)} worker processes${lives.endless ? `; ${lives.endless} without a known end (counted as still alive)` : ''}`,
+      note:
+        `${fmt(lives.processes)} worker processes${lives.endless ? `; ${lives.endless} without a known end (counted as still alive)` : ''}` +
+        (lives.minGapMs !== null ? `; after a takeover the task's next worker booted ≥ ${fmt(lives.minGapMs, 0)} ms after the fenced one exited (${lives.takenOver} fenced workers that had booted)` : ''),
     });
     const lost = await lostWrites(records, q);
     res.add({
