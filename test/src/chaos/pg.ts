@@ -289,7 +289,8 @@ export async function scenarioPg(): Promise<void> {
       figure: `SIGSTOP partitions of a supervisor, longer than the lease (${cfg.leaseS} s)`,
       value:
         `${partitions.length} (stopped ${partitions.map((x) => fmt(x.stoppedMs / 1000)).join(', ')} s); taken over while stopped ${takenStopped.size}, ` +
-        `only after SIGCONT ${takenAfter.size}${takenAfter.size ? ` (+${[...takenAfter.values()].map((x) => fmt(x / 1000)).join(', ')} s)` : ''}; found its lease lost after SIGCONT ${resumedParts}`,
+        `only after SIGCONT ${takenAfter.size}${takenAfter.size ? ` (+${[...takenAfter.values()].map((x) => fmt(x / 1000)).join(', ')} s)` : ''}, ` +
+        `never ${partitions.length - takenStopped.size - takenAfter.size}; found its lease lost after SIGCONT ${resumedParts}`,
       number: partitions.length,
       target: `≥ ${cfg.partitions}, each taken over while stopped`,
       pass: partitions.length >= cfg.partitions && takenStopped.size === partitions.length,
