@@ -223,7 +223,8 @@ export const FENCED_SIGNAL_WAIT_MS = 1500;
  * heartbeat timeout on shared boards.
  */
 export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, graceSeconds: number): number {
-  return heartbeatIntervalMs(heartbeatTimeoutSeconds) + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 500;
+  // Two heartbeat intervals: a beat sent just before the fence closed passes, and timers run late on a busy host.
+  return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
 }
 
 /** Interval between automatic worker heartbeats for a heartbeat timeout (seconds). */

@@ -7,9 +7,8 @@
  * boardFiles (board/src/board-files.ts).
  *
  * A tick runs, in order, each step guarded so that one step's failure never skips the others:
- *   reap → spool → lease (PostgreSQL: renewed first in the tick's transaction) → takeover
- *   (PostgreSQL: of other hosts' supervisors whose lease expired, only with our lease renewed) →
- *   detect (+ the stray sweep, once) → sample → reclaim → account (only if the spool step
+ *   reap → spool → lease (PostgreSQL: renewed in a short transaction of its own, with the takeover
+ *   of other hosts' supervisors whose lease expired, only with our lease renewed) → detect (+ the stray sweep, once) → sample → reclaim → account (only if the spool step
  *   succeeded) → host (is this host's ownership held?) → dispatch (only if it is and the lease was
  *   renewed) → commit, then housekeeping; a lease found lost (taken over) → register again.
  * On PostgreSQL a failed step is retried at the next tick: a connection error is never damage.
@@ -366,27 +365,29 @@ export class Supervisor {
     // Spooled reports go through the board's fenced worker operation, each committed on its own,
     // before the tick's transaction begins.
     const spoolRead = await this.guard('spool', () => spool(ctx, board));
+    // A shared board: this supervisor's lease, renewed in a short transaction of its own (a row
+    // lock held for milliseconds, never across the tick's /proc work), with the takeover of other
+    // hosts' supervisors whose lease expired. A lease not renewed holds dispatch (and a claim
+    // re-checks it: a supervisor taken over claims nothing); one found lost (taken over while we
+    // were away) is registered anew after this tick.
+    let leased = true;
+    let leaseLost = false;
+    if (this.ctx.kind === 'postgres') {
+      leased = false;
+      await this.inTx('lease', async (ltx) => {
+        const renewed = await ltx.renewLease(now);
+        if (renewed === false) leaseLost = true;
+        else await takeover(ctx, ltx, now);
+        await ltx.commit();
+        leased = renewed !== false;
+      });
+    }
     // Every other write of the tick goes into one transaction (one commit, one fsync): exits, crash
     // verdicts, accounting and claims. It is committed before anything acts on it outside the
     // board: before a SIGTERM (the fence), before a spawn (the claim).
     let live: LiveRun[] = [];
     const tx = (this.tx = new TickTx(s));
-    // A shared board: this supervisor's lease first, renewed with the tick's writes (its row stays
-    // locked until the commit, so nobody takes it over meanwhile); then the supervisors of other
-    // hosts whose lease expired are taken over. A lease not renewed holds dispatch; one found
-    // lost (taken over while we were away) is registered anew after this tick.
-    let leased = true;
-    let leaseLost = false;
     try {
-      if (this.ctx.kind === 'postgres') {
-        leased = false;
-        await this.guard('lease', async () => {
-          const renewed = await tx.renewLease(now);
-          if (renewed === false) leaseLost = true;
-          leased = renewed !== false;
-        });
-        if (leased) await this.guard('takeover', () => takeover(ctx, tx, now));
-      }
       await this.guard('detect', async () => {
         live = await tx.liveRuns();
         detect(ctx, tx, live, now);

@@ -153,6 +153,7 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     const id = supervisors.newSupervisorId();
     await supervisors.registerSupervisor(this.w, id, me, leaseMs, now);
     this.me = { id, hostId: me.hostId, leaseMs };
+    this.c.idleInTransactionTimeoutMs = leaseMs;
     return id;
   }
 

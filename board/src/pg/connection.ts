@@ -34,6 +34,12 @@ export class PgConn {
   readonly location: string;
   readonly schema: string;
   private readonly secret: string | null;
+  /**
+   * A registered supervisor's transactions end on the server when their session sits idle in them
+   * longer than this (its lease): a supervisor stopped mid-transaction (SIGSTOP, a partition) must
+   * not keep row locks that its workers and the supervisor taking it over wait for.
+   */
+  idleInTransactionTimeoutMs: number | null = null;
 
   constructor(target: PgTarget, opts: PgPoolOptions = {}) {
     this.location = target.location;
@@ -54,6 +60,12 @@ export class PgConn {
     // listeners the driver's 'error' event would end the process.
     this.pool.on('error', () => undefined);
     this.pool.on('connect', (client) => client.on('error', () => undefined));
+  }
+
+  /** The statement that begins a transaction (with its idle-in-transaction timeout, if set). */
+  beginSql(): string {
+    const ms = this.idleInTransactionTimeoutMs;
+    return ms === null ? 'BEGIN' : `BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, Math.floor(ms))}`;
   }
 
   /** A pooled connection (wrapped errors); release it with `release(client, broken)`. */

@@ -22,15 +22,19 @@ export const PG_HOT_SQL = {
    * gets the n-th of each. The task update, its run (`started`) and its `claimed` event land in the
    * same statement (a data-modifying WITH runs once, referenced or not).
    * $1 now (not_before), $2 the batch size, $6 now (timestamps), $7 the claiming supervisor's id
-   * (runs.supervisor_id; NULL for a board object that registered no supervisor).
+   * (runs.supervisor_id; NULL for a board object that registered no supervisor). A registered
+   * supervisor claims only while its row is not marked stopped (taken over: its lease expired),
+   * and holds the row (FOR SHARE) until its claims commit, so nobody takes it over meanwhile.
    */
-  claimBatch: `WITH picked AS (
+  claimBatch: `WITH me AS (
+    SELECT v.id FROM supervisors v WHERE v.id = $7::text AND v.stopped_at IS NULL FOR SHARE
+  ), picked AS (
     SELECT t.id, t.priority, t.created_at,
            s.name AS s_name, s.argv AS s_argv, s.cwd AS s_cwd, s.env AS s_env, s.pass_env AS s_pass_env,
            s.max_runtime_seconds AS s_max_runtime_seconds, s.heartbeat_timeout_seconds AS s_heartbeat_timeout_seconds,
            s.reclaim_grace_seconds AS s_reclaim_grace_seconds, s.max_rss_mb AS s_max_rss_mb
       FROM tasks t JOIN skills s ON s.name = t.skill
-     WHERE t.status = 'ready' AND t.not_before <= $1
+     WHERE t.status = 'ready' AND t.not_before <= $1 AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM me))
      ORDER BY t.priority DESC, t.created_at, t.id
      LIMIT $2
        FOR UPDATE OF t SKIP LOCKED

@@ -70,7 +70,7 @@ export class Transactions {
       const client = await this.c.connect();
       let lost = false;
       try {
-        await client.query('BEGIN');
+        await client.query(this.c.beginSql());
         const out = await fn(new Q(client, this.c));
         await client.query('COMMIT');
         return out;
@@ -160,7 +160,7 @@ export class Transactions {
     const q = new Q(client, this.c);
     try {
       if (!g.begun) {
-        await client.query('BEGIN');
+        await client.query(this.c.beginSql());
         g.begun = true;
         g.begunAt = performance.now();
       }
