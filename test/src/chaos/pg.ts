@@ -297,7 +297,7 @@ export async function scenarioPg(): Promise<void> {
       note: withTx.length
         ? `${withTx.length} of the stopped supervisors had a transaction open on the server just before SIGCONT (idle in transaction since ${withTx.map((x) => fmt(((x.openTxSince ?? x.from) - x.from) / 1000)).join(', ')} s from SIGSTOP), ` +
           `${withTx.filter((x) => x.rowLocked).length} of them with their supervisors row locked by it; of those, taken over while stopped ${withTx.filter((x) => takenStopped.has(x)).length}. ` +
-          `A takeover's FOR UPDATE SKIP LOCKED passes over a row locked by its own supervisor's open tick transaction (the lease renewal comes first in the tick)`
+          `A takeover (FOR UPDATE SKIP LOCKED) passes over a supervisors row locked by its own supervisor's open transaction for as long as that stays open`
         : 'no stopped supervisor had a transaction open on the server',
     });
     const runsTaken = ev('run_taken_over').length;
