@@ -1,11 +1,11 @@
 /**
  * The final leak check, after every scenario: processes of this run still alive (by the harness
- * mark, or in a process group a worker of any board led), the supervisors' zombies and their fd
- * growth at rest (recorded by the scenarios in leakChecks). All hard.
+ * mark, or in a process group a worker of any board led: SQLite files, and the PostgreSQL runs the
+ * pg scenario lists in workerGroups), the supervisors' zombies and their fd growth at rest (recorded by the scenarios in leakChecks). All hard.
  */
 import { existsSync } from 'node:fs';
 import { listPids, openSql, readCmdline, readStat } from '../lib.js';
-import { boards, h, leakChecks, res } from './setup.js';
+import { boards, h, leakChecks, res, workerGroups } from './setup.js';
 
 export function finalLeaks(): void {
   const S = 'leaks';
@@ -26,6 +26,10 @@ export function finalLeaks(): void {
     } catch {
       /* a board we cannot open is reported by its scenario */
     }
+  }
+  for (const g of workerGroups) {
+    if (!pgids.has(g.pgid)) pgids.set(g.pgid, new Set());
+    if (g.startTime !== null) pgids.get(g.pgid)!.add(g.startTime);
   }
   // The kernel never hands out a pid still in use as a process group id: while anything of a
   // worker's group lives, its pgid names that group. A live process whose pid is the pgid but

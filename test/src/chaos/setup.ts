@@ -22,6 +22,8 @@ export const OK_TRICKLE = Number(process.env.CHAOS_OK_TRICKLE ?? 4);
 export const HAVE_SQLITE3 = spawnSync('sqlite3', ['-version'], { encoding: 'utf8' }).status === 0;
 export const OK_ARGV = HAVE_SQLITE3 ? [join(FIXTURES, 'bench', 'native-report.sh')] : [process.execPath, join(FIXTURES, 'chaos', 'ok-worker.mjs')];
 export const SHORT = FLAGS.short;
+/** --pg: the PostgreSQL scenario only (with --short, its short variant). */
+export const PG_ONLY = FLAGS.pg;
 export const CHAOS = join(FIXTURES, 'chaos');
 
 export const P = SHORT
@@ -31,6 +33,7 @@ export const P = SHORT
       crash: { tasks: 20, ghosts: 2, badCwd: 3, limit: 3, baseS: 2, factor: 2, budgetS: 60 },
       tree: { each: 3 },
       load: { workers: 64, churnS: 10, taskMs: [1000, 4000] as const, restarts: 2, waveMs: 6000, otherProcesses: 600 },
+      pg: { hosts: 3, workers: 3, tasks: 60, open: 10, taskMs: [300, 1200] as const, workerKills: 25, killMs: [150, 450] as const, supKills: 3, partitions: 2, gapMs: [1000, 2500] as const, partitionExtraMs: [2000, 4000] as const, leaseS: 3, heartbeatTimeoutS: 6, budgetS: 70, drainS: 45 },
     }
   : {
       storm: { workers: 16, kills: 2000, budgetS: 300, iters: 25, iterMs: 5 },
@@ -38,16 +41,19 @@ export const P = SHORT
       crash: { tasks: 100, ghosts: 5, badCwd: 10, limit: 3, baseS: 4, factor: 2, budgetS: 300 },
       tree: { each: 8 },
       load: { workers: 64, churnS: 45, taskMs: [1000, 4000] as const, restarts: 10, waveMs: 6000, otherProcesses: 600 },
+      pg: { hosts: 3, workers: 3, tasks: 2000, open: 10, taskMs: [300, 1200] as const, workerKills: 1000, killMs: [100, 300] as const, supKills: 30, partitions: 6, gapMs: [2000, 6000] as const, partitionExtraMs: [2000, 4000] as const, leaseS: 3, heartbeatTimeoutS: 6, budgetS: 1200, drainS: 180 },
     };
 
-export const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 6 : 30) * 60_000 });
+export const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 8 : PG_ONLY ? 30 : 55) * 60_000 });
 export const res = new Results();
-export const want = (name: string) => !FLAGS.only || FLAGS.only.has(name);
+export const want = (name: string) => (PG_ONLY ? name === 'pg' : !FLAGS.only || FLAGS.only.has(name));
 
 /** Supervisors measured for leaks: zombies and fd growth at quiet moments. */
 export const leakChecks: Array<{ label: string; pid: number; fdBefore: number | null; fdAfter: number | null; zombies: number; fdDetail?: string[] }> = [];
 /** Every board of this run (for the pgid part of the final leak scan). */
 export const boards: string[] = [];
+/** Process groups of workers on boards the leak scan cannot open as files (PostgreSQL): pgid and the leader's start time. */
+export const workerGroups: Array<{ pgid: number; startTime: number | null }> = [];
 
 export function tail(sup: Sup, n = 15): string {
   return sup.lines
