@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fmt, median, quantile, rand, readRecords, sleep } from '../lib.js';
 import { openClient } from '../pg-server.js';
 import { openBoard } from '@kanban-supervisor/board';
-import { HAVE_PSQL, cliAs, hostSup, pgBench, pgBoard } from './pg-setup.js';
+import { HAVE_PSQL, PSQL, cliAs, hostSup, pgBench, pgBoard } from './pg-setup.js';
 import { BENCH, PGP, h, res, tail } from './setup.js';
 
 export async function benchPgLatency(): Promise<void> {
@@ -24,7 +24,7 @@ export async function benchPgLatency(): Promise<void> {
   const b = await openBoard(url, { pgPoolMax: 1 });
   const sql = await openClient(url);
   try {
-    await b.putSkill({ name: 'stamp', argv: [join(BENCH, 'stamp.sh'), stamps], env: { REPORT: HAVE_PSQL ? 'pg' : 'cli' } });
+    await b.putSkill({ name: 'stamp', argv: [join(BENCH, 'stamp.sh'), stamps], env: HAVE_PSQL ? { REPORT: 'pg', PSQL: PSQL! } : { REPORT: 'cli' } });
     const sup = hostSup(url, dir, 'host-b', { env: { MAX_CONCURRENT_WORKERS: String(max) } });
     if (!(await sup.waitStarted(30_000))) throw new Error(`the supervisor of host-b did not start:\n${tail(sup)}`);
     const add = async (title: string): Promise<string> => {

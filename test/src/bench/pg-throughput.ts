@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { openBoard } from '@kanban-supervisor/board';
 import { cpuTimes, fmt, sleep, type Sup } from '../lib.js';
 import { openClient, serverCpuSeconds } from '../pg-server.js';
-import { HAVE_PSQL, fileTail, hostSup, pgBench, pgBoard, waitStartedInFile } from './pg-setup.js';
+import { HAVE_PSQL, PSQL, fileTail, hostSup, pgBench, pgBoard, waitStartedInFile } from './pg-setup.js';
 import { BENCH, PGP, h, res } from './setup.js';
 
 interface Side {
@@ -109,12 +109,13 @@ export async function benchPgThroughput(): Promise<void> {
   const k = PGP.tpSups;
   const argv = HAVE_PSQL ? [join(BENCH, 'pg-report.sh')] : [process.execPath, join(BENCH, 'noop-worker.mjs')];
   const worker = HAVE_PSQL ? 'sh + psql report' : 'Node worker runtime (no psql on PATH)';
+  const env: Record<string, string> = HAVE_PSQL ? { PSQL: PSQL! } : {};
   const rounds: Array<{ one: Side; many: Side; ratio: number }> = [];
   for (let round = 0; round < PGP.tpRounds; round++) {
     // Alternate which side goes first, so that a slow stretch of the host hits both alike.
     const first = round % 2 === 0 ? 1 : k;
-    const a = await drain(round, first, argv, {});
-    const b = await drain(round, first === 1 ? k : 1, argv, {});
+    const a = await drain(round, first, argv, env);
+    const b = await drain(round, first === 1 ? k : 1, argv, env);
     const [one, many] = first === 1 ? [a, b] : [b, a];
     rounds.push({ one, many, ratio: many.tps / one.tps });
     process.stdout.write(`  round ${round + 1}: 1 supervisor ${fmt(one.tps)} tasks/s, ${k} supervisors ${fmt(many.tps)} tasks/s\n`);
@@ -132,7 +133,7 @@ export async function benchPgThroughput(): Promise<void> {
     pass: null,
     note:
       `${rounds.length > 1 ? `median of ${rounds.length} alternating rounds, ratios ${rounds.map((x) => fmt(x.ratio, 2)).join(', ')}; ` : ''}` +
-      `tasks per supervisor ${mid.many.perSup.join(' / ')}`,
+      `tasks per supervisor ${mid.many.perSup.join(' / ')}; on a host with other load, ${k} × ${PGP.tpConc} workers also get a bigger share of its CPUs than ${PGP.tpConc}`,
   });
   res.add({
     scenario: S,
