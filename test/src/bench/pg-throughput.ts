@@ -12,6 +12,7 @@
  * and idle first; the tasks arrive at once (one bulk INSERT, then one add through the board, whose
  * notification wakes every supervisor), so no supervisor starts ahead of another.
  */
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { openBoard } from '@kanban-supervisor/board';
 import { cpuTimes, fmt, sleep, type Sup } from '../lib.js';
@@ -103,6 +104,20 @@ async function drain(round: number, nSups: number, argv: string[], env: Record<s
   }
 }
 
+/** The server's CPU per bare psql connection (connect, SELECT 1, end), ms; null when its CPU cannot be read. */
+async function connectionCost(): Promise<number | null> {
+  const { postmaster, db } = await pgBench();
+  if (postmaster === null) return null;
+  const count = 20;
+  const c0 = serverCpuSeconds(postmaster);
+  for (let i = 0; i < count; i++) {
+    const r = spawnSync(PSQL!, ['-X', '-q', '-A', '-t', db, '-c', 'SELECT 1'], { encoding: 'utf8', timeout: 30_000 });
+    if (r.status !== 0) return null;
+  }
+  const c1 = serverCpuSeconds(postmaster);
+  return c0 !== null && c1 !== null ? ((c1 - c0) / count) * 1000 : null;
+}
+
 export async function benchPgThroughput(): Promise<void> {
   const S = 'throughput (PostgreSQL)';
   const n = PGP.tpN;
@@ -110,6 +125,7 @@ export async function benchPgThroughput(): Promise<void> {
   const argv = HAVE_PSQL ? [join(BENCH, 'pg-report.sh')] : [process.execPath, join(BENCH, 'noop-worker.mjs')];
   const worker = HAVE_PSQL ? 'sh + psql report' : 'Node worker runtime (no psql on PATH)';
   const env: Record<string, string> = HAVE_PSQL ? { PSQL: PSQL! } : {};
+  const connMs = HAVE_PSQL ? await connectionCost() : null;
   const rounds: Array<{ one: Side; many: Side; ratio: number }> = [];
   for (let round = 0; round < PGP.tpRounds; round++) {
     // Alternate which side goes first, so that a slow stretch of the host hits both alike.
@@ -142,7 +158,7 @@ export async function benchPgThroughput(): Promise<void> {
     number: mid.one.tps,
     target: 'report',
     pass: null,
-    note: cpuText(mid.one),
+    note: `${cpuText(mid.one)}${connMs !== null ? `; for scale: a bare psql connection (connect, SELECT 1, end) costs the server ${fmt(connMs, 1)} ms here, and every worker opens one` : ''}`,
   });
   res.add({
     scenario: S,
@@ -153,5 +169,5 @@ export async function benchPgThroughput(): Promise<void> {
     pass: null,
     note: cpuText(mid.many),
   });
-  res.extra.pgThroughput = { n, sups: k, conc: PGP.tpConc, worker, rounds };
+  res.extra.pgThroughput = { n, sups: k, conc: PGP.tpConc, worker, serverMsPerBareConnection: connMs, rounds };
 }
