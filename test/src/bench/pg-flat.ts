@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { openBoard, supervisorRegistryOf, type Board } from '@kanban-supervisor/board';
 import { fmt, median } from '../lib.js';
 import { withClient } from '../pg-server.js';
-import { pgBoard } from './pg-setup.js';
+import { dropSchemas, pgBoard } from './pg-setup.js';
 import { PGP, res } from './setup.js';
 
 /** Board `schema` holding `rows` finished tasks; the seconds the fill took. */
@@ -104,6 +104,7 @@ export async function benchPgFlat(): Promise<void> {
     for (let k = 0; k < PGP.flatIters; k++) for (const i of k % 2 ? [1, 0] : [0, 1]) await cycle(i, true);
   } finally {
     for (const b of boards) await b.close();
+    await dropSchemas(['bench_flat_small', 'bench_flat_big']).catch(() => undefined);
   }
   const m: FlatMedians[] = times.map((t) => ({ claim: median(t.claim), reads: median(t.reads), account: median(t.account) }));
   const ratio = m[1]!.claim / m[0]!.claim;

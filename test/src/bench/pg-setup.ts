@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, Sup, sleep } from '../lib.js';
-import { boardUrl, freshDatabase, postmasterPid, startPgServer, type PgServer } from '../pg-server.js';
+import { boardUrl, freshDatabase, postmasterPid, startPgServer, withClient, type PgServer } from '../pg-server.js';
 import { h } from './setup.js';
 
 /**
@@ -59,6 +59,30 @@ export function pgBench(): Promise<PgBench> {
     process.stdout.write(`  (PostgreSQL: ${server.label}; ready in ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
     return { server, db: fresh.url, postmaster };
   })());
+}
+
+/**
+ * Before a CPU measurement of the server: a CHECKPOINT (the dirty pages of earlier parts written
+ * now, not by the checkpointer during the measurement; skipped without the privilege) and no
+ * autovacuum worker running (up to 60 s), so that the server's CPU in the window is the work measured.
+ */
+export async function quiesce(): Promise<void> {
+  const { db } = await pgBench();
+  await withClient(db, async (c) => {
+    await c.query('CHECKPOINT').catch(() => undefined);
+    for (const end = Date.now() + 60_000; Date.now() < end; await sleep(500)) {
+      const n = Number((await c.query(`SELECT count(*) AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'`)).rows[0].n);
+      if (n === 0) return;
+    }
+  });
+}
+
+/** Drop the schemas (boards) of a part that is done with them: less for autovacuum and the disk. */
+export async function dropSchemas(schemas: string[]): Promise<void> {
+  const { db } = await pgBench();
+  await withClient(db, async (c) => {
+    for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS ${s} CASCADE`);
+  });
 }
 
 /** The server's label, if it was started (for the table's notes). */

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { openBoard } from '@kanban-supervisor/board';
 import { cpuTimes, fmt, sleep, type Sup } from '../lib.js';
 import { openClient, serverCpuSeconds } from '../pg-server.js';
-import { HAVE_PSQL, PSQL, fileTail, hostSup, pgBench, pgBoard, waitStartedInFile } from './pg-setup.js';
+import { HAVE_PSQL, PSQL, dropSchemas, fileTail, hostSup, pgBench, pgBoard, quiesce, waitStartedInFile } from './pg-setup.js';
 import { BENCH, PGP, h, res } from './setup.js';
 
 interface Side {
@@ -49,7 +49,7 @@ async function drain(round: number, nSups: number, argv: string[], env: Record<s
       const log = join(dir, `supervisor-${hosts[i]}.log`);
       if (!(await waitStartedInFile(s, log))) throw new Error(`the supervisor of ${hosts[i]} did not start:\n${fileTail(log)}`);
     }
-    await sleep(500);
+    await quiesce();
     const cpu0 = sups.map((s) => cpuTimes(s.pid));
     const srv0 = postmaster !== null ? serverCpuSeconds(postmaster) : null;
     // The tasks arrive together: n - 1 in one INSERT (no notification), the last through the board
@@ -101,6 +101,7 @@ async function drain(round: number, nSups: number, argv: string[], env: Record<s
     for (const s of sups) await s.stop(5000);
     await b.close();
     await sql.end().catch(() => undefined);
+    await dropSchemas([`bench_tp_${label}`]).catch(() => undefined);
   }
 }
 
@@ -108,6 +109,7 @@ async function drain(round: number, nSups: number, argv: string[], env: Record<s
 async function connectionCost(): Promise<number | null> {
   const { postmaster, db } = await pgBench();
   if (postmaster === null) return null;
+  await quiesce();
   const count = 20;
   const c0 = serverCpuSeconds(postmaster);
   for (let i = 0; i < count; i++) {
