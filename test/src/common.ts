@@ -318,6 +318,19 @@ export function cpuSeconds(pid: number): number | null {
   return s ? (s.utime + s.stime) / clockTicks() : null;
 }
 
+/** A process's CPU, seconds: its own (utime + stime) and its reaped children's (cutime + cstime). */
+export function cpuTimes(pid: number): { own: number; children: number } | null {
+  let s: string;
+  try {
+    s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  const t = clockTicks();
+  return { own: (Number(f[11]) + Number(f[12])) / t, children: (Number(f[13]) + Number(f[14])) / t };
+}
+
 export const isDead = (s: Stat | null) => !s || s.state === 'Z' || s.state === 'X';
 
 /** Whether `pid` is alive (not a zombie) and, if given, still the process that started at `startTime`. */

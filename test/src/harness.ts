@@ -84,6 +84,8 @@ export class Harness {
   readonly startedAt = Date.now();
   readonly scanner: ProcScanner;
   private readonly children = new Set<ChildProcess>();
+  private readonly hooks: Array<() => Promise<void>> = [];
+  private cleaning: Promise<void> | null = null;
   private cleaned = false;
   private readonly deadline: NodeJS.Timeout;
 
@@ -168,12 +170,33 @@ export class Harness {
     }
   }
 
-  async cleanup(): Promise<void> {
+  /**
+   * Asynchronous work for `cleanup()`, after every process of the run is gone and before the temp
+   * dir goes (e.g. stop a server this run started), last registered first, each bounded by 30 s.
+   * The synchronous exit path does not run it.
+   */
+  atCleanup(fn: () => Promise<void>): void {
+    this.hooks.push(fn);
+  }
+
+  /** Kill everything, run the atCleanup work, remove the temp dir; every call waits for the same one. */
+  cleanup(): Promise<void> {
+    return (this.cleaning ??= this.cleanupOnce());
+  }
+
+  private async cleanupOnce(): Promise<void> {
     if (this.cleaned) return;
     this.killEverything();
     for (let i = 0; i < 50 && this.leftovers().length > 0; i++) {
       await sleep(100);
       this.killEverything();
+    }
+    for (const fn of this.hooks.splice(0).reverse()) {
+      try {
+        await Promise.race([fn(), sleep(30_000)]);
+      } catch (e) {
+        process.stderr.write(`cleanup: ${(e as Error).message}\n`);
+      }
     }
     this.cleanupSync();
   }

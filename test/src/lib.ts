@@ -9,7 +9,10 @@
  *   integrity) and the workers' record files (readRecords);
  * - results.ts: numbers (rand, quantile, median, fmt), result rows, the table and JSON file, the
  *   machine and commit, runParts;
- * - flags.ts: --short, --keep, --only, --help (parseFlags).
+ * - flags.ts: --short, --keep, --only, --help, --pg (parseFlags).
+ *
+ * pg-server.ts (a PostgreSQL server for `--pg`, and plain clients) is imported on its own, so that
+ * the SQLite runs never load the PostgreSQL driver.
  */
 export * from './common.js';
 export * from './harness.js';

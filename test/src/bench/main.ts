@@ -6,10 +6,17 @@
  * not be made.
  *
  *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim] [--keep]
+ *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
+ *
+ * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
+ * it): dispatch latency across hosts, flat cost at 1,000,000 finished tasks, and 3 supervisors ÷ 1
+ * (pg-*.ts, on a server from pg-setup.ts, loaded only for --pg). Their JSON file is
+ * bench-results/bench-pg-<timestamp>.json.
  *
  * This module holds the order of the benchmarks (one module each in this folder) and the table;
  * setup.ts holds the flags, the sizes and what the benchmarks share.
  */
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, fmt, gitRev, machine, machineLine, runParts } from '../lib.js';
 import { benchFlat } from './flat.js';
@@ -17,33 +24,61 @@ import { benchLatency } from './latency.js';
 import { benchLoad } from './load.js';
 import { benchOverhead } from './overhead.js';
 import { benchReclaim } from './reclaim.js';
-import { SHORT, h, res, status, want } from './setup.js';
+import { PG, SHORT, h, res, status, want } from './setup.js';
 import { benchThroughput } from './throughput.js';
+
+const loadLine = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 
 async function main(): Promise<number> {
   const t0 = Date.now();
-  process.stdout.write(`kanban-supervisor bench ${SHORT ? '--short ' : ''}· ${machineLine()} · temp ${h.root}\n`);
-  const parts: Array<[string, string, () => Promise<void>]> = [
-    ['throughput', 'throughput', benchThroughput],
-    ['latency', 'dispatch latency', benchLatency],
-    ['flat', 'flat cost in board size', benchFlat],
-    ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
-    ['load', 'under load: churn, supervisor restarts', benchLoad],
-    ['reclaim', 'reclaim precision', benchReclaim],
-  ];
+  const load0 = loadLine();
+  const flags = [PG ? '--pg' : '', SHORT ? '--short' : ''].filter(Boolean).join(' ');
+  process.stdout.write(`kanban-supervisor bench ${flags ? `${flags} ` : ''}· ${machineLine()} · temp ${h.root}\n`);
+  const parts: Array<[string, string, () => Promise<void>]> = PG
+    ? await pgParts()
+    : [
+        ['throughput', 'throughput', benchThroughput],
+        ['latency', 'dispatch latency', benchLatency],
+        ['flat', 'flat cost in board size', benchFlat],
+        ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
+        ['load', 'under load: churn, supervisor restarts', benchLoad],
+        ['reclaim', 'reclaim precision', benchReclaim],
+      ];
   const { timing, failed: partFailed } = await runParts(res, parts, want, { figure: 'measurement ran to the end', hard: false });
   if (partFailed) status.failed = true;
   const seconds = (Date.now() - t0) / 1000;
   const misses = res.misses();
   res.notes.push(misses.length ? `${misses.length} target(s) missed: ${misses.map((r) => `${r.scenario} / ${r.figure}`).join('; ')}` : 'every target met');
+  const server = PG ? await (await import('./pg-setup.js')).pgLabel() : null;
   const meta = [
-    `command: \`npm run bench${SHORT ? ' -- --short' : ''}\` · ${fmt(seconds)} s · commit ${gitRev()} · ${new Date().toISOString()}`,
-    `machine: ${machineLine()}; board and workers in ${h.root.split('/').slice(0, -1).join('/') || '/'} (synchronous=FULL)`,
+    `command: \`npm run bench${flags ? ` -- ${flags}` : ''}\` · ${fmt(seconds)} s · commit ${gitRev()} · ${new Date().toISOString()}`,
+    PG
+      ? `machine: ${machineLine()}; load average ${load0} at the start, ${loadLine()} at the end; server: ${server ?? 'not started'}; supervisors' state folders and workers in ${h.root.split('/').slice(0, -1).join('/') || '/'}`
+      : `machine: ${machineLine()}; board and workers in ${h.root.split('/').slice(0, -1).join('/') || '/'} (synchronous=FULL)`,
   ];
-  process.stdout.write(`\n${res.table(`kanban-supervisor bench${SHORT ? ' (--short)' : ''}`, meta)}`);
-  const file = res.writeJson(join(ROOT, 'bench-results'), 'bench', { kind: 'bench', short: SHORT, seconds, partSeconds: timing, machine: machine(), commit: gitRev(), at: new Date().toISOString() });
+  process.stdout.write(`\n${res.table(`kanban-supervisor bench${PG ? ' --pg' : ''}${SHORT ? ' (--short)' : ''}`, meta)}`);
+  const file = res.writeJson(join(ROOT, 'bench-results'), PG ? 'bench-pg' : 'bench', {
+    kind: PG ? 'bench-pg' : 'bench',
+    short: SHORT,
+    ...(PG ? { server } : {}),
+    seconds,
+    partSeconds: timing,
+    machine: machine(),
+    commit: gitRev(),
+    at: new Date().toISOString(),
+  });
   process.stdout.write(`\nJSON: ${file}\n`);
   return status.failed ? 1 : 0;
+}
+
+/** The PostgreSQL parts (--pg), loaded only then: the SQLite run never loads the driver. */
+async function pgParts(): Promise<Array<[string, string, () => Promise<void>]>> {
+  const [{ benchPgLatency }, { benchPgFlat }, { benchPgThroughput }] = await Promise.all([import('./pg-latency.js'), import('./pg-flat.js'), import('./pg-throughput.js')]);
+  return [
+    ['latency', 'dispatch latency across hosts (PostgreSQL)', benchPgLatency],
+    ['flat', 'flat cost in board size (PostgreSQL)', benchPgFlat],
+    ['throughput', 'throughput, 3 supervisors vs 1 (PostgreSQL)', benchPgThroughput],
+  ];
 }
 
 const code = await main().catch((e: unknown) => {
