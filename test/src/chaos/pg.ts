@@ -1,7 +1,7 @@
 /**
  * Chaos scenario "pg" (a PostgreSQL board, several hosts): three supervisors with distinct
  * KANBAN_HOST_IDs (three simulated hosts on this machine, each with its own state folder) share one
- * board on a PostgreSQL server (pg-server.ts) with a short lease (SUPERVISOR_LEASE_SECONDS). Node
+ * board on a PostgreSQL server (../pg-server.ts) with a short lease (SUPERVISOR_LEASE_SECONDS). Node
  * workers of the runtime (fixtures/chaos/pg-worker.mjs; two in three write a heartbeat and an event
  * every 300 ms and record each acknowledged write in a file outside the board, one in three is
  * quiet and only has the runtime's automatic heartbeats) run tasks while, paced over the run:
@@ -22,7 +22,7 @@ import pg from 'pg';
 import { openBoard, type Board } from '@kanban-supervisor/board';
 import { Sup, cpuSeconds, fmt, median, rand, readStat, sleep, zombieChildren, type LogLine } from '../lib.js';
 import { SCHEMA, consistency, cpuOf, cpuOfTree, lifetimeOverlaps, lostWrites, startLatency, workRedone } from './pg-checks.js';
-import { startPgServer, type PgServer } from './pg-server.js';
+import { boardUrl, freshDatabase, startPgServer, type PgServer } from '../pg-server.js';
 import { WorkerWatch } from './pg-watch.js';
 import { CHAOS, P, h, leakChecks, res, tail, workerGroups } from './setup.js';
 
@@ -39,6 +39,7 @@ export async function scenarioPg(): Promise<void> {
   const dir = h.dir('pg');
   const records = join(dir, 'records.txt');
   let server: PgServer | null = null;
+  let dropDb: (() => Promise<void>) | null = null;
   let b: Board | null = null;
   let pool: pg.Pool | null = null;
   const hosts: Host[] = [];
@@ -46,11 +47,15 @@ export async function scenarioPg(): Promise<void> {
   const watch = new WorkerWatch(h.mark);
   let stop = false;
   try {
-    server = await startPgServer({ maxConnections: 300 });
-    process.stdout.write(`  server: ${server.what}\n`);
-    const url = `${server.url}?schema=${SCHEMA}`;
+    // KANBAN_TEST_PG_URL's server, else an embedded throwaway one (fsync off) with room for the
+    // hosts' pools, their workers' connections and the watch.
+    server = await startPgServer({ given: ['KANBAN_TEST_PG_URL'], durable: false, maxConnections: 300 });
+    process.stdout.write(`  server: ${server.label}\n`);
+    const db = await freshDatabase(server.url, 'ks_chaos');
+    dropDb = db.drop;
+    const url = boardUrl(db.url, SCHEMA);
     b = await openBoard(url, { pgPoolMax: 2 });
-    const p = new pg.Pool({ connectionString: server.url, max: 2 });
+    const p = new pg.Pool({ connectionString: db.url, max: 2 });
     pool = p;
     p.on('error', () => undefined);
     const q = async <T>(text: string, params: unknown[] = []): Promise<T[]> => (await p.query(text, params)).rows as T[];
@@ -428,7 +433,7 @@ export async function scenarioPg(): Promise<void> {
       workerGroups.push({ pgid: r.pgid, startTime: r.proc_start_time === null ? null : Number(r.proc_start_time) });
     }
     res.extra.pg = {
-      server: server.what,
+      server: server.label,
       ...{ chaosSeconds: chaosS, totalSeconds: totalS, created, workerKills, supKills, lateRestarts, restartMs, partitions, takeovers: takeovers.length, takeoverCauses: byCause, runsTaken },
       ...{ selfExits, incidents: inc, lifetimes: lives, maxPerTask: watch.maxPerTask, codes, redone, startLatency: lat, cpu: { supervisors: gone.self, workers: gone.children, postgres: pgCpu, script: me } },
     };
@@ -441,6 +446,7 @@ export async function scenarioPg(): Promise<void> {
     }
     await b?.close().catch(() => undefined);
     await pool?.end().catch(() => undefined);
+    await dropDb?.().catch(() => undefined);
     await server?.stop();
   }
 }
