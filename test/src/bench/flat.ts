@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { localConnectionOf, openBoard as openBoardWith } from '@kanban-supervisor/board';
 import { fmt, median, openBoard } from '../lib.js';
+import { flatCycles, type FlatMedians } from './flat-cycle.js';
 import { P, h, res } from './setup.js';
 
 /**
@@ -55,48 +56,17 @@ async function finishedBoard(path: string, rows: number, readyRows = 0): Promise
   return (performance.now() - t0) / 1000;
 }
 
-type FlatMedians = { claim: number; reads: number; account: number };
-
 /** Claim/dispatch, the tick's reads and the accounting, interleaved on a small and a big board. */
 async function flatPair(dir: string, small: { rows: number; ready: number }, big: { rows: number; ready: number }): Promise<{ m: FlatMedians[]; fill: number[] }> {
   const paths = [join(dir, 'small', 'kanban.db'), join(dir, 'big', 'kanban.db')];
   const fill = [await finishedBoard(paths[0]!, small.rows, small.ready), await finishedBoard(paths[1]!, big.rows, big.ready)];
   process.stdout.write(`  (boards filled: ${fmt(small.rows)} finished + ${fmt(small.ready)} queued tasks in ${fmt(fill[0]!)} s, ${fmt(big.rows)} + ${fmt(big.ready)} in ${fmt(fill[1]!)} s)\n`);
   const boards = await Promise.all(paths.map((p) => openBoardWith(p, { busyTimeoutMs: 2000 })));
-  const times = boards.map(() => ({ claim: [] as number[], reads: [] as number[], account: [] as number[] }));
   try {
-    // Warm both (statement caches, page cache).
-    const cycle = async (i: number, record: boolean) => {
-      const b = boards[i]!;
-      await b.createTask({ skill: 'noop' });
-      const t0 = performance.now();
-      const c = (await b.claimBatch(1, Date.now(), (r) => `/dev/null#${r}`))[0];
-      if (!c) throw new Error('nothing to claim');
-      await b.recordSpawns([{ runId: c.run.id, info: { pid: 4242, pgid: 4242, procStartTime: 1, bootId: 'bench-boot' } }], Date.now());
-      const t1 = performance.now();
-      await b.liveRuns();
-      await b.unaccountedRuns();
-      await b.blockUnknownSkillTasks(Date.now());
-      await b.idle();
-      const t2 = performance.now();
-      await b.report({ taskId: c.task.id, runId: c.run.id, token: c.token }, { outcome: 'completed', result: null }, Date.now());
-      const t3 = performance.now();
-      await b.recordExits([{ runId: c.run.id, at: Date.now(), exitCode: 0, signal: null, gone: true }]);
-      await b.applyAccountingBatch([{ runId: c.run.id, action: { action: 'done', consecutiveFailures: 0 } }], Date.now());
-      const t4 = performance.now();
-      if (record) {
-        times[i]!.claim.push(t1 - t0);
-        times[i]!.reads.push(t2 - t1);
-        times[i]!.account.push(t4 - t3);
-      }
-    };
-    for (let k = 0; k < 20; k++) for (let i = 0; i < 2; i++) await cycle(i, false);
-    // Interleaved, so that disk and CPU noise hit both boards alike.
-    for (let k = 0; k < P.flatIters; k++) for (const i of k % 2 ? [1, 0] : [0, 1]) await cycle(i, true);
+    return { m: await flatCycles(boards, P.flatIters), fill };
   } finally {
     for (const b of boards) await b.close();
   }
-  return { m: times.map((t) => ({ claim: median(t.claim), reads: median(t.reads), account: median(t.account) })), fill };
 }
 
 export async function benchFlat(): Promise<void> {

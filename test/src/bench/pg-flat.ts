@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { openBoard, supervisorRegistryOf, type Board } from '@kanban-supervisor/board';
 import { fmt, median } from '../lib.js';
 import { withClient } from '../pg-server.js';
+import { flatCycles, type FlatMedians } from './flat-cycle.js';
 import { dropSchemas, pgBoard } from './pg-setup.js';
 import { PGP, res } from './setup.js';
 
@@ -54,15 +55,13 @@ async function finishedBoard(schema: string, rows: number): Promise<{ url: strin
   return { url, seconds: (performance.now() - t0) / 1000 };
 }
 
-type FlatMedians = { claim: number; reads: number; account: number };
-
 export async function benchPgFlat(): Promise<void> {
   const S = 'flat cost (PostgreSQL)';
   const small = await finishedBoard('bench_flat_small', PGP.smallRows);
   const big = await finishedBoard('bench_flat_big', PGP.bigRows);
   process.stdout.write(`  (boards filled: ${fmt(PGP.smallRows)} finished tasks in ${fmt(small.seconds)} s, ${fmt(PGP.bigRows)} in ${fmt(big.seconds)} s)\n`);
   const boards: Board[] = [];
-  const times = [0, 1].map(() => ({ claim: [] as number[], reads: [] as number[], account: [] as number[] }));
+  let m: FlatMedians[];
   try {
     for (const [i, url] of [small.url, big.url].entries()) {
       const b = await openBoard(url, { pgPoolMax: 2 });
@@ -74,39 +73,11 @@ export async function benchPgFlat(): Promise<void> {
         Date.now(),
       );
     }
-    const cycle = async (i: number, record: boolean) => {
-      const b = boards[i]!;
-      await b.createTask({ skill: 'noop' });
-      const t0 = performance.now();
-      const c = (await b.claimBatch(1, Date.now(), (r) => `/dev/null#${r}`))[0];
-      if (!c) throw new Error('nothing to claim');
-      await b.recordSpawns([{ runId: c.run.id, info: { pid: 4242, pgid: 4242, procStartTime: 1, bootId: 'bench-boot' } }], Date.now());
-      const t1 = performance.now();
-      await b.liveRuns();
-      await b.unaccountedRuns();
-      await b.blockUnknownSkillTasks(Date.now());
-      await b.idle();
-      const t2 = performance.now();
-      await b.report({ taskId: c.task.id, runId: c.run.id, token: c.token }, { outcome: 'completed', result: null }, Date.now());
-      const t3 = performance.now();
-      await b.recordExits([{ runId: c.run.id, at: Date.now(), exitCode: 0, signal: null, gone: true }]);
-      await b.applyAccountingBatch([{ runId: c.run.id, action: { action: 'done', consecutiveFailures: 0 } }], Date.now());
-      const t4 = performance.now();
-      if (record) {
-        times[i]!.claim.push(t1 - t0);
-        times[i]!.reads.push(t2 - t1);
-        times[i]!.account.push(t4 - t3);
-      }
-    };
-    // Warm both (connections, plans, caches).
-    for (let k = 0; k < 20; k++) for (let i = 0; i < 2; i++) await cycle(i, false);
-    // Interleaved, so that disk and CPU noise hit both boards alike.
-    for (let k = 0; k < PGP.flatIters; k++) for (const i of k % 2 ? [1, 0] : [0, 1]) await cycle(i, true);
+    m = await flatCycles(boards, PGP.flatIters);
   } finally {
     for (const b of boards) await b.close();
     await dropSchemas(['bench_flat_small', 'bench_flat_big']).catch(() => undefined);
   }
-  const m: FlatMedians[] = times.map((t) => ({ claim: median(t.claim), reads: median(t.reads), account: median(t.account) }));
   const ratio = m[1]!.claim / m[0]!.claim;
   res.add({
     scenario: S,
