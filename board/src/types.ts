@@ -309,6 +309,8 @@ export interface Board extends BoardReads, OperatorOps, SupervisorOps, WorkerOps
 export interface ChangeFeed {
   /** A number that changes whenever another connection committed; synchronous and cheap enough to poll every few ms. */
   changeVersion(): number;
+  /** Call `fn` as soon as the number changes, when the backend is told (a notification) rather than polled; `fn` must not throw. */
+  onChange?(fn: () => void): void;
 }
 
 /** The WAL of a SQLite board: checkpoints. */

@@ -138,6 +138,8 @@ export class Supervisor {
       'supervisor started',
     );
     if (!s.quarantine) s.lastDataVersion = changeFeedOf(s.board!)?.changeVersion() ?? -1;
+    // A board told of changes (PostgreSQL's LISTEN/NOTIFY) wakes the loop at once, not at the next poll.
+    if (s.board) changeFeedOf(s.board)?.onChange?.(() => this.poll());
     this.pollTimer = setInterval(() => this.poll(), this.opts.pollMs ?? 25);
     void this.loop();
     return this.done;

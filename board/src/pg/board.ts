@@ -174,6 +174,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     return this.feed.changeVersion();
   }
 
+  onChange(fn: () => void): void {
+    this.feed.onChange(fn);
+  }
+
   // ---------------------------------------------------------------- reads
 
   getSkill(name: string): Promise<Skill | null> {

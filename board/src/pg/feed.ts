@@ -16,8 +16,19 @@ export class PgChangeFeed {
   private starting = false;
   private lastAttempt = 0;
   private closed = false;
+  private listeners: Array<() => void> = [];
 
   constructor(private readonly c: PgConn) {}
+
+  /** Called at each bump: a supervisor wakes at the notification instead of at its next poll. */
+  onChange(fn: () => void): void {
+    this.listeners.push(fn);
+  }
+
+  private bump(): void {
+    this.version++;
+    for (const fn of this.listeners) fn();
+  }
 
   changeVersion(): number {
     if (!this.client && !this.starting && !this.closed && Date.now() - this.lastAttempt >= 1000) void this.start();
@@ -31,12 +42,12 @@ export class PgChangeFeed {
     try {
       await client.connect();
       client.on('notification', (n) => {
-        if (n.channel === this.c.channel) this.version++;
+        if (n.channel === this.c.channel) this.bump();
       });
       const lost = () => {
         if (this.client === client) {
           this.client = null;
-          this.version++;
+          this.bump();
         }
       };
       client.on('error', lost);
@@ -48,7 +59,7 @@ export class PgChangeFeed {
       }
       this.client = client;
       // What was committed before LISTEN took effect is not notified: look once.
-      this.version++;
+      this.bump();
     } catch {
       await client.end().catch(() => undefined);
     } finally {
