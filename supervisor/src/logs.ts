@@ -279,15 +279,18 @@ export class LogFollower {
   }
 
   /**
-   * One checked read: the marker line before, the reads, the marker line after; what was read is
-   * printed (and the position moved) only when both times it was there unmarked and unchanged, or
-   * absent both times.
+   * One checked read: the marker line before, the size and the reads, the marker line after; what
+   * was read is printed (and the position moved) only when both times it was there unmarked and
+   * unchanged, or absent both times: then no cut began or ended in between, and the size and every
+   * byte read belong to one state of the file.
    */
   private step(fd: number, cap: number): PollResult | 'changed' {
-    const size = fs.fstatSync(fd).size;
-    const before = this.markerNow(fd, size);
+    // The marker line first, then the size: a size taken before a cut that ended before the marker
+    // line was read would belong to the file before the cut.
+    const before = this.markerNow(fd);
     if (before?.cutting && !this.waitedOut(before)) return 'busy';
     this.cutting = null;
+    const size = fs.fstatSync(fd).size;
     let pos = this.pos;
     let last = this.last;
     let lead: Buffer | null = null;
@@ -306,7 +309,7 @@ export class LogFollower {
     let end = size;
     if (this.limit !== null) end = Math.max(pos, Math.min(end, fileOffset(this.limit, before)));
     const data = readAt(fd, pos, Math.min(end - pos, cap));
-    if (!sameMarker(before, this.markerNow(fd, size))) return 'changed';
+    if (!sameMarker(before, this.markerNow(fd))) return 'changed';
     this.started = true;
     this.marker = before;
     this.pos = pos + data.length;
@@ -318,8 +321,8 @@ export class LogFollower {
   }
 
   /** The marker line now: where it was, or searched for (it appears with the first cut, and goes if the file is truncated by another hand). */
-  private markerNow(fd: number, size: number): Marker | null {
-    return (this.marker && markerAt(fd, this.marker.at)) || findMarker(fd, size);
+  private markerNow(fd: number): Marker | null {
+    return (this.marker && markerAt(fd, this.marker.at)) || findMarker(fd, fs.fstatSync(fd).size);
   }
 
   /** Whether to read past a cut marked as under way: once it has been so for CUT_WAIT_MS. */
