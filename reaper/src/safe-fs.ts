@@ -12,7 +12,9 @@
  *   name), written, optionally fsynced, renamed over the target (which replaces a planted symlink
  *   instead of writing through it); the temp file is removed when anything fails.
  * - `boundLogFd` / `boundLogFile`: keep an append-only log under a byte bound, keeping its head
- *   and its newest tail with exactly one marker line between them.
+ *   and its newest tail with exactly one marker line between them. The marker line also tells
+ *   readers (`parseLogMarker`) when a cut is under way, so that they never take its halfway state
+ *   for output.
  *
  * This module imports nothing but Node: the board and the worker runtime use it too (through the
  * `@kanban-supervisor/reaper/safe-fs` subpath, which does not load the process machinery).
@@ -245,6 +247,36 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, opts: A
 export const LOG_MARKER_PREFIX = '[kanban-supervisor: log truncated: ';
 /** The marker line (group 1: bytes dropped in total); shared with the `logs` reader. */
 export const LOG_MARKER_RE = /^\[kanban-supervisor: log truncated: (\d+) bytes dropped here[^\n]*\n?/;
+/** Last byte of a finished marker line (before its newline). */
+const MARKER_DONE = 0x5d; // ']'
+/**
+ * Last byte of the marker line (before its newline) while a cut is under way: from before the
+ * first byte of the file is overwritten until after the truncation (see `boundLogFd`).
+ */
+export const LOG_MARKER_CUTTING = '~';
+const MARKER_CUTTING = LOG_MARKER_CUTTING.charCodeAt(0);
+
+export interface LogMarkerLine {
+  /** Bytes of the line, its newline included when it has one. */
+  length: number;
+  /** Bytes of output dropped at the marker, in total. */
+  dropped: number;
+  /**
+   * A cut of the log is under way (or was left halfway by a supervisor that died): the bytes after
+   * the marker may be half moved. Also true for a line without its newline (one being written).
+   */
+  cutting: boolean;
+}
+
+/** The marker line at the start of `buf`, if there is one there. */
+export function parseLogMarker(buf: Buffer): LogMarkerLine | null {
+  const nl = buf.indexOf(0x0a);
+  const m = LOG_MARKER_RE.exec(buf.subarray(0, nl === -1 ? buf.length : nl + 1).toString('latin1'));
+  if (!m) return null;
+  const length = m[0].length;
+  const complete = nl !== -1 && length === nl + 1;
+  return { length, dropped: Number(m[1]), cutting: !complete || buf[length - 2] === MARKER_CUTTING };
+}
 /** Most of the head kept (the rest of the bound goes to the tail). */
 const HEAD_CAP = 1024 * 1024;
 /** Most of the tail kept: it is read into memory and written back, on the caller's thread. */
@@ -290,10 +322,21 @@ export function readAt(fd: number, pos: number, len: number): Buffer {
  * The worker writes through its own O_APPEND descriptor, so after the truncation its writes
  * continue at the new end. A marker left by an earlier truncation is found in the head and
  * replaced, so the log holds exactly one. Output appended while the tail is moved is moved too;
- * only a write landing between the last size check and the truncation (a few microseconds) is lost
- * (or, from a writer that outruns the move three times, what it wrote during the last attempt).
+ * only a write landing between the last size check and the truncation (a few microseconds, unless
+ * the process is descheduled right there) is lost, and not counted in the marker: a file cannot be
+ * shortened atomically with respect to another process's appends. A writer that outruns the move
+ * three times keeps no tail (its output up to the truncation is counted as dropped).
  * A writer that cleared O_APPEND on its descriptor keeps writing at its own offset: its log then
  * becomes sparse and its size grows back at once (disk use stays bounded; the size does not).
+ *
+ * Readers (`logs -f`) read the file while it is cut, from another process. The cut is not one step
+ * (the tail is written over the old middle, then the file is truncated), so it says when it is
+ * under way: the marker line ends in LOG_MARKER_CUTTING instead of `]` from before anything else
+ * is written (the earlier marker's last byte is flipped first, one byte; a log cut for the first
+ * time gets its marker line, so marked, before its tail is moved) until after the truncation, when
+ * that one byte is set back. A reader that reads the marker line before and after reading the file
+ * and sees it finished and unchanged both times read a state no cut touched (see supervisor
+ * src/logs.ts). A supervisor that dies in the middle leaves it marked; the next cut finishes it.
  */
 export function boundLogFd(fd: number, maxBytes: number, opts: LogBoundOptions = {}): LogBoundResult {
   const size = fs.fstatSync(fd).size;
@@ -307,6 +350,8 @@ export function boundLogFd(fd: number, maxBytes: number, opts: LogBoundOptions =
   let cut = -1;
   let earlierDropped = 0;
   let earlierMarkerLen = 0;
+  /** Where the earlier marker line's last byte before its newline is (-1: none). */
+  let earlierFlag = -1;
   for (let at = window.indexOf(LOG_MARKER_PREFIX); at !== -1 && at <= headBytes + 1; at = window.indexOf(LOG_MARKER_PREFIX, at + 1)) {
     if (at !== 0 && window[at - 1] !== 0x0a) continue;
     const end = window.indexOf(0x0a, at);
@@ -315,6 +360,7 @@ export function boundLogFd(fd: number, maxBytes: number, opts: LogBoundOptions =
     cut = at; // a newline before it (ours when the head had none) stays with the head
     earlierDropped = Number(m[1]);
     earlierMarkerLen = (end === -1 ? window.length : end + 1) - at;
+    if (end !== -1 && end > at) earlierFlag = end - 1;
     break;
   }
   if (cut === -1) {
@@ -323,12 +369,21 @@ export function boundLogFd(fd: number, maxBytes: number, opts: LogBoundOptions =
   }
 
   const needNewline = cut > 0 && window[cut - 1] !== 0x0a;
+  const markerFor = (dropped: number) =>
+    Buffer.from(
+      `${needNewline ? '\n' : ''}${LOG_MARKER_PREFIX}${dropped} bytes dropped here to stay under ${opts.boundName ?? `the bound of ${maxBytes} bytes`}${LOG_MARKER_CUTTING}\n`,
+      'utf8',
+    );
   // Marker and tail go in place right after the head (positioned writes: the region they cover is
   // being dropped), what the writers appended meanwhile is moved after them (a little at a time,
   // never more than the tail's size), and the file is cut there: the writers' O_APPEND writes then
   // continue at the new end, never in between. A writer that appends faster than that outruns the
-  // move: the tail is then taken again from the new end (at most 3 times; after that, what was
-  // appended during the last attempt is dropped too). The work per call is bounded by a few tails.
+  // move: the tail is then taken again from the new end (at most 3 times; after that no tail is
+  // kept: the marker counts everything up to the newest end as dropped, and the file ends with it).
+  // The work per call is bounded by a few tails.
+  const buf = Buffer.allocUnsafe(Math.min(tailBytes + 1, 64 * 1024));
+  // Readers see the cut begin before any byte they could read as output changes.
+  if (earlierFlag !== -1) writeAllAt(fd, Buffer.of(MARKER_CUTTING), earlierFlag);
   for (let attempt = 1; ; attempt++) {
     let size = fs.fstatSync(fd).size;
     let start = Math.max(cut, size - tailBytes);
@@ -342,37 +397,52 @@ export function boundLogFd(fd: number, maxBytes: number, opts: LogBoundOptions =
         start += nl + 1;
       }
     }
-    const dropped = earlierDropped + Math.max(0, start - cut - earlierMarkerLen);
-    const marker = Buffer.from(
-      `${needNewline ? '\n' : ''}${LOG_MARKER_PREFIX}${dropped} bytes dropped here to stay under ${opts.boundName ?? `the bound of ${maxBytes} bytes`}]\n`,
-      'utf8',
-    );
+    let dropped = earlierDropped + Math.max(0, start - cut - earlierMarkerLen);
+    let marker = markerFor(dropped);
     if (cut + marker.length > start) {
       // Only with a tiny bound: never write over what has not been read yet.
       const skip = Math.min(cut + marker.length - start, tail.length);
       tail = tail.subarray(skip);
       start += skip;
     }
+    // The marker (saying a cut is under way) first, on its own, then the tail after it.
     let pos = cut;
-    writeAllAt(fd, Buffer.concat([marker, tail]), pos);
+    writeAllAt(fd, marker, pos);
+    writeAllAt(fd, tail, pos + marker.length);
     pos += marker.length + tail.length;
     let covered = size;
     let outrun = false;
+    // What was appended since is read straight from where it lands (no fstat): the read that finds
+    // nothing is followed by the truncation with nothing allocated in between (no garbage
+    // collection there), which keeps the window in which an append is lost as short as it can be.
     for (let moved = 0; ; ) {
-      const now = fs.fstatSync(fd).size;
-      if (now <= covered) break;
-      if (moved + (now - covered) > tailBytes) {
+      const n = fs.readSync(fd, buf, 0, buf.length, covered);
+      if (n === 0) break;
+      if (moved + n > tailBytes) {
         outrun = true;
         break;
       }
-      const extra = readAt(fd, covered, now - covered);
-      writeAllAt(fd, extra, pos);
-      pos += extra.length;
-      covered += extra.length;
-      moved += extra.length;
+      writeAllAt(fd, buf.subarray(0, n), pos);
+      pos += n;
+      covered += n;
+      moved += n;
     }
-    if (outrun && attempt < 3) continue;
+    if (outrun) {
+      if (attempt < 3) continue;
+      // Outrun a third time: no tail. What it did not move (the writer's newest output) is counted
+      // as dropped, with the rest, instead of vanishing after the tail without a word.
+      for (let i = 0; ; i++) {
+        covered = fs.fstatSync(fd).size;
+        dropped = earlierDropped + Math.max(0, covered - cut - earlierMarkerLen);
+        marker = markerFor(dropped);
+        writeAllAt(fd, marker, cut);
+        pos = cut + marker.length;
+        if (fs.readSync(fd, buf, 0, 1, covered) === 0 || i === 3) break;
+      }
+    }
     fs.ftruncateSync(fd, pos);
+    // Done: the marker line's last byte says so (one byte, inside what was just kept).
+    writeAllAt(fd, Buffer.of(MARKER_DONE), cut + marker.length - 2);
     return { truncated: true, size: covered, kept: pos, dropped };
   }
 }
