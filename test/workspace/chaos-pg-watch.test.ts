@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, run, sleep, zombieChildren } from '../src/common.js';
+import { ROOT, run, sleep, waitFor, zombieChildren } from '../src/common.js';
 import { parseFlags } from '../src/flags.js';
 import { MARK_VAR } from '../src/harness.js';
 import { WorkerWatch } from '../src/chaos/pg-watch.js';
@@ -33,6 +33,9 @@ describe('chaos --pg: the two-live-workers watch', () => {
     // A zombie of task-b: its parent (a shell that became `sleep 30`, with no task id) never waits for it.
     const parent = spawn('sh', ['-c', 'KANBAN_TASK_ID=task-b KANBAN_RUN_ID=run-3 sleep 0 & exec sleep 30'], { env: { PATH: process.env.PATH, [MARK_VAR]: mark }, stdio: 'ignore' });
     started.push(parent);
+    // task-b's second process only once the first is a zombie: while `sleep 0` still runs, two live
+    // processes of task-b would rightly be an incident.
+    await waitFor(() => zombieChildren(parent.pid!).length === 1, 10_000);
     const b = worker(mark, 'task-b', 'run-4');
     await sleep(400);
     expect(watch.incidents.size).toBe(0);
