@@ -64,7 +64,8 @@ export function maskUrl(url: string): string {
   }
 }
 
-function freePort(): Promise<number> {
+/** A free loopback TCP port (a server about to listen on it, a proxy in a test). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);

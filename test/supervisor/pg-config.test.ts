@@ -15,6 +15,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { CLI, Cleanups, EXAMPLES, cli, exited, logEvents, run, sleep, waitFor } from '../src/common.js';
 import { admin, freshDatabase, withDatabase } from '../board/pg/server.js';
+import { freePort } from '../src/pg-server.js';
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info', LOG_FORMAT: 'json' };
 const cleanups = new Cleanups();
@@ -35,17 +36,6 @@ async function setup(): Promise<{ url: string; password: string; dir: string; sc
   const schema = `cfg_${process.pid}_${++boards}`;
   u.searchParams.set('schema', schema);
   return { url: u.href, password: decodeURIComponent(u.password), dir: cleanups.tempDir('ks-pgcfg-'), schema };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** A TCP server on 127.0.0.1:`port`: each connection forwarded to `target` (host:port), or held unanswered (`target` null). Closed at the end of the test. */
