@@ -199,6 +199,31 @@ describe('PostgreSQL board: supervisors, leases and ownership per host', () => {
     expect(events).toEqual(expect.arrayContaining(['ended', 'taken_over', 'requeued']));
   });
 
+  it('a session stopped inside a transaction (a SIGSTOPped worker or CLI between two statements) is ended by the server: its row locks do not outlast the lock timeout', async () => {
+    const { url } = await boardUrl();
+    const a = await openBoard(url, { pgPoolMax: 2, busyTimeoutMs: 1000 });
+    opened.push(a);
+    const b = await openBoard(url, { pgPoolMax: 2, busyTimeoutMs: 5000 });
+    opened.push(b);
+    await a.putSkill({ name: 's', argv: ['true'] });
+    await a.createTask({ skill: 's', title: 't' });
+    const [c] = await a.claimBatch(1, Date.now(), (id) => `/tmp/${id}.log`);
+    // a holds the run row locked in a transaction it never finishes (its process "stopped").
+    const stuck = a.begin();
+    expect(await stuck.beginReclaim(c!.run.id, 'timed_out', Date.now())).toBe(true);
+    const t0 = Date.now();
+    // b waits for the row; the server ends a's idle session after a's lock timeout (1 s), well
+    // before b's own lock timeout (5 s) would fail it as busy: b's reclaim lands, a's is lost.
+    const tx = b.begin();
+    expect(await tx.beginReclaim(c!.run.id, 'stalled', Date.now())).toBe(true);
+    await tx.commit();
+    tx.close();
+    expect(Date.now() - t0).toBeLessThan(4_000);
+    await expect(stuck.commit()).rejects.toThrow(/rolled back|terminat/i);
+    stuck.close();
+    expect((await b.getRun(c!.run.id))!.stopReason).toBe('stalled');
+  });
+
   it('a SQLite board has no supervisor registry (one owner: its lock file)', async () => {
     const t = tempDir('ks-sups-');
     try {

@@ -53,7 +53,10 @@ export class PgConn {
       application_name: `kanban-supervisor ${process.pid}`,
       types: TYPES,
       // Startup options: no extra round trip per connection. The schema name is a checked identifier.
-      options: `-c search_path=${target.schema} -c lock_timeout=${lockTimeout}`,
+      // A session idle inside a transaction longer than others would wait for its row locks (a
+      // worker or CLI SIGSTOPped between two statements) is ended by the server: its locks cannot
+      // stall a supervisor's tick or a takeover. A registered supervisor sets its lease instead.
+      options: `-c search_path=${target.schema} -c lock_timeout=${lockTimeout} -c idle_in_transaction_session_timeout=${Math.max(1000, lockTimeout)}`,
     };
     this.pool = new pg.Pool({ ...this.config, max: opts.poolMax ?? 4, idleTimeoutMillis: 30_000 });
     // An idle connection that breaks (server restart, network) is the pool's to drop; without these

@@ -29,7 +29,7 @@ export async function takeover(ctx: TickContext, tx: TickTx, now: number): Promi
       now +
       takeoverRequeueDelayMs(
         effectiveLimit(run.skillHeartbeatTimeoutSeconds, cfg.heartbeatTimeoutSeconds),
-        effectiveLimit(run.skillReclaimGraceSeconds, cfg.reclaimGraceSeconds) ?? cfg.reclaimGraceSeconds,
+        run.skillReclaimGraceSeconds ?? cfg.reclaimGraceSeconds,
       ),
   );
   if (!taken || taken.length === 0) return;
