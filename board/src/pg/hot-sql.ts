@@ -11,6 +11,14 @@
 const OF_HOST = `($1::text IS NULL OR r.supervisor_id IS NULL
        OR r.supervisor_id IN (SELECT v.id FROM supervisors v WHERE v.host_id = $1::text))`;
 
+/** Live runs with what decides on them, read as arrays in toLiveRun's column order (the same as SQLite's HOT_SQL.liveRuns). */
+const LIVE_RUNS = `SELECT r.id, r.task_id, r.status, r.outcome, r.pid, r.pgid, r.proc_start_time, r.boot_id, r.started_at,
+        r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
+        r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
+        t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
+        s.reclaim_grace_seconds, s.max_rss_mb
+   FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill`;
+
 export const PG_HOT_SQL = {
   /**
    * One claim batch in ONE statement. `picked` walks tasks_ready in claim order (priority, age,
@@ -81,13 +89,7 @@ export const PG_HOT_SQL = {
       SELECT id, NULL, 'blocked', json_build_object('reason', $2::text)::text, $3 FROM blocked
     )
     SELECT id FROM blocked ORDER BY id`,
-  // Read as arrays, in toLiveRun's column order (the same as SQLite's HOT_SQL.liveRuns).
-  liveRuns: `SELECT r.id, r.task_id, r.status, r.outcome, r.pid, r.pgid, r.proc_start_time, r.boot_id, r.started_at,
-        r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
-        r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
-        t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
-        s.reclaim_grace_seconds, s.max_rss_mb
-   FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
+  liveRuns: `${LIVE_RUNS}
   WHERE r.exited_at IS NULL AND ${OF_HOST} ORDER BY r.started_at, r.seq`,
   /**
    * Supervisors of other hosts whose lease expired ($1 now, $2 this supervisor's host id), not held
@@ -97,12 +99,7 @@ export const PG_HOT_SQL = {
    WHERE stopped_at IS NULL AND lease_expires_at < $1 AND host_id <> $2::text
    ORDER BY lease_expires_at LIMIT 16 FOR UPDATE SKIP LOCKED`,
   /** The live runs of one supervisor ($1), as liveRuns reads them, locked. */
-  liveRunsOfSupervisor: `SELECT r.id, r.task_id, r.status, r.outcome, r.pid, r.pgid, r.proc_start_time, r.boot_id, r.started_at,
-        r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
-        r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
-        t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
-        s.reclaim_grace_seconds, s.max_rss_mb
-   FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
+  liveRunsOfSupervisor: `${LIVE_RUNS}
   WHERE r.exited_at IS NULL AND r.supervisor_id = $1 ORDER BY r.started_at, r.seq FOR UPDATE OF r`,
   // Run columns aliased r_* (toRun(row, 'r_')), task columns as they are (toTask).
   unaccountedRuns: `SELECT r.id AS r_id, r.task_id AS r_task_id, r.token AS r_token, r.status AS r_status, r.outcome AS r_outcome,
