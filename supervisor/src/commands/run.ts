@@ -19,7 +19,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   '--detach-on-exit': { kind: 'bool' },
   '--pass-env': { kind: 'multi' },
   '--env-file': { kind: 'multi' },
-  ...Object.fromEntries(CONFIG_VARS.filter((v) => v.flag !== '--db').map((v) => [v.flag, { kind: 'value' as const }])),
+  ...Object.fromEntries(CONFIG_VARS.filter((v) => v.flag !== '--db' && !v.envOnly).map((v) => [v.flag, { kind: 'value' as const }])),
 };
 
 /** `run`: supervise the board until stopped (or idle with --until-idle); resolves to the exit code. */
