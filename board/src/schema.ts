@@ -115,6 +115,15 @@ UPDATE skills SET pass_env = '[]';
 CREATE INDEX runs_started ON runs (started_at);
 `,
   },
+  {
+    // The HTTP view (issue 15): keyset pages of tasks, newest first (created_at DESC, id DESC), of
+    // every task or of one skill, without sorting the board. (One status: tasks_status.)
+    version: 4,
+    sql: `
+CREATE INDEX tasks_created ON tasks (created_at, id);
+CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

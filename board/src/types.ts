@@ -196,8 +196,49 @@ export interface BoardCounts {
   liveRuns: number;
 }
 
+/** A task's place in the newest-first order (created_at DESC, id DESC): a keyset page's bound. */
+export interface TaskKey {
+  createdAt: number;
+  id: string;
+}
+
+/** A page of tasks, newest first: the filter (status, skill, `q` a substring of the title or the exact id), at most `limit` (1-500, default 50), after `after`. */
+export interface TaskPageQuery {
+  status?: TaskStatus;
+  skill?: string;
+  q?: string;
+  limit?: number;
+  after?: TaskKey | null;
+}
+
+export interface TaskPage {
+  tasks: Task[];
+  /** Where the next page starts (null: this was the last one). */
+  next: TaskKey | null;
+}
+
+/** An event of the board's feed, with its task as it is now (null if the task is gone). */
+export interface FeedEvent extends BoardEvent {
+  /** The feed's position just after this event (resume with eventsAfter(cursor)). */
+  cursor: string;
+  task: Task | null;
+}
+
 /** Reads: operators, `status`, the HTTP view and the supervisor. */
 export interface BoardReads {
+  /**
+   * A keyset page of tasks, newest first (created_at DESC, id DESC): stable under concurrent adds
+   * (a page never repeats or skips a task that existed when the first page was read).
+   */
+  listTasksPage(query: TaskPageQuery): Promise<TaskPage>;
+  /**
+   * The events committed after `cursor`, in commit order, at most `limit` (1-1000), and the cursor
+   * to resume from. `cursor` null: nothing, and the cursor of the feed's end now. A cursor is the
+   * backend's own opaque text (SQLite: the event id; PostgreSQL: the transaction id and the event id,
+   * events delivered only once no older transaction is running, so a later commit is never skipped).
+   * A malformed cursor is a BoardInputError.
+   */
+  eventsAfter(cursor: string | null, limit: number): Promise<{ events: FeedEvent[]; cursor: string }>;
   getSkill(name: string): Promise<Skill | null>;
   listSkills(): Promise<Skill[]>;
   getTask(id: string): Promise<Task | null>;

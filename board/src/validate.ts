@@ -9,7 +9,7 @@
  */
 import { LIMITS, limitProblem, TASK_STATUSES, type LimitRange, type TaskStatus } from '@kanban-supervisor/policies';
 import { BoardInputError } from './errors.js';
-import type { Json, RunFilter, SkillInput, TaskInput, WorkerReport } from './types.js';
+import type { Json, RunFilter, SkillInput, TaskInput, TaskKey, TaskPageQuery, WorkerReport } from './types.js';
 
 const SKILL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -162,6 +162,31 @@ export function taskFilter(filter: { status?: TaskStatus; skill?: string; limit?
     throw new BoardInputError(`unknown status ${JSON.stringify(filter.status)}; one of ${TASK_STATUSES.join(', ')}`);
   }
   return { status: filter.status || undefined, skill: filter.skill, limit: filter.limit ?? 1000 };
+}
+
+/** A keyset page's query, checked: a known status, a limit of 1-500 (default 50), a search of at most 200 characters, a sound bound. */
+export function taskPageQuery(query: TaskPageQuery): { status?: TaskStatus; skill?: string; q?: string; limit: number; after: TaskKey | null } {
+  const f = taskFilter({ status: query.status, skill: query.skill });
+  const limit = query.limit ?? 50;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BoardInputError(`limit must be an integer from 1 to 500, got ${JSON.stringify(query.limit)}`);
+  const q = query.q === undefined || query.q === '' ? undefined : query.q;
+  if (q !== undefined && q.length > 200) throw new BoardInputError(`a search must be at most 200 characters, got ${q.length}`);
+  const a = query.after ?? null;
+  if (a !== null && (!Number.isSafeInteger(a.createdAt) || typeof a.id !== 'string' || a.id === '' || a.id.length > 200)) {
+    throw new BoardInputError('the page cursor is not valid');
+  }
+  return { status: f.status, skill: f.skill === '' ? undefined : f.skill, q, limit, after: a };
+}
+
+/** An event feed read's limit: 1 to 1,000. */
+export function feedLimit(limit: number): number {
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BoardInputError(`an event read's limit must be an integer from 1 to 1000, got ${JSON.stringify(limit)}`);
+  return limit;
+}
+
+/** A LIKE pattern matching `text` anywhere, with \ as the escape character. */
+export function likeContains(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 /** How many runs a run listing returns: its limit (default 100) within 1 to 1,000,000. */

@@ -161,6 +161,32 @@ describe('PostgreSQL board: what only it can be made to do', () => {
     expect(feed.changeVersion()).toBe(v1);
   });
 
+  it('the event feed never skips an event whose transaction took a smaller id but committed later (cursor = transaction id, event id)', async () => {
+    const h = await fresh();
+    await h.board.putSkill({ name: 'echo', argv: ['/bin/true'] });
+    const t = await h.board.createTask({ skill: 'echo' });
+    const other = await h.openAnother();
+    const reader = await h.openAnother();
+    const start = await reader.eventsAfter(null, 100);
+    const tx = h.board.begin();
+    try {
+      // The open transaction takes the smaller event id; another connection commits a larger one first.
+      await tx.appendEvent(t.id, null, 'early-id', null, 1);
+      await other.appendEvent(t.id, null, 'late-id', null, 2);
+      const meanwhile = await reader.eventsAfter(start.cursor, 100);
+      // An id cursor would hand out 'late-id' now and skip 'early-id' for good: the feed holds it back.
+      expect(meanwhile.events).toEqual([]);
+      await tx.commit();
+    } finally {
+      tx.close();
+    }
+    const got = await reader.eventsAfter(start.cursor, 100);
+    expect(got.events.map((e) => e.kind)).toEqual(['early-id', 'late-id']);
+    expect(got.events[0]!.id).toBeLessThan(got.events[1]!.id);
+    expect(got.events.every((e) => /^\d+\.\d+$/.test(e.cursor))).toBe(true);
+    expect((await reader.eventsAfter(got.cursor, 100)).events).toEqual([]);
+  });
+
   it('five board objects claiming at once never claim one task twice and drain the queue', async () => {
     const h = await fresh();
     await h.board.putSkill({ name: 'echo', argv: ['/bin/true'] });

@@ -37,6 +37,9 @@ import type {
   Task,
   TaskDetail,
   TaskInput,
+  TaskPage,
+  TaskPageQuery,
+  FeedEvent,
   WorkerReport,
 } from '../types.js';
 import * as accounting from './accounting.js';
@@ -46,6 +49,7 @@ import * as events from './events.js';
 import { PgChangeFeed } from './feed.js';
 import { pgTarget } from './location.js';
 import { checkSchema, migrate, storedVersion } from './migrate.js';
+import * as pages from './pages.js';
 import * as runs from './runs.js';
 import { PgHostLock } from './host-lock.js';
 import * as skills from './skills.js';
@@ -194,6 +198,14 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]> {
     return tasks.listTasks(this.w, filter);
+  }
+
+  listTasksPage(query: TaskPageQuery): Promise<TaskPage> {
+    return pages.listTasksPage(this.w, query);
+  }
+
+  eventsAfter(cursor: string | null, limit: number): Promise<{ events: FeedEvent[]; cursor: string }> {
+    return pages.eventsAfter(this.w, cursor, limit);
   }
 
   showTask(id: string): Promise<TaskDetail | null> {

@@ -138,6 +138,20 @@ ALTER TABLE supervisors ADD COLUMN taken_over_by text COLLATE "C";
 CREATE INDEX supervisors_live ON supervisors (lease_expires_at) WHERE stopped_at IS NULL;
 `,
   },
+  {
+    // The HTTP view (issue 15). The event feed in commit order: an event's id is taken at insert,
+    // not at commit, so each event records its transaction's id, and the feed is read in (txid, id)
+    // order up to the oldest transaction still running (pg/pages.ts). Existing events get this
+    // migration's transaction id (they are all committed before it). tasks_created: a keyset page
+    // of every task, newest first; tasks_skill_created: the same for one skill.
+    version: 4,
+    sql: `
+ALTER TABLE events ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX events_txid ON events (txid, id);
+CREATE INDEX tasks_created ON tasks (created_at, id);
+CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -30,12 +30,16 @@ import type {
   Task,
   TaskDetail,
   TaskInput,
+  TaskPage,
+  TaskPageQuery,
+  FeedEvent,
   WorkerReport,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
 import { closeNow, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walCheckpoint, type Conn } from './connection.js';
 import * as events from './events.js';
+import * as pages from './pages.js';
 import * as runs from './runs.js';
 import * as skills from './skills.js';
 import * as tasks from './tasks.js';
@@ -148,6 +152,14 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]> {
     return tasks.listTasks(this.c, this.w, filter);
+  }
+
+  listTasksPage(query: TaskPageQuery): Promise<TaskPage> {
+    return pages.listTasksPage(this.c, this.w, query);
+  }
+
+  eventsAfter(cursor: string | null, limit: number): Promise<{ events: FeedEvent[]; cursor: string }> {
+    return pages.eventsAfter(this.c, this.w, cursor, limit);
   }
 
   showTask(id: string): Promise<TaskDetail | null> {

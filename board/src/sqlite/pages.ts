@@ -1,0 +1,55 @@
+/**
+ * The HTTP view's reads: a keyset page of tasks (newest first) and the event feed in commit order.
+ * SQLite has one writer at a time, so an event's id (its rowid, assigned at insert inside the
+ * writer's transaction) grows in commit order: the feed's cursor is the last event id delivered.
+ */
+import { BoardInputError } from '../errors.js';
+import type { FeedEvent, TaskPage, TaskPageQuery } from '../types.js';
+import { feedLimit, likeContains, taskPageQuery } from '../validate.js';
+import type { Conn } from './connection.js';
+import { toEvent, toTask } from './rows.js';
+import type { Writer } from './tx.js';
+
+export async function listTasksPage(c: Conn, w: Writer, query: TaskPageQuery): Promise<TaskPage> {
+  const f = taskPageQuery(query);
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (f.status) where.push('status = ?'), params.push(f.status);
+  if (f.skill !== undefined) where.push('skill = ?'), params.push(f.skill);
+  if (f.q !== undefined) where.push(`(title LIKE ? ESCAPE '\\' OR id = ?)`), params.push(likeContains(f.q), f.q);
+  if (f.after) where.push('(created_at < ? OR (created_at = ? AND id < ?))'), params.push(f.after.createdAt, f.after.createdAt, f.after.id);
+  const sql = `SELECT * FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+  return w.read(() => {
+    const rows = c.all(sql, ...params, f.limit + 1).map(toTask);
+    const tasks = rows.slice(0, f.limit);
+    const last = tasks.at(-1);
+    return { tasks, next: rows.length > f.limit && last ? { createdAt: last.createdAt, id: last.id } : null };
+  });
+}
+
+function parseCursor(cursor: string): number {
+  if (!/^\d{1,18}$/.test(cursor)) throw new BoardInputError(`event cursor ${JSON.stringify(cursor.slice(0, 40))} is not valid on a SQLite board (an event id)`);
+  return Number(cursor);
+}
+
+export async function eventsAfter(c: Conn, w: Writer, cursor: string | null, limit: number): Promise<{ events: FeedEvent[]; cursor: string }> {
+  const n = feedLimit(limit);
+  const after = cursor === null ? null : parseCursor(cursor);
+  return w.read(() => {
+    if (after === null) {
+      const r = c.get('SELECT max(id) AS id FROM events');
+      return { events: [], cursor: String(Number(r?.id ?? 0)) };
+    }
+    const rows = c.all('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?', after, n);
+    const tasks = new Map<string, FeedEvent['task']>();
+    const events = rows.map((r) => {
+      const e = toEvent(r);
+      if (!tasks.has(e.taskId)) {
+        const t = c.get('SELECT * FROM tasks WHERE id = ?', e.taskId);
+        tasks.set(e.taskId, t ? toTask(t) : null);
+      }
+      return { ...e, cursor: String(e.id), task: tasks.get(e.taskId)! };
+    });
+    return { events, cursor: events.length ? events.at(-1)!.cursor : String(after) };
+  });
+}
