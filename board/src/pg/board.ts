@@ -38,6 +38,7 @@ import type {
   TaskDetail,
   TaskInput,
   WorkerReport,
+  TaskCount,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
@@ -210,6 +211,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   counts(): Promise<BoardCounts> {
     return tasks.counts(this.w);
+  }
+
+  taskCountsBySkill(): Promise<TaskCount[]> {
+    return tasks.taskCountsBySkill(this.w);
   }
 
   idle(): Promise<boolean> {

@@ -31,6 +31,7 @@ import type {
   TaskDetail,
   TaskInput,
   WorkerReport,
+  TaskCount,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
@@ -164,6 +165,10 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   counts(): Promise<BoardCounts> {
     return tasks.counts(this.c, this.w);
+  }
+
+  taskCountsBySkill(): Promise<TaskCount[]> {
+    return tasks.taskCountsBySkill(this.c, this.w);
   }
 
   idle(): Promise<boolean> {
