@@ -95,7 +95,10 @@ export async function renderMetrics(ctx: TickContext, reads: MetricsReads): Prom
     m.scrapeReadErrors.inc();
     ctx.log.warn({ event: 'metrics_read_failed', err: e }, 'metrics: reading the task counts failed');
   }
-  return { contentType: m.registry.contentType, body: await m.registry.metrics() };
+  // prom-client spells NaN "Nan" (e.g. the event loop lag before its first sample); the text
+  // format's spelling is "NaN" (what strict parsers accept).
+  const body = (await m.registry.metrics()).replace(/ Nan$/gm, ' NaN');
+  return { contentType: m.registry.contentType, body };
 }
 
 /** The last hour, per minute, for the page's plots (GET /api/history). */
