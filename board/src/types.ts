@@ -114,7 +114,7 @@ export interface LiveRun extends Run {
   skillReclaimGraceSeconds: number | null;
   skillMaxRssMb: number | null;
   /** The task's skill (metrics by skill). */
-  skill: string;
+  taskSkill: string;
 }
 
 export interface Claim {

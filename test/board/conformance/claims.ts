@@ -100,7 +100,7 @@ export function claimsConformance(factory: BoardFactory): void {
       // A task is never claimed twice while it runs.
       expect(await b.claimBatch(5, now, LOG)).toEqual([]);
       // The live runs name their task's skill.
-      expect((await b.liveRuns()).map((r) => [r.id, r.skill]).sort()).toEqual(claims.map((x) => [x.run.id, 'echo']).sort());
+      expect((await b.liveRuns()).map((r) => [r.id, r.taskSkill]).sort()).toEqual(claims.map((x) => [x.run.id, 'echo']).sort());
     });
 
     it('a claim says since when its task was runnable: the later of its last change and its not-before time', async () => {
