@@ -113,6 +113,8 @@ export interface LiveRun extends Run {
   skillHeartbeatTimeoutSeconds: number | null;
   skillReclaimGraceSeconds: number | null;
   skillMaxRssMb: number | null;
+  /** The task's skill (metrics by skill). */
+  taskSkill: string;
 }
 
 export interface Claim {
@@ -121,6 +123,8 @@ export interface Claim {
   /** The run token: hand it to the worker only (environment), never log it. */
   token: string;
   skill: Skill;
+  /** When the task became runnable, ms: the later of its last change before the claim and its not-before time (dispatch latency). */
+  readyAt: number;
 }
 
 /** What a worker presents with every write. */
@@ -224,6 +228,13 @@ export interface FeedEvent extends BoardEvent {
   task: Task | null;
 }
 
+/** How many tasks have one status and skill (metrics); only pairs with tasks are listed. */
+export interface TaskCount {
+  status: TaskStatus;
+  skill: string;
+  count: number;
+}
+
 /** Reads: operators, `status`, the HTTP view and the supervisor. */
 export interface BoardReads {
   /**
@@ -249,6 +260,8 @@ export interface BoardReads {
   /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */
   listRuns(filter?: RunFilter): Promise<RunListing[]>;
   counts(): Promise<BoardCounts>;
+  /** Tasks by status and skill: one GROUP BY over tasks, its answer bounded by statuses × skills. */
+  taskCountsBySkill(): Promise<TaskCount[]>;
   /** True when nothing is ready (now or later), running, or awaiting accounting. */
   idle(): Promise<boolean>;
   getOwner(): Promise<OwnerInfo | null>;

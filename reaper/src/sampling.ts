@@ -43,8 +43,10 @@ export function sample(state: ReaperState, ids: ProcessIdentity[]): Map<number, 
     let deltaTicks = 0;
     let lifetimePercent = 0;
     let rssPages = 0;
+    let totalTicks = 0;
     for (const s of live) {
       const total = s.cpuTicks + s.childTicks;
+      totalTicks += total;
       rssPages += s.rssPages;
       procs.set(s.pid, { start: s.startTime, total, ppid: s.ppid });
       const p = prev?.procs.get(s.pid);
@@ -69,7 +71,7 @@ export function sample(state: ReaperState, ids: ProcessIdentity[]): Map<number, 
     const dt = prev ? uptime - prev.uptime : 0;
     const cpuPercent = (prev && dt > 0 ? (Math.max(0, deltaTicks) / clockTicks / dt) * 100 : 0) + lifetimePercent;
     state.samples.set(id.pid, { startTime: id.startTime, uptime, procs });
-    out.set(id.pid, { cpuPercent: Math.round(cpuPercent * 10) / 10, rssBytes: rssPages * pageSize, processes: live.length });
+    out.set(id.pid, { cpuPercent: Math.round(cpuPercent * 10) / 10, rssBytes: rssPages * pageSize, processes: live.length, cpuSeconds: totalTicks / clockTicks });
   }
   for (const pid of state.samples.keys()) if (!wanted.has(pid)) state.samples.delete(pid);
   return out;

@@ -34,6 +34,8 @@ export interface Usage {
   cpuPercent: number;
   rssBytes: number;
   processes: number;
+  /** CPU seconds used so far by the live processes of the group/tree (with their reaped children); linux-proc only. */
+  cpuSeconds?: number;
 }
 export interface ReaperLogger {
   warn(obj: object, msg?: string): void;

@@ -20,7 +20,7 @@
 import { ensureStateDir, openBoard, type Board, type BoardReads, type OperatorOps } from '@kanban-supervisor/board';
 import { ConfigError, isLoopbackHost } from '@kanban-supervisor/policies';
 import { HttpError, loadOrCreateToken, startHttpServer, tokenFilePath, type HttpServerHandle, type SupervisorView } from '@kanban-supervisor/web';
-import { interimHistory, interimMetrics } from './http-metrics.js';
+import { history, renderMetrics } from './metrics/index.js';
 import { openSupervisorBoard, type TickContext } from './state.js';
 import { statusReport, UsageSampler } from './status.js';
 
@@ -185,8 +185,8 @@ export class HttpSide {
           this.wake();
         }),
       logPathOf: async (runId) => (await reads.getRun(runId))?.logPath ?? null,
-      metrics: () => interimMetrics(ctx, reads),
-      history: () => interimHistory(),
+      metrics: () => renderMetrics(ctx, reads),
+      history: () => history(ctx),
       onCommit: (l) => {
         this.listeners.add(l);
         return () => this.listeners.delete(l);

@@ -11,6 +11,7 @@ import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type Termin
 import type { Logger } from './logger.js';
 import type { BoardAccessProblem } from './board-access.js';
 import { hostIdOf, leaseMsOf } from './host-owner.js';
+import { SupervisorMetrics } from './metrics/registry.js';
 import { selfIdentity } from './owner.js';
 
 export interface SupervisorOptions {
@@ -41,6 +42,8 @@ export function openSupervisorBoard(boardPath: string): Promise<Board> {
 export interface Worker {
   runId: string;
   taskId: string;
+  /** The task's skill (metrics by skill). */
+  skill: string;
   identity: ProcessIdentity;
   /** Spawned by this supervisor (exit events come from Node) or adopted (liveness from /proc). */
   own: boolean;
@@ -149,6 +152,8 @@ export interface TickContext {
   /** Our start time and boot id, written to the status file (a pid alone may be reused). */
   readonly identity: { procStartTime: number | null; bootId: string | null };
   readonly state: SupervisorState;
+  /** The Prometheus metrics (a registry of their own) and the last hour's history (metrics/). */
+  readonly metrics: SupervisorMetrics;
 }
 
 export function initialState(now = Date.now()): SupervisorState {
@@ -212,5 +217,6 @@ export function createContext(c: { cfg: SupervisorConfig; log: Logger; opts?: Su
     startedAt,
     identity: selfIdentity(),
     state: initialState(startedAt),
+    metrics: new SupervisorMetrics(),
   };
 }

@@ -71,6 +71,8 @@ export class Supervisor {
   /** A wake-up asked for while a tick was running: the next wait is skipped. */
   private wakeRequested = false;
   private pollTimer: NodeJS.Timeout | null = null;
+  /** The longest write-lock hold of the last tick's transaction, ms (metrics). */
+  private tickHoldMs = 0;
   /** sd_notify (NOTIFY_SOCKET): READY, WATCHDOG and STATUS from the loop, STOPPING on the way out. */
   private readonly notifier: SystemdNotifier;
   /** The HTTP server (health, metrics, API, page) and its view of this supervisor. */
@@ -97,6 +99,11 @@ export class Supervisor {
 
   private get state() {
     return this.ctx.state;
+  }
+
+  /** The tick context (its metrics, its state): for the HTTP view and in-process tests; read it, never write it. */
+  get context(): TickContext {
+    return this.ctx;
   }
 
   // ------------------------------------------------------------------ ownership, start, stop
@@ -289,7 +296,10 @@ export class Supervisor {
 
   private async loop(): Promise<void> {
     while (!this.state.stopped) {
+      const begun = performance.now();
+      this.tickHoldMs = 0;
       await this.tick();
+      this.ctx.metrics.tickDone(performance.now() - begun, this.tickHoldMs, this.state.workers.size, this.cfg.maxConcurrentWorkers);
       this.notifyTick();
       // Between two ticks: the HTTP view's operator writes (each its own transaction, on a
       // connection of its own), then its listeners (event streams).
@@ -450,6 +460,7 @@ export class Supervisor {
     // Every worker's write waits while the tick holds the write lock (a heartbeat longer than its
     // busy timeout): a long hold is a defect to find, so it is logged.
     const heldMs = tx.longestHoldMs;
+    this.tickHoldMs = heldMs;
     if (heldMs > WRITE_LOCK_WARN_MS) {
       this.log.warn({ event: 'write_lock_held', ms: Math.round(heldMs), workers: s.workers.size }, `the tick held the board's write lock for ${Math.round(heldMs)} ms`);
     }

@@ -13,11 +13,12 @@ export function register(
   runId: string,
   taskId: string,
   identity: ProcessIdentity,
-  o: { own: boolean; graceSeconds: number | null; stopReason: StopReason | null; sigkillRecorded: boolean; logPath: string | null },
+  o: { own: boolean; graceSeconds: number | null; stopReason: StopReason | null; sigkillRecorded: boolean; logPath: string | null; skill?: string },
 ): Worker {
   const w: Worker = {
     runId,
     taskId,
+    skill: o.skill ?? 'unknown',
     identity,
     own: o.own,
     leaderExit: null,

@@ -261,6 +261,18 @@ describe('claims and fencing', () => {
     await b.close();
   });
 
+  it('tasks by status and skill (metrics) are counted from the covering index tasks_status_skill alone, never the task rows, before and after ANALYZE', async () => {
+    const b = await boardWithSkill(tmp());
+    for (let i = 0; i < 50; i++) await b.createTask({ skill: 'echo', title: `t${i}` });
+    for (const analyzed of [false, true]) {
+      if (analyzed) b.db.exec('ANALYZE');
+      const plan = (b.db.prepare(`EXPLAIN QUERY PLAN ${HOT_SQL.taskCountsBySkill}`).all() as Array<{ detail: string }>).map((r) => r.detail);
+      expect(plan, analyzed ? 'after ANALYZE' : 'before ANALYZE').toEqual(['SCAN tasks USING COVERING INDEX tasks_status_skill']);
+    }
+    expect(await b.taskCountsBySkill()).toEqual([{ status: 'ready', skill: 'echo', count: 50 }]);
+    await b.close();
+  });
+
   it('refuses unknown skills and bad input with messages that name the culprit', async () => {
     const b = await boardWithSkill(tmp());
     await expect(b.createTask({ skill: 'nope' })).rejects.toThrow(/unknown skill "nope".*registered: echo/);

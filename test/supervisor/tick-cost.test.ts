@@ -64,10 +64,11 @@ describe('the cost of a tick', () => {
       expect(live).toHaveLength(64);
       // Every field as the run itself reads (getRun), plus the task's and skill's limits.
       for (const r of live) {
-        const { taskStatus, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, ...run } = r as LiveRun;
+        const { taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, ...run } = r as LiveRun;
         expect(run).toEqual(await b.getRun(r.id));
-        expect({ taskStatus, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb }).toEqual({
+        expect({ taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb }).toEqual({
           taskStatus: 'running',
+          taskSkill: 'hb',
           taskMaxRuntimeSeconds: 600,
           skillMaxRuntimeSeconds: null,
           skillHeartbeatTimeoutSeconds: 30,

@@ -41,6 +41,7 @@ import type {
   TaskPageQuery,
   FeedEvent,
   WorkerReport,
+  TaskCount,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
@@ -222,6 +223,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   counts(): Promise<BoardCounts> {
     return tasks.counts(this.w);
+  }
+
+  taskCountsBySkill(): Promise<TaskCount[]> {
+    return tasks.taskCountsBySkill(this.w);
   }
 
   idle(): Promise<boolean> {

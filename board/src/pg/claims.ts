@@ -28,7 +28,7 @@ export async function claimBatch(w: Writer, max: number, now: number, logPathFor
       const token = String(r.f_token);
       // The run as the statement inserted it: every other column is at its default.
       const run = toRun({ id: r.current_run_id, task_id: r.id, status: 'starting', started_at: now, log_path: r.f_log_path, stopped_on_request: 0 });
-      return { task, run, token, skill: toSkill(unprefix(r, 's_')) };
+      return { task, run, token, skill: toSkill(unprefix(r, 's_')), readyAt: Number(r.f_ready_at) };
     });
   });
 }

@@ -16,7 +16,7 @@ const LIVE_RUNS = `SELECT r.id, r.task_id, r.status, r.outcome, r.pid, r.pgid, r
         r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
         r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
         t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
-        s.reclaim_grace_seconds, s.max_rss_mb
+        s.reclaim_grace_seconds, s.max_rss_mb, t.skill
    FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill`;
 
 export const PG_HOT_SQL = {
@@ -37,7 +37,7 @@ export const PG_HOT_SQL = {
   claimBatch: `WITH me AS (
     SELECT v.id FROM supervisors v WHERE v.id = $7::text AND v.stopped_at IS NULL FOR SHARE
   ), picked AS (
-    SELECT t.id, t.priority, t.created_at,
+    SELECT t.id, t.priority, t.created_at, GREATEST(t.updated_at, t.not_before) AS ready_at,
            s.name AS s_name, s.argv AS s_argv, s.cwd AS s_cwd, s.env AS s_env, s.pass_env AS s_pass_env,
            s.max_runtime_seconds AS s_max_runtime_seconds, s.heartbeat_timeout_seconds AS s_heartbeat_timeout_seconds,
            s.reclaim_grace_seconds AS s_reclaim_grace_seconds, s.max_rss_mb AS s_max_rss_mb
@@ -64,7 +64,7 @@ export const PG_HOT_SQL = {
     SELECT c.id, c.current_run_id, 'claimed', json_build_object('attempt', c.consecutive_failures + 1)::text, $6
       FROM claimed c ORDER BY c.f_n
   )
-  SELECT c.*, p.s_name, p.s_argv, p.s_cwd, p.s_env, p.s_pass_env, p.s_max_runtime_seconds,
+  SELECT c.*, p.ready_at AS f_ready_at, p.s_name, p.s_argv, p.s_cwd, p.s_env, p.s_pass_env, p.s_max_runtime_seconds,
          p.s_heartbeat_timeout_seconds, p.s_reclaim_grace_seconds, p.s_max_rss_mb
     FROM claimed c JOIN numbered p ON p.id = c.id
    ORDER BY c.f_n`,
@@ -112,4 +112,6 @@ export const PG_HOT_SQL = {
    FROM runs r JOIN tasks t ON t.id = r.task_id
   WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL AND ${OF_HOST}
   ORDER BY r.ended_at, r.seq`,
+  /** Metrics: tasks by status and skill (not a tick statement; read on a connection of its own). */
+  taskCountsBySkill: `SELECT status, skill, count(*) AS n FROM tasks GROUP BY status, skill`,
 } as const;

@@ -9,7 +9,8 @@ import type { TaskStatus } from '@kanban-supervisor/policies';
 import { TASK_STATUSES } from '@kanban-supervisor/policies';
 import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
-import type { BoardCounts, Task, TaskDetail, TaskInput } from '../types.js';
+import type { BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
+import { PG_HOT_SQL } from './hot-sql.js';
 import { blockReason, taskFilter, validTask } from '../validate.js';
 import type { Q } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
@@ -171,6 +172,11 @@ export async function counts(w: Writer): Promise<BoardCounts> {
     const live = Number((await q.get('SELECT count(*) AS n FROM runs WHERE exited_at IS NULL'))!.n);
     return { tasks, liveRuns: live };
   });
+}
+
+/** Tasks by status and skill (metrics): one GROUP BY; its answer is bounded by statuses × skills. */
+export async function taskCountsBySkill(w: Writer): Promise<TaskCount[]> {
+  return w.read(async (q) => (await q.all(PG_HOT_SQL.taskCountsBySkill)).map((r) => ({ status: r.status as TaskStatus, skill: String(r.skill), count: Number(r.n) })));
 }
 
 /** True when nothing is ready (now or later), running, or awaiting accounting. */

@@ -34,6 +34,7 @@ import type {
   TaskPageQuery,
   FeedEvent,
   WorkerReport,
+  TaskCount,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
@@ -176,6 +177,10 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   counts(): Promise<BoardCounts> {
     return tasks.counts(this.c, this.w);
+  }
+
+  taskCountsBySkill(): Promise<TaskCount[]> {
+    return tasks.taskCountsBySkill(this.c, this.w);
   }
 
   idle(): Promise<boolean> {

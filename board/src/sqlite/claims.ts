@@ -35,7 +35,7 @@ export async function claimBatch(c: Conn, w: Writer, max: number, now: number, l
       c.run(`UPDATE tasks SET status = 'running', current_run_id = ?, updated_at = ? WHERE id = ?`, runId, now, task.id);
       c.event(task.id, runId, 'claimed', { attempt: task.consecutiveFailures + 1 }, now);
       const run = toRun(c.get('SELECT * FROM runs WHERE id = ?', runId)!);
-      claims.push({ task: { ...task, status: 'running', currentRunId: runId, updatedAt: now }, run, token, skill });
+      claims.push({ task: { ...task, status: 'running', currentRunId: runId, updatedAt: now }, run, token, skill, readyAt: Math.max(task.updatedAt, task.notBefore) });
     }
     return claims;
   });

@@ -101,6 +101,7 @@ export function toLiveRun(v: unknown[]): LiveRun {
     skillHeartbeatTimeoutSeconds: num(v[26]),
     skillReclaimGraceSeconds: num(v[27]),
     skillMaxRssMb: num(v[28]),
+    taskSkill: String(v[29]),
   };
 }
 

@@ -6,7 +6,8 @@ import type { TaskStatus } from '@kanban-supervisor/policies';
 import { TASK_STATUSES } from '@kanban-supervisor/policies';
 import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
-import type { BoardCounts, Task, TaskDetail, TaskInput } from '../types.js';
+import type { BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
+import { HOT_SQL } from './hot-sql.js';
 import { blockReason, taskFilter, validTask } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
@@ -170,6 +171,15 @@ export async function counts(c: Conn, w: Writer): Promise<BoardCounts> {
     const live = Number(c.get('SELECT count(*) AS n FROM runs WHERE exited_at IS NULL')!.n);
     return { tasks, liveRuns: live };
   });
+}
+
+/**
+ * Tasks by status and skill (metrics): one GROUP BY, read on whatever connection asks (an HTTP
+ * view's own read-only one). It reads every task row once (tens of ms at 100,000 tasks); its
+ * answer is bounded by statuses × skills.
+ */
+export async function taskCountsBySkill(c: Conn, w: Writer): Promise<TaskCount[]> {
+  return w.read(() => c.all(HOT_SQL.taskCountsBySkill).map((r) => ({ status: r.status as TaskStatus, skill: String(r.skill), count: Number(r.n) })));
 }
 
 /** True when nothing is ready (now or later), running, or awaiting accounting. */

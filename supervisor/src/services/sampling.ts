@@ -18,11 +18,14 @@ export function sample(ctx: TickContext, logs: LogBound, now: number): void {
   s.lastSampleAt = now;
   const ids = [...s.workers.values()].filter((w) => !w.leaderExit).map((w) => w.identity);
   const usage = ctx.reaper.sample(ids);
+  const cpu: Parameters<typeof ctx.metrics.sampledCpu>[0] = [];
   for (const w of s.workers.values()) {
     const u = usage.get(w.identity.pid);
     if (u) {
       w.rssBytes = u.rssBytes;
       w.cpuPercent = u.cpuPercent;
+      cpu.push({ runId: w.runId, skill: w.skill, cpuPercent: u.cpuPercent, cpuSeconds: u.cpuSeconds ?? null });
     }
   }
+  ctx.metrics.sampledCpu(cpu, now);
 }

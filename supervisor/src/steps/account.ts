@@ -53,7 +53,10 @@ export async function account(ctx: TickContext, tx: TickTx, now: number): Promis
       s.storm = recordSuccess(s.storm);
     }
   }
-  tx.logCommitted(() => logAccounting(ctx, decided));
+  tx.logCommitted(() => {
+    logAccounting(ctx, decided);
+    ctx.metrics.runsAccounted(decided.map(({ run, task }) => ({ outcome: run.outcome, skill: task.skill })));
+  });
 }
 
 function logAccounting(ctx: TickContext, decided: Array<{ run: Run; task: Task; decision: AccountingDecision }>): void {

@@ -124,6 +124,7 @@ function adopt(ctx: TickContext, run: LiveRun, id: ProcessIdentity, escapees: Pr
     stopReason: run.stopReason,
     sigkillRecorded: run.sigkillAt !== null,
     logPath: run.logPath,
+    skill: run.taskSkill,
   });
   if (run.stopReason !== null && run.sigtermAt !== null) {
     // Its reclaim had begun under the previous supervisor: resume it where it stood (SIGTERM

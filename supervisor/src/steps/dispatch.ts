@@ -60,11 +60,16 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
       unstarted.push(async () => {
         await tx.endUnspawned(run.id, 'spawn_failed', reason, Date.now());
         await tx.applyAccountingBatch([{ runId: run.id, action: { action: 'block', consecutiveFailures: task.consecutiveFailures, reason } }], Date.now());
-        tx.logCommitted(() => log.warn({ event: 'task_blocked', ...fields, workerPid: null, reason }, 'task blocked before spawning'));
+        tx.logCommitted(() => {
+          log.warn({ event: 'task_blocked', ...fields, workerPid: null, reason }, 'task blocked before spawning');
+          ctx.metrics.runsAccounted([{ outcome: 'spawn_failed', skill: skill.name }]); // accounted here, not by the account step
+        });
       });
       return null;
     }
+    const spawnStart = performance.now();
     const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
+    const spawnMs = performance.now() - spawnStart;
     if (!res.ok) {
       const ours = res.fault === 'supervisor';
       const error = ours
@@ -80,7 +85,9 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
       return null;
     }
     const id = res.identity;
-    register(ctx, run.id, task.id, id, { own: true, graceSeconds: skill.reclaimGraceSeconds, stopReason: null, sigkillRecorded: false, logPath: run.logPath });
+    register(ctx, run.id, task.id, id, { own: true, graceSeconds: skill.reclaimGraceSeconds, stopReason: null, sigkillRecorded: false, logPath: run.logPath, skill: skill.name });
+    // The claim committed before the spawn: the latency and the spawn's duration are facts already.
+    ctx.metrics.spawned(claim.readyAt, Date.now(), spawnMs);
     return { claim, id, fields };
   });
   const settled = await Promise.allSettled(spawns);

@@ -59,6 +59,7 @@ export async function reclaim(ctx: TickContext, tx: TickTx | null, live: LiveRun
     // Close the run's fence first, then signal: a reclaimed worker can no longer write.
     if (!(await tx.beginReclaim(w.runId, reason, now))) continue;
     await tx.commit(); // the fence is on the board before the signal goes
+    ctx.metrics.reclaimed(reason);
     w.stopReason = reason;
     w.term = reaper.terminate(w.identity, s.stopping?.hurry ? 0 : w.graceMs, now);
     log.warn(

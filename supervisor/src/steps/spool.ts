@@ -30,6 +30,7 @@ export async function spool(ctx: TickContext, board: Board): Promise<void> {
     const fields = { task: e.taskId, run: e.runId, workerPid: e.pid, outcome: e.report.outcome };
     try {
       await board.report(cred, e.report, e.at); // committed when it returns
+      ctx.metrics.spool('applied');
       log.info({ event: 'spool_applied', ...fields }, 'spooled result applied');
     } catch (err) {
       if (!(err instanceof NotCurrentError)) {
@@ -68,5 +69,6 @@ function setSpoolAside(ctx: TickContext, path: string, sub: 'rejected' | 'unappl
     ctx.state.spoolSetAside.add(path);
     fields = { ...fields, moveError: (err as Error).message };
   }
+  ctx.metrics.spool(sub);
   ctx.log.error({ ...fields, keptAt: keptAt ?? path }, msg);
 }

@@ -72,6 +72,8 @@ export function claimsConformance(factory: BoardFactory): void {
       expect(c.task.id).toBe(t1.id);
       expect(c.task).toEqual({ ...t1, status: 'running', currentRunId: c.run.id, updatedAt: now });
       expect(c.skill).toEqual(s);
+      // Runnable since its creation (its last change; no not-before).
+      expect(c.readyAt).toBe(t1.updatedAt);
       expect(c.run).toMatchObject({
         taskId: t1.id,
         status: 'starting',
@@ -97,6 +99,23 @@ export function claimsConformance(factory: BoardFactory): void {
       expect(await b.loadRun(credOf(c))).toEqual({ task: c.task, run: c.run });
       // A task is never claimed twice while it runs.
       expect(await b.claimBatch(5, now, LOG)).toEqual([]);
+      // The live runs name their task's skill.
+      expect((await b.liveRuns()).map((r) => [r.id, r.taskSkill]).sort()).toEqual(claims.map((x) => [x.run.id, 'echo']).sort());
+    });
+
+    it('a claim says since when its task was runnable: the later of its last change and its not-before time', async () => {
+      await b.putSkill({ name: 'echo', argv: ['/bin/echo'] });
+      const later = Date.now() + 60_000;
+      const waited = await b.createTask({ skill: 'echo', notBefore: later });
+      const retried = await b.createTask({ skill: 'echo' });
+      await b.blockTask(retried.id, 'x');
+      await nextMs();
+      const unblocked = await b.unblockTask(retried.id);
+      expect(unblocked.updatedAt).toBeGreaterThan(retried.updatedAt);
+      const claims = await b.claimBatch(5, later, LOG);
+      const readyAt = new Map(claims.map((c) => [c.task.id, c.readyAt]));
+      expect(readyAt.get(waited.id)).toBe(later);
+      expect(readyAt.get(retried.id)).toBe(unblocked.updatedAt);
     });
 
     it('only ready tasks are claimed: blocked, cancelled, done and running ones are not', async () => {

@@ -122,5 +122,32 @@ export function eventsOwnerCountsConformance(factory: BoardFactory): void {
       expect(await other.idle()).toBe(true);
       expect(await other.counts()).toEqual({ tasks: { ...zero, blocked: 1, cancelled: 1, done: 1 }, liveRuns: 0 });
     });
+
+    it('taskCountsBySkill counts tasks by status and skill (pairs with tasks only), on every connection; it agrees with counts()', async () => {
+      expect(await b.taskCountsBySkill()).toEqual([]);
+      await skill();
+      await skill('other');
+      const sorted = async (board: Board) => (await board.taskCountsBySkill()).sort((x, y) => x.skill.localeCompare(y.skill) || x.status.localeCompare(y.status));
+      await running(Date.now()); // an echo task, running
+      for (let i = 0; i < 3; i++) await b.createTask({ skill: 'echo' });
+      const o1 = await b.createTask({ skill: 'other' });
+      const o2 = await b.createTask({ skill: 'other' });
+      await b.blockTask(o1.id, 'x');
+      await b.cancelTask(o2.id);
+      const expected = [
+        { status: 'ready', skill: 'echo', count: 3 },
+        { status: 'running', skill: 'echo', count: 1 },
+        { status: 'blocked', skill: 'other', count: 1 },
+        { status: 'cancelled', skill: 'other', count: 1 },
+      ].sort((x, y) => x.skill.localeCompare(y.skill) || x.status.localeCompare(y.status));
+      expect(await sorted(b)).toEqual(expected);
+      const other = await h.openAnother();
+      expect(await sorted(other)).toEqual(expected);
+      const byStatus = (await b.counts()).tasks;
+      for (const status of TASK_STATUSES) {
+        const sum = expected.filter((e) => e.status === status).reduce((n, e) => n + e.count, 0);
+        expect(byStatus[status], status).toBe(sum);
+      }
+    });
   });
 }
