@@ -1,0 +1,312 @@
+// The kanban columns: one per task status, each with its count and its cards, newest first
+// (created_at DESC, id DESC, the API's keyset order), a page at a time ("Load more" follows the
+// cursor). Cards move when a transition arrives (upsert), never by reloading.
+import { getJson } from './api.js';
+import { fmtAge, fmtAgeShort, fmtBytes, h } from './fmt.js';
+
+export const STATUSES = ['ready', 'running', 'blocked', 'done', 'cancelled'];
+const ORDER = ['waiting', ...STATUSES];
+const LABEL = { waiting: 'Waiting', ready: 'Ready', running: 'Running', blocked: 'Blocked', done: 'Done', cancelled: 'Cancelled' };
+
+/** A task as the API gives it (the CLI's snake_case JSON; camelCase accepted too), with the fields the page uses. */
+export function normTask(t) {
+  if (!t || typeof t !== 'object' || t.id === undefined) return null;
+  const g = (snake, camel) => (t[snake] !== undefined ? t[snake] : t[camel]);
+  const created = Number(g('created_at', 'createdAt') ?? 0);
+  return {
+    id: String(t.id),
+    title: String(t.title ?? ''),
+    skill: String(t.skill ?? ''),
+    status: String(t.status ?? ''),
+    priority: Number(t.priority ?? 0),
+    created_at: created,
+    updated_at: Number(g('updated_at', 'updatedAt') ?? created),
+    consecutive_failures: Number(g('consecutive_failures', 'consecutiveFailures') ?? 0),
+    max_attempts: g('max_attempts', 'maxAttempts') ?? g('max_retries', 'maxRetries') ?? null,
+    last_error: g('last_error', 'lastError') ?? null,
+    not_before: Number(g('not_before', 'notBefore') ?? 0),
+  };
+}
+
+/** Newest first: created_at DESC, id DESC. Negative when a comes first. */
+function cmp(a, b) {
+  return b.created_at - a.created_at || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+}
+
+export class Board {
+  /**
+   * root: the element holding the columns. opts: { onOpen(taskId), now() (the server's clock),
+   * pageSize }.
+   */
+  constructor(root, opts) {
+    this.root = root;
+    this.opts = { pageSize: 50, ...opts };
+    this.columns = new Map();
+    /** Task id → { task, col, el } for every card shown. */
+    this.cards = new Map();
+    /** Task id → the live worker row of /api/status, and when it was received. */
+    this.workers = new Map();
+    this.filter = { skill: '', q: '' };
+    this.failureLimit = null;
+    this.serverCounts = {};
+    for (const st of STATUSES) this.column(st);
+  }
+
+  /** The column of a status, made on first use (e.g. `waiting` when the server has that status). */
+  column(status) {
+    let col = this.columns.get(status);
+    if (col) return col;
+    const hid = `col-${status}-h`;
+    const count = h('span', { class: 'count', text: '…' });
+    const list = h('ol', { class: 'cards', 'aria-label': `${LABEL[status] ?? status} tasks, newest first` });
+    const more = h('button', { type: 'button', class: 'more', hidden: true, 'aria-label': `Load more ${LABEL[status] ?? status} tasks` }, 'Load more');
+    const empty = h('p', { class: 'empty', text: 'No tasks' });
+    const el = h('section', { class: 'column', dataset: { status }, 'aria-labelledby': hid },
+      h('h2', { id: hid }, h('span', { class: 'name', text: LABEL[status] ?? status }), ' ', count),
+      list, empty, more);
+    col = { status, el, list, count, more, empty, items: [], cursor: null, gen: 0, loading: null };
+    more.addEventListener('click', () => void this.loadPage(col, false).catch((e) => this.opts.onError?.(e)));
+    this.columns.set(status, col);
+    // Keep the columns in their order whatever the order they were made in.
+    const after = ORDER.slice(ORDER.indexOf(status) + 1).map((s2) => this.columns.get(s2)).find(Boolean);
+    this.root.insertBefore(el, after ? after.el : null);
+    return col;
+  }
+
+  matches(t) {
+    const { skill, q } = this.filter;
+    if (skill && t.skill !== skill) return false;
+    if (q && !t.title.toLowerCase().includes(q.toLowerCase()) && t.id !== q) return false;
+    return true;
+  }
+
+  /** Every column's first page, at once; resolves when all are rendered. */
+  async loadAll() {
+    for (const [id, c] of this.cards) {
+      c.el.remove();
+      this.cards.delete(id);
+    }
+    const cols = [...this.columns.values()];
+    for (const col of cols) {
+      col.items = [];
+      col.cursor = null;
+      this.renderColumnState(col);
+    }
+    await Promise.all(cols.map((col) => this.loadPage(col, true)));
+  }
+
+  async loadPage(col, first) {
+    const gen = first ? ++col.gen : col.gen;
+    if (!first && col.loading) return col.loading;
+    const p = new URLSearchParams({ status: col.status, limit: String(this.opts.pageSize) });
+    if (!first && col.cursor) p.set('cursor', col.cursor);
+    if (this.filter.skill) p.set('skill', this.filter.skill);
+    if (this.filter.q) p.set('q', this.filter.q);
+    col.more.disabled = true;
+    const run = (async () => {
+      const page = await getJson(`/api/tasks?${p}`);
+      if (gen !== col.gen) return; // a newer first page replaced this one
+      const frag = document.createDocumentFragment();
+      for (const raw of page.tasks ?? []) {
+        const t = normTask(raw);
+        if (!t) continue;
+        const have = this.cards.get(t.id);
+        if (have && have.task.updated_at > t.updated_at) continue; // a transition already brought a newer state
+        if (have) this.removeCard(t.id);
+        if (t.status !== col.status) continue;
+        const el = this.card(t);
+        // Pages come in order: appended after what is loaded (insertSorted handles the rest).
+        if (!col.items.length || cmp(col.items.at(-1), t) < 0) {
+          col.items.push(t);
+          frag.append(el);
+          this.cards.set(t.id, { task: t, col, el });
+        } else {
+          this.insertSorted(col, t, el);
+        }
+      }
+      col.list.append(frag);
+      col.cursor = page.nextCursor ?? null;
+      if (page.counts && typeof page.counts === 'object' && !this.filter.skill && !this.filter.q) this.setCounts(page.counts);
+    })();
+    col.loading = run;
+    try {
+      await run;
+    } finally {
+      if (col.loading === run) col.loading = null;
+      this.renderColumnState(col);
+    }
+  }
+
+  insertSorted(col, t, el) {
+    let lo = 0;
+    let hi = col.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (cmp(col.items[mid], t) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    const before = col.items[lo];
+    col.items.splice(lo, 0, t);
+    col.list.insertBefore(el, before ? this.cards.get(before.id)?.el ?? null : null);
+    this.cards.set(t.id, { task: t, col, el });
+  }
+
+  removeCard(id) {
+    const c = this.cards.get(id);
+    if (!c) return null;
+    const i = c.col.items.findIndex((x) => x.id === id);
+    if (i >= 0) c.col.items.splice(i, 1);
+    c.el.remove();
+    this.cards.delete(id);
+    this.renderColumnState(c.col);
+    return c;
+  }
+
+  /**
+   * A task's new state (a transition from the event stream): its card moves to its status's
+   * column, at its place by age; not shown when it belongs to a page not loaded yet. `kind` is the
+   * event's kind (a `created` task adds one to its column's count).
+   */
+  upsert(raw, kind) {
+    const t = normTask(raw);
+    if (!t) return;
+    const have = this.cards.get(t.id);
+    if (have && have.task.updated_at > t.updated_at) return;
+    if (have && have.task.status === t.status && this.matches(t)) {
+      const i = have.col.items.findIndex((x) => x.id === t.id);
+      if (i >= 0) have.col.items[i] = t;
+      have.task = t;
+      this.fill(have.el, t);
+      return;
+    }
+    const from = have ? have.task.status : null;
+    if (have) this.removeCard(t.id);
+    if (from !== t.status) {
+      if (from !== null) this.bump(from, -1);
+      if (from !== null || kind === 'created') this.bump(t.status, +1);
+    }
+    if (!this.matches(t)) return;
+    const col = this.column(t.status);
+    const last = col.items.at(-1);
+    if (col.cursor !== null && last && cmp(last, t) < 0) return; // older than the loaded pages: "Load more" brings it
+    this.insertSorted(col, t, this.card(t));
+    this.renderColumnState(col);
+  }
+
+  /** A task gone from the board (not expected: tasks are kept), or no longer matching. */
+  remove(id) {
+    const c = this.removeCard(id);
+    if (c) this.bump(c.task.status, -1);
+  }
+
+  bump(status, d) {
+    if (typeof this.serverCounts[status] !== 'number') return;
+    this.serverCounts[status] = Math.max(0, this.serverCounts[status] + d);
+    this.renderCount(this.column(status));
+  }
+
+  /** The board's counts by status (from /api/status). */
+  setCounts(counts) {
+    if (!counts || typeof counts !== 'object') return;
+    this.serverCounts = { ...counts };
+    for (const [st, n] of Object.entries(counts)) if (typeof n === 'number' && (n > 0 || this.columns.has(st))) this.column(st);
+    for (const col of this.columns.values()) this.renderCount(col);
+  }
+
+  renderCount(col) {
+    const filtered = this.filter.skill || this.filter.q;
+    const n = filtered ? null : this.serverCounts[col.status];
+    const shown = col.items.length;
+    const text = typeof n === 'number' ? String(n) : `${shown}${col.cursor ? '+' : ''}`;
+    col.count.textContent = text;
+    col.count.setAttribute('aria-label', `${text} task${text === '1' ? '' : 's'}${filtered ? ' matching the filter' : ''}`);
+  }
+
+  renderColumnState(col) {
+    col.more.hidden = col.cursor === null;
+    col.more.disabled = col.loading !== null && col.loading !== undefined;
+    col.empty.hidden = col.items.length > 0;
+    this.renderCount(col);
+  }
+
+  /** The live worker rows of /api/status: running cards show their heartbeat age, elapsed time, CPU and RSS. */
+  setWorkers(rows, receivedAt) {
+    this.workers.clear();
+    for (const w of rows ?? []) if (w && w.task) this.workers.set(String(w.task), { ...w, receivedAt });
+    const running = this.columns.get('running');
+    for (const t of running ? running.items : []) {
+      const c = this.cards.get(t.id);
+      if (c) this.fillLive(c.el, t);
+    }
+  }
+
+  /** Once a second: the ages on the cards. */
+  tick() {
+    const now = this.opts.now();
+    for (const c of this.cards.values()) {
+      const age = c.el.querySelector('.age');
+      if (age) age.textContent = this.ageText(c.task, now);
+      if (c.task.status === 'running') this.fillLive(c.el, c.task);
+    }
+  }
+
+  ageText(t, now) {
+    const base = `${fmtAgeShort(now - t.updated_at)} in ${t.status}`;
+    if (t.status === 'ready' && t.not_before > now) return `${base}, retry in ${fmtAgeShort(t.not_before - now)}`;
+    return base;
+  }
+
+  attemptText(t) {
+    const limit = t.max_attempts ?? this.failureLimit;
+    const l = limit !== null && limit !== undefined ? `/${limit}` : '';
+    if (t.status === 'ready' || t.status === 'running') {
+      const w = this.workers.get(t.id);
+      const n = t.consecutive_failures + 1;
+      return `attempt ${n}${l}${w && w.attempt > n ? ` (run ${w.attempt})` : ''}`;
+    }
+    return t.consecutive_failures > 0 ? `${t.consecutive_failures}${l} failures` : '';
+  }
+
+  card(t) {
+    const el = h('li', { class: 'card-item', dataset: { taskId: t.id } });
+    const btn = h('button', { type: 'button', class: 'card' });
+    btn.addEventListener('click', () => this.opts.onOpen(t.id));
+    el.append(btn);
+    this.fill(el, t);
+    return el;
+  }
+
+  fill(el, t) {
+    const btn = el.firstElementChild;
+    el.dataset.status = t.status;
+    btn.setAttribute('aria-label', `${t.title || t.id}: ${t.status}, skill ${t.skill}. Open details`);
+    const now = this.opts.now();
+    btn.replaceChildren(
+      h('span', { class: 'title', text: t.title || t.id }),
+      h('span', { class: 'meta' },
+        h('span', { class: 'skill', text: t.skill }),
+        h('span', { class: 'attempt', text: this.attemptText(t) }),
+        h('span', { class: 'age', text: this.ageText(t, now) })),
+      t.last_error ? h('span', { class: 'error', text: t.last_error, title: t.last_error }) : null,
+      t.status === 'running' ? h('span', { class: 'live' }) : null,
+    );
+    if (t.status === 'running') this.fillLive(el, t);
+  }
+
+  fillLive(el, t) {
+    const live = el.querySelector('.live');
+    if (!live) return;
+    const w = this.workers.get(t.id);
+    if (!w) {
+      live.textContent = 'starting…';
+      return;
+    }
+    const since = Date.now() - w.receivedAt;
+    const hb = w.heartbeatAgeMs === null || w.heartbeatAgeMs === undefined ? 'no heartbeat' : `heartbeat ${fmtAge(w.heartbeatAgeMs + since)} ago`;
+    const parts = [hb, `${fmtAge((w.ageMs ?? 0) + since)} elapsed`];
+    parts.push(w.cpuPercent === null || w.cpuPercent === undefined ? 'CPU -' : `CPU ${w.cpuPercent}%`);
+    parts.push(`RSS ${fmtBytes(w.rssBytes)}`);
+    if (w.reclaim) parts.push(String(w.reclaim));
+    live.textContent = parts.join(' · ');
+  }
+}
