@@ -5,6 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // One PostgreSQL server for the run's PostgreSQL tests (or KANBAN_TEST_PG_URL's).
     globalSetup: ['test/board/pg/global-setup.ts'],
+    // KANBAN_HTTP=off for every supervisor a test starts, unless it asks for HTTP.
+    setupFiles: ['test/src/vitest-env.ts'],
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 120_000,

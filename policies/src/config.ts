@@ -83,13 +83,59 @@ export interface SupervisorConfig {
   leaseSeconds: number;
   /** A PostgreSQL board's local state folder (KANBAN_STATE_DIR); null: under $XDG_STATE_HOME (board-files). */
   stateDir: string | null;
+  /** The HTTP server's address (KANBAN_HTTP / run --http); null: off. */
+  http: HttpAddress | null;
+  /** Whether the HTTP address was given (a flag or the variable) rather than the default: then failing to bind it is fatal. */
+  httpExplicit: boolean;
+  /** The bearer token of the HTTP server (KANBAN_HTTP_TOKEN; never a flag, never logged); null: generated (loopback only). */
+  httpToken: string | null;
 }
+
+/** Where the HTTP server listens. `host` is an IP literal (IPv6 without brackets) or a host name. */
+export interface HttpAddress {
+  host: string;
+  port: number;
+}
+
+/** The HTTP server's default address: loopback only. */
+export const DEFAULT_HTTP = '127.0.0.1:7433';
+
+/** Whether `host` is a loopback address (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** `[HOST:]PORT` or `off`, as KANBAN_HTTP and `run --http` take it (an IPv6 host in brackets: `[::1]:7433`). */
+export function parseHttpAddress(name: string, raw: string): HttpAddress | null {
+  const text = raw.trim();
+  if (text.toLowerCase() === 'off') return null;
+  const bad = (why: string) => new ConfigError(`${name} must be [HOST:]PORT or off (e.g. ${DEFAULT_HTTP}), got ${JSON.stringify(raw)}: ${why}`);
+  let host = '127.0.0.1';
+  let portText = text;
+  const v6 = /^\[([0-9A-Fa-f:.]+)\]:(.*)$/.exec(text);
+  if (v6) {
+    host = v6[1]!;
+    portText = v6[2]!;
+  } else if (text.includes(':')) {
+    const i = text.lastIndexOf(':');
+    host = text.slice(0, i);
+    portText = text.slice(i + 1);
+    if (host.includes(':')) throw bad('an IPv6 address goes in brackets, [::1]:7433');
+    if (!/^[A-Za-z0-9.-]{1,253}$/.test(host)) throw bad('the host is not an IP address or a host name');
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65_535) throw bad('the port must be a whole number from 0 to 65535 (0: any free port)');
+  return { host, port: Number(portText) };
+}
+
+/** What a KANBAN_HTTP_TOKEN must look like: 16-256 visible ASCII characters (it travels in a header and a URL fragment). */
+export const HTTP_TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]{16,256}$/;
 
 /**
  * 'hostId' and 'dir' are optional: unset (or empty in the environment) is null. A host id is 1-128
  * letters, digits or . _ : - (it goes into the board's rows and the workers' KANBAN_HOST_ID).
  */
-type Kind = 'int' | 'number' | 'string' | 'level' | 'format' | 'hostId' | 'dir';
+type Kind = 'int' | 'number' | 'string' | 'level' | 'format' | 'hostId' | 'dir' | 'http' | 'secret';
 
 /** What KANBAN_HOST_ID (and /etc/machine-id, its fallback) must look like. */
 export const HOST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -108,6 +154,8 @@ interface VarSpec {
   shownDefault?: string;
   range?: IntSpec;
   help: string;
+  /** Read from the environment only (a secret: a flag would show in `ps`); `run` has no flag for it. */
+  envOnly?: boolean;
 }
 
 /** The single table of tunables: README, `--help` and validation all come from it. */
@@ -131,6 +179,8 @@ export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'stormDistinctTasks', env: 'STORM_DISTINCT_TASKS', flag: '--storm-distinct-tasks', kind: 'int', def: '8', range: { min: 0, max: 100_000 }, help: 'different tasks failing within 10 s that pause dispatch (0 = breaker off)' },
   { key: 'hostId', env: 'KANBAN_HOST_ID', flag: '--host-id', kind: 'hostId', def: '', shownDefault: '/etc/machine-id', help: `PostgreSQL board: this host's id (${HOST_ID_RULE}); one supervisor per board and host id` },
   { key: 'leaseSeconds', env: 'SUPERVISOR_LEASE_SECONDS', flag: '--lease-seconds', kind: 'number', def: '30', range: { min: 1, max: 86_400 }, help: `PostgreSQL board: lease of this supervisor's row, renewed every tick (at least ${LEASE_MIN_TICKS} ticks)` },
+  { key: 'http', env: 'KANBAN_HTTP', flag: '--http', kind: 'http', def: DEFAULT_HTTP, help: 'HTTP server (health, metrics, JSON API, web board): [HOST:]PORT or off; a non-loopback HOST needs KANBAN_HTTP_TOKEN' },
+  { key: 'httpToken', env: 'KANBAN_HTTP_TOKEN', flag: '(env only)', kind: 'secret', def: '', envOnly: true, shownDefault: 'generated', help: 'HTTP bearer token (16-256 of A-Z a-z 0-9 . _ ~ + / = -); default: generated at first start, stored 0600 next to the board (loopback only)' },
   { key: 'stateDir', env: 'KANBAN_STATE_DIR', flag: '--state-dir', kind: 'dir', def: '', shownDefault: '~/.local/state/…', help: 'PostgreSQL board: local state folder (run logs, spool, status file); default $XDG_STATE_HOME (or ~/.local/state)/kanban-supervisor/<hash of the masked URL and schema>' },
 ];
 
@@ -164,6 +214,13 @@ function parseOne(spec: VarSpec, name: string, raw: string): unknown {
       if (!HOST_ID_PATTERN.test(id)) throw new ConfigError(`${name} must be ${HOST_ID_RULE}, got ${JSON.stringify(raw)}`);
       return id;
     }
+    case 'http':
+      return parseHttpAddress(name, raw);
+    case 'secret':
+      if (raw === '' && name === spec.env) return null;
+      // The value is never quoted back: it is a secret.
+      if (!HTTP_TOKEN_PATTERN.test(raw)) throw new ConfigError(`${name} must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / = - (its value is not shown)`);
+      return raw;
     case 'dir':
       if (raw.trim() === '') {
         if (name === spec.env) return null;
@@ -187,7 +244,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
   /** Where each value came from, as messages name it: its flag, or its variable (`dflt`: not set). */
   const from: Record<string, { name: string; dflt: boolean }> = {};
   for (const spec of CONFIG_VARS) {
-    const fromFlag = flags[spec.flag];
+    const fromFlag = spec.envOnly ? undefined : flags[spec.flag];
     const fromEnv = env[spec.env];
     if (fromFlag !== undefined) {
       out[spec.key] = parseOne(spec, spec.flag, fromFlag);
@@ -201,6 +258,7 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
     }
   }
   const cfg = out as unknown as SupervisorConfig;
+  cfg.httpExplicit = !from.http!.dflt;
   const said = (key: keyof SupervisorConfig, value: string) => `${from[key]!.name} (${value}${from[key]!.dflt ? ', the default' : ''})`;
   if (cfg.backoffMaxSeconds < cfg.backoffBaseSeconds) {
     throw new ConfigError(
@@ -213,6 +271,12 @@ export function loadConfig(env: Record<string, string | undefined>, flags: Recor
     throw new ConfigError(
       `${said('leaseSeconds', `${cfg.leaseSeconds} s`)} must be at least ${LEASE_MIN_TICKS} times ${said('tickIntervalMs', `${cfg.tickIntervalMs} ms`)}, ` +
         `that is ${(LEASE_MIN_TICKS * cfg.tickIntervalMs) / 1000} s: the lease is renewed once per tick and would expire between renewals`,
+    );
+  }
+  if (cfg.http && !isLoopbackHost(cfg.http.host) && cfg.httpToken === null) {
+    throw new ConfigError(
+      `${said('http', `${cfg.http.host}:${cfg.http.port}`)} is not a loopback address: set KANBAN_HTTP_TOKEN (every request then needs it), ` +
+        'or listen on 127.0.0.1 (the default), or turn the server off with --http off',
     );
   }
   return cfg;

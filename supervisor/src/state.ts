@@ -120,6 +120,8 @@ export interface SupervisorState {
   lastCheckpointAt: number;
   lastPruneAt: number;
   lastAccessProbeAt: number;
+  /** The HTTP server's URL (without its token), once it listens; in the status file for `status`. */
+  httpUrl: string | null;
 }
 
 /** What every tick step and service takes: what does not change, and the shared state. */
@@ -178,6 +180,7 @@ export function initialState(now = Date.now()): SupervisorState {
     lastCheckpointAt: 0,
     lastPruneAt: 0,
     lastAccessProbeAt: 0,
+    httpUrl: null,
   };
 }
 

@@ -22,6 +22,7 @@ export function writeStatusFile(ctx: TickContext, state?: string): void {
     state: state ?? (q ? 'quarantined' : s.stopping ? 'stopping' : 'running'),
     maxConcurrentWorkers: ctx.cfg.maxConcurrentWorkers,
     liveWorkers: s.workers.size,
+    httpUrl: s.httpUrl,
     quarantine: q ? { since: q.since, reason: q.reason, fingerprint: q.fingerprint, backup: q.backup, nextProbeAt: q.nextProbeAt } : null,
     boardAccess: s.access.ok ? { ok: true } : { ok: false, since: s.access.since, ...s.access.problem },
     storm:

@@ -48,6 +48,8 @@ export interface StatusReport {
   /** A board several supervisors share (PostgreSQL): each one not stopped, with its lease; absent on SQLite. */
   supervisors?: Array<{ hostId: string; host: string; pid: number; since: number; leaseExpiresAt: number; leaseOk: boolean }>;
   workers: WorkerRow[];
+  /** The live owner's HTTP server (its page), without the token; null: none. */
+  http: { url: string } | null;
 }
 
 /**
@@ -113,6 +115,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       boardAccess: (ownerLive ? file?.boardAccess : null) ?? (classifyError(e) === 'access' ? { ok: false, error: (e as Error).message } : null),
       counts: {},
       workers: [],
+      http: ownerLive && typeof file?.httpUrl === 'string' ? { url: file.httpUrl } : null,
     };
   }
   try {
@@ -160,6 +163,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       ...(sups
         ? { supervisors: sups.map((v) => ({ hostId: v.hostId, host: v.host, pid: v.pid, since: v.startedAt, leaseExpiresAt: v.leaseExpiresAt, leaseOk: v.leaseExpiresAt > at })) }
         : {}),
+      http: ownerLive && typeof file?.httpUrl === 'string' ? { url: file.httpUrl } : null,
       workers: [...live].reverse().map((r) => {
         const id = ids.get(r.id);
         const u = id ? usage.get(id.pid) : undefined;

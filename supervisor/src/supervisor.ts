@@ -31,6 +31,7 @@ import {
 import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
 import { acquireSharedBoard, keepHost, reRegister } from './host-owner.js';
+import { HttpSide } from './http.js';
 import type { Logger } from './logger.js';
 import { acquireOwnerLock } from './owner.js';
 import { probeQuarantine, suspectDamage } from './quarantine.js';
@@ -72,6 +73,10 @@ export class Supervisor {
   private pollTimer: NodeJS.Timeout | null = null;
   /** sd_notify (NOTIFY_SOCKET): READY, WATCHDOG and STATUS from the loop, STOPPING on the way out. */
   private readonly notifier: SystemdNotifier;
+  /** The HTTP server (health, metrics, API, page) and its view of this supervisor. */
+  private readonly http: HttpSide;
+  /** The board's change version the HTTP view saw last (its listeners fire when it moves). */
+  private httpSeenVersion = -1;
   private resolveDone!: (code: number) => void;
   readonly done: Promise<number>;
 
@@ -87,6 +92,7 @@ export class Supervisor {
     this.logs = new LogBound(this.ctx);
     this.done = new Promise((r) => (this.resolveDone = r));
     this.notifier = SystemdNotifier.fromEnv(process.env, { logger: log });
+    this.http = new HttpSide(this.ctx, () => this.requestWake());
   }
 
   private get state() {
@@ -111,12 +117,21 @@ export class Supervisor {
     const s = this.state;
     if (this.opts.standby) this.log.info({ event: 'standby', board: this.ctx.boardLabel }, 'waiting for the board owner to go away');
     if (this.opts.standby) this.notifier.status('standby: waiting for the board owner to go away');
-    if (!(await this.acquire())) return s.stopping ? EXIT.ok : EXIT.boardOwned;
+    // Before the owner lock: /readyz answers 503 "standby" while we wait for it.
+    await this.http.start();
+    let acquired = false;
+    try {
+      acquired = await this.acquire();
+    } finally {
+      if (!acquired) await this.http.stop();
+    }
+    if (!acquired) return s.stopping ? EXIT.ok : EXIT.boardOwned;
     // Our identity, at once: a refused `run` or `status` names us, not the previous (dead) owner.
     writeStatusFile(this.ctx, 'starting');
     try {
       await openAtStart(this.ctx);
     } catch (e) {
+      await this.http.stop();
       this.lock?.release();
       await s.host?.hold.release();
       await s.board?.close().catch(() => undefined);
@@ -141,6 +156,7 @@ export class Supervisor {
     // A board told of changes (PostgreSQL's LISTEN/NOTIFY) wakes the loop at once, not at the next poll.
     if (s.board) changeFeedOf(s.board)?.onChange?.(() => this.poll());
     this.pollTimer = setInterval(() => this.poll(), this.opts.pollMs ?? 25);
+    this.http.owned();
     void this.loop();
     return this.done;
   }
@@ -196,6 +212,7 @@ export class Supervisor {
     s.stopped = true;
     this.notifier.stopping(`stopping: ${why}`);
     if (this.pollTimer) clearInterval(this.pollTimer);
+    await this.http.stop();
     if (!s.quarantine) {
       const board = s.board!;
       try {
@@ -236,6 +253,18 @@ export class Supervisor {
 
   private poll(): void {
     const s = this.state;
+    // The HTTP view's event streams follow every commit of other processes (workers, the CLI).
+    if (this.http.listening && s.board && !s.quarantine) {
+      try {
+        const v = changeFeedOf(s.board)?.changeVersion();
+        if (v !== undefined && v !== this.httpSeenVersion) {
+          this.httpSeenVersion = v;
+          this.http.changed();
+        }
+      } catch {
+        /* the tick reports board errors */
+      }
+    }
     // A full pool has nothing to dispatch, and exits wake the loop by themselves (onExit).
     if (s.workers.size >= this.cfg.maxConcurrentWorkers && !s.stopping) return;
     const exits = this.ctx.reaper.drainExits();
@@ -262,6 +291,9 @@ export class Supervisor {
     while (!this.state.stopped) {
       await this.tick();
       this.notifyTick();
+      // Between two ticks: the HTTP view's operator writes (each its own transaction, on a
+      // connection of its own), then its listeners (event streams).
+      if (!this.state.stopped) await this.http.afterTick(Date.now());
       if (this.state.stopped) break;
       if (await this.finishedStopping()) break;
       if (this.wakeRequested) {

@@ -169,11 +169,14 @@ export function logEvents(output: string, name?: string): Array<Record<string, u
 
 // ---------------------------------------------------------------------------- environments
 
-/** Our environment without its KANBAN_* variables (a test may run under a supervisor), plus `extra`. */
+/**
+ * Our environment without its KANBAN_* variables (a test may run under a supervisor), plus `extra`.
+ * KANBAN_HTTP is off unless `extra` sets it: parallel test supervisors would all race for port 7433.
+ */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (k.startsWith('KANBAN_')) delete env[k];
-  return { ...env, ...extra };
+  return { ...env, KANBAN_HTTP: 'off', ...extra };
 }
 
 /**
@@ -198,7 +201,8 @@ export function npmEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   env.npm_config_update_notifier = 'false';
   env.npm_config_fund = 'false';
   env.npm_config_audit = 'false';
-  return { ...env, ...extra };
+  // No HTTP server unless asked for: parallel test supervisors would all race for port 7433.
+  return { ...env, KANBAN_HTTP: 'off', ...extra };
 }
 
 // ---------------------------------------------------------------------------- /proc

@@ -114,7 +114,8 @@ export class Harness {
 
   /** Environment for a process we start: ours, the mark, and overrides. */
   env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-    return { ...process.env, [MARK_VAR]: this.mark, ...extra };
+    // No HTTP server unless a test asks for one: parallel supervisors would all race for port 7433.
+    return { ...process.env, KANBAN_HTTP: process.env.KANBAN_HTTP ?? 'off', [MARK_VAR]: this.mark, ...extra };
   }
 
   /** Start a process in its own process group (killed with its group at cleanup). */

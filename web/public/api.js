@@ -57,8 +57,14 @@ async function errorOf(res) {
   return new ApiError(res.status, `http_${res.status}`, `${res.status} ${res.statusText || 'error'}`);
 }
 
+/** Request headers: the token goes with reads too (a server bound beyond loopback wants it for every request). */
+function auth(headers) {
+  const t = token();
+  return t ? { ...headers, authorization: `Bearer ${t}` } : headers;
+}
+
 export async function getJson(path, opts = {}) {
-  const res = await fetch(path, { headers: { accept: 'application/json' }, cache: 'no-store', signal: opts.signal });
+  const res = await fetch(path, { headers: auth({ accept: 'application/json' }), cache: 'no-store', signal: opts.signal });
   if (!res.ok) throw await errorOf(res);
   return res.json();
 }
@@ -93,8 +99,8 @@ const UNSATISFIED = /^bytes \*\/(\d+)$/;
 export async function getLog(runId, offset, tail = 65_536, signal) {
   const base = `/api/runs/${encodeURIComponent(runId)}/log`;
   const res = offset === null
-    ? await fetch(`${base}?tail=${tail}`, { cache: 'no-store', signal })
-    : await fetch(base, { headers: { range: `bytes=${offset}-` }, cache: 'no-store', signal });
+    ? await fetch(`${base}?tail=${tail}`, { headers: auth({}), cache: 'no-store', signal })
+    : await fetch(base, { headers: auth({ range: `bytes=${offset}-` }), cache: 'no-store', signal });
   const cr = res.headers.get('content-range') ?? '';
   if (res.status === 416) {
     const m = UNSATISFIED.exec(cr);

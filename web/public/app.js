@@ -4,6 +4,7 @@
 import { getJson, postJson, takeTokenFromFragment, token } from './api.js';
 import { Board } from './board.js';
 import { Drawer } from './drawer.js';
+import { EventStream } from './events.js';
 import { fmtAge } from './fmt.js';
 import { AddTaskForm, TokenForm } from './forms.js';
 import { Plots } from './plots.js';
@@ -120,20 +121,20 @@ async function pollHistory() {
 
 // ------------------------------------------------------------------ event stream
 
-let es = null;
 function setConn(state, text) {
   const c = $('conn');
   c.dataset.state = state;
   c.textContent = text;
 }
 
-function connect() {
-  es = new EventSource('/api/events');
-  es.addEventListener('open', () => setConn('live', 'live'));
-  es.addEventListener('transition', (ev) => {
+const stream = new EventStream('/api/events', {
+  onState: (st) => setConn(st, st === 'live' ? 'live' : st === 'connecting' ? 'connecting…' : 'reconnecting…'),
+  onReset: () => void board.loadAll().catch(() => {}),
+  onEvent: (type, data) => {
+    if (type !== 'transition') return;
     let d;
     try {
-      d = JSON.parse(ev.data);
+      d = JSON.parse(data);
     } catch {
       return;
     }
@@ -143,21 +144,8 @@ function connect() {
     else if (taskId && d.task === null) board.remove(taskId);
     if (taskId) drawer.onEvent(taskId);
     statusSoon();
-  });
-  es.addEventListener('error', () => {
-    // The browser reconnects by itself (sending Last-Event-ID) unless the stream was refused.
-    if (es.readyState === EventSource.CLOSED) {
-      setConn('offline', 'offline: retrying');
-      setTimeout(() => {
-        connect();
-        // Events may have been missed while no stream was open: read the columns again.
-        void board.loadAll().catch(() => {});
-      }, 3000);
-    } else {
-      setConn('reconnecting', 'reconnecting…');
-    }
-  });
-}
+  },
+});
 
 // ------------------------------------------------------------------ controls
 
@@ -189,17 +177,21 @@ document.addEventListener('visibilitychange', () => {
 // ------------------------------------------------------------------ start
 
 renderToken();
-connect(); // first: a transition committed while the pages load is not missed
-board.loadAll().then(
-  () => {
-    performance.mark('board-ready');
-    document.documentElement.dataset.ready = 'true';
-  },
-  (e) => {
-    document.documentElement.dataset.ready = 'error';
-    banner(`Could not load tasks: ${e.message}`);
-  },
-);
+// The stream first: a transition committed while the pages load is then not missed (waited for
+// at most 500 ms: the columns come even without it).
+stream.start();
+Promise.race([stream.opened, new Promise((r) => setTimeout(r, 500))])
+  .then(() => board.loadAll())
+  .then(
+    () => {
+      performance.mark('board-ready');
+      document.documentElement.dataset.ready = 'true';
+    },
+    (e) => {
+      document.documentElement.dataset.ready = 'error';
+      banner(`Could not load tasks: ${e.message}`);
+    },
+  );
 void pollStatus();
 void pollHistory();
 setInterval(() => board.tick(), 1000);

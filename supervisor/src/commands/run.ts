@@ -6,7 +6,9 @@ import { CONFIG_VARS, EXIT, loadConfig, parseLimit } from '@kanban-supervisor/po
 import { parseArgs, parseOptions, UsageError, type FlagSpec } from '../args.js';
 import { makeLogger } from '../logger.js';
 import { Supervisor } from '../supervisor.js';
-import { statusReport, printStatus, watchStatus } from '../status.js';
+import { statusReport, printStatus, watchStatus, type StatusReport } from '../status.js';
+import { boardFiles, isPgLocation, resolveBoardPath } from '@kanban-supervisor/board';
+import { readTokenFile, tokenFilePath } from '@kanban-supervisor/web';
 import { readEnvFile } from '../env-file.js';
 import { assertWritable, boardPath, namingBoard, type Globals } from './board.js';
 import { checkPassEnv } from './flags.js';
@@ -19,7 +21,7 @@ const RUN_FLAGS: Record<string, FlagSpec> = {
   '--detach-on-exit': { kind: 'bool' },
   '--pass-env': { kind: 'multi' },
   '--env-file': { kind: 'multi' },
-  ...Object.fromEntries(CONFIG_VARS.filter((v) => v.flag !== '--db').map((v) => [v.flag, { kind: 'value' as const }])),
+  ...Object.fromEntries(CONFIG_VARS.filter((v) => v.flag !== '--db' && !v.envOnly).map((v) => [v.flag, { kind: 'value' as const }])),
 };
 
 /** `run`: supervise the board until stopped (or idle with --until-idle); resolves to the exit code. */
@@ -65,8 +67,31 @@ export async function cmdStatus(g: Globals, args: string[]): Promise<number> {
     const seconds = values.interval !== undefined ? parseLimit('--interval', values.interval, { min: 0.2, max: 3600, integer: false, unit: 'seconds' }) : 2;
     return watchStatus(boardPath(g.db, 'existing'), Math.round(seconds * 1000), g.json);
   }
-  const r = await statusReport(boardPath(g.db, 'existing'));
+  const db = boardPath(g.db, 'existing');
+  const r = await statusReport(db);
   if (g.json) out(g, '', r);
-  else printStatus(r);
+  else {
+    printStatus(r);
+    const page = pageLine(r, db);
+    if (page) process.stdout.write(`${page}\n`);
+  }
   return EXIT.ok;
+}
+
+/**
+ * How to open the live owner's page: its URL with the token in the fragment (never sent to a
+ * server, never in a log) when this user can read the token file; else the URL alone.
+ */
+export function pageLine(r: StatusReport, db: string): string {
+  if (!r.http) return '';
+  const path = isPgLocation(db) ? db : resolveBoardPath(db);
+  let token: string | null = null;
+  try {
+    token = readTokenFile(tokenFilePath(boardFiles(path), path));
+  } catch {
+    token = null;
+  }
+  return token !== null
+    ? `page: ${r.http.url}#token=${token}`
+    : `page: ${r.http.url} (actions need its token: KANBAN_HTTP_TOKEN, or the token file next to the board, not readable here)`;
 }

@@ -1,0 +1,80 @@
+/**
+ * The state-changing endpoints: add a task, cancel, retry, block, unblock. Each needs the bearer
+ * token (server.ts), a JSON body (415 otherwise; `{}` for the actions without one) of at most
+ * 1 MiB (413), and goes through the view's operator queue: the supervisor's loop runs it between
+ * ticks, with the same board operations and validation as the CLI's `add`, `cancel`, … .
+ */
+import type { FastifyInstance } from 'fastify';
+import { BoardInputError, taskJson, type Json, type Task } from '@kanban-supervisor/board';
+import { HttpError } from '../errors.js';
+import type { SupervisorView } from '../view.js';
+import { apiTask } from './shapes.js';
+
+const ADD_KEYS = ['skill', 'title', 'payload', 'priority', 'max_runtime_seconds', 'max_attempts'] as const;
+
+function objectBody(body: unknown): Record<string, unknown> {
+  if (body === undefined || body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) throw new HttpError(400, 'bad_request', 'the request body must be a JSON object');
+  return body as Record<string, unknown>;
+}
+
+function optNumber(b: Record<string, unknown>, key: string, integer: boolean): number | undefined {
+  const v = b[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
+    throw new HttpError(400, 'bad_request', `${key} must be ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(v)?.slice(0, 80)}`);
+  }
+  return v;
+}
+
+/** The body of POST /api/tasks, checked as `add` checks its flags (the board checks the ranges). */
+export function addInput(body: unknown): { skill: string; title?: string; payload: Json; priority: number; maxRuntimeSeconds?: number; maxRetries?: number } {
+  const b = objectBody(body);
+  for (const k of Object.keys(b)) {
+    if (!(ADD_KEYS as readonly string[]).includes(k)) throw new HttpError(400, 'bad_request', `unknown field ${JSON.stringify(k.slice(0, 60))}; fields: ${ADD_KEYS.join(', ')}`);
+  }
+  if (typeof b.skill !== 'string' || b.skill === '') throw new HttpError(400, 'bad_request', 'skill (a skill name) is required');
+  if (b.title !== undefined && typeof b.title !== 'string') throw new HttpError(400, 'bad_request', 'title must be a string');
+  return {
+    skill: b.skill,
+    title: b.title as string | undefined,
+    payload: (b.payload ?? null) as Json,
+    priority: optNumber(b, 'priority', true) ?? 0,
+    maxRuntimeSeconds: optNumber(b, 'max_runtime_seconds', false),
+    maxRetries: optNumber(b, 'max_attempts', true),
+  };
+}
+
+export function writeRoutes(app: FastifyInstance, view: SupervisorView): void {
+  app.post('/api/tasks', async (req, reply) => {
+    const input = addInput(req.body);
+    const t = await view.operator((ops) => ops.createTask(input));
+    return reply.code(201).send({ id: t.id, task: apiTask(t) });
+  });
+
+  for (const action of ['cancel', 'retry', 'block', 'unblock'] as const) {
+    app.post(`/api/tasks/:id/${action}`, async (req) => {
+      const id = (req.params as { id: string }).id;
+      const b = objectBody(req.body);
+      const allowed = action === 'block' ? ['reason'] : [];
+      for (const k of Object.keys(b)) if (!allowed.includes(k)) throw new HttpError(400, 'bad_request', `unknown field ${JSON.stringify(k.slice(0, 60))} for ${action}`);
+      const reason = b.reason;
+      if (action === 'block' && (typeof reason !== 'string' || reason.trim() === '')) throw new HttpError(400, 'bad_request', 'block needs a reason (a non-empty string)');
+      if (!(await view.reads.getTask(id))) throw new HttpError(404, 'not_found', `no task ${JSON.stringify(id.slice(0, 100))}`);
+      let t: Task;
+      try {
+        t = await view.operator((ops) => {
+          if (action === 'cancel') return ops.cancelTask(id);
+          if (action === 'retry') return ops.retryTask(id);
+          if (action === 'unblock') return ops.unblockTask(id);
+          return ops.blockTask(id, reason as string);
+        });
+      } catch (e) {
+        // The task exists: what the board refuses is its state (e.g. retry of a running task).
+        if (e instanceof BoardInputError) throw new HttpError(409, 'conflict', e.message);
+        throw e;
+      }
+      return taskJson(t);
+    });
+  }
+}
