@@ -177,21 +177,31 @@ document.addEventListener('visibilitychange', () => {
 // ------------------------------------------------------------------ start
 
 renderToken();
-// The stream first: a transition committed while the pages load is then not missed (waited for
-// at most 500 ms: the columns come even without it).
+// The stream first, so that a transition committed while the pages load is not missed. Its
+// opening is waited for at most 150 ms (the columns come without it); when it opened later, the
+// first pages are read again once it is open and merged (a card moves, nothing is cleared).
+performance.mark('app-start');
 stream.start();
-Promise.race([stream.opened, new Promise((r) => setTimeout(r, 500))])
-  .then(() => board.loadAll())
-  .then(
-    () => {
-      performance.mark('board-ready');
-      document.documentElement.dataset.ready = 'true';
-    },
-    (e) => {
-      document.documentElement.dataset.ready = 'error';
-      banner(`Could not load tasks: ${e.message}`);
-    },
-  );
-void pollStatus();
-void pollHistory();
+let streamOpen = false;
+stream.opened.then(() => (streamOpen = true));
+const startup = Promise.race([stream.opened, new Promise((r) => setTimeout(r, 150))]).then(() => {
+  const late = !streamOpen;
+  return board.loadAll().then(() => late);
+});
+startup.then(
+  (late) => {
+    performance.mark('board-ready');
+    document.documentElement.dataset.ready = 'true';
+    if (late) void stream.opened.then(() => board.refreshFirstPages()).catch(() => {});
+  },
+  (e) => {
+    document.documentElement.dataset.ready = 'error';
+    banner(`Could not load tasks: ${e.message}`);
+  },
+);
+// What is not needed for the first render comes after it (or after 2 s at the latest).
+Promise.race([startup.catch(() => {}), new Promise((r) => setTimeout(r, 2000))]).then(() => {
+  void pollStatus();
+  void pollHistory();
+});
 setInterval(() => board.tick(), 1000);

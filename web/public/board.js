@@ -137,6 +137,17 @@ export class Board {
     }
   }
 
+  /** Read every column's first page again and merge it (after a gap in the event stream): cards move, none is cleared. */
+  async refreshFirstPages() {
+    await Promise.all([...this.columns.values()].map(async (col) => {
+      const p = new URLSearchParams({ status: col.status, limit: String(this.opts.pageSize) });
+      if (this.filter.skill) p.set('skill', this.filter.skill);
+      if (this.filter.q) p.set('q', this.filter.q);
+      const page = await getJson(`/api/tasks?${p}`);
+      for (const raw of page.tasks ?? []) this.upsert(raw, null);
+    }));
+  }
+
   insertSorted(col, t, el) {
     let lo = 0;
     let hi = col.items.length;
@@ -281,7 +292,7 @@ export class Board {
     el.dataset.status = t.status;
     btn.setAttribute('aria-label', `${t.title || t.id}: ${t.status}, skill ${t.skill}. Open details`);
     const now = this.opts.now();
-    btn.replaceChildren(
+    btn.replaceChildren(...[
       h('span', { class: 'title', text: t.title || t.id }),
       h('span', { class: 'meta' },
         h('span', { class: 'skill', text: t.skill }),
@@ -289,13 +300,15 @@ export class Board {
         h('span', { class: 'age', text: this.ageText(t, now) })),
       t.last_error ? h('span', { class: 'error', text: t.last_error, title: t.last_error }) : null,
       t.status === 'running' ? h('span', { class: 'live' }) : null,
-    );
+    ].filter(Boolean));
     if (t.status === 'running') this.fillLive(el, t);
   }
 
   fillLive(el, t) {
     const live = el.querySelector('.live');
     if (!live) return;
+    const attempt = el.querySelector('.attempt');
+    if (attempt) attempt.textContent = this.attemptText(t);
     const w = this.workers.get(t.id);
     if (!w) {
       live.textContent = 'starting…';

@@ -126,7 +126,7 @@ export class Drawer {
       h('details', {}, h('summary', {}, 'Payload'), h('pre', { text: JSON.stringify(raw.payload ?? null, null, 2) })),
       raw.result !== null && raw.result !== undefined ? h('details', {}, h('summary', {}, 'Result'), h('pre', { text: JSON.stringify(raw.result, null, 2) })) : null,
     ];
-    this.body.replaceChildren(facts, this.actions(t), ...blocks, this.runsTable(runs, now), this.logSection(runs), this.timeline(events));
+    this.body.replaceChildren(...[facts, this.actions(t), ...blocks, this.runsTable(runs, now), this.logSection(runs), this.timeline(events)].filter(Boolean));
     this.dialog.dataset.rendered = String(Date.now());
   }
 

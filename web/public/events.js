@@ -58,6 +58,7 @@ export class EventStream {
     }
     if (!res.ok || !res.body) throw new Error(`event stream: ${res.status}`);
     this.opts.onState('live');
+    if (!performance.getEntriesByName('stream-open').length) performance.mark('stream-open');
     this.markOpen();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';

@@ -25,6 +25,7 @@ export const ASSETS: readonly AssetSpec[] = [
   { route: '/forms.js', file: 'forms.js', contentType: 'text/javascript; charset=utf-8' },
   { route: '/plots.js', file: 'plots.js', contentType: 'text/javascript; charset=utf-8' },
   { route: '/style.css', file: 'style.css', contentType: 'text/css; charset=utf-8' },
+  { route: '/favicon.svg', file: 'favicon.svg', contentType: 'image/svg+xml' },
 ];
 
 /** The most the page's files may weigh together (the page works offline, on a phone). */
