@@ -24,7 +24,14 @@ const addForm = new AddTaskForm($('add-dialog'), (t) => {
   if (t && (t.status || t.task)) board.upsert(t.task ?? t, 'created');
   toast(`Task ${t?.id ?? t?.task?.id ?? ''} added.`);
 });
-const tokenForm = new TokenForm($('token-dialog'), renderToken);
+// A new token: the columns are read again (a server beyond loopback refuses reads without it).
+const tokenForm = new TokenForm($('token-dialog'), () => {
+  renderToken();
+  void board.loadAll().then(() => {
+    if (document.documentElement.dataset.ready !== 'true') document.documentElement.dataset.ready = 'true';
+    banner(null);
+  }, (e) => banner(`Could not load tasks: ${e.message}`));
+});
 
 async function act(kind, id, body) {
   const t = await postJson(`/api/tasks/${encodeURIComponent(id)}/${kind}`, body);

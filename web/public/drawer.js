@@ -71,6 +71,7 @@ export class Drawer {
   closed() {
     this.stopLog();
     clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     this.taskId = null;
     delete this.dialog.dataset.taskId;
     this.opts.onClose?.();
@@ -78,12 +79,17 @@ export class Drawer {
 
   /** A transition of some task: ours is read again (coalesced). */
   onEvent(taskId) {
-    if (!this.dialog.open || taskId !== this.taskId) return;
-    clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => void this.refresh(), 150);
+    if (!this.dialog.open || taskId !== this.taskId || this.refreshTimer) return;
+    // At most one read every 500 ms, however many events a busy worker writes.
+    const wait = Math.max(150, (this.lastRefresh ?? 0) + 500 - Date.now());
+    this.refreshTimer = setTimeout(() => {
+      this.refreshTimer = null;
+      void this.refresh();
+    }, wait);
   }
 
   async refresh() {
+    this.lastRefresh = Date.now();
     const id = this.taskId;
     const seq = ++this.seq;
     let d;
