@@ -26,6 +26,8 @@ let context: BrowserContext;
 let page: Page;
 let sup: ReturnType<Cleanups['startCli']>;
 const requests: string[] = [];
+/** The Last-Event-ID of each resumed event stream. */
+const resumedWith: string[] = [];
 let navigations = 0;
 
 async function add(title: string, payload?: unknown): Promise<string> {
@@ -76,7 +78,11 @@ beforeAll(async () => {
   browser = await launchChromium();
   context = browser.context;
   // Every request of every page of the browser, from the first navigation on (page.on('request') for each of its pages).
-  context.on('request', (r) => void requests.push(r.url()));
+  context.on('request', (r) => {
+    requests.push(r.url());
+    const last = r.headers()['last-event-id'];
+    if (r.url() === `${origin}/api/events` && last) resumedWith.push(last);
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -211,6 +217,23 @@ describe('the web board in Chromium', () => {
     await waitFor(async () => (await status(waiting)) === 'done' && (await status(added)) === 'done' && (await status(next)) === 'done', 30_000);
     await card('done', added).waitFor({ timeout: 30_000 });
     await shot('5-all-done');
+  });
+
+  it('resumes its event stream with Last-Event-ID across a supervisor restart: a task added and blocked meanwhile appears', async () => {
+    const port = new URL(origin).port;
+    sup.kill('SIGTERM');
+    expect((await exited(sup)).code).toBe(0);
+    await expect.poll(() => page.locator('#conn').getAttribute('data-state'), { timeout: 15_000 }).not.toBe('live');
+    // Added and blocked while no supervisor (and no stream) is there, nothing happens to it after:
+    // the page can learn of it only from the resumed stream.
+    const meanwhile = await add('added while the supervisor was down');
+    expect((await cli(db, ['block', meanwhile, '--reason', 'blocked while the supervisor was down'])).code).toBe(0);
+    sup = cleanups.startCli(db, ['run', '--max-concurrent-workers', '2'], cleanEnv({ KANBAN_HTTP: `127.0.0.1:${port}`, LOG_FORMAT: 'json' }));
+    await waitFor(() => logEvents(sup.output(), 'http_started')[0], 30_000);
+    await expect.poll(() => page.locator('#conn').getAttribute('data-state'), { timeout: 20_000 }).toBe('live');
+    await card('blocked', meanwhile).waitFor({ timeout: 20_000 });
+    expect(resumedWith.length).toBeGreaterThan(0);
+    expect(await page.evaluate('window.__sameDocument')).toBe(42);
   });
 
   it('sent every request to the loopback server it was opened from', () => {
