@@ -290,7 +290,7 @@ export class Board {
   fill(el, t) {
     const btn = el.firstElementChild;
     el.dataset.status = t.status;
-    btn.setAttribute('aria-label', `${t.title || t.id}: ${t.status}, skill ${t.skill}. Open details`);
+    btn.setAttribute('aria-label', `${t.title || t.id}: ${t.status}, skill ${t.skill}${t.last_error ? `, last error: ${t.last_error}` : ''}. Open its details`);
     const now = this.opts.now();
     btn.replaceChildren(...[
       h('span', { class: 'title', text: t.title || t.id }),
