@@ -1,13 +1,9 @@
 // The web board: wires the columns, the drawer, the forms and the plots to the API, the event
 // stream (cards move as transitions commit, without a reload) and the status poll (counts, live
 // workers). Plain ES modules, no build step; every asset comes from this server.
-import { getJson, postJson, takeTokenFromFragment, token } from './api.js';
-import { Board } from './board.js';
-import { Drawer } from './drawer.js';
-import { EventStream } from './events.js';
-import { fmtAge } from './fmt.js';
-import { AddTaskForm, TokenForm } from './forms.js';
-import { Plots } from './plots.js';
+import { Board, Plots } from './board.js';
+import { AddTaskForm, Drawer, TokenForm } from './drawer.js';
+import { EventStream, fmtAge, getJson, postJson, takeTokenFromFragment, token } from './lib.js';
 
 takeTokenFromFragment();
 

@@ -17,15 +17,10 @@ export interface AssetSpec {
 export const ASSETS: readonly AssetSpec[] = [
   { route: '/', file: 'index.html', contentType: 'text/html; charset=utf-8' },
   { route: '/app.js', file: 'app.js', contentType: 'text/javascript; charset=utf-8' },
-  { route: '/api.js', file: 'api.js', contentType: 'text/javascript; charset=utf-8' },
+  { route: '/lib.js', file: 'lib.js', contentType: 'text/javascript; charset=utf-8' },
   { route: '/board.js', file: 'board.js', contentType: 'text/javascript; charset=utf-8' },
   { route: '/drawer.js', file: 'drawer.js', contentType: 'text/javascript; charset=utf-8' },
-  { route: '/events.js', file: 'events.js', contentType: 'text/javascript; charset=utf-8' },
-  { route: '/fmt.js', file: 'fmt.js', contentType: 'text/javascript; charset=utf-8' },
-  { route: '/forms.js', file: 'forms.js', contentType: 'text/javascript; charset=utf-8' },
-  { route: '/plots.js', file: 'plots.js', contentType: 'text/javascript; charset=utf-8' },
   { route: '/style.css', file: 'style.css', contentType: 'text/css; charset=utf-8' },
-  { route: '/favicon.svg', file: 'favicon.svg', contentType: 'image/svg+xml' },
 ];
 
 /** The most the page's files may weigh together (the page works offline, on a phone). */
