@@ -87,6 +87,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  // Whatever happened, every ticker may end now (none is left waiting for its file).
+  if (db) {
+    const list = await cli(db, ['--json', 'list']);
+    if (list.code === 0) for (const t of JSON.parse(list.stdout) as Array<{ id: string }>) release(t.id);
+  }
   if (sup && sup.exitCode === null) {
     sup.kill('SIGTERM');
     await Promise.race([exited(sup), new Promise((r) => setTimeout(r, 20_000))]);
