@@ -26,6 +26,7 @@ let context: BrowserContext;
 let page: Page;
 let sup: ReturnType<Cleanups['startCli']>;
 const requests: string[] = [];
+const pageErrors: string[] = [];
 /** The Last-Event-ID of each resumed event stream. */
 const resumedWith: string[] = [];
 let navigations = 0;
@@ -78,6 +79,11 @@ beforeAll(async () => {
   browser = await launchChromium();
   context = browser.context;
   // Every request of every page of the browser, from the first navigation on (page.on('request') for each of its pages).
+  // Uncaught errors of the page, and anything the Content-Security-Policy refused.
+  context.on('weberror', (e) => void pageErrors.push(e.error().message));
+  context.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) pageErrors.push(m.text());
+  });
   context.on('request', (r) => {
     requests.push(r.url());
     const last = r.headers()['last-event-id'];
@@ -241,7 +247,8 @@ describe('the web board in Chromium', () => {
     expect(await page.evaluate('window.__sameDocument')).toBe(42);
   });
 
-  it('sent every request to the loopback server it was opened from', () => {
+  it('sent every request to the loopback server it was opened from, and broke no rule of its CSP', () => {
+    expect(pageErrors).toEqual([]);
     expect(requests.length).toBeGreaterThan(20);
     expect(requests.filter((u) => !u.startsWith(`${origin}/`))).toEqual([]);
   });
