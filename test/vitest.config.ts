@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The browser tests run apart: `npm run test:e2e` (test/e2e/vitest.config.ts).
+    exclude: [...configDefaults.exclude, 'test/e2e/**'],
     // One PostgreSQL server for the run's PostgreSQL tests (or KANBAN_TEST_PG_URL's).
     globalSetup: ['test/board/pg/global-setup.ts'],
     // KANBAN_HTTP=off for every supervisor a test starts, unless it asks for HTTP.

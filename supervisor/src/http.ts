@@ -165,7 +165,8 @@ export class HttpSide {
         if (!s.committedOnce) return { ok: false, reason: 'starting' };
         return { ok: true };
       },
-      status: () => statusReport(ctx.boardPath, this.sampler),
+      // The page shows attempt / limit: the failure limit a task without its own takes.
+      status: async () => ({ ...(await statusReport(ctx.boardPath, this.sampler)), failureLimit: ctx.cfg.failureLimit }),
       reads,
       operator: <T>(fn: (ops: OperatorOps) => Promise<T>) =>
         new Promise<T>((resolve, reject) => {

@@ -17,6 +17,9 @@ export interface AssetSpec {
 export const ASSETS: readonly AssetSpec[] = [
   { route: '/', file: 'index.html', contentType: 'text/html; charset=utf-8' },
   { route: '/app.js', file: 'app.js', contentType: 'text/javascript; charset=utf-8' },
+  { route: '/lib.js', file: 'lib.js', contentType: 'text/javascript; charset=utf-8' },
+  { route: '/board.js', file: 'board.js', contentType: 'text/javascript; charset=utf-8' },
+  { route: '/drawer.js', file: 'drawer.js', contentType: 'text/javascript; charset=utf-8' },
   { route: '/style.css', file: 'style.css', contentType: 'text/css; charset=utf-8' },
 ];
 

@@ -5,7 +5,7 @@
  * figures as JSON to bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could
  * not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim,metrics] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim,metrics,web] [--keep]
  *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
  *
  * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
@@ -27,6 +27,7 @@ import { benchOverhead } from './overhead.js';
 import { benchReclaim } from './reclaim.js';
 import { PG, SHORT, h, res, status, want } from './setup.js';
 import { benchThroughput } from './throughput.js';
+import { benchWeb } from './web.js';
 
 const loadLine = () => loadavg().map((x) => x.toFixed(1)).join(' ');
 
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
         ['load', 'under load: churn, supervisor restarts', benchLoad],
         ['reclaim', 'reclaim precision', benchReclaim],
         ['metrics', '/metrics scrape at 100,000 tasks', benchMetrics],
+        ['web', 'web board first render', benchWeb],
       ];
   const { timing, failed: partFailed } = await runParts(res, parts, want, { figure: 'measurement ran to the end', hard: false });
   if (partFailed) status.failed = true;
