@@ -316,7 +316,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
       expect(reaper.terminate(fake, 0, t0).phase).toBe('gone');
       expect(reaper.terminate(fake, 0).phase).toBe('gone');
       expect(reaper.cleanupAfterExit(fake, 0).phase).toBe('gone');
-      expect(reaper.sample([fake]).get(fake.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0 });
+      expect(reaper.sample([fake]).get(fake.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0, cpuSeconds: 0 });
     }
     await sleep(200);
     expect(pidAlive(victim.pid!, real.startTime)).toBe(true);
@@ -414,7 +414,7 @@ describe.skipIf(!LINUX)('reaper (Linux /proc)', () => {
     reaper.terminate(id, 200);
     await exitOf(id.pid);
     await waitFor(() => reaper.terminate(id, 200).phase === 'gone', 5000, 20);
-    expect(reaper.sample([id]).get(id.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0 });
+    expect(reaper.sample([id]).get(id.pid)).toEqual({ cpuPercent: 0, rssBytes: 0, processes: 0, cpuSeconds: 0 });
     await waitFor(() => (reaper.reapOrphans(new Set()), zombieChildrenOfUs().length === 0), 5000, 20);
   });
 
