@@ -166,7 +166,16 @@ export class HttpSide {
         return { ok: true };
       },
       // The page shows attempt / limit: the failure limit a task without its own takes.
-      status: async () => ({ ...(await statusReport(ctx.boardPath, this.sampler)), failureLimit: ctx.cfg.failureLimit }),
+      // Through the read connection, with the workers as this supervisor samples them (every 5 s):
+      // no connection opened and no /proc scan per request (the page polls it every 2 s).
+      status: async () => {
+        const board = await readBoard();
+        const workerOf = (runId: string) => {
+          const w = s.workers.get(runId);
+          return w && w.leaderExit === null ? { pid: w.identity.pid, cpuPercent: w.cpuPercent, rssBytes: w.rssBytes } : null;
+        };
+        return { ...(await statusReport(ctx.boardPath, this.sampler, { board, workerOf })), failureLimit: ctx.cfg.failureLimit };
+      },
       reads,
       operator: <T>(fn: (ops: OperatorOps) => Promise<T>) =>
         new Promise<T>((resolve, reject) => {

@@ -91,7 +91,18 @@ function reclaimText(r: RunListing, now: number): string | null {
   return null;
 }
 
-export async function statusReport(db: string, sampler: UsageSampler = new UsageSampler()): Promise<StatusReport> {
+/**
+ * How the supervisor itself answers `status` (its HTTP /api/status): through its HTTP side's read
+ * connection (kept open, never closed here), and with what it knows of its own workers (the last
+ * 5 s sample of each) instead of a /proc scan per call.
+ */
+export interface InProcessStatus {
+  board: Board;
+  /** A supervised worker's last sample by run id; null: not one of ours (not alive here). */
+  workerOf(runId: string): { pid: number; cpuPercent: number | null; rssBytes: number | null } | null;
+}
+
+export async function statusReport(db: string, sampler: UsageSampler = new UsageSampler(), own?: InProcessStatus): Promise<StatusReport> {
   // A PostgreSQL board's status file is in its local state folder (this host's supervisor's).
   const path = isPgLocation(db) ? db : resolveBoardPath(db);
   const file = readStatusFile(path);
@@ -99,7 +110,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
   const now = Date.now();
   let board: Board;
   try {
-    board = await openBoard(db, { readonly: true });
+    board = own ? own.board : await openBoard(db, { readonly: true });
   } catch (e) {
     // The board cannot be read (damaged? not ours?): report what the owner says about it.
     const owner = fromFile ? liveOwner(fromFile) : null;
@@ -125,7 +136,13 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     const registry = supervisorRegistryOf(board);
     const sups = registry ? await registry.liveSupervisors() : null;
     const ids = new Map<string, ProcessIdentity>();
-    for (const r of live) {
+    if (own) {
+      // The supervisor's own answer: its workers as it supervises them, no /proc scan.
+      for (const r of live) {
+        const w = own.workerOf(r.id);
+        if (w) ids.set(r.id, { pid: w.pid, pgid: w.pid, startTime: 0, bootId: '' });
+      }
+    } else for (const r of live) {
       if (r.pid !== null && r.procStartTime !== null && r.bootId !== null) {
         ids.set(r.id, { pid: r.pid, pgid: r.pgid ?? r.pid, startTime: r.procStartTime, bootId: r.bootId });
       } else if (r.status === 'starting') {
@@ -135,7 +152,14 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       }
     }
     const list = [...ids.values()];
-    const usage = await sampler.sample(list);
+    const usage = own ? new Map<number, { cpuPercent: number; rssBytes: number }>() : await sampler.sample(list);
+    if (own) {
+      for (const r of live) {
+        const w = own.workerOf(r.id);
+        if (w && w.cpuPercent !== null && w.rssBytes !== null) usage.set(w.pid, { cpuPercent: w.cpuPercent, rssBytes: w.rssBytes });
+      }
+    }
+    const isAlive = (runId: string): boolean => (own ? own.workerOf(runId) !== null : alive(ids.get(runId)!));
     let detail: Record<string, unknown> = {};
     try {
       detail = row?.detail ? (JSON.parse(row.detail) as Record<string, unknown>) : {};
@@ -153,7 +177,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       at,
       owner,
       pool: {
-        live: live.filter((r) => ids.has(r.id) && alive(ids.get(r.id)!)).length,
+        live: live.filter((r) => ids.has(r.id) && isAlive(r.id)).length,
         max: ownerLive && typeof file?.maxConcurrentWorkers === 'number' ? file.maxConcurrentWorkers : typeof detail.maxConcurrentWorkers === 'number' ? detail.maxConcurrentWorkers : null,
       },
       quarantine: (ownerLive ? (file?.quarantine ?? detail.quarantine) : null) ?? null,
@@ -179,14 +203,14 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
           reclaim: reclaimText(r, at),
           ageMs: at - r.startedAt,
           heartbeatAgeMs: r.heartbeatAt !== null ? at - r.heartbeatAt : null,
-          alive: id ? alive(id) : false,
+          alive: id ? isAlive(r.id) : false,
           cpuPercent: u ? Math.round(u.cpuPercent * 10) / 10 : null,
           rssBytes: u ? u.rssBytes : null,
         };
       }),
     };
   } finally {
-    await board.close();
+    if (!own) await board.close();
   }
 }
 
