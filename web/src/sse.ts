@@ -27,6 +27,8 @@ const FALLBACK_READ_MS = 2_000;
 const BATCH = 200;
 const DRAIN_TIMEOUT_MS = 10_000;
 const MAX_UNSENT_BYTES = 1024 * 1024;
+/** Events are written in chunks of about this many characters, each waiting for the socket. */
+const CHUNK_CHARS = 64 * 1024;
 
 export interface EventStreams {
   /** Clients connected now. */
@@ -74,12 +76,16 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
       if (timer) clearTimeout(timer);
       res.destroy();
     };
-    /** Write; wait for the socket to drain when it is full (dropped if it does not within 10 s). */
+    /**
+     * Write; wait for the socket to drain when it is full (dropped if it does not within 10 s). A
+     * client that has not taken what it was sent before (more than 1 MiB waiting) is dropped:
+     * nothing is buffered without bound. Callers write at most one chunk (64 KiB of events) at a
+     * time and wait, so a reading client is never dropped however large a batch is.
+     */
     const send = async (chunk: string): Promise<void> => {
       if (closed) return;
-      const ok = res.write(chunk);
       if (res.writableLength > MAX_UNSENT_BYTES) return close();
-      if (ok) return;
+      if (res.write(chunk)) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           close();
@@ -110,9 +116,16 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
             const batch = first ?? (await view.reads.eventsAfter(cursor, BATCH));
             first = null;
             if (closed) return;
-            if (batch.events.length) {
-              await send(batch.events.map((e) => `id: ${e.cursor}\nevent: transition\ndata: ${JSON.stringify(eventJson(e))}\n\n`).join(''));
+            let out = '';
+            for (const e of batch.events) {
+              out += `id: ${e.cursor}\nevent: transition\ndata: ${JSON.stringify(eventJson(e))}\n\n`;
+              if (out.length >= CHUNK_CHARS) {
+                await send(out);
+                out = '';
+                if (closed) return;
+              }
             }
+            if (out) await send(out);
             cursor = batch.cursor;
             if (batch.events.length < BATCH || closed) break;
           }
