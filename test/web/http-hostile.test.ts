@@ -83,4 +83,27 @@ runWorker(async (ctx) => {
     expect(detail.json.events.filter((e: { kind: string }) => e.kind === 'note')).toHaveLength(24);
     expect((await s.get('/healthz')).status).toBe(200);
   }, 120_000);
+
+  it('an absolute-form request target naming another host is refused (421) like a wrong Host; a Last-Event-ID ahead of the feed is 400', async () => {
+    const { db } = cleanups.boardDir('ks-web-hostile-');
+    expect((await cli(db, ['init'])).code).toBe(0);
+    expect((await cli(db, ['skill', 'add', 'sleep', '--', '/bin/sleep', '30'])).code).toBe(0);
+    const s = await sup(db);
+    const host = new URL(s.url).host;
+    const req = (target: string) => rawStatus(s.url, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    expect(await req('/api/status')).toMatch(/ 200 /);
+    expect(await req(`http://${host}/api/status`)).toMatch(/ 200 /);
+    for (const t of ['http://evil.example/api/status', `http://evil.example:${new URL(s.url).port}/api/status`, `http://user@${host}/api/status`, '*']) {
+      expect(await req(t), t).toMatch(/ 421 /);
+    }
+    // A cursor ahead of the feed's end (another board's, a board restored from a backup) is refused:
+    // resumed from, it would hide every event until the ids caught up. The page starts over on 400.
+    await s.post('/api/tasks', { skill: 'sleep' });
+    const ahead = await s.get('/api/events', { 'last-event-id': '999999' });
+    expect(ahead.status).toBe(400);
+    expect(ahead.json.error.code).toBe('bad_cursor');
+    const live = sseClient(`${s.url}/api/events`, { 'last-event-id': '1' });
+    cleanups.push(live.close);
+    expect(await live.status).toBe(200);
+  });
 });

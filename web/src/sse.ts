@@ -37,6 +37,19 @@ export interface EventStreams {
   closeAll(): void;
 }
 
+/** Whether cursor `a` is after cursor `b` (both dot-separated decimal numbers, as the backends make them; anything else: false, the board judges it). */
+export function cursorAhead(a: string, b: string): boolean {
+  const parse = (c: string) => (/^\d{1,20}(\.\d{1,20})*$/.test(c) ? c.split('.').map((x) => BigInt(x)) : null);
+  const x = parse(a);
+  const y = parse(b);
+  if (!x || !y) return false;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0n) - (y[i] ?? 0n);
+    if (d !== 0n) return d > 0n;
+  }
+  return false;
+}
+
 export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { onError: (e: unknown) => void }): EventStreams {
   const clients = new Set<() => void>();
 
@@ -45,7 +58,13 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
     const header = req.headers['last-event-id'];
     const q = (req.query as Record<string, unknown>).lastEventId;
     const given = typeof header === 'string' && header !== '' ? header : typeof q === 'string' && q !== '' ? q : null;
-    // A cursor the board does not accept is the client's error (400), told before the stream starts.
+    // A cursor the board does not accept is the client's error (400), told before the stream starts;
+    // so is one ahead of the feed's end (another board's, or this board's before it was restored
+    // from a backup): resumed from, it would hide every event until the board's ids caught up.
+    if (given !== null) {
+      const end = (await view.reads.eventsAfter(null, 1)).cursor;
+      if (cursorAhead(given, end)) throw new HttpError(400, 'bad_cursor', `Last-Event-ID ${JSON.stringify(given.slice(0, 60))} is ahead of this board's feed (${end}): not a cursor of this board`);
+    }
     let cursor = given === null ? (await view.reads.eventsAfter(null, 1)).cursor : given;
     let first = given === null ? null : await view.reads.eventsAfter(given, BATCH).catch((e: unknown) => {
       throw new HttpError(400, 'bad_cursor', `Last-Event-ID is not a cursor of this board: ${(e as Error).message}`);
