@@ -254,7 +254,8 @@ export interface BoardReads {
   listSkills(): Promise<Skill[]>;
   getTask(id: string): Promise<Task | null>;
   listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]>;
-  showTask(id: string): Promise<TaskDetail | null>;
+  /** A task, its runs and its last 1,000 events; `boundedEvents`: event data longer than 16 KiB reads as a truncation marker (the HTTP view). */
+  showTask(id: string, opts?: { boundedEvents?: boolean }): Promise<TaskDetail | null>;
   /** One run by id (null if none). */
   getRun(id: string): Promise<Run | null>;
   /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */

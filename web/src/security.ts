@@ -63,6 +63,17 @@ export function hostAllowed(header: string | undefined, allowed: Set<string>): b
   return allowed.has(header.trim().toLowerCase());
 }
 
+/** Whether an absolute-form request target (`http://host:port/path`) names one of `allowed` (anything else, `*` too: no). */
+export function absoluteTargetAllowed(target: string, allowed: Set<string>): boolean {
+  let u: URL;
+  try {
+    u = new URL(target);
+  } catch {
+    return false;
+  }
+  return u.protocol === 'http:' && u.username === '' && u.password === '' && allowed.has(u.host.toLowerCase());
+}
+
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
 /** Whether an Authorization header carries `Bearer <token>`, compared in constant time. */

@@ -16,7 +16,7 @@ import { readRoutes } from './api/read.js';
 import { writeRoutes } from './api/write.js';
 import { loadAssets } from './assets.js';
 import { errorReply } from './errors.js';
-import { allowedHosts, bearerMatches, hostAllowed, SECURITY_HEADERS, urlHost } from './security.js';
+import { absoluteTargetAllowed, allowedHosts, bearerMatches, hostAllowed, SECURITY_HEADERS, urlHost } from './security.js';
 import { sseRoutes } from './sse.js';
 import type { SupervisorView } from './view.js';
 
@@ -69,7 +69,10 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServerH
   app.addHook('onRequest', async (req, reply) => {
     reply.headers(SECURITY_HEADERS);
     if (!req.url.startsWith('/app.js') && !req.url.startsWith('/style.css')) reply.header('cache-control', 'no-store');
-    if (!hostAllowed(req.headers.host, allowed)) {
+    // An absolute-form request target (`GET http://host/path`) names the host the request is for
+    // (RFC 9112 3.2.2: it overrides Host): it must be ours as well.
+    const target = req.raw.url ?? '';
+    if (!hostAllowed(req.headers.host, allowed) || (!target.startsWith('/') && !absoluteTargetAllowed(target, allowed))) {
       return reply.code(421).send({ error: { code: 'wrong_host', message: `this server answers only to ${[...allowed].filter((h) => h.startsWith('localhost') || h.startsWith(urlHost(o.host))).join(' or ')}` } });
     }
     // The page's own files hold no data: a browser loads them without a token, then the page sends it.

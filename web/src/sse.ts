@@ -27,12 +27,27 @@ const FALLBACK_READ_MS = 2_000;
 const BATCH = 200;
 const DRAIN_TIMEOUT_MS = 10_000;
 const MAX_UNSENT_BYTES = 1024 * 1024;
+/** Events are written in chunks of about this many characters, each waiting for the socket. */
+const CHUNK_CHARS = 64 * 1024;
 
 export interface EventStreams {
   /** Clients connected now. */
   readonly size: number;
   /** End every stream (server shutdown). */
   closeAll(): void;
+}
+
+/** Whether cursor `a` is after cursor `b` (both dot-separated decimal numbers, as the backends make them; anything else: false, the board judges it). */
+export function cursorAhead(a: string, b: string): boolean {
+  const parse = (c: string) => (/^\d{1,20}(\.\d{1,20})*$/.test(c) ? c.split('.').map((x) => BigInt(x)) : null);
+  const x = parse(a);
+  const y = parse(b);
+  if (!x || !y) return false;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) {
+    const d = (x[i] ?? 0n) - (y[i] ?? 0n);
+    if (d !== 0n) return d > 0n;
+  }
+  return false;
 }
 
 export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { onError: (e: unknown) => void }): EventStreams {
@@ -43,7 +58,13 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
     const header = req.headers['last-event-id'];
     const q = (req.query as Record<string, unknown>).lastEventId;
     const given = typeof header === 'string' && header !== '' ? header : typeof q === 'string' && q !== '' ? q : null;
-    // A cursor the board does not accept is the client's error (400), told before the stream starts.
+    // A cursor the board does not accept is the client's error (400), told before the stream starts;
+    // so is one ahead of the feed's end (another board's, or this board's before it was restored
+    // from a backup): resumed from, it would hide every event until the board's ids caught up.
+    if (given !== null) {
+      const end = (await view.reads.eventsAfter(null, 1)).cursor;
+      if (cursorAhead(given, end)) throw new HttpError(400, 'bad_cursor', `Last-Event-ID ${JSON.stringify(given.slice(0, 60))} is ahead of this board's feed (${end}): not a cursor of this board`);
+    }
     let cursor = given === null ? (await view.reads.eventsAfter(null, 1)).cursor : given;
     let first = given === null ? null : await view.reads.eventsAfter(given, BATCH).catch((e: unknown) => {
       throw new HttpError(400, 'bad_cursor', `Last-Event-ID is not a cursor of this board: ${(e as Error).message}`);
@@ -74,12 +95,16 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
       if (timer) clearTimeout(timer);
       res.destroy();
     };
-    /** Write; wait for the socket to drain when it is full (dropped if it does not within 10 s). */
+    /**
+     * Write; wait for the socket to drain when it is full (dropped if it does not within 10 s). A
+     * client that has not taken what it was sent before (more than 1 MiB waiting) is dropped:
+     * nothing is buffered without bound. Callers write at most one chunk (64 KiB of events) at a
+     * time and wait, so a reading client is never dropped however large a batch is.
+     */
     const send = async (chunk: string): Promise<void> => {
       if (closed) return;
-      const ok = res.write(chunk);
       if (res.writableLength > MAX_UNSENT_BYTES) return close();
-      if (ok) return;
+      if (res.write(chunk)) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           close();
@@ -110,9 +135,16 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
             const batch = first ?? (await view.reads.eventsAfter(cursor, BATCH));
             first = null;
             if (closed) return;
-            if (batch.events.length) {
-              await send(batch.events.map((e) => `id: ${e.cursor}\nevent: transition\ndata: ${JSON.stringify(eventJson(e))}\n\n`).join(''));
+            let out = '';
+            for (const e of batch.events) {
+              out += `id: ${e.cursor}\nevent: transition\ndata: ${JSON.stringify(eventJson(e))}\n\n`;
+              if (out.length >= CHUNK_CHARS) {
+                await send(out);
+                out = '';
+                if (closed) return;
+              }
             }
+            if (out) await send(out);
             cursor = batch.cursor;
             if (batch.events.length < BATCH || closed) break;
           }

@@ -209,8 +209,8 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     return pages.eventsAfter(this.w, cursor, limit);
   }
 
-  showTask(id: string): Promise<TaskDetail | null> {
-    return tasks.showTask(this.w, id);
+  showTask(id: string, opts?: { boundedEvents?: boolean }): Promise<TaskDetail | null> {
+    return tasks.showTask(this.w, id, opts?.boundedEvents === true);
   }
 
   getRun(id: string): Promise<Run | null> {

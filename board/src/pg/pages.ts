@@ -15,6 +15,7 @@ import type { FeedEvent, TaskPage, TaskPageQuery } from '../types.js';
 import { feedLimit, likeContains, taskPageQuery } from '../validate.js';
 import { toEvent, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { boundedJsonSql, boundedTaskColumns } from '../view-sql.js';
 
 export async function listTasksPage(w: Writer, query: TaskPageQuery): Promise<TaskPage> {
   const f = taskPageQuery(query);
@@ -24,7 +25,7 @@ export async function listTasksPage(w: Writer, query: TaskPageQuery): Promise<Ta
   if (f.skill !== undefined) where.push(`skill = $${params.push(f.skill)}`);
   if (f.q !== undefined) where.push(`(title ILIKE $${params.push(likeContains(f.q))} ESCAPE '\\' OR id = $${params.push(f.q)})`);
   if (f.after) where.push(`(created_at, id) < ($${params.push(f.after.createdAt)}::bigint, $${params.push(f.after.id)}::text COLLATE "C")`);
-  const sql = `SELECT * FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT $${params.push(f.limit + 1)}`;
+  const sql = `SELECT ${boundedTaskColumns()} FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT $${params.push(f.limit + 1)}`;
   return w.read(async (q) => {
     const rows = (await q.all(sql, params)).map(toTask);
     const tasks = rows.slice(0, f.limit);
@@ -52,10 +53,8 @@ export async function eventsAfter(w: Writer, cursor: string | null, limit: numbe
   const c = parseCursor(cursor);
   return w.read(async (q) => {
     const rows = await q.all(
-      `SELECT e.*, e.txid::text AS txid_text, t.id AS t_id, t.title AS t_title, t.skill AS t_skill, t.payload AS t_payload, t.status AS t_status,
-              t.priority AS t_priority, t.created_at AS t_created_at, t.updated_at AS t_updated_at, t.not_before AS t_not_before,
-              t.consecutive_failures AS t_consecutive_failures, t.max_retries AS t_max_retries, t.max_runtime_seconds AS t_max_runtime_seconds,
-              t.last_error AS t_last_error, t.result AS t_result, t.current_run_id AS t_current_run_id
+      `SELECT e.id, e.task_id, e.run_id, e.kind, ${boundedJsonSql('e.data')} AS data, e.at, e.txid::text AS txid_text,
+              ${boundedTaskColumns('t.', (c) => `t_${c}`)}
          FROM events e LEFT JOIN tasks t ON t.id = e.task_id
         WHERE (e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
         ORDER BY e.txid, e.id LIMIT $3`,

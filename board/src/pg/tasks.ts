@@ -15,6 +15,7 @@ import { blockReason, taskFilter, validTask } from '../validate.js';
 import type { Q } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { boundedJsonSql } from '../view-sql.js';
 
 export async function createTask(w: Writer, input: TaskInput): Promise<Task> {
   const t = validTask(input);
@@ -64,12 +65,13 @@ export async function listTasks(w: Writer, filter: { status?: TaskStatus; skill?
 }
 
 /** A task with its runs and its last 1,000 events. */
-export async function showTask(w: Writer, id: string): Promise<TaskDetail | null> {
+export async function showTask(w: Writer, id: string, boundedEvents = false): Promise<TaskDetail | null> {
+  const data = boundedEvents ? boundedJsonSql('data') : 'data';
   return w.read(async (q) => {
     const t = await q.get('SELECT * FROM tasks WHERE id = $1', [id]);
     if (!t) return null;
     const runs = (await q.all('SELECT * FROM runs WHERE task_id = $1 ORDER BY started_at, id', [id])).map((r) => toRun(r));
-    const events = (await q.all('SELECT * FROM (SELECT * FROM events WHERE task_id = $1 ORDER BY id DESC LIMIT 1000) e ORDER BY id', [id])).map(toEvent);
+    const events = (await q.all(`SELECT * FROM (SELECT id, task_id, run_id, kind, ${data} AS data, at FROM events WHERE task_id = $1 ORDER BY id DESC LIMIT 1000) e ORDER BY id`, [id])).map(toEvent);
     return { task: toTask(t), runs, events };
   });
 }

@@ -163,8 +163,8 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
     return pages.eventsAfter(this.c, this.w, cursor, limit);
   }
 
-  showTask(id: string): Promise<TaskDetail | null> {
-    return tasks.showTask(this.c, this.w, id);
+  showTask(id: string, opts?: { boundedEvents?: boolean }): Promise<TaskDetail | null> {
+    return tasks.showTask(this.c, this.w, id, opts?.boundedEvents === true);
   }
 
   getRun(id: string): Promise<Run | null> {

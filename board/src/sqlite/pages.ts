@@ -2,6 +2,7 @@
  * The HTTP view's reads: a keyset page of tasks (newest first) and the event feed in commit order.
  * SQLite has one writer at a time, so an event's id (its rowid, assigned at insert inside the
  * writer's transaction) grows in commit order: the feed's cursor is the last event id delivered.
+ * Long JSON values (payload, result, event data) are read bounded (view-sql.ts).
  */
 import { BoardInputError } from '../errors.js';
 import type { FeedEvent, TaskPage, TaskPageQuery } from '../types.js';
@@ -9,6 +10,7 @@ import { feedLimit, likeContains, taskPageQuery } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toEvent, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { boundedJsonSql, boundedTaskColumns } from '../view-sql.js';
 
 export async function listTasksPage(c: Conn, w: Writer, query: TaskPageQuery): Promise<TaskPage> {
   const f = taskPageQuery(query);
@@ -18,7 +20,7 @@ export async function listTasksPage(c: Conn, w: Writer, query: TaskPageQuery): P
   if (f.skill !== undefined) where.push('skill = ?'), params.push(f.skill);
   if (f.q !== undefined) where.push(`(title LIKE ? ESCAPE '\\' OR id = ?)`), params.push(likeContains(f.q), f.q);
   if (f.after) where.push('(created_at < ? OR (created_at = ? AND id < ?))'), params.push(f.after.createdAt, f.after.createdAt, f.after.id);
-  const sql = `SELECT * FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+  const sql = `SELECT ${boundedTaskColumns()} FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
   return w.read(() => {
     const rows = c.all(sql, ...params, f.limit + 1).map(toTask);
     const tasks = rows.slice(0, f.limit);
@@ -40,12 +42,12 @@ export async function eventsAfter(c: Conn, w: Writer, cursor: string | null, lim
       const r = c.get('SELECT max(id) AS id FROM events');
       return { events: [], cursor: String(Number(r?.id ?? 0)) };
     }
-    const rows = c.all('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?', after, n);
+    const rows = c.all(`SELECT id, task_id, run_id, kind, ${boundedJsonSql('data')} AS data, at FROM events WHERE id > ? ORDER BY id LIMIT ?`, after, n);
     const tasks = new Map<string, FeedEvent['task']>();
     const events = rows.map((r) => {
       const e = toEvent(r);
       if (!tasks.has(e.taskId)) {
-        const t = c.get('SELECT * FROM tasks WHERE id = ?', e.taskId);
+        const t = c.get(`SELECT ${boundedTaskColumns()} FROM tasks WHERE id = ?`, e.taskId);
         tasks.set(e.taskId, t ? toTask(t) : null);
       }
       return { ...e, cursor: String(e.id), task: tasks.get(e.taskId)! };

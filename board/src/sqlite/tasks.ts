@@ -12,6 +12,7 @@ import { blockReason, taskFilter, validTask } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { boundedJsonSql } from '../view-sql.js';
 
 export async function createTask(c: Conn, w: Writer, input: TaskInput): Promise<Task> {
   const t = validTask(input);
@@ -66,12 +67,13 @@ export async function listTasks(c: Conn, w: Writer, filter: { status?: TaskStatu
 }
 
 /** A task with its runs and its last 1,000 events. */
-export async function showTask(c: Conn, w: Writer, id: string): Promise<TaskDetail | null> {
+export async function showTask(c: Conn, w: Writer, id: string, boundedEvents = false): Promise<TaskDetail | null> {
+  const data = boundedEvents ? boundedJsonSql('data') : 'data';
   return w.read(() => {
     const t = c.get('SELECT * FROM tasks WHERE id = ?', id);
     if (!t) return null;
     const runs = c.all('SELECT * FROM runs WHERE task_id = ? ORDER BY started_at, id', id).map((r) => toRun(r));
-    const events = c.all('SELECT * FROM (SELECT * FROM events WHERE task_id = ? ORDER BY id DESC LIMIT 1000) ORDER BY id', id).map(toEvent);
+    const events = c.all(`SELECT * FROM (SELECT id, task_id, run_id, kind, ${data} AS data, at FROM events WHERE task_id = ? ORDER BY id DESC LIMIT 1000) ORDER BY id`, id).map(toEvent);
     return { task: toTask(t), runs, events };
   });
 }

@@ -107,6 +107,24 @@ export function pagesConformance(factory: BoardFactory): void {
       expect(await rejection(b.eventsAfter(start.cursor, 0))).toBeInstanceOf(BoardInputError);
     });
 
+    it('the view reads long JSON bounded: a page and the feed carry a payload over 16 KiB as a truncation marker; showTask keeps it whole', async () => {
+      await skill();
+      const start = await b.eventsAfter(null, 10);
+      const big = { s: 'p'.repeat(20_000) };
+      const t = await b.createTask({ skill: 'echo', title: 'big', payload: big });
+      const small = await b.createTask({ skill: 'echo', title: 'small', payload: { s: 'q' } });
+      const marker = { truncated: true, chars: JSON.stringify(big).length };
+      const page = await b.listTasksPage({ limit: 10 });
+      expect(page.tasks.map((x) => [x.id, x.payload])).toEqual([
+        [small.id, { s: 'q' }],
+        [t.id, marker],
+      ]);
+      const feed = await b.eventsAfter(start.cursor, 10);
+      expect(feed.events.find((e) => e.taskId === t.id)!.task!.payload).toEqual(marker);
+      expect((await b.showTask(t.id))!.task.payload).toEqual(big);
+      expect((await b.showTask(t.id, { boundedEvents: true }))!.task.payload).toEqual(big);
+    });
+
     it("eventsAfter: a transaction's events appear only once it committed, and none is skipped", async () => {
       await skill();
       const t = await b.createTask({ skill: 'echo' });

@@ -62,10 +62,10 @@ export function readRoutes(app: FastifyInstance, view: SupervisorView): void {
   app.get('/api/tasks/:id', async (req) => {
     const id = (req.params as { id: string }).id;
     // As `show`: a run id shows its task, the run marked.
-    const d = await view.reads.showTask(id);
+    const d = await view.reads.showTask(id, { boundedEvents: true });
     if (d) return { ...detailJson(d), task: apiTask(d.task) };
     const run = await view.reads.getRun(id);
-    const dr = run ? await view.reads.showTask(run.taskId) : null;
+    const dr = run ? await view.reads.showTask(run.taskId, { boundedEvents: true }) : null;
     if (!dr) throw new HttpError(404, 'not_found', `no task ${JSON.stringify(id.slice(0, 100))} (nor a run of that id)`);
     return { ...detailJson(dr), task: apiTask(dr.task), selected_run: run!.id };
   });
