@@ -92,9 +92,13 @@ export class HttpSide {
     log.info({ event: 'http_started', url: this.server.url }, `HTTP server at ${this.server.url}`);
   }
 
-  /** The board is ours: the loop runs and takes operator writes. */
-  owned(): void {
+  /**
+   * The board is ours: the loop runs and takes operator writes. A standby that found the default
+   * address taken (by the owner it was waiting for) tries it again now.
+   */
+  async owned(): Promise<void> {
     this.owning = true;
+    if (this.ctx.opts.standby && !this.server && !this.stopped && this.ctx.cfg.http && !this.ctx.cfg.httpExplicit) await this.start().catch(() => undefined);
   }
 
   /** After each tick (from the loop): the operator writes waiting, then the listeners. */

@@ -163,7 +163,7 @@ export class Supervisor {
     // A board told of changes (PostgreSQL's LISTEN/NOTIFY) wakes the loop at once, not at the next poll.
     if (s.board) changeFeedOf(s.board)?.onChange?.(() => this.poll());
     this.pollTimer = setInterval(() => this.poll(), this.opts.pollMs ?? 25);
-    this.http.owned();
+    await this.http.owned();
     void this.loop();
     return this.done;
   }

@@ -14,13 +14,13 @@ describe('a worker whose pid was never recorded', () => {
     const dir = cleanups.tempDir('ks-adopt-');
     const db = join(dir, 'kanban.db');
     const pids = join(dir, 'pids.txt');
-    await cli(db, ['skill', 'add', 'sleeper', '--', join(FIXTURES, 'sup', 'sleeper.sh'), pids, '1.5']);
+    await cli(db, ['skill', 'add', 'sleeper', '--', join(FIXTURES, 'sup', 'sleeper.sh'), pids, '5']);
     const id = (await cli(db, ['add', '--skill', 'sleeper'])).stdout.trim();
     // Play the supervisor that claimed and spawned, then died before recording the spawn.
     const b = await openBoard(db);
     const claim = (await b.claimBatch(1, Date.now() - 60_000, (r) => join(dir, `${r}.log`)))[0]!;
     await b.close();
-    const worker = spawn(join(FIXTURES, 'sup', 'sleeper.sh'), [pids, '1.5'], {
+    const worker = spawn(join(FIXTURES, 'sup', 'sleeper.sh'), [pids, '5'], {
       detached: true,
       stdio: 'ignore',
       env: { PATH: process.env.PATH!, KANBAN_DB: db, KANBAN_TASK_ID: id, KANBAN_RUN_ID: claim.run.id, KANBAN_RUN_TOKEN: claim.token, KANBAN_CLI: CLI },

@@ -10,7 +10,7 @@ import { chmodSync, existsSync, statSync, symlinkSync, writeFileSync } from 'nod
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { Cleanups, cli, exited, logEvents, sleep, waitFor } from '../src/common.js';
+import { CLI, Cleanups, cli, exited, logEvents, sleep, startProcess, waitFor } from '../src/common.js';
 import { http, sseClient, startHttpSup, type HttpSup } from '../src/http-client.js';
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1' };
@@ -122,6 +122,24 @@ describe('HTTP security', () => {
     const warned = logEvents(r.stdout + r.stderr, 'http_unavailable');
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ address: '127.0.0.1:7433' });
+  });
+
+  it('a standby that found the default address taken (by the owner) listens on it once it owns the board', async () => {
+    const { db } = await board();
+    const owner = await sup(db, { KANBAN_HTTP: '' });
+    expect(owner.url).toBe('http://127.0.0.1:7433');
+    const standby = startProcess(process.execPath, [CLI, '--db', db, 'run', '--standby'], { ...FAST, LOG_FORMAT: 'json', KANBAN_HTTP: '' });
+    cleanups.push(async () => {
+      if (standby.exitCode === null) standby.kill('SIGKILL');
+      await exited(standby);
+    });
+    await waitFor(() => logEvents(standby.output(), 'http_unavailable').length === 1);
+    expect(logEvents(standby.output(), 'http_started')).toHaveLength(0);
+    owner.child.kill('SIGTERM');
+    expect((await exited(owner.child)).code).toBe(0);
+    const started = await waitFor(() => logEvents(standby.output(), 'http_started')[0], 20_000);
+    expect(started).toMatchObject({ url: 'http://127.0.0.1:7433/' });
+    await waitFor(async () => (await http('http://127.0.0.1:7433/readyz')).status === 200, 20_000);
   });
 
   it('a hostile token file (symlink, FIFO, mode 0644, not a token) is refused with a clear error naming it', async () => {

@@ -21,6 +21,8 @@ import { sseRoutes } from './sse.js';
 import type { SupervisorView } from './view.js';
 
 export const BODY_LIMIT = 1024 * 1024;
+/** Open HTTP connections at most (more are closed at once by Node). */
+export const MAX_CONNECTIONS = 256;
 
 export interface HttpServerOptions {
   host: string;
@@ -110,6 +112,8 @@ export async function startHttpServer(o: HttpServerOptions): Promise<HttpServerH
   writeRoutes(app, o.view);
   const streams = sseRoutes(app, o.view, { onError: (e) => onError(e, 'GET /api/events') });
 
+  // A local client cannot use up the supervisor's file descriptors (which its workers' spawns need).
+  app.server.maxConnections = MAX_CONNECTIONS;
   await app.listen({ host: o.host, port: o.port, listenTextResolver: () => '' });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : o.port;
