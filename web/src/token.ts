@@ -10,7 +10,7 @@
  * logged; `status` prints the page's URL with it in the fragment for a user who can read the file.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fsyncSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, linkSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, HTTP_TOKEN_PATTERN } from '@kanban-supervisor/policies';
 import { openSafe, UnsafeFileError } from '@kanban-supervisor/reaper/safe-fs';
@@ -54,24 +54,51 @@ export function readTokenFile(path: string): string | null {
   }
 }
 
-/** The token in the file at `path`, made (0600, exclusively) if there is none yet. */
+/**
+ * The token in the file at `path`, made (0600, exclusively) if there is none yet. The file appears
+ * whole or not at all: the token is written and fsynced in a temporary file of our own, then linked
+ * into place (link() never replaces a file and never follows a symlink at the target), so a crash
+ * or a second supervisor starting at the same moment never finds it empty or half-written.
+ */
 export function loadOrCreateToken(path: string): { token: string; created: boolean } {
   const found = readTokenFile(path);
   if (found !== null) return { token: found, created: false };
   const token = randomBytes(32).toString('base64url');
+  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   let fd: number;
   try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
-    // Made meanwhile by another process: read what it wrote (checked like any other).
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return { token: readTokenFile(path) ?? token, created: false };
-    throw new TokenFileError(`the HTTP token file ${path} cannot be created: ${(e as Error).message}`, { cause: e });
+    throw new TokenFileError(`the HTTP token file ${path} cannot be created (${tmp}): ${(e as Error).message}`, { cause: e });
   }
   try {
-    writeSync(fd, `${token}\n`);
-    fsyncSync(fd);
+    try {
+      writeSync(fd, `${token}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    try {
+      linkSync(tmp, path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new TokenFileError(`the HTTP token file ${path} cannot be created: ${(e as Error).message}`, { cause: e });
+      // Made meanwhile by another process: read what it wrote (checked like any other; it may
+      // still have two links for a moment, until that process removes its temporary name).
+      for (let i = 0; ; i++) {
+        try {
+          return { token: readTokenFile(path) ?? token, created: false };
+        } catch (re) {
+          if (i >= 20) throw re;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+        }
+      }
+    }
   } finally {
-    closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* already gone */
+    }
   }
   return { token, created: true };
 }
