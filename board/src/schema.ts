@@ -124,7 +124,7 @@ CREATE INDEX runs_started ON runs (started_at);
     sql: `
 CREATE INDEX tasks_created ON tasks (created_at, id);
 CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
-CREATE INDEX tasks_status_skill ON tasks (status, skill);
+CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
 `,
   },
 ];

@@ -213,12 +213,19 @@ export interface TaskPageQuery {
   q?: string;
   limit?: number;
   after?: TaskKey | null;
+  /** A search's scan budget, 1 to TASK_SEARCH_SCAN (the default): how many tasks it looks at, at most. */
+  scan?: number;
 }
 
 export interface TaskPage {
   tasks: Task[];
   /** Where the next page starts (null: this was the last one). */
   next: TaskKey | null;
+  /**
+   * A search (`q`) stopped at its scan budget (TASK_SEARCH_SCAN rows) before it filled the page:
+   * `next` continues it from the last task it looked at. Never set without `q`.
+   */
+  partial?: boolean;
 }
 
 /** An event of the board's feed, with its task as it is now (null if the task is gone). */

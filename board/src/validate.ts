@@ -165,7 +165,7 @@ export function taskFilter(filter: { status?: TaskStatus; skill?: string; limit?
 }
 
 /** A keyset page's query, checked: a known status, a limit of 1-500 (default 50), a search of at most 200 characters, a sound bound. */
-export function taskPageQuery(query: TaskPageQuery): { status?: TaskStatus; skill?: string; q?: string; limit: number; after: TaskKey | null } {
+export function taskPageQuery(query: TaskPageQuery): { status?: TaskStatus; skill?: string; q?: string; limit: number; after: TaskKey | null; scan: number } {
   const f = taskFilter({ status: query.status, skill: query.skill });
   const limit = query.limit ?? 50;
   if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BoardInputError(`limit must be an integer from 1 to 500, got ${JSON.stringify(query.limit)}`);
@@ -175,8 +175,18 @@ export function taskPageQuery(query: TaskPageQuery): { status?: TaskStatus; skil
   if (a !== null && (!Number.isSafeInteger(a.createdAt) || typeof a.id !== 'string' || a.id === '' || a.id.length > 200)) {
     throw new BoardInputError('the page cursor is not valid');
   }
-  return { status: f.status, skill: f.skill === '' ? undefined : f.skill, q, limit, after: a };
+  const scan = query.scan ?? TASK_SEARCH_SCAN;
+  if (!Number.isInteger(scan) || scan < 1 || scan > TASK_SEARCH_SCAN) throw new BoardInputError(`a search's scan budget must be an integer from 1 to ${TASK_SEARCH_SCAN}, got ${JSON.stringify(query.scan)}`);
+  return { status: f.status, skill: f.skill === '' ? undefined : f.skill, q, limit, after: a, scan };
 }
+
+/**
+ * How many tasks one search (`q`, a substring of the title: no index can serve it) looks at, at
+ * most, per page: a search on a board of millions of tasks costs one bounded index walk per request
+ * (and never blocks the supervisor's loop for long), and goes on from where it stopped with the
+ * page's cursor. An exact task id is found at once, wherever it is.
+ */
+export const TASK_SEARCH_SCAN = 5000;
 
 /** An event feed read's limit: 1 to 1,000. */
 export function feedLimit(limit: number): number {

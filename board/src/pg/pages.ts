@@ -11,7 +11,7 @@
  * event waits while an older transaction is still open (a tick's transaction: milliseconds).
  */
 import { BoardInputError } from '../errors.js';
-import type { FeedEvent, TaskPage, TaskPageQuery } from '../types.js';
+import type { FeedEvent, Task, TaskPage, TaskPageQuery } from '../types.js';
 import { feedLimit, likeContains, taskPageQuery } from '../validate.js';
 import { toEvent, toTask } from './rows.js';
 import type { Writer } from './tx.js';
@@ -23,15 +23,39 @@ export async function listTasksPage(w: Writer, query: TaskPageQuery): Promise<Ta
   const params: unknown[] = [];
   if (f.status) where.push(`status = $${params.push(f.status)}`);
   if (f.skill !== undefined) where.push(`skill = $${params.push(f.skill)}`);
-  if (f.q !== undefined) where.push(`(title ILIKE $${params.push(likeContains(f.q))} ESCAPE '\\' OR id = $${params.push(f.q)})`);
   if (f.after) where.push(`(created_at, id) < ($${params.push(f.after.createdAt)}::bigint, $${params.push(f.after.id)}::text COLLATE "C")`);
-  const sql = `SELECT ${boundedTaskColumns()} FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT $${params.push(f.limit + 1)}`;
+  const cond = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  const order = 'ORDER BY created_at DESC, id DESC';
   return w.read(async (q) => {
-    const rows = (await q.all(sql, params)).map(toTask);
-    const tasks = rows.slice(0, f.limit);
-    const last = tasks.at(-1);
-    return { tasks, next: rows.length > f.limit && last ? { createdAt: last.createdAt, id: last.id } : null };
+    if (f.q === undefined) {
+      const rows = (await q.all(`SELECT ${boundedTaskColumns()} FROM tasks${cond} ${order} LIMIT $${params.length + 1}`, [...params, f.limit + 1])).map(toTask);
+      return page(rows, f.limit);
+    }
+    // An exact task id, wherever it is.
+    if (!f.after) {
+      const exact = await q.all(`SELECT ${boundedTaskColumns()} FROM tasks WHERE id = $${params.length + 1}${where.length ? ` AND ${where.join(' AND ')}` : ''}`, [...params, f.q]);
+      if (exact.length) return { tasks: [toTask(exact[0]!)], next: null };
+    }
+    // A substring of the title: among the next TASK_SEARCH_SCAN tasks of the filter, at most.
+    const n = params.length;
+    const rows = (
+      await q.all(`SELECT ${boundedTaskColumns()} FROM (SELECT * FROM tasks${cond} ${order} LIMIT $${n + 1}) s WHERE title ILIKE $${n + 2} ESCAPE '\\' ${order} LIMIT $${n + 3}`, [
+        ...params,
+        f.scan,
+        likeContains(f.q),
+        f.limit + 1,
+      ])
+    ).map(toTask);
+    if (rows.length > f.limit) return page(rows, f.limit);
+    const edge = (await q.all(`SELECT created_at, id FROM tasks${cond} ${order} LIMIT 1 OFFSET $${n + 1}`, [...params, f.scan - 1]))[0];
+    return edge ? { tasks: rows, next: { createdAt: Number(edge.created_at), id: String(edge.id) }, partial: true } : { tasks: rows, next: null };
   });
+}
+
+function page(rows: Task[], limit: number): TaskPage {
+  const tasks = rows.slice(0, limit);
+  const last = tasks.at(-1);
+  return { tasks, next: rows.length > limit && last ? { createdAt: last.createdAt, id: last.id } : null };
 }
 
 /** A cursor: `<txid>.<event id>`, both unsigned decimal. */

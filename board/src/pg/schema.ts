@@ -150,7 +150,7 @@ ALTER TABLE events ADD COLUMN txid xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX events_txid ON events (txid, id);
 CREATE INDEX tasks_created ON tasks (created_at, id);
 CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
-CREATE INDEX tasks_status_skill ON tasks (status, skill);
+CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
 `,
   },
 ];

@@ -5,7 +5,7 @@
  * Long JSON values (payload, result, event data) are read bounded (view-sql.ts).
  */
 import { BoardInputError } from '../errors.js';
-import type { FeedEvent, TaskPage, TaskPageQuery } from '../types.js';
+import type { FeedEvent, Task, TaskPage, TaskPageQuery } from '../types.js';
 import { feedLimit, likeContains, taskPageQuery } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toEvent, toTask } from './rows.js';
@@ -18,15 +18,33 @@ export async function listTasksPage(c: Conn, w: Writer, query: TaskPageQuery): P
   const params: unknown[] = [];
   if (f.status) where.push('status = ?'), params.push(f.status);
   if (f.skill !== undefined) where.push('skill = ?'), params.push(f.skill);
-  if (f.q !== undefined) where.push(`(title LIKE ? ESCAPE '\\' OR id = ?)`), params.push(likeContains(f.q), f.q);
   if (f.after) where.push('(created_at < ? OR (created_at = ? AND id < ?))'), params.push(f.after.createdAt, f.after.createdAt, f.after.id);
-  const sql = `SELECT ${boundedTaskColumns()} FROM tasks${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+  const cond = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  const order = 'ORDER BY created_at DESC, id DESC';
   return w.read(() => {
-    const rows = c.all(sql, ...params, f.limit + 1).map(toTask);
-    const tasks = rows.slice(0, f.limit);
-    const last = tasks.at(-1);
-    return { tasks, next: rows.length > f.limit && last ? { createdAt: last.createdAt, id: last.id } : null };
+    if (f.q === undefined) {
+      const rows = c.all(`SELECT ${boundedTaskColumns()} FROM tasks${cond} ${order} LIMIT ?`, ...params, f.limit + 1).map(toTask);
+      return page(rows, f.limit);
+    }
+    // An exact task id, wherever it is.
+    if (!f.after) {
+      const exact = c.get(`SELECT ${boundedTaskColumns()} FROM tasks WHERE id = ?${where.length ? ` AND ${where.join(' AND ')}` : ''}`, f.q, ...params);
+      if (exact) return { tasks: [toTask(exact)], next: null };
+    }
+    // A substring of the title: among the next TASK_SEARCH_SCAN tasks of the filter, at most.
+    const rows = c
+      .all(`SELECT ${boundedTaskColumns()} FROM (SELECT * FROM tasks${cond} ${order} LIMIT ?) WHERE title LIKE ? ESCAPE '\\' ${order} LIMIT ?`, ...params, f.scan, likeContains(f.q), f.limit + 1)
+      .map(toTask);
+    if (rows.length > f.limit) return page(rows, f.limit);
+    const edge = c.get(`SELECT created_at, id FROM tasks${cond} ${order} LIMIT 1 OFFSET ?`, ...params, f.scan - 1);
+    return edge ? { tasks: rows, next: { createdAt: Number(edge.created_at), id: String(edge.id) }, partial: true } : { tasks: rows, next: null };
   });
+}
+
+function page(rows: Task[], limit: number): TaskPage {
+  const tasks = rows.slice(0, limit);
+  const last = tasks.at(-1);
+  return { tasks, next: rows.length > limit && last ? { createdAt: last.createdAt, id: last.id } : null };
 }
 
 function parseCursor(cursor: string): number {

@@ -56,6 +56,25 @@ export function pagesConformance(factory: BoardFactory): void {
       expect((await b.listTasksPage({ q: '%' })).tasks).toEqual([expect.objectContaining({ id: made[7]!.id })]);
       expect((await b.listTasksPage({ q: made[12]!.id })).tasks.map((t) => t.id)).toEqual([made[12]!.id]);
       expect((await b.listTasksPage({ q: 'job 1', skill: 'echo' })).tasks.map((t) => t.title).sort()).toEqual(['job 1', 'job 10', 'job 11', 'job 13', 'job 14', 'job 16', 'job 17', 'job 19'].sort());
+      // A search looks at `scan` tasks at most per page (a bounded walk on any board), then goes on
+      // from where it stopped: the pages of a budget of 4 join up to the same answer, with no task
+      // twice; an exact id is found at once wherever it is.
+      const small = await b.listTasksPage({ q: 'job 1', skill: 'echo', scan: 4 });
+      expect(small.partial).toBe(true);
+      expect(small.next).not.toBeNull();
+      const found: string[] = [];
+      let after: TaskKey | null = null;
+      for (let i = 0; i < 100; i++) {
+        const p = await b.listTasksPage({ q: 'job 1', skill: 'echo', scan: 4, limit: 2, after });
+        expect(p.tasks.length).toBeLessThanOrEqual(2);
+        found.push(...p.tasks.map((t) => t.title!));
+        if (!p.next) break;
+        after = p.next;
+      }
+      expect(found).toEqual(['job 19', 'job 17', 'job 16', 'job 14', 'job 13', 'job 11', 'job 10', 'job 1']);
+      expect((await b.listTasksPage({ q: made[0]!.id, scan: 1 })).tasks.map((t) => t.id)).toEqual([made[0]!.id]);
+      expect((await b.listTasksPage({ q: 'needle' })).partial).toBeUndefined();
+      for (const bad of [0, 5001, 2.5]) expect(await rejection(b.listTasksPage({ q: 'x', scan: bad }))).toBeInstanceOf(BoardInputError);
       for (const bad of [0, 501, 1.5]) expect(await rejection(b.listTasksPage({ limit: bad }))).toBeInstanceOf(BoardInputError);
       expect(await rejection(b.listTasksPage({ status: 'nope' as never }))).toBeInstanceOf(BoardInputError);
       expect(await rejection(b.listTasksPage({ q: 'x'.repeat(201) }))).toBeInstanceOf(BoardInputError);

@@ -56,7 +56,7 @@ export function readRoutes(app: FastifyInstance, view: SupervisorView): void {
       after,
     });
     const counts = after === null ? (await view.reads.counts()).tasks : undefined;
-    return { tasks: page.tasks.map(apiTask), nextCursor: page.next ? encodeCursor(page.next) : null, ...(counts ? { counts } : {}) };
+    return { tasks: page.tasks.map(apiTask), nextCursor: page.next ? encodeCursor(page.next) : null, ...(page.partial ? { partial: true } : {}), ...(counts ? { counts } : {}) };
   });
 
   app.get('/api/tasks/:id', async (req) => {
