@@ -106,4 +106,17 @@ runWorker(async (ctx) => {
     cleanups.push(live.close);
     expect(await live.status).toBe(200);
   });
+
+  it('80 event streams opened at once: at most 64 are served (the cap counts streams still being opened), the rest get 503', async () => {
+    const { dir } = cleanups.boardDir('ks-web-cap-');
+    const db = join(dir, 'kanban.db');
+    expect((await cli(db, ['init'])).code).toBe(0);
+    const s = await sup(db);
+    const streams = Array.from({ length: 80 }, () => sseClient(`${s.url}/api/events`));
+    for (const c of streams) cleanups.push(c.close);
+    const codes = await Promise.all(streams.map((c) => c.status));
+    expect(codes.filter((c) => c === 200).length).toBeLessThanOrEqual(64);
+    expect(codes.filter((c) => c === 200).length).toBeGreaterThan(0);
+    expect(codes.filter((c) => c !== 200).every((c) => c === 503)).toBe(true);
+  });
 });

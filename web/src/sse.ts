@@ -53,22 +53,38 @@ export function cursorAhead(a: string, b: string): boolean {
 export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { onError: (e: unknown) => void }): EventStreams {
   const clients = new Set<() => void>();
 
+  /** Streams being opened (their cursor read, not in `clients` yet): they count against the cap too. */
+  let opening = 0;
+
   app.get('/api/events', async (req, reply) => {
-    if (clients.size >= SSE_MAX_CLIENTS) throw new HttpError(503, 'busy', `at most ${SSE_MAX_CLIENTS} event streams at once`);
-    const header = req.headers['last-event-id'];
-    const q = (req.query as Record<string, unknown>).lastEventId;
-    const given = typeof header === 'string' && header !== '' ? header : typeof q === 'string' && q !== '' ? q : null;
-    // A cursor the board does not accept is the client's error (400), told before the stream starts;
-    // so is one ahead of the feed's end (another board's, or this board's before it was restored
-    // from a backup): resumed from, it would hide every event until the board's ids caught up.
-    if (given !== null) {
-      const end = (await view.reads.eventsAfter(null, 1)).cursor;
-      if (cursorAhead(given, end)) throw new HttpError(400, 'bad_cursor', `Last-Event-ID ${JSON.stringify(given.slice(0, 60))} is ahead of this board's feed (${end}): not a cursor of this board`);
+    if (clients.size + opening >= SSE_MAX_CLIENTS) throw new HttpError(503, 'busy', `at most ${SSE_MAX_CLIENTS} event streams at once`);
+    opening++;
+    let counted = true;
+    const opened = () => {
+      if (counted) opening--;
+      counted = false;
+    };
+    let cursor: string;
+    let first: Awaited<ReturnType<SupervisorView['reads']['eventsAfter']>> | null;
+    try {
+      const header = req.headers['last-event-id'];
+      const q = (req.query as Record<string, unknown>).lastEventId;
+      const given = typeof header === 'string' && header !== '' ? header : typeof q === 'string' && q !== '' ? q : null;
+      // A cursor the board does not accept is the client's error (400), told before the stream starts;
+      // so is one ahead of the feed's end (another board's, or this board's before it was restored
+      // from a backup): resumed from, it would hide every event until the board's ids caught up.
+      if (given !== null) {
+        const end = (await view.reads.eventsAfter(null, 1)).cursor;
+        if (cursorAhead(given, end)) throw new HttpError(400, 'bad_cursor', `Last-Event-ID ${JSON.stringify(given.slice(0, 60))} is ahead of this board's feed (${end}): not a cursor of this board`);
+      }
+      cursor = given === null ? (await view.reads.eventsAfter(null, 1)).cursor : given;
+      first = given === null ? null : await view.reads.eventsAfter(given, BATCH).catch((e: unknown) => {
+        throw new HttpError(400, 'bad_cursor', `Last-Event-ID is not a cursor of this board: ${(e as Error).message}`);
+      });
+    } catch (e) {
+      opened();
+      throw e;
     }
-    let cursor = given === null ? (await view.reads.eventsAfter(null, 1)).cursor : given;
-    let first = given === null ? null : await view.reads.eventsAfter(given, BATCH).catch((e: unknown) => {
-      throw new HttpError(400, 'bad_cursor', `Last-Event-ID is not a cursor of this board: ${(e as Error).message}`);
-    });
 
     reply.hijack();
     const res: ServerResponse = reply.raw;
@@ -171,6 +187,7 @@ export function sseRoutes(app: FastifyInstance, view: SupervisorView, opts: { on
     }, FALLBACK_READ_MS);
     beat.unref();
     fallback.unref();
+    opened();
     clients.add(close);
     res.on('close', close);
     res.on('error', close);
