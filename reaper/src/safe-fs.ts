@@ -83,21 +83,37 @@ const O_PATH = process.platform === 'linux' ? 0o10000000 : 0;
  * through fs in the supervisor would drop the supervisor's SQLite POSIX locks. Closing an O_PATH
  * descriptor does not touch locks. A file that does not exist yet is left to the open (O_CREAT).
  */
-function precheck(path: string, opts: SafeOpenOptions): void {
-  if (!O_PATH) return;
+function precheck(path: string, opts: SafeOpenOptions): number | null {
+  if (!O_PATH) return null;
   let pfd: number;
   try {
     pfd = fs.openSync(path, O_PATH | NOFOLLOW);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;
   }
   try {
     const st = fs.fstatSync(pfd);
     if (st.isSymbolicLink()) throw new UnsafeFileError(path, 'symlink', 'is a symbolic link (not followed)');
     assertSafeStat(path, st, { ...opts, singleLink: true });
-  } finally {
+    return pfd;
+  } catch (e) {
     fs.closeSync(pfd);
+    throw e;
+  }
+}
+
+/**
+ * Open the very inode the O_PATH descriptor `pfd` holds (through /proc/self/fd), so that nothing a
+ * worker does to the path between the check and the open (a swap for a hard link to the board, a
+ * FIFO) is what gets opened. null: /proc is not there (the caller opens by path).
+ */
+function reopen(pfd: number, flags: number): number | null {
+  try {
+    return fs.openSync(`/proc/self/fd/${pfd}`, (flags & ~(C.O_CREAT ?? 0) & ~NOFOLLOW) | NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
   }
 }
 
@@ -108,10 +124,12 @@ function precheck(path: string, opts: SafeOpenOptions): void {
  * the errno error otherwise (ENOENT, EACCES, ...).
  */
 export function openSafe(path: string, flags: number, opts: SafeOpenOptions = {}): { fd: number; stat: fs.Stats } {
-  precheck(path, opts);
+  const pfd = precheck(path, opts);
   let fd: number;
   try {
-    fd = fs.openSync(path, flags | NOFOLLOW | NONBLOCK, opts.mode ?? 0o600);
+    // The file checked is the file opened (an exclusive create opens by path: it must fail, EEXIST).
+    const held = pfd !== null && !(flags & (C.O_EXCL ?? 0)) ? reopen(pfd, flags) : null;
+    fd = held ?? fs.openSync(path, flags | NOFOLLOW | NONBLOCK, opts.mode ?? 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ELOOP' || code === 'EMLINK') {
@@ -126,6 +144,8 @@ export function openSafe(path: string, flags: number, opts: SafeOpenOptions = {}
     if (code === 'ENXIO') throw new UnsafeFileError(path, 'not_regular', 'is not a regular file (a FIFO or socket)');
     if (code === 'EISDIR') throw new UnsafeFileError(path, 'not_regular', 'is not a regular file (a directory)');
     throw e;
+  } finally {
+    if (pfd !== null) fs.closeSync(pfd);
   }
   try {
     const stat = fs.fstatSync(fd);
