@@ -6,7 +6,7 @@
 import { request } from 'node:http';
 import { readFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, logEvents, startProcess, waitFor } from './common.js';
+import { CLI, exited, logEvents, startProcess, waitFor, type Cleanups } from './common.js';
 
 export interface HttpReply {
   status: number;
@@ -93,4 +93,18 @@ export function sseClient(url: string, headers: Record<string, string> = {}): { 
     close = () => void req.destroy();
   });
   return { events, close: () => close(), status };
+}
+
+/** startHttpSup with `env` over `base`, stopped when the test ends (SIGTERM, then SIGKILL after 15 s). */
+export async function supervisedHttpSup(cleanups: Cleanups, db: string, base: NodeJS.ProcessEnv, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<HttpSup> {
+  const s = await startHttpSup(db, { ...base, ...env }, args);
+  cleanups.push(async () => {
+    if (s.child.exitCode === null) {
+      s.child.kill('SIGTERM');
+      const t = setTimeout(() => s.child.kill('SIGKILL'), 15_000);
+      await exited(s.child);
+      clearTimeout(t);
+    }
+  });
+  return s;
 }

@@ -9,23 +9,14 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Cleanups, cli, exited, ROOT, waitFor } from '../src/common.js';
-import { sseClient, startHttpSup, type HttpSup } from '../src/http-client.js';
+import { sseClient, startHttpSup, supervisedHttpSup, type HttpSup } from '../src/http-client.js';
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1' };
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
 
-async function sup(db: string, env: NodeJS.ProcessEnv = {}): Promise<HttpSup> {
-  const s = await startHttpSup(db, { ...FAST, ...env });
-  cleanups.push(async () => {
-    if (s.child.exitCode === null) {
-      s.child.kill('SIGTERM');
-      const t = setTimeout(() => s.child.kill('SIGKILL'), 15_000);
-      await exited(s.child);
-      clearTimeout(t);
-    }
-  });
-  return s;
+function sup(db: string, env: NodeJS.ProcessEnv = {}): Promise<HttpSup> {
+  return supervisedHttpSup(cleanups, db, FAST, env);
 }
 
 /** A raw HTTP/1.1 exchange (any request target), the status line back. */

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { CLI, Cleanups, cli, exited, logEvents, sleep, startProcess, waitFor } from '../src/common.js';
-import { http, sseClient, startHttpSup, type HttpSup } from '../src/http-client.js';
+import { http, sseClient, startHttpSup, supervisedHttpSup, type HttpSup } from '../src/http-client.js';
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1' };
 const cleanups = new Cleanups();
@@ -25,17 +25,8 @@ async function board(): Promise<{ dir: string; db: string }> {
   return { dir, db };
 }
 
-async function sup(db: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<HttpSup> {
-  const s = await startHttpSup(db, { ...FAST, ...env }, args);
-  cleanups.push(async () => {
-    if (s.child.exitCode === null) {
-      s.child.kill('SIGTERM');
-      const t = setTimeout(() => s.child.kill('SIGKILL'), 15_000);
-      await exited(s.child);
-      clearTimeout(t);
-    }
-  });
-  return s;
+function sup(db: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<HttpSup> {
+  return supervisedHttpSup(cleanups, db, FAST, env, args);
 }
 
 describe('HTTP security', () => {

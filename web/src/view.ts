@@ -8,12 +8,17 @@ import type { BoardReads, OperatorOps } from '@kanban-supervisor/board';
 
 /** One minute of the supervisor's recent history (the page's plots). */
 export interface HistoryPoint {
-  /** The minute's start, ms since the epoch. */
+  /** The minute's start, ms since the epoch (a multiple of 60,000). */
   at: number;
+  /** Runs that ended completed in this minute (accounting committed). */
   done: number;
+  /** Runs that ended with an outcome counted as a failure (failed, crashed, timed out…). */
   failed: number;
+  /** The most pool slots in use at a tick of this minute. */
   poolUsed: number;
+  /** The pool's size (MAX_CONCURRENT_WORKERS) at the last tick of this minute. */
   poolSize: number;
+  /** Dispatch latency (ready → spawned) of this minute's spawns, ms; null without spawns. */
   dispatchP50Ms: number | null;
   dispatchP99Ms: number | null;
 }

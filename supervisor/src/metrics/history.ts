@@ -5,22 +5,9 @@
  * decides anything, so it lives with the metrics, not in policies.
  */
 
-/** One minute of history. */
-export interface HistoryPoint {
-  /** The minute's start, ms since the epoch (a multiple of 60,000). */
-  at: number;
-  /** Runs that ended completed in this minute (accounting committed). */
-  done: number;
-  /** Runs that ended with an outcome counted as a failure (failed, crashed, timed out…). */
-  failed: number;
-  /** The most pool slots in use at a tick of this minute. */
-  poolUsed: number;
-  /** The pool's size (MAX_CONCURRENT_WORKERS) at the last tick of this minute. */
-  poolSize: number;
-  /** Dispatch latency (ready → spawned) of this minute's spawns, ms; null without spawns. */
-  dispatchP50Ms: number | null;
-  dispatchP99Ms: number | null;
-}
+/** One minute of history: the shape the HTTP view serves (web/src/view.ts), defined there once. */
+import type { HistoryPoint } from '@kanban-supervisor/web';
+export type { HistoryPoint };
 
 export const MINUTE_MS = 60_000;
 /** Minutes kept (the last hour). */
