@@ -7,6 +7,7 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { PgBoard } from '@kanban-supervisor/board/pg';
+import pg from 'pg';
 import { PG_SCHEMA_VERSION, WriteGroupLostError, changeFeedOf, checkpointingOf, classifyError, localConnectionOf, openBoard, readOwner, type Board } from '@kanban-supervisor/board';
 import { boardConformance, type BoardFactory, type BoardUnderTest } from './conformance/index.js';
 import { LOG, rejection, sleep } from './conformance/helpers.js';
@@ -185,6 +186,32 @@ describe('PostgreSQL board: what only it can be made to do', () => {
     expect(got.events[0]!.id).toBeLessThan(got.events[1]!.id);
     expect(got.events.every((e) => /^\d+\.\d+$/.test(e.cursor))).toBe(true);
     expect((await reader.eventsAfter(got.cursor, 100)).events).toEqual([]);
+  });
+
+  it('the event feed is not held back by a transaction open in another database of the server (nor by one that wrote nothing)', async () => {
+    const h = await fresh();
+    await h.board.putSkill({ name: 'echo', argv: ['/bin/true'] });
+    const reader = await h.openAnother();
+    const start = await reader.eventsAfter(null, 100);
+    // Another database of the same server (transaction ids are server-wide): a transaction with an id, left open.
+    const elsewhere = new pg.Client({ connectionString: await freshDatabase('ks_other') });
+    await elsewhere.connect();
+    // One in this database that took no transaction id (a read) does not hold the feed either.
+    const reading = new pg.Client({ connectionString: await dbUrl() });
+    await reading.connect();
+    try {
+      await elsewhere.query('BEGIN');
+      await elsewhere.query('SELECT pg_current_xact_id()');
+      await reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await reading.query('SELECT 1');
+      const t = await h.board.createTask({ skill: 'echo', title: 'while another database has a transaction open' });
+      const got = await reader.eventsAfter(start.cursor, 100);
+      expect(got.events.map((e) => e.taskId)).toEqual([t.id]);
+    } finally {
+      await elsewhere.query('ROLLBACK').catch(() => undefined);
+      await elsewhere.end();
+      await reading.end();
+    }
   });
 
   it('five board objects claiming at once never claim one task twice and drain the queue', async () => {

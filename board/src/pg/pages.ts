@@ -9,6 +9,13 @@
  * statement's snapshot): every such transaction has ended, so nothing can still commit before the
  * cursor. A later commit has a txid at least that xmin, so it comes after the cursor. The price: an
  * event waits while an older transaction is still open (a tick's transaction: milliseconds).
+ *
+ * Transaction ids are server-wide, so the snapshot's xmin also counts transactions of other
+ * databases of the server, which can never write this board's events: a long one (a bulk load, a
+ * migration elsewhere) would hold the feed back for as long as it runs. The bound is therefore the
+ * oldest transaction still running in the snapshot that is not known to belong to another database
+ * (pg_stat_activity, read after the statement's snapshot was taken: one that ended in between is not
+ * listed and is kept, which only delays; so is one the role may not see), else the snapshot's xmax.
  */
 import { BoardInputError } from '../errors.js';
 import type { FeedEvent, Task, TaskPage, TaskPageQuery } from '../types.js';
@@ -16,6 +23,14 @@ import { feedLimit, likeContains, taskPageQuery } from '../validate.js';
 import { toEvent, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { boundedJsonSql, boundedTaskColumns } from '../view-sql.js';
+
+/** The feed's bound in the statement's snapshot (see the file's comment): events of transactions below it are final. */
+const FEED_BOUND = `COALESCE(
+  (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+    WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a
+                       WHERE a.backend_xid = xid(x)
+                         AND a.datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database()))),
+  pg_snapshot_xmax(pg_current_snapshot()))`;
 
 export async function listTasksPage(w: Writer, query: TaskPageQuery): Promise<TaskPage> {
   const f = taskPageQuery(query);
@@ -68,9 +83,9 @@ function parseCursor(cursor: string): { txid: string; id: string } {
 export async function eventsAfter(w: Writer, cursor: string | null, limit: number): Promise<{ events: FeedEvent[]; cursor: string }> {
   const n = feedLimit(limit);
   if (cursor === null) {
-    // The feed's end now: every transaction older than the oldest running one is behind it.
+    // The feed's end now: every transaction below the bound is behind it.
     return w.read(async (q) => {
-      const r = await q.get('SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x');
+      const r = await q.get(`SELECT ${FEED_BOUND}::text AS x`);
       return { events: [], cursor: `${String(r!.x)}.0` };
     });
   }
@@ -80,7 +95,7 @@ export async function eventsAfter(w: Writer, cursor: string | null, limit: numbe
       `SELECT e.id, e.task_id, e.run_id, e.kind, ${boundedJsonSql('e.data')} AS data, e.at, e.txid::text AS txid_text,
               ${boundedTaskColumns('t.', (c) => `t_${c}`)}
          FROM events e LEFT JOIN tasks t ON t.id = e.task_id
-        WHERE (e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < pg_snapshot_xmin(pg_current_snapshot())
+        WHERE (e.txid, e.id) > ($1::xid8, $2::bigint) AND e.txid < ${FEED_BOUND}
         ORDER BY e.txid, e.id LIMIT $3`,
       [c.txid, c.id, n],
     );
