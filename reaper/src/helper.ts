@@ -2,7 +2,14 @@
 // helper of a damaged board, `ps` and `sysctl` where /proc is missing. They run through execa: an
 // argv array and never a shell, a timeout (SIGTERM, then SIGKILL), bounded output, nothing on stdin,
 // and errors that name the command line. Workers are not helpers: they go through Reaper.spawn.
-import { execa, execaSync } from 'execa';
+import { createRequire } from 'node:module';
+
+/**
+ * execa, loaded at the first helper (Node >= 20.19 requires an ES module synchronously): a
+ * supervisor on Linux may never start one, and loading it costs ~16 MB of resident memory.
+ */
+let execaModule: typeof import('execa') | null = null;
+const loadExeca = (): typeof import('execa') => (execaModule ??= createRequire(import.meta.url)('execa') as typeof import('execa'));
 
 export interface HelperOptions {
   /** ms before the helper is stopped: SIGTERM, then SIGKILL `forceKillAfterMs` later (sync: SIGKILL at once) */
@@ -76,7 +83,7 @@ function baseOptions(opts: HelperOptions) {
 
 /** Run a helper to its end (never throws; a failure comes back as `{ ok: false, error }`). */
 export async function runHelper(file: string, args: readonly string[], opts: HelperOptions): Promise<HelperResult> {
-  const r = await execa(file, args, {
+  const r = await loadExeca().execa(file, args, {
     ...baseOptions(opts),
     forceKillAfterDelay: opts.forceKillAfterMs ?? 2000,
     // no exit hooks (signal-exit) in the supervisor: its own SIGTERM handling stays its own
@@ -87,6 +94,6 @@ export async function runHelper(file: string, args: readonly string[], opts: Hel
 
 /** The same, blocking: only for helpers that answer in milliseconds (`ps`, `sysctl`). */
 export function runHelperSync(file: string, args: readonly string[], opts: HelperOptions): HelperResult {
-  const r = execaSync(file, args, { ...baseOptions(opts), killSignal: 'SIGKILL' });
+  const r = loadExeca().execaSync(file, args, { ...baseOptions(opts), killSignal: 'SIGKILL' });
   return toResult(r as unknown as ExecaOutcome, file);
 }

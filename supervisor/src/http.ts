@@ -59,6 +59,11 @@ export class HttpSide {
     return this.server !== null;
   }
 
+  /** Whether anything follows the board's changes (an open event stream): only then is the feed polled for it. */
+  get watched(): boolean {
+    return this.server !== null && this.listeners.size > 0;
+  }
+
   /** Start the server (config permitting). Throws ConfigError for an explicit address that cannot be bound. */
   async start(): Promise<void> {
     const cfg = this.ctx.cfg;

@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
 import type { LogFormat, LogLevel } from '@kanban-supervisor/policies';
 import { printable } from './text.js';
 
@@ -37,6 +38,8 @@ export function makeLogger(level: LogLevel, format: LogFormat = 'auto'): Logger 
   const usePretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true);
   if (usePretty) {
     // Not singleLine (with hideObject it drops the line end): the fields are in the message line.
+    // pino-pretty is loaded only for a pretty log (a terminal): ~10 MB a JSON-logging daemon does not carry.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     return pino(
       base,
       pretty({

@@ -260,8 +260,9 @@ export class Supervisor {
 
   private poll(): void {
     const s = this.state;
-    // The HTTP view's event streams follow every commit of other processes (workers, the CLI).
-    if (this.http.listening && s.board && !s.quarantine) {
+    // The HTTP view's event streams follow every commit of other processes (workers, the CLI);
+    // with no stream open, nothing is read for them (a full pool's poll then costs nothing).
+    if (this.http.watched && s.board && !s.quarantine) {
       try {
         const v = changeFeedOf(s.board)?.changeVersion();
         if (v !== undefined && v !== this.httpSeenVersion) {
