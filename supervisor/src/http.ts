@@ -55,10 +55,6 @@ export class HttpSide {
     private readonly wake: () => void,
   ) {}
 
-  get listening(): boolean {
-    return this.server !== null;
-  }
-
   /** Whether anything follows the board's changes (an open event stream): only then is the feed polled for it. */
   get watched(): boolean {
     return this.server !== null && this.listeners.size > 0;
