@@ -139,7 +139,7 @@ CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
     // read both ways: a finishing parent seeks its children (links_parent), a child its parents
     // (the primary key). SQLite cannot change a CHECK in place: the tasks table is rebuilt with the
     // same columns in the same order (a salvage matches records by their column count) and its
-    // indexes made again.
+    // indexes made again. `links` keeps a rowid: `migrate` to PostgreSQL pages every table by it.
     version: 5,
     rebuildsTables: true,
     sql: `
@@ -178,7 +178,7 @@ CREATE TABLE links (
   parent TEXT NOT NULL REFERENCES tasks (id),
   created_at INTEGER NOT NULL,
   PRIMARY KEY (child, parent)
-) STRICT, WITHOUT ROWID;
+) STRICT;
 CREATE INDEX links_parent ON links (parent, child);
 `,
   },
