@@ -17,4 +17,4 @@ export { backupDamaged, damageFingerprint, listBackups, BACKUP_MAIN, DEFAULT_BAC
 export { recoverBoard, recoverInPlace, formatRecoverReport, RecoverRefusedError, type RecoverOptions, type RecoverInPlaceOptions, type RecoverReport, type RecoverInPlaceReport, type TableRecovery, type RecoverFixup, type RowidRange, type WalInfo } from './recover/index.js';
 export { fsyncDir } from './fsutil.js';
 export { migrateBoard, COPY_TABLES, type MigrateOptions, type MigrateReport, type MigrateSourceInfo, type CopyCounts, type CopyTable, type UnexitedRun } from './migrate-board.js';
-export { detailJson, eventsInTime, runJson, taskJson } from './json-shapes.js';
+export { detailJson, eventsInTime, holdText, linkedJson, runJson, taskJson } from './json-shapes.js';

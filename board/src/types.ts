@@ -48,6 +48,8 @@ export interface TaskInput {
   maxRuntimeSeconds?: number | null;
   maxRetries?: number | null;
   notBefore?: number;
+  /** Parents (task graph): the task is `waiting` until every one of them is `done` (1-100 distinct existing task ids). */
+  after?: string[];
 }
 
 export interface Task {
@@ -189,10 +191,28 @@ export interface RunFilter {
   limit?: number;
 }
 
+/** A task as another sees it through a link of the task graph: who it is, where it is, and why it stopped. */
+export interface LinkedTask {
+  id: string;
+  title: string;
+  status: TaskStatus;
+  lastError: string | null;
+}
+
 export interface TaskDetail {
   task: Task;
   runs: Run[];
   events: BoardEvent[];
+  /** The tasks it waits for (task graph), by id. */
+  parents: LinkedTask[];
+  /** The tasks that wait for it, by id (the first 1,000). */
+  children: LinkedTask[];
+}
+
+/** One parent that is not done, of one task (what holds a waiting task). */
+export interface WaitingFor {
+  taskId: string;
+  parent: LinkedTask;
 }
 
 export interface BoardCounts {
@@ -263,6 +283,8 @@ export interface BoardReads {
   listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]>;
   /** A task, its runs and its last 1,000 events; `boundedEvents`: event data longer than 16 KiB reads as a truncation marker (the HTTP view). */
   showTask(id: string, opts?: { boundedEvents?: boolean }): Promise<TaskDetail | null>;
+  /** The parents that are not done of each of these tasks (at most 500 ids): what holds a waiting task, and why. */
+  waitingFor(taskIds: string[]): Promise<WaitingFor[]>;
   /** One run by id (null if none). */
   getRun(id: string): Promise<Run | null>;
   /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */
@@ -289,6 +311,19 @@ export interface OperatorOps {
    * run of the task has not ended and been accounted (its worker may still be alive).
    */
   retryTask(id: string): Promise<Task>;
+  /**
+   * Task graph: `child` waits for `parent` from now on (the child must be waiting or ready; a ready
+   * child of a parent that is not done becomes waiting). Refused (BoardInputError) for an unknown
+   * task (named), and for a link that would close a cycle (naming it, ids in order). Idempotent.
+   */
+  linkTasks(child: string, parent: string): Promise<Task>;
+  /** Remove the link; a waiting child whose other parents are all done becomes ready. Refused when there is no such link. */
+  unlinkTasks(child: string, parent: string): Promise<Task>;
+  /**
+   * Cancel the task and every task waiting on it, transitively, in one transaction; returns the ids
+   * cancelled (the task first). Refused for a done task, as cancelTask.
+   */
+  cancelCascade(id: string): Promise<string[]>;
 }
 
 /**
@@ -323,6 +358,8 @@ export interface SupervisorOps {
 /** Worker writes, each fenced by run id + token + run still current, each one transaction. */
 export interface WorkerOps {
   loadRun(cred: RunCredentials): Promise<{ task: Task; run: Run }>;
+  /** The results of the task's parents (task graph), by id, read fenced like loadRun. */
+  parentResults(cred: RunCredentials): Promise<Record<string, Json | null>>;
   heartbeat(cred: RunCredentials, progress: Json | undefined, now: number): Promise<void>;
   workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void>;
   report(cred: RunCredentials, report: WorkerReport, now: number): Promise<void>;

@@ -98,6 +98,24 @@ export interface ValidTask {
   maxRuntimeSeconds: number | null;
   maxRetries: number | null;
   notBefore: number;
+  /** Parents (distinct ids, in the order given). */
+  after: string[];
+}
+
+/** The most parents one task may have (task graph). */
+export const MAX_PARENTS = 100;
+
+/** A task's parents as given (`add --after`, the API's `after`): 1-100 distinct ids. */
+export function validParents(after: unknown): string[] {
+  if (after === undefined || after === null) return [];
+  if (!Array.isArray(after)) throw new BoardInputError('after must be an array of task ids');
+  const out: string[] = [];
+  for (const [i, id] of after.entries()) {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200) throw new BoardInputError(`after[${i}] must be a task id, got ${JSON.stringify(id)}`);
+    if (!out.includes(id)) out.push(id);
+  }
+  if (out.length > MAX_PARENTS) throw new BoardInputError(`a task waits for at most ${MAX_PARENTS} parents, got ${out.length}`);
+  return out;
 }
 
 export function validTask(input: TaskInput): ValidTask {
@@ -114,6 +132,7 @@ export function validTask(input: TaskInput): ValidTask {
     maxRuntimeSeconds,
     maxRetries,
     notBefore: input.notBefore ?? 0,
+    after: validParents(input.after),
   };
 }
 

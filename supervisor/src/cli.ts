@@ -21,6 +21,7 @@ import { cmdRun, cmdStatus } from './commands/run.js';
 import { cmdLogs, cmdRuns } from './commands/runs.js';
 import { cmdSkill } from './commands/skills.js';
 import { cmdAdd, cmdList, cmdShow, cmdTaskChange } from './commands/tasks.js';
+import { cmdLink } from './commands/graph.js';
 
 const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
@@ -105,6 +106,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'unblock':
       case 'retry':
         return await cmdTaskChange(g, cmd, args);
+      case 'link':
+      case 'unlink':
+        return await cmdLink(g, cmd, args);
       case 'runs':
         return await cmdRuns(g, args);
       case 'logs':

@@ -43,7 +43,12 @@ beforeAll(async () => {
       SELECT 'd' || g, 'done', 'echo', 'done', g % 7, g, g FROM generate_series(1, 1000000) g`);
     await c.query(`INSERT INTO tasks (id, title, skill, status, priority, created_at, updated_at)
       SELECT 'r' || g, 'ready', 'echo', 'ready', g % 5, 2000000 + g, 2000000 + g FROM generate_series(1, 100000) g`);
+    // The task graph: 100,000 waiting tasks, each after one done task (not in tasks_ready).
+    await c.query(`INSERT INTO tasks (id, title, skill, status, priority, created_at, updated_at)
+      SELECT 'w' || g, 'waiting', 'echo', 'waiting', g % 5, 3000000 + g, 3000000 + g FROM generate_series(1, 100000) g`);
+    await c.query(`INSERT INTO links (child, parent, created_at) SELECT 'w' || g, 'd' || g, 0 FROM generate_series(1, 100000) g`);
     await c.query('ANALYZE tasks');
+    await c.query('ANALYZE links');
   });
 }, 120_000);
 
@@ -65,7 +70,7 @@ async function plan(sql: string, types: string[], params: unknown[]): Promise<Pl
   });
 }
 
-describe('PostgreSQL board: query plans of the hot statements at 1,000,000 done and 100,000 ready tasks', () => {
+describe('PostgreSQL board: query plans of the hot statements at 1,000,000 done, 100,000 ready and 100,000 waiting tasks', () => {
   it('the claim is an index scan of tasks_ready in claim order: no Seq Scan of tasks, no Sort over tasks', async () => {
     const ids = ['ra', 'rb', 'rc'];
     const all = await plan(PG_HOT_SQL.claimBatch, ['bigint', 'integer', 'text[]', 'text[]', 'text[]', 'bigint', 'text'], [Date.now(), 3, ids, ids, ids, Date.now(), null]);
@@ -84,6 +89,17 @@ describe('PostgreSQL board: query plans of the hot statements at 1,000,000 done 
     const ms = performance.now() - t0;
     expect(claims.map((c) => c.task.id)).toEqual(['r4', 'r9', 'r14', 'r19', 'r24']);
     expect(ms, 'one claim batch at 1.1M tasks').toBeLessThan(2000);
+  });
+
+  it('the children of a finished parent are found by index: links_parent, then each child and its parents by key (no Seq Scan)', async () => {
+    const lock = await plan(PG_HOT_SQL.lockWaitingChildren, ['text'], ["'d77'"]);
+    const isScan = (x: PlanNode) => /Scan$/.test(x['Node Type']) && (x['Relation Name'] === 'tasks' || x['Relation Name'] === 'links');
+    for (const n of lock.filter(isScan)) expect(n['Node Type'], JSON.stringify(n)).toMatch(/Index/);
+    expect(lock.some((n) => n['Relation Name'] === 'links' && n['Index Name'] === 'links_parent'), JSON.stringify(lock)).toBe(true);
+    const release = await plan(PG_HOT_SQL.releaseChildren, ['text[]', 'bigint', 'text'], [['w77'], Date.now(), "'d77'"]);
+    const scans = release.filter(isScan);
+    expect(scans.length).toBeGreaterThanOrEqual(3);
+    for (const n of scans) expect(n['Node Type'], JSON.stringify(n)).toMatch(/Index/);
   });
 
   it('the unknown-skill check seeks tasks_ready_skill (no Seq Scan of tasks)', async () => {

@@ -42,6 +42,7 @@ import type {
   FeedEvent,
   WorkerReport,
   TaskCount,
+  WaitingFor,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
@@ -50,6 +51,7 @@ import * as events from './events.js';
 import { PgChangeFeed } from './feed.js';
 import { pgTarget } from './location.js';
 import { checkSchema, migrate, storedVersion } from './migrate.js';
+import * as graph from './graph.js';
 import * as pages from './pages.js';
 import * as runs from './runs.js';
 import { PgHostLock } from './host-lock.js';
@@ -265,6 +267,26 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   retryTask(id: string): Promise<Task> {
     return tasks.retryTask(this.w, id);
+  }
+
+  linkTasks(child: string, parent: string): Promise<Task> {
+    return graph.linkTasks(this.w, child, parent);
+  }
+
+  unlinkTasks(child: string, parent: string): Promise<Task> {
+    return graph.unlinkTasks(this.w, child, parent);
+  }
+
+  cancelCascade(id: string): Promise<string[]> {
+    return graph.cancelCascade(this.w, id);
+  }
+
+  waitingFor(taskIds: string[]): Promise<WaitingFor[]> {
+    return graph.waitingFor(this.w, taskIds);
+  }
+
+  parentResults(cred: RunCredentials): Promise<Record<string, Json | null>> {
+    return graph.parentResults(this.w, cred);
   }
 
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())

@@ -112,6 +112,26 @@ export const PG_HOT_SQL = {
    FROM runs r JOIN tasks t ON t.id = r.task_id
   WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL AND ${OF_HOST}
   ORDER BY r.ended_at, r.seq`,
+  /**
+   * Task graph, a parent just done ($1): lock its waiting children (links_parent, then each child
+   * by its key), in id order so that two finishing parents of common children never deadlock.
+   */
+  lockWaitingChildren: `SELECT t.id FROM links l JOIN tasks t ON t.id = l.child
+   WHERE l.parent = $1 AND t.status = 'waiting' ORDER BY t.id FOR UPDATE OF t`,
+  /**
+   * Then, in a new statement (a snapshot taken after the locks were granted): the locked children
+   * ($1) whose parents are all done become ready, each with its `released` event ($2 now, $3 the parent).
+   */
+  releaseChildren: `WITH released AS (
+      UPDATE tasks t SET status = 'ready', updated_at = $2
+       WHERE t.id = ANY($1::text[]) AND t.status = 'waiting'
+         AND NOT EXISTS (SELECT 1 FROM links l JOIN tasks p ON p.id = l.parent WHERE l.child = t.id AND p.status <> 'done')
+      RETURNING t.id
+    ), logged AS (
+      INSERT INTO events (task_id, run_id, kind, data, at)
+      SELECT id, NULL, 'released', json_build_object('after', $3::text)::text, $2 FROM released
+    )
+    SELECT id FROM released ORDER BY id`,
   /** Metrics: tasks by status and skill (not a tick statement; read on a connection of its own). */
   taskCountsBySkill: `SELECT status, skill, count(*) AS n FROM tasks GROUP BY status, skill`,
 } as const;

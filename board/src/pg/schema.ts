@@ -153,6 +153,23 @@ CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
 CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
 `,
   },
+  {
+    // The task graph (issue 16): a `waiting` status (not in tasks_ready: the claim never sees it)
+    // and the links between tasks, (child, parent), read both ways: a finishing parent seeks its
+    // children (links_parent), a child its parents (the primary key).
+    version: 5,
+    sql: `
+ALTER TABLE tasks DROP CONSTRAINT tasks_status_check;
+ALTER TABLE tasks ADD CONSTRAINT tasks_status_check CHECK (status IN ('waiting', 'ready', 'running', 'done', 'blocked', 'cancelled'));
+CREATE TABLE links (
+  child text COLLATE "C" NOT NULL REFERENCES tasks (id),
+  parent text COLLATE "C" NOT NULL REFERENCES tasks (id),
+  created_at bigint NOT NULL,
+  PRIMARY KEY (child, parent)
+);
+CREATE INDEX links_parent ON links (parent, child);
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

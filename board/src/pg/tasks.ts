@@ -16,6 +16,7 @@ import type { Q } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { boundedJsonSql } from '../view-sql.js';
+import { hasUnfinishedParent, insertLinks, parentsStatus, relatives } from './graph.js';
 
 export async function createTask(w: Writer, input: TaskInput): Promise<Task> {
   const t = validTask(input);
@@ -28,20 +29,22 @@ export async function createTask(w: Writer, input: TaskInput): Promise<Task> {
         `unknown skill ${JSON.stringify(t.skill)} on board ${q.path}; registered: ${known.length ? known.join(', ') : '(none)'}`,
       );
     }
+    const status = await parentsStatus(q, t.after);
     for (let i = 0; ; i++) {
       const row = await q.get(
         `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds)
-         VALUES ($1, $2, $3, $4, 'ready', $5, $6, $6, $7, $8, $9)
+         VALUES ($1, $2, $3, $4, $10, $5, $6, $6, $7, $8, $9)
          ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [newTaskId(), t.title, t.skill, t.payload, t.priority, now, t.notBefore, t.maxRetries, t.maxRuntimeSeconds],
+        [newTaskId(), t.title, t.skill, t.payload, t.priority, now, t.notBefore, t.maxRetries, t.maxRuntimeSeconds, status],
       );
       if (!row) {
         if (i > 10) throw new BoardError('could not allocate a unique task id');
         continue;
       }
       const task = toTask(row);
-      await q.event(task.id, null, 'created', { skill: t.skill, priority: t.priority }, now);
-      await q.notify();
+      await insertLinks(q, task.id, t.after, now);
+      await q.event(task.id, null, 'created', { skill: t.skill, priority: t.priority, ...(t.after.length ? { after: t.after, status } : {}) }, now);
+      if (status === 'ready') await q.notify();
       return task;
     }
   });
@@ -72,7 +75,7 @@ export async function showTask(w: Writer, id: string, boundedEvents = false): Pr
     if (!t) return null;
     const runs = (await q.all('SELECT * FROM runs WHERE task_id = $1 ORDER BY started_at, id', [id])).map((r) => toRun(r));
     const events = (await q.all(`SELECT * FROM (SELECT id, task_id, run_id, kind, ${data} AS data, at FROM events WHERE task_id = $1 ORDER BY id DESC LIMIT 1000) e ORDER BY id`, [id])).map(toEvent);
-    return { task: toTask(t), runs, events };
+    return { task: toTask(t), runs, events, ...(await relatives(q, id)) };
   });
 }
 
@@ -124,8 +127,8 @@ export async function unblockTask(w: Writer, id: string): Promise<Task> {
     const t = await lockTask(q, id);
     if (t.status !== 'blocked') throw new BoardInputError(`task ${id} is ${t.status}, not blocked`);
     await q.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = $1 WHERE id = $2`,
-      [now, id],
+      `UPDATE tasks SET status = $3, consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = $1 WHERE id = $2`,
+      [now, id, (await hasUnfinishedParent(q, id)) ? 'waiting' : 'ready'],
     );
     await q.event(id, null, 'unblocked', null, now);
     await q.notify();
@@ -158,8 +161,8 @@ export async function retryTask(w: Writer, id: string): Promise<Task> {
       );
     }
     await q.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = $1 WHERE id = $2`,
-      [now, id],
+      `UPDATE tasks SET status = $3, consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = $1 WHERE id = $2`,
+      [now, id, (await hasUnfinishedParent(q, id)) ? 'waiting' : 'ready'],
     );
     await q.event(id, null, 'retried', { from: t.status, consecutive_failures: t.consecutiveFailures }, now);
     await q.notify();

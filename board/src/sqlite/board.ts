@@ -35,11 +35,13 @@ import type {
   FeedEvent,
   WorkerReport,
   TaskCount,
+  WaitingFor,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
 import { closeNow, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walCheckpoint, type Conn } from './connection.js';
 import * as events from './events.js';
+import * as graph from './graph.js';
 import * as pages from './pages.js';
 import * as runs from './runs.js';
 import * as skills from './skills.js';
@@ -219,6 +221,26 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   retryTask(id: string): Promise<Task> {
     return tasks.retryTask(this.c, this.w, id);
+  }
+
+  linkTasks(child: string, parent: string): Promise<Task> {
+    return graph.linkTasks(this.c, this.w, child, parent);
+  }
+
+  unlinkTasks(child: string, parent: string): Promise<Task> {
+    return graph.unlinkTasks(this.c, this.w, child, parent);
+  }
+
+  cancelCascade(id: string): Promise<string[]> {
+    return graph.cancelCascade(this.c, this.w, id);
+  }
+
+  waitingFor(taskIds: string[]): Promise<WaitingFor[]> {
+    return graph.waitingFor(this.c, this.w, taskIds);
+  }
+
+  parentResults(cred: RunCredentials): Promise<Record<string, Json | null>> {
+    return graph.parentResults(this.c, this.w, cred);
   }
 
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())

@@ -33,6 +33,13 @@ export const HOT_SQL = {
    FROM runs r JOIN tasks t ON t.id = r.task_id
   WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
   ORDER BY r.ended_at`,
+  // Task graph: the waiting children of a parent just done whose parents are now all done (seeks
+  // links_parent, then each child's parents through the links primary key). INDEXED BY and CROSS
+  // JOIN: left alone, after ANALYZE the planner may walk every waiting task (tasks_status_skill).
+  childrenToRelease: `SELECT l.child FROM links l INDEXED BY links_parent CROSS JOIN tasks t ON t.id = l.child
+  WHERE l.parent = ? AND t.status = 'waiting'
+    AND NOT EXISTS (SELECT 1 FROM links l2 JOIN tasks p ON p.id = l2.parent WHERE l2.child = l.child AND p.status <> 'done')
+  ORDER BY l.child`,
   // Metrics: tasks by status and skill (not a tick statement, but its plan is checked too).
   taskCountsBySkill: `SELECT status, skill, count(*) AS n FROM tasks GROUP BY status, skill`,
 } as const;

@@ -13,6 +13,7 @@ import type { Conn } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { boundedJsonSql } from '../view-sql.js';
+import { hasUnfinishedParent, insertLinks, parentsStatus, relatives } from './graph.js';
 
 export async function createTask(c: Conn, w: Writer, input: TaskInput): Promise<Task> {
   const t = validTask(input);
@@ -24,6 +25,7 @@ export async function createTask(c: Conn, w: Writer, input: TaskInput): Promise<
         `unknown skill ${JSON.stringify(t.skill)} on board ${c.path}; registered: ${known.length ? known.join(', ') : '(none)'}`,
       );
     }
+    const status = parentsStatus(c, t.after);
     for (let i = 0; ; i++) {
       const id = newTaskId();
       if (c.get('SELECT 1 FROM tasks WHERE id = ?', id)) {
@@ -32,11 +34,12 @@ export async function createTask(c: Conn, w: Writer, input: TaskInput): Promise<
       }
       c.run(
         `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds)
-         VALUES (?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         id,
         t.title,
         t.skill,
         t.payload,
+        status,
         t.priority,
         now,
         now,
@@ -44,7 +47,8 @@ export async function createTask(c: Conn, w: Writer, input: TaskInput): Promise<
         t.maxRetries,
         t.maxRuntimeSeconds,
       );
-      c.event(id, null, 'created', { skill: t.skill, priority: t.priority }, now);
+      insertLinks(c, id, t.after, now);
+      c.event(id, null, 'created', { skill: t.skill, priority: t.priority, ...(t.after.length ? { after: t.after, status } : {}) }, now);
       return toTask(c.get('SELECT * FROM tasks WHERE id = ?', id)!);
     }
   });
@@ -74,7 +78,7 @@ export async function showTask(c: Conn, w: Writer, id: string, boundedEvents = f
     if (!t) return null;
     const runs = c.all('SELECT * FROM runs WHERE task_id = ? ORDER BY started_at, id', id).map((r) => toRun(r));
     const events = c.all(`SELECT * FROM (SELECT id, task_id, run_id, kind, ${data} AS data, at FROM events WHERE task_id = ? ORDER BY id DESC LIMIT 1000) ORDER BY id`, id).map(toEvent);
-    return { task: toTask(t), runs, events };
+    return { task: toTask(t), runs, events, ...relatives(c, id) };
   });
 }
 
@@ -121,7 +125,8 @@ export async function unblockTask(c: Conn, w: Writer, id: string): Promise<Task>
     const t = taskOrThrow(c, id);
     if (t.status !== 'blocked') throw new BoardInputError(`task ${id} is ${t.status}, not blocked`);
     c.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = ? WHERE id = ?`,
+      `UPDATE tasks SET status = ?, consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = ? WHERE id = ?`,
+      hasUnfinishedParent(c, id) ? 'waiting' : 'ready',
       now,
       id,
     );
@@ -155,7 +160,8 @@ export async function retryTask(c: Conn, w: Writer, id: string): Promise<Task> {
       );
     }
     c.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = ? WHERE id = ?`,
+      `UPDATE tasks SET status = ?, consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = ? WHERE id = ?`,
+      hasUnfinishedParent(c, id) ? 'waiting' : 'ready',
       now,
       id,
     );

@@ -18,7 +18,7 @@
  * Layout: one module per contract area, each registering its describe block(s) with a fresh board
  * for every test (helpers.ts `useBoard`, which also holds the shared fixtures):
  * skills.ts, tasks.ts, claims.ts, fencing.ts, exits-runs.ts, accounting.ts, transactions.ts,
- * events-owner-counts.ts, pages.ts, schema.ts.
+ * events-owner-counts.ts, pages.ts, graph.ts, schema.ts.
  */
 import { describe } from 'vitest';
 import type { Board } from '@kanban-supervisor/board';
@@ -27,6 +27,7 @@ import { claimsConformance } from './claims.js';
 import { eventsOwnerCountsConformance } from './events-owner-counts.js';
 import { exitsRunsConformance } from './exits-runs.js';
 import { fencingConformance } from './fencing.js';
+import { graphConformance } from './graph.js';
 import { pagesConformance } from './pages.js';
 import { schemaConformance } from './schema.js';
 import { skillsConformance } from './skills.js';
@@ -79,6 +80,7 @@ export function boardConformance(name: string, factory: BoardFactory): void {
     transactionsConformance(factory);
     eventsOwnerCountsConformance(factory);
     pagesConformance(factory);
+    graphConformance(factory);
     schemaConformance(factory);
   });
 }
