@@ -33,6 +33,18 @@ export const HOT_SQL = {
    FROM runs r JOIN tasks t ON t.id = r.task_id
   WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
   ORDER BY r.ended_at`,
+  // Caps (issue 16). The capped skills (the skills table is small: a scan of it is a few rows).
+  cappedSkills: `SELECT name, max_concurrent FROM skills WHERE max_concurrent IS NOT NULL`,
+  // Live workers per skill: the runs not yet confirmed gone (being reclaimed included), through
+  // runs_live (its size is the pool's, not the board's), each joined to its task by primary key.
+  liveBySkill: `SELECT t.skill AS skill, count(*) AS n FROM runs r INDEXED BY runs_live JOIN tasks t ON t.id = r.task_id
+  WHERE r.exited_at IS NULL AND r.accounted_at IS NULL GROUP BY t.skill`,
+  // The first ready tasks of one skill in claim order: a seek of tasks_ready_skill_order.
+  readyOfSkill: `SELECT t.* FROM tasks t INDEXED BY tasks_ready_skill_order
+  WHERE t.status = 'ready' AND t.skill = ? AND t.not_before <= ?
+  ORDER BY t.priority DESC, t.created_at, t.id LIMIT ?`,
+  // The supervisor's next wake-up: the earliest not-yet-due ready task (a seek of tasks_ready_due).
+  nextDue: `SELECT not_before FROM tasks INDEXED BY tasks_ready_due WHERE status = 'ready' AND not_before > ? ORDER BY not_before LIMIT 1`,
   // Metrics: tasks by status and skill (not a tick statement, but its plan is checked too).
   taskCountsBySkill: `SELECT status, skill, count(*) AS n FROM tasks GROUP BY status, skill`,
 } as const;
