@@ -52,7 +52,8 @@ export async function claimBatch(c: Conn, w: Writer, max: number, now: number, l
  */
 function cappedCandidates(c: Conn, capped: Row[], now: number, max: number): Row[] {
   const caps = new Map(capped.map((r) => [String(r.name), Number(r.max_concurrent)]));
-  const live = new Map(c.all(HOT_SQL.liveBySkill).map((r) => [String(r.skill), Number(r.n)]));
+  const live = new Map<string, number>();
+  for (const r of c.all(HOT_SQL.liveSkills)) live.set(String(r.skill), (live.get(String(r.skill)) ?? 0) + 1);
   const candidates: Row[] = [];
   let row = c.get(HOT_SQL.firstReadySkill);
   while (row) {

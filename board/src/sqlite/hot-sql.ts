@@ -36,9 +36,10 @@ export const HOT_SQL = {
   // Caps (issue 16). The capped skills (the skills table is small: a scan of it is a few rows).
   cappedSkills: `SELECT name, max_concurrent FROM skills WHERE max_concurrent IS NOT NULL`,
   // Live workers per skill: the runs not yet confirmed gone (being reclaimed included), through
-  // runs_live (its size is the pool's, not the board's), each joined to its task by primary key.
-  liveBySkill: `SELECT t.skill AS skill, count(*) AS n FROM runs r INDEXED BY runs_live JOIN tasks t ON t.id = r.task_id
-  WHERE r.exited_at IS NULL AND r.accounted_at IS NULL GROUP BY t.skill`,
+  // runs_live (its size is the pool's, not the board's), each joined to its task by primary key;
+  // counted by the caller (a GROUP BY here would sort them in a temporary b-tree).
+  liveSkills: `SELECT t.skill AS skill FROM runs r INDEXED BY runs_live JOIN tasks t ON t.id = r.task_id
+  WHERE r.exited_at IS NULL AND r.accounted_at IS NULL`,
   // The first ready tasks of one skill in claim order: a seek of tasks_ready_skill_order.
   readyOfSkill: `SELECT t.* FROM tasks t INDEXED BY tasks_ready_skill_order
   WHERE t.status = 'ready' AND t.skill = ? AND t.not_before <= ?
