@@ -21,6 +21,7 @@ import { cmdRun, cmdStatus } from './commands/run.js';
 import { cmdLogs, cmdRuns } from './commands/runs.js';
 import { cmdSkill } from './commands/skills.js';
 import { cmdAdd, cmdList, cmdShow, cmdTaskChange } from './commands/tasks.js';
+import { cmdPrune } from './commands/bulk.js';
 
 const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
@@ -109,6 +110,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdRuns(g, args);
       case 'logs':
         return await cmdLogs(g, args);
+      case 'prune':
+        return await cmdPrune(g, args);
       case 'check':
         return await cmdCheck(g, args);
       case 'recover':
