@@ -35,8 +35,9 @@ export async function retention(ctx: TickContext, r: RetentionState, now: number
     ctx.log.info({ event: 'tasks_pruned', tasks: res.tasks, runs: res.runs, events: res.events, logs, holdMs: Math.round(res.holdMs * 10) / 10, retentionDays: days }, 'finished tasks pruned');
   }
   r.batch = Math.min(SERVICE_MAX_BATCH, nextPruneBatchSize(r.batch, res.holdMs));
-  // More to do: the next tick takes another batch; else look again in a minute.
-  r.nextAt = res.more ? now : now + RETENTION_INTERVAL_MS;
+  // More to do: the next tick takes another batch; else look again in a minute (sooner for a
+  // retention of minutes: a hundredth of it, at least a second).
+  r.nextAt = res.more ? now : now + Math.min(RETENTION_INTERVAL_MS, Math.max(1000, (days * 86_400_000) / 100));
 }
 
 /**
