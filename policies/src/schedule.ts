@@ -45,17 +45,31 @@ export function notBeforeOf(now: number, delayMs: number | null, at: number | nu
 }
 
 /** Retention batches: the first size, and its bounds. */
-export const PRUNE_BATCH = { first: 200, min: 10, max: 5000 } as const;
-/** The write lock a retention batch may hold, ms (a batch is sized to stay well under it). */
-export const PRUNE_HOLD_TARGET_MS = 50;
+export const PRUNE_BATCH = { first: 100, min: 10, max: 5000 } as const;
+/** The most a retention batch may hold the write lock, ms (the figure `prune` prints). */
+export const PRUNE_HOLD_LIMIT_MS = 50;
+/**
+ * What a batch is sized to hold the write lock, ms: well under the limit, because a worker's
+ * heartbeat that arrives during a batch waits for all of it (heartbeat p99 target 20 ms).
+ */
+export const PRUNE_HOLD_TARGET_MS = 8;
 
 /**
- * The next batch's size from the last one's: halved when it held the lock for more than half the
- * target (a batch of a task with many events is slow), grown by half when it took under a fifth.
+ * The next batch's size from the last one's: halved when it held the lock longer than the target
+ * (a batch of tasks with many events is slow), grown by half when it took under a third of it.
  */
 export function nextPruneBatchSize(size: number, holdMs: number): number {
   let next = size;
-  if (holdMs > PRUNE_HOLD_TARGET_MS / 2) next = Math.floor(size / 2);
-  else if (holdMs < PRUNE_HOLD_TARGET_MS / 5) next = Math.floor(size * 1.5);
+  if (holdMs > PRUNE_HOLD_TARGET_MS) next = Math.floor(size / 2);
+  else if (holdMs < PRUNE_HOLD_TARGET_MS / 3) next = Math.floor(size * 1.5);
   return Math.max(PRUNE_BATCH.min, Math.min(PRUNE_BATCH.max, next));
+}
+
+/**
+ * The pause after a batch before the next, ms: the write lock stays free at least three times as
+ * long as the batch held it, and at least 30 ms, so that writers waiting in SQLite's busy handler
+ * (it sleeps up to 25 ms between tries at first) get in between two batches instead of starving.
+ */
+export function prunePauseMs(holdMs: number): number {
+  return Math.max(30, Math.ceil(3 * holdMs));
 }

@@ -13,8 +13,9 @@ import type { Writer } from './tx.js';
 
 export async function pruneBatch(w: Writer, query: PruneQuery): Promise<PruneBatch> {
   const q = pruneQuery(query);
-  const begun = performance.now();
+  let begun = 0;
   const out = await w.write(async (db) => {
+    begun = performance.now(); // the transaction holds the write lock from here (a wait for it is not counted)
     const ids = (
       await db.all(
         `SELECT t.id FROM tasks t

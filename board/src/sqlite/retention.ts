@@ -15,8 +15,9 @@ import type { Writer } from './tx.js';
 export async function pruneBatch(c: Conn, w: Writer, query: PruneQuery): Promise<PruneBatch> {
   const q = pruneQuery(query);
   const statuses = JSON.stringify(q.statuses);
-  const begun = performance.now();
+  let begun = 0;
   const out = await w.write(() => {
+    begun = performance.now(); // the transaction holds the write lock from here (a wait for it is not counted)
     // Never a task whose run has not ended and been accounted (a cancelled task's worker may still
     // be stopping), nor one still holding a current run.
     const ids = c

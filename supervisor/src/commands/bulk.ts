@@ -4,7 +4,7 @@
  * `prune --older-than 7d [--status done,cancelled]`: retention in bounded batches.
  */
 import { readFileSync } from 'node:fs';
-import { BoardInputError, boardFiles, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
+import { BoardInputError, boardFiles, checkpointingOf, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
 import {
   ConfigError,
   EXIT,
@@ -15,6 +15,7 @@ import {
   parseDuration,
   parseIsoTime,
   PRUNE_BATCH,
+  prunePauseMs,
 } from '@kanban-supervisor/policies';
 import { parseArgs, UsageError } from '../args.js';
 import { removeRunLogs } from '../services/retention.js';
@@ -170,7 +171,9 @@ export async function pruneAll(b: Board, before: number, statuses: Array<'done' 
     t.logs += removeRunLogs(r.logPaths, logDir);
     if (!r.more) return t;
     size = nextPruneBatchSize(size, r.holdMs);
-    // Let other writers (workers' heartbeats) in between two batches.
-    await new Promise((res) => setImmediate(res));
+    // Keep the WAL short (a worker's commit would otherwise run the checkpoint of our pages), and
+    // leave the write lock free long enough for waiting writers (workers' heartbeats) to get in.
+    await checkpointingOf(b)?.checkpoint('PASSIVE');
+    await new Promise((res) => setTimeout(res, prunePauseMs(r.holdMs)));
   }
 }

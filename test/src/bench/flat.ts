@@ -14,7 +14,7 @@ import { P, h, res } from './setup.js';
  * A board holding `rows` finished tasks (each with its ended, accounted run and one event) and
  * `readyRows` tasks waiting in the queue (priorities 0–2), inserted by direct SQL.
  */
-export async function finishedBoard(path: string, rows: number, readyRows = 0): Promise<number> {
+export async function finishedBoard(path: string, rows: number, readyRows = 0, ageMs = 0): Promise<number> {
   const t0 = performance.now();
   const b = await openBoard(path);
   await b.putSkill({ name: 'noop', argv: ['/bin/true'] });
@@ -30,7 +30,7 @@ export async function finishedBoard(path: string, rows: number, readyRows = 0): 
      VALUES (?, ?, 'feedfacefeedfacefeedfacefeedface', 'ended', 'completed', 4242, 4242, 1, 'bench-boot', ?, ?, 0, '/dev/null', ?, ?)`,
   );
   const insE = db.prepare(`INSERT INTO events (task_id, run_id, kind, data, at) VALUES (?, ?, 'done', NULL, ?)`);
-  const base = Date.now() - rows * 10;
+  const base = Date.now() - rows * 10 - ageMs;
   const batch = 50_000;
   for (let from = 0; from < rows; from += batch) {
     db.transaction(() => {

@@ -17,10 +17,14 @@ export async function benchRetention(): Promise<void> {
   const rows = SHORT ? 200_000 : 1_000_000;
   const keep = 1_000;
   const n = P.hbWorkers;
-  // finishedBoard: task i last changed at base + i*10 + 5 ms, base = now - rows*10.
-  const base = Date.now() - rows * 10;
-  const fillS = await finishedBoard(db, rows);
-  const cutoff = base + (rows - keep) * 10 + 5;
+  // Every task finished over 2 h ago, then the newest `keep` made young: `prune --older-than 1h` leaves them.
+  const fillS = await finishedBoard(db, rows, 0, 2 * 3_600_000);
+  const c0 = openSql(db);
+  try {
+    c0.prepare(`UPDATE tasks SET updated_at = ? WHERE id IN (SELECT id FROM tasks ORDER BY created_at DESC LIMIT ?)`).run(Date.now(), keep);
+  } finally {
+    c0.close();
+  }
   process.stdout.write(`  (board filled: ${fmt(rows)} finished tasks in ${fmt(fillS)} s)\n`);
   const b = await openBoard(db);
   try {
@@ -34,8 +38,7 @@ export async function benchRetention(): Promise<void> {
     const started = readRecords(records).filter((r) => r[0] === 'start').length;
     await sleep(5000); // the start-up of 64 Node processes settles
     const w0 = Date.now();
-    // Older than the cutoff, in ms from now (the CLI reads `--older-than` from its own clock: a few tasks either side).
-    const pr = await run(process.execPath, [CLI, '--db', db, '--json', 'prune', '--older-than', `${Date.now() - cutoff}ms`], { timeoutMs: 30 * 60_000 });
+    const pr = await run(process.execPath, [CLI, '--db', db, '--json', 'prune', '--older-than', '1h'], { timeoutMs: 30 * 60_000 });
     const w1 = Date.now();
     if (pr.code !== 0) throw new Error(`prune failed (${pr.code}): ${pr.stderr}`);
     const out = JSON.parse(pr.stdout) as { tasks: number; runs: number; events: number; batches: number; longest_batch_ms: number };
