@@ -17,6 +17,7 @@ export function taskJson(t: Task): Record<string, unknown> {
     last_error: t.lastError,
     not_before: t.notBefore,
     created_at: t.createdAt,
+    key: t.key,
   };
 }
 

@@ -182,6 +182,28 @@ CREATE TABLE links (
 CREATE INDEX links_parent ON links (parent, child);
 `,
   },
+  {
+    // Issue 16 (caps, scheduling, keys, retention).
+    // - skills.max_concurrent: at most that many live workers of the skill (NULL: no cap).
+    // - tasks.key: an idempotency key, unique while the task exists (until pruned).
+    // - tasks_ready_skill_order: the ready tasks of one skill in claim order (a capped claim takes
+    //   each skill with room by a seek, never walks a full skill's backlog).
+    // - tasks_ready_due: the earliest not-yet-due ready task (the supervisor's wake-up), a seek.
+    // - tasks_finished: finished tasks by age, the retention's batches (a seek per batch).
+    // The UPDATEs rewrite every row with the new columns (a salvage's page scan matches records by
+    // their column count; see version 3).
+    version: 6,
+    sql: `
+ALTER TABLE skills ADD COLUMN max_concurrent INTEGER CHECK (max_concurrent IS NULL OR max_concurrent >= 1);
+UPDATE skills SET max_concurrent = NULL;
+ALTER TABLE tasks ADD COLUMN key TEXT CHECK (key IS NULL OR length(key) BETWEEN 1 AND 200);
+UPDATE tasks SET key = NULL;
+CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL;
+CREATE INDEX tasks_ready_skill_order ON tasks (skill, priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_ready_due ON tasks (not_before) WHERE status = 'ready';
+CREATE INDEX tasks_finished ON tasks (updated_at) WHERE status IN ('done', 'cancelled');
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

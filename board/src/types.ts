@@ -25,6 +25,8 @@ export interface SkillInput {
   heartbeatTimeoutSeconds?: number | null;
   reclaimGraceSeconds?: number | null;
   maxRssMb?: number | null;
+  /** At most this many live workers of the skill at once, board-wide (runs being reclaimed count); null: no cap. */
+  maxConcurrent?: number | null;
 }
 
 export interface Skill {
@@ -38,6 +40,8 @@ export interface Skill {
   heartbeatTimeoutSeconds: number | null;
   reclaimGraceSeconds: number | null;
   maxRssMb: number | null;
+  /** At most this many live workers of the skill at once; null: no cap (only the pool's). */
+  maxConcurrent: number | null;
 }
 
 export interface TaskInput {
@@ -47,9 +51,40 @@ export interface TaskInput {
   priority?: number;
   maxRuntimeSeconds?: number | null;
   maxRetries?: number | null;
+  /** Not claimed before this time, ms since the epoch (0: at once). */
   notBefore?: number;
   /** Parents (task graph): the task is `waiting` until every one of them is `done` (1-100 distinct existing task ids). */
   after?: string[];
+  /** An idempotency key (1-200 characters): a task with this key already on the board is returned instead of a new one. */
+  key?: string | null;
+}
+
+/** A task added (`created`), or the one that already had its key. */
+export interface AddedTask {
+  task: Task;
+  created: boolean;
+}
+
+/** What `pruneBatch` removes: finished tasks whose last change is older than `before`. */
+export interface PruneQuery {
+  /** ms since the epoch: tasks last changed before this. */
+  before: number;
+  /** Which finished statuses (default done and cancelled). */
+  statuses?: Array<'done' | 'cancelled'>;
+  /** Most tasks in this batch (1-10,000). */
+  limit: number;
+}
+
+export interface PruneBatch {
+  tasks: number;
+  runs: number;
+  events: number;
+  /** The log files of the removed runs (the caller deletes them once the batch committed). */
+  logPaths: string[];
+  /** How long the batch's transaction took, ms (from its first statement to its commit: the write lock's hold). */
+  holdMs: number;
+  /** Whether more tasks may be prunable (the batch was full). */
+  more: boolean;
 }
 
 export interface Task {
@@ -68,6 +103,8 @@ export interface Task {
   lastError: string | null;
   result: Json | null;
   currentRunId: string | null;
+  /** The task's idempotency key (null: none). */
+  key: string | null;
 }
 
 export type RunStatus = 'starting' | 'running' | 'ended';
@@ -295,13 +332,30 @@ export interface BoardReads {
   /** True when nothing is ready (now or later), running, or awaiting accounting. */
   idle(): Promise<boolean>;
   getOwner(): Promise<OwnerInfo | null>;
+  /** The earliest time after `now` at which a ready task falls due (its not-before), or null: a seek of tasks_ready_due. */
+  nextDueAt(now: number): Promise<number | null>;
 }
 
 /** Operator writes (CLI, HTTP): each one transaction. */
 export interface OperatorOps {
   putSkill(input: SkillInput): Promise<Skill>;
   removeSkill(name: string): Promise<boolean>;
+  /** Add a task; with a key already on the board, nothing is added and that task is returned. */
   createTask(input: TaskInput): Promise<Task>;
+  /**
+   * Add tasks in ONE transaction, all or nothing: each input is checked first (a refusal names its
+   * place, `tasks[i]`), keys already on the board (or repeated in `inputs`) return the existing task
+   * with `created: false`. Concurrent adds of one key create exactly one task.
+   */
+  createTasks(inputs: TaskInput[]): Promise<AddedTask[]>;
+  /** Change a skill's cap on live workers (null: no cap) without touching its command; BoardInputError if there is no such skill. */
+  setSkillCap(name: string, maxConcurrent: number | null): Promise<Skill>;
+  /**
+   * One bounded batch of retention: removes up to `limit` finished tasks (done or cancelled, never
+   * waiting, ready, running or blocked, nor one whose run has not ended and been accounted) last
+   * changed before `before`, with their runs and events, in one transaction.
+   */
+  pruneBatch(query: PruneQuery): Promise<PruneBatch>;
   cancelTask(id: string): Promise<Task>;
   blockTask(id: string, reason: string): Promise<Task>;
   unblockTask(id: string): Promise<Task>;

@@ -22,6 +22,7 @@ import { cmdLogs, cmdRuns } from './commands/runs.js';
 import { cmdSkill } from './commands/skills.js';
 import { cmdAdd, cmdList, cmdShow, cmdTaskChange } from './commands/tasks.js';
 import { cmdLink } from './commands/graph.js';
+import { cmdPrune } from './commands/bulk.js';
 
 const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
@@ -113,6 +114,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdRuns(g, args);
       case 'logs':
         return await cmdLogs(g, args);
+      case 'prune':
+        return await cmdPrune(g, args);
       case 'check':
         return await cmdCheck(g, args);
       case 'recover':

@@ -13,6 +13,9 @@
 import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
 import type {
   AccountAction,
+  AddedTask,
+  PruneBatch,
+  PruneQuery,
   Board,
   BoardCounts,
   BoardTx,
@@ -53,6 +56,7 @@ import { pgTarget } from './location.js';
 import { checkSchema, migrate, storedVersion } from './migrate.js';
 import * as graph from './graph.js';
 import * as pages from './pages.js';
+import * as retention from './retention.js';
 import * as runs from './runs.js';
 import { PgHostLock } from './host-lock.js';
 import * as skills from './skills.js';
@@ -239,6 +243,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     return events.getOwner(this.w);
   }
 
+  nextDueAt(now: number): Promise<number | null> {
+    return tasks.nextDueAt(this.w, now);
+  }
+
   // ---------------------------------------------------------------- operator writes
 
   putSkill(input: SkillInput): Promise<Skill> {
@@ -251,6 +259,18 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   createTask(input: TaskInput): Promise<Task> {
     return tasks.createTask(this.w, input);
+  }
+
+  createTasks(inputs: TaskInput[]): Promise<AddedTask[]> {
+    return tasks.createTasks(this.w, inputs);
+  }
+
+  setSkillCap(name: string, maxConcurrent: number | null): Promise<Skill> {
+    return skills.setSkillCap(this.w, name, maxConcurrent);
+  }
+
+  pruneBatch(query: PruneQuery): Promise<PruneBatch> {
+    return retention.pruneBatch(this.w, query);
   }
 
   cancelTask(id: string): Promise<Task> {

@@ -170,6 +170,18 @@ CREATE TABLE links (
 CREATE INDEX links_parent ON links (parent, child);
 `,
   },
+  {
+    // Issue 16 (caps, scheduling, keys, retention), as SQLite's version 6 (../schema.ts).
+    version: 6,
+    sql: `
+ALTER TABLE skills ADD COLUMN max_concurrent integer CHECK (max_concurrent IS NULL OR max_concurrent >= 1);
+ALTER TABLE tasks ADD COLUMN key text COLLATE "C" CHECK (key IS NULL OR length(key) BETWEEN 1 AND 200);
+CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL;
+CREATE INDEX tasks_ready_skill_order ON tasks (skill, priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_ready_due ON tasks (not_before) WHERE status = 'ready';
+CREATE INDEX tasks_finished ON tasks (updated_at) WHERE status IN ('done', 'cancelled');
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -9,9 +9,9 @@ import type { TaskStatus } from '@kanban-supervisor/policies';
 import { TASK_STATUSES } from '@kanban-supervisor/policies';
 import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
-import type { BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
+import type { AddedTask, BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
 import { PG_HOT_SQL } from './hot-sql.js';
-import { blockReason, taskFilter, validTask } from '../validate.js';
+import { blockReason, createdData, taskFilter, validTasks, type ValidTask } from '../validate.js';
 import type { Q } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
@@ -19,35 +19,67 @@ import { boundedJsonSql } from '../view-sql.js';
 import { hasUnfinishedParent, insertLinks, parentsStatus, relatives } from './graph.js';
 
 export async function createTask(w: Writer, input: TaskInput): Promise<Task> {
-  const t = validTask(input);
+  return (await createTasks(w, [input]))[0]!.task;
+}
+
+/**
+ * Add tasks in one transaction, all or nothing. A key already on the board (or earlier in
+ * `inputs`) returns that task, `created: false`. The unique index tasks_key decides between
+ * concurrent adds of one key: the second INSERT waits for the first transaction, then does nothing
+ * (ON CONFLICT DO NOTHING), and the next statement reads the task the first one committed.
+ */
+export async function createTasks(w: Writer, inputs: TaskInput[]): Promise<AddedTask[]> {
+  const valid = validTasks(inputs);
+  if (valid.length === 0) return [];
   const now = Date.now();
   return w.write(async (q) => {
-    // FOR KEY SHARE: the skill cannot be removed before this task is committed.
-    if (!(await q.get('SELECT 1 FROM skills WHERE name = $1 FOR KEY SHARE', [t.skill]))) {
-      const known = (await q.all('SELECT name FROM skills ORDER BY name')).map((r) => String(r.name));
-      throw new BoardInputError(
-        `unknown skill ${JSON.stringify(t.skill)} on board ${q.path}; registered: ${known.length ? known.join(', ') : '(none)'}`,
-      );
-    }
-    const status = await parentsStatus(q, t.after);
-    for (let i = 0; ; i++) {
-      const row = await q.get(
-        `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds)
-         VALUES ($1, $2, $3, $4, $10, $5, $6, $6, $7, $8, $9)
-         ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [newTaskId(), t.title, t.skill, t.payload, t.priority, now, t.notBefore, t.maxRetries, t.maxRuntimeSeconds, status],
-      );
-      if (!row) {
-        if (i > 10) throw new BoardError('could not allocate a unique task id');
-        continue;
+    const known = new Set<string>();
+    for (const t of valid) {
+      if (known.has(t.skill)) continue;
+      // FOR KEY SHARE: the skill cannot be removed before these tasks are committed.
+      if (!(await q.get('SELECT 1 FROM skills WHERE name = $1 FOR KEY SHARE', [t.skill]))) {
+        const names = (await q.all('SELECT name FROM skills ORDER BY name')).map((r) => String(r.name));
+        const where = valid.length > 1 ? `tasks[${valid.indexOf(t)}]: ` : '';
+        throw new BoardInputError(
+          `${where}unknown skill ${JSON.stringify(t.skill)} on board ${q.path}; registered: ${names.length ? names.join(', ') : '(none)'}`,
+        );
       }
+      known.add(t.skill);
+    }
+    const out: AddedTask[] = [];
+    for (const t of valid) out.push(await insertTask(q, t, now));
+    if (out.some((a) => a.created)) await q.notify();
+    return out;
+  });
+}
+
+async function insertTask(q: Q, t: ValidTask, now: number): Promise<AddedTask> {
+  // A key already on the board: that task, nothing added (no links either). The INSERT's ON
+  // CONFLICT below still decides between concurrent adds of one key.
+  if (t.key !== null) {
+    const existing = await q.get('SELECT * FROM tasks WHERE key = $1', [t.key]);
+    if (existing) return { task: toTask(existing), created: false };
+  }
+  const status = await parentsStatus(q, t.after);
+  for (let i = 0; ; i++) {
+    const row = await q.get(
+      `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds, key)
+       VALUES ($1, $2, $3, $4, $11, $5, $6, $6, $7, $8, $9, $10)
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [newTaskId(), t.title, t.skill, t.payload, t.priority, now, t.notBefore, t.maxRetries, t.maxRuntimeSeconds, t.key, status],
+    );
+    if (row) {
       const task = toTask(row);
       await insertLinks(q, task.id, t.after, now);
-      await q.event(task.id, null, 'created', { skill: t.skill, priority: t.priority, ...(t.after.length ? { after: t.after, status } : {}) }, now);
-      if (status === 'ready') await q.notify();
-      return task;
+      await q.event(task.id, null, 'created', { ...createdData(t), ...(t.after.length ? { after: t.after, status } : {}) }, now);
+      return { task, created: true };
     }
-  });
+    if (t.key !== null) {
+      const existing = await q.get('SELECT * FROM tasks WHERE key = $1', [t.key]);
+      if (existing) return { task: toTask(existing), created: false };
+    }
+    if (i > 10) throw new BoardError('could not allocate a unique task id');
+  }
 }
 
 export async function getTask(w: Writer, id: string): Promise<Task | null> {
@@ -193,5 +225,13 @@ export async function idle(w: Writer): Promise<boolean> {
            OR EXISTS (SELECT 1 FROM runs WHERE status = 'ended' AND accounted_at IS NULL) AS busy`,
     ))!;
     return r.busy !== true;
+  });
+}
+
+/** The earliest not-before after `now` of a ready task (the supervisor's next wake-up): one seek of tasks_ready_due. */
+export async function nextDueAt(w: Writer, now: number): Promise<number | null> {
+  return w.read(async (q) => {
+    const r = await q.get(PG_HOT_SQL.nextDue, [now]);
+    return r ? Number(r.not_before) : null;
   });
 }

@@ -9,6 +9,9 @@ import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/poli
 import type { Db, OpenOptions } from '../open.js';
 import type {
   AccountAction,
+  AddedTask,
+  PruneBatch,
+  PruneQuery,
   Board,
   BoardCounts,
   BoardTx,
@@ -43,6 +46,7 @@ import { closeNow, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walC
 import * as events from './events.js';
 import * as graph from './graph.js';
 import * as pages from './pages.js';
+import * as retention from './retention.js';
 import * as runs from './runs.js';
 import * as skills from './skills.js';
 import * as tasks from './tasks.js';
@@ -193,6 +197,10 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
     return events.getOwner(this.c, this.w);
   }
 
+  nextDueAt(now: number): Promise<number | null> {
+    return tasks.nextDueAt(this.c, this.w, now);
+  }
+
   // ---------------------------------------------------------------- operator writes
 
   putSkill(input: SkillInput): Promise<Skill> {
@@ -205,6 +213,18 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   createTask(input: TaskInput): Promise<Task> {
     return tasks.createTask(this.c, this.w, input);
+  }
+
+  createTasks(inputs: TaskInput[]): Promise<AddedTask[]> {
+    return tasks.createTasks(this.c, this.w, inputs);
+  }
+
+  setSkillCap(name: string, maxConcurrent: number | null): Promise<Skill> {
+    return skills.setSkillCap(this.c, this.w, name, maxConcurrent);
+  }
+
+  pruneBatch(query: PruneQuery): Promise<PruneBatch> {
+    return retention.pruneBatch(this.c, this.w, query);
   }
 
   cancelTask(id: string): Promise<Task> {

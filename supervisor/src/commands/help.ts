@@ -17,10 +17,15 @@ Board (init and skill add create a missing board and its folder; run creates one
 existing folder or at ./.kanban/kanban.db; every other command needs an existing board):
   init                                  create the board (idempotent)
   skill add NAME [--cwd DIR] [--env K=V]... [--pass-env NAME]... [--max-runtime S]
-                 [--heartbeat-timeout S] [--reclaim-grace S] [--max-rss-mb N] -- CMD [ARGS...]
+                 [--heartbeat-timeout S] [--reclaim-grace S] [--max-rss-mb N] [--max-concurrent N]
+                 -- CMD [ARGS...]
+  skill set NAME --max-concurrent N|none   change a skill's cap on live workers
   skill list | skill rm NAME
   add --skill NAME [--title T] [--payload JSON] [--priority N] [--max-runtime S] [--max-attempts N]
-      [--after ID]...                   the task waits until every --after task is done
+      [--after ID]... [--delay 30s|5m|2h | --at 2026-12-24T09:00:00Z] [--key KEY]
+                                        with --after the task waits until every parent is done
+  add --from FILE.jsonl|-               one task per line, all or nothing; prints the ids
+  prune --older-than 7d [--status done,cancelled]   remove finished tasks, runs, events, logs
   list [--status S] [--skill NAME] [--limit N]
   show ID                               a task (ID: task or run id) with its runs and events
   runs [--task ID] [--outcome O] [--limit N]     runs across tasks, newest first
@@ -88,6 +93,7 @@ Create the board (and its folder) if missing; idempotent.
 ${GLOBAL_OPTS}
 `,
   skill: `Usage: kanban-supervisor skill add NAME [options] -- CMD [ARGS...]
+       kanban-supervisor skill set NAME --max-concurrent N|none
        kanban-supervisor skill list
        kanban-supervisor skill rm NAME
 
@@ -100,6 +106,11 @@ skill add registers (or replaces) a skill: the command its workers run (argv, no
   --heartbeat-timeout S  seconds without a heartbeat before a run is reclaimed (stalled; 0 = off)
   --reclaim-grace S      seconds between SIGTERM and SIGKILL when a run is reclaimed
   --max-rss-mb N         memory limit of a worker's process group in MB (0 = off)
+  --max-concurrent N     at most N live workers of this skill at once, board-wide (a worker
+                         being reclaimed counts until it is gone), within MAX_CONCURRENT_WORKERS;
+                         its backlog never holds back other skills' tasks
+
+skill set changes a registered skill's cap without re-adding its command (none: no cap).
 ${GLOBAL_OPTS}
 `,
   add: `Usage: kanban-supervisor add --skill NAME [options]
@@ -118,6 +129,28 @@ Add a ready task (waiting, with --after); prints its id.
   --after ID             a parent (repeatable, up to 100): the task is waiting until every parent
                          is done, and ready in the same transaction that marks the last one done;
                          with every parent already done it starts ready. An unknown id is refused.
+  --delay D              not run before D from now (30s, 5m, 2h, 7d; a bare number is seconds)
+  --at TIME              not run before TIME (ISO 8601 with its offset: 2026-12-24T09:00:00Z)
+  --key KEY              idempotency key (1-200 characters): if a task with this key is on the
+                         board (any status, until pruned), nothing is added and its id is
+                         printed (--json: {"id": ..., "created": false}; exit 0); the existing
+                         task is left as it is (no links added)
+  --from FILE.jsonl      add one task per line (- for stdin), all or nothing in one transaction;
+                         fields: skill, title, payload, priority, max_runtime, max_attempts,
+                         after (an array of existing task ids), delay, at, key. A bad line is
+                         refused naming its line number and field; prints the ids, one a line
+                         (--json: [{"id", "created"}])
+${GLOBAL_OPTS}
+`,
+  prune: `Usage: kanban-supervisor prune --older-than DURATION [--status done,cancelled]
+
+Remove finished tasks whose last change is older than DURATION (7d, 12h, 30m) with their runs,
+events and run log files, in batches that each hold the board's write lock briefly (~50 ms at
+most); prints the counts and the longest batch. Never a waiting, ready, running or blocked task,
+nor a task whose worker may still be stopping, nor a parent of a task that is not finished
+(the links of a pruned task go with it). RETENTION_DAYS makes the supervisor do this itself.
+  --older-than D         the age (required)
+  --status S,...         which finished statuses (default done,cancelled)
 ${GLOBAL_OPTS}
 `,
   list: `Usage: kanban-supervisor list [--status S] [--skill NAME] [--limit N]

@@ -3,7 +3,8 @@
  * its runs and events) and the changes `cancel`, `block`, `unblock` and `retry`.
  */
 import { BoardInputError, type Json } from '@kanban-supervisor/board';
-import { EXIT, LIMITS, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
+import { EXIT, LIMITS, notBeforeOf, parseDuration, parseIsoTime, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
+import { addFrom } from './bulk.js';
 import { parseArgs, parseJsonArg, parseNumberArg, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
 import { fmtAge } from '../status.js';
@@ -23,7 +24,16 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
     '--max-attempts': { kind: 'value' },
     '--max-retries': { kind: 'value' },
     '--after': { kind: 'multi' },
+    '--delay': { kind: 'value' },
+    '--at': { kind: 'value' },
+    '--key': { kind: 'value' },
+    '--from': { kind: 'value' },
   }, 'add');
+  if (p.values['--from'] !== undefined) {
+    const other = [...Object.keys(p.values), ...Object.keys(p.multi)].find((k) => k !== '--from');
+    if (other || p.positionals.length) throw new UsageError(`add --from: the tasks come from the file only (got ${other ?? JSON.stringify(p.positionals[0])}); put the fields in its lines`);
+    return addFrom(g, p.values['--from']!);
+  }
   if (p.values['--max-attempts'] !== undefined && p.values['--max-retries'] !== undefined) {
     throw new UsageError('add: give --max-attempts only (--max-retries is its deprecated name)');
   }
@@ -33,8 +43,16 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
   const skill = p.values['--skill'];
   if (!skill) throw new UsageError('add: --skill NAME is required');
   const payload = p.values['--payload'] !== undefined ? (parseJsonArg('--payload', p.values['--payload']!) as Json) : null;
-  const task = await withBoard(g, (b) =>
-    b.createTask({
+  const now = Date.now();
+  const notBefore = notBeforeOf(
+    now,
+    p.values['--delay'] !== undefined ? parseDuration('--delay', p.values['--delay']!) : null,
+    p.values['--at'] !== undefined ? parseIsoTime('--at', p.values['--at']!) : null,
+  );
+  const key = p.values['--key'];
+  if (key !== undefined && (key.length < 1 || key.length > 200)) throw new UsageError(`--key must be 1-200 characters, got ${key.length}`);
+  const [added] = await withBoard(g, (b) =>
+    b.createTasks([{
       skill,
       title: p.values['--title'],
       payload,
@@ -42,10 +60,14 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
       maxRuntimeSeconds: optLimit(p.values, '--max-runtime', LIMITS.maxRuntimeSeconds),
       maxRetries: optLimit(p.values, attemptsFlag, LIMITS.failureLimit),
       after: p.multi['--after'] ?? [],
-    }),
+      notBefore,
+      key: key ?? null,
+    }]),
     'write',
   );
-  out(g, task.id, { id: task.id });
+  // A key already on the board: its task's id, nothing added (exit 0).
+  const task = added!.task;
+  out(g, safe(task.id), { id: task.id, created: added!.created });
   return EXIT.ok;
 }
 
@@ -104,6 +126,7 @@ export async function cmdShow(g: Globals, args: string[]): Promise<number> {
     t.status === 'waiting' ? `  waiting for ${d.parents.filter((x) => x.status !== 'done').map((x) => safe(holdText(x))).join(', ') || '(nothing: it is made ready at once)'}` : '',
     d.parents.length ? `  after ${d.parents.map((x) => `${safe(x.id)} (${safe(x.status)})`).join(', ')}` : '',
     d.children.length ? `  before ${d.children.map((x) => `${safe(x.id)} (${safe(x.status)})`).join(', ')}` : '',
+    t.key !== null ? `  key ${safe(t.key)}` : '',
     d.runs.length ? `  runs (oldest first):` : '  runs: none',
     ...d.runs.flatMap((r, i) => {
       const took = r.startedAt && (r.exitedAt ?? r.endedAt) ? `, took ${fmtAge((r.exitedAt ?? r.endedAt)! - r.startedAt)}` : '';

@@ -23,7 +23,9 @@
 import { describe } from 'vitest';
 import type { Board } from '@kanban-supervisor/board';
 import { accountingConformance } from './accounting.js';
+import { capsKeysConformance } from './caps-keys.js';
 import { claimsConformance } from './claims.js';
+import { retentionConformance } from './retention.js';
 import { eventsOwnerCountsConformance } from './events-owner-counts.js';
 import { exitsRunsConformance } from './exits-runs.js';
 import { fencingConformance } from './fencing.js';
@@ -79,6 +81,8 @@ export function boardConformance(name: string, factory: BoardFactory): void {
     accountingConformance(factory);
     transactionsConformance(factory);
     eventsOwnerCountsConformance(factory);
+    capsKeysConformance(factory);
+    retentionConformance(factory);
     pagesConformance(factory);
     graphConformance(factory);
     schemaConformance(factory);

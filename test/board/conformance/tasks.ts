@@ -39,6 +39,7 @@ export function tasksConformance(factory: BoardFactory): void {
         lastError: null,
         result: null,
         currentRunId: null,
+        key: null,
       });
       expect(t.createdAt).toBeGreaterThanOrEqual(before);
       expect(t.createdAt).toBeLessThanOrEqual(after);
