@@ -65,7 +65,10 @@ export interface AddedTask {
   created: boolean;
 }
 
-/** What `pruneBatch` removes: finished tasks whose last change is older than `before`. */
+/**
+ * What `pruneBatch` removes: finished tasks whose last change is older than `before`, never a
+ * parent of a task that is not finished; their runs, events and links go with them.
+ */
 export interface PruneQuery {
   /** ms since the epoch: tasks last changed before this. */
   before: number;
@@ -79,6 +82,8 @@ export interface PruneBatch {
   tasks: number;
   runs: number;
   events: number;
+  /** Task graph links removed with the tasks (either end pruned). */
+  links: number;
   /** The log files of the removed runs (the caller deletes them once the batch committed). */
   logPaths: string[];
   /** How long the batch's transaction took, ms (from its first statement to its commit: the write lock's hold). */

@@ -1,7 +1,8 @@
 /**
  * Retention (issue 16): pruneBatch removes finished tasks (done, cancelled) last changed before a
- * time, with their runs and events, in bounded batches, and hands back their log files; never a
- * ready, running or blocked task, nor a task whose run has not ended and been accounted.
+ * time, with their runs, events and links, in bounded batches, and hands back their log files;
+ * never a waiting, ready, running or blocked task, nor a task whose run has not ended and been
+ * accounted, nor a parent of a task that is not finished.
  * Part of the board conformance suite (index.ts); every test runs on a fresh board (helpers.ts).
  */
 import { describe, expect, it } from 'vitest';
@@ -59,7 +60,7 @@ export function retentionConformance(factory: BoardFactory): void {
       expect(all.tasks).toBe(2);
       expect(await b.getTask(cancelled.id)).toBeNull();
       expect(await b.getTask(young.id)).toBeNull();
-      expect((await b.counts()).tasks).toEqual({ ready: 1, running: 1, done: 0, blocked: 1, cancelled: 0 });
+      expect((await b.counts()).tasks).toEqual({ waiting: 0, ready: 1, running: 1, done: 0, blocked: 1, cancelled: 0 });
       // A pruned task's key is free again.
       expect((await b.createTasks([{ skill: 'echo', key: 'key-d1' }]))[0]!.created).toBe(true);
     });
@@ -101,6 +102,62 @@ export function retentionConformance(factory: BoardFactory): void {
       expect((await b.pruneBatch({ before: future, limit: 10 })).tasks, 'ended but not accounted yet').toBe(0);
       await accountAll(b, Date.now());
       expect((await b.pruneBatch({ before: future, limit: 10 })).tasks).toBe(1);
+    });
+
+    it('task graph: never a parent of a task not finished (waiting, ready, running, blocked); once its children are finished it goes with its links', async () => {
+      await skill();
+      const old = Date.now() - 10 * 86_400_000;
+      const future = Date.now() + 60_000;
+      // Four done parents, each with a child that is not finished: waiting (on a blocked second
+      // parent too), ready, running and blocked.
+      const pW = await done('pW', old);
+      const pR = await done('pR', old + 1);
+      const pRun = await done('pRun', old + 2);
+      const pB = await done('pB', old + 3);
+      const held = await b.createTask({ skill: 'echo', title: 'held' });
+      await b.blockTask(held.id, 'needs a key');
+      const waiting = await b.createTask({ skill: 'echo', title: 'waiting', after: [pW.id, held.id] });
+      expect(waiting.status).toBe('waiting');
+      const running = await b.createTask({ skill: 'echo', title: 'running', after: [pRun.id], priority: 50 });
+      const [c] = await b.claimBatch(1, Date.now(), LOG);
+      expect(c!.task.id).toBe(running.id);
+      const blocked = await b.createTask({ skill: 'echo', title: 'blocked', after: [pB.id] });
+      await b.blockTask(blocked.id, 'why');
+      const ready = await b.createTask({ skill: 'echo', title: 'ready', after: [pR.id] });
+      expect(ready.status).toBe('ready');
+      const r = await b.pruneBatch({ before: future, limit: 100 });
+      expect(r).toMatchObject({ tasks: 0, links: 0, more: false });
+      for (const p of [pW, pR, pRun, pB]) expect(await b.getTask(p.id), 'a parent of an unfinished task is kept').not.toBeNull();
+      // The waiting child still says what holds it (its blocked parent) and still lists its done one.
+      expect((await b.waitingFor([waiting.id])).map((w) => [w.parent.id, w.parent.status])).toEqual([[held.id, 'blocked']]);
+      expect((await b.showTask(waiting.id))!.parents.map((x) => x.id).sort()).toEqual([pW.id, held.id].sort());
+
+      // Cancel the waiting, ready and blocked children: their parents go with the links, the
+      // parent of the running child stays; a cancelled child is itself pruned, its links too.
+      for (const t of [waiting, ready, blocked]) await b.cancelTask(t.id);
+      const r2 = await b.pruneBatch({ before: future, limit: 100 });
+      expect(r2.tasks).toBe(6); // pW, pR, pB and the three cancelled children
+      expect(r2.links).toBe(4); // waiting→pW, waiting→held, ready→pR, blocked→pB
+      for (const gone of [pW.id, pR.id, pB.id, waiting.id, ready.id, blocked.id]) expect(await b.getTask(gone)).toBeNull();
+      expect(await b.getTask(pRun.id)).not.toBeNull();
+      // The blocked parent is never pruned; it has no children left.
+      expect((await b.showTask(held.id))!.children).toEqual([]);
+      expect((await b.showTask(running.id))!.parents.map((x) => x.id)).toEqual([pRun.id]);
+    });
+
+    it("task graph: a finished child keeps none of a pruned parent's links; the child itself may stay", async () => {
+      await skill();
+      const old = Date.now() - 10 * 86_400_000;
+      const p = await done('p', old);
+      const child = await b.createTask({ skill: 'echo', title: 'child', after: [p.id] });
+      await b.cancelTask(child.id); // finished now: younger than the cut below
+      const r = await b.pruneBatch({ before: Date.now() - 86_400_000, limit: 100 });
+      expect(r).toMatchObject({ tasks: 1, links: 1 });
+      expect(await b.getTask(p.id)).toBeNull();
+      const d = (await b.showTask(child.id))!;
+      expect(d.parents).toEqual([]);
+      // A retry of the child has nothing left to wait for: it is ready.
+      expect((await b.retryTask(child.id)).status).toBe('ready');
     });
   });
 }
