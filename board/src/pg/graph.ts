@@ -42,6 +42,16 @@ export async function hasUnfinishedParent(q: Q, id: string): Promise<boolean> {
 }
 
 /**
+ * An existing task about to be made runnable again (retry, unblock): hold its parents FOR SHARE
+ * (id order) before `hasUnfinishedParent` decides waiting or ready, as an add with --after does. A
+ * parent finishing at the same time then commits first (and the decision sees it done) or after
+ * (and finds the task waiting), and a prune cannot remove a parent unseen (it locks FOR UPDATE).
+ */
+export async function lockParents(q: Q, id: string): Promise<void> {
+  await q.all('SELECT p.id FROM links l JOIN tasks p ON p.id = l.parent WHERE l.child = $1 ORDER BY p.id FOR SHARE OF p', [id]);
+}
+
+/**
  * A new task's parents, held FOR SHARE until the add commits: each must exist (an unknown one is
  * named); returns the status the task starts in (waiting while any parent is not done).
  */

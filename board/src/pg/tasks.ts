@@ -11,12 +11,12 @@ import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
 import type { AddedTask, BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
 import { PG_HOT_SQL } from './hot-sql.js';
-import { blockReason, createdData, taskFilter, validTasks, type ValidTask } from '../validate.js';
+import { blockReason, createdData, placed, taskFilter, validTasks, type ValidTask } from '../validate.js';
 import type { Q } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { boundedJsonSql } from '../view-sql.js';
-import { hasUnfinishedParent, insertLinks, parentsStatus, relatives } from './graph.js';
+import { hasUnfinishedParent, insertLinks, lockParents, parentsStatus, relatives } from './graph.js';
 
 export async function createTask(w: Writer, input: TaskInput): Promise<Task> {
   return (await createTasks(w, [input]))[0]!.task;
@@ -47,7 +47,7 @@ export async function createTasks(w: Writer, inputs: TaskInput[]): Promise<Added
       known.add(t.skill);
     }
     const out: AddedTask[] = [];
-    for (const t of valid) out.push(await insertTask(q, t, now));
+    for (const t of valid) out.push(await placed(valid, t, () => insertTask(q, t, now)));
     if (out.some((a) => a.created)) await q.notify();
     return out;
   });
@@ -158,6 +158,7 @@ export async function unblockTask(w: Writer, id: string): Promise<Task> {
   return w.write(async (q) => {
     const t = await lockTask(q, id);
     if (t.status !== 'blocked') throw new BoardInputError(`task ${id} is ${t.status}, not blocked`);
+    await lockParents(q, id);
     await q.run(
       `UPDATE tasks SET status = $3, consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = $1 WHERE id = $2`,
       [now, id, (await hasUnfinishedParent(q, id)) ? 'waiting' : 'ready'],
@@ -192,6 +193,7 @@ export async function retryTask(w: Writer, id: string): Promise<Task> {
         `task ${id} is ${t.status} but its run ${String(live?.id ?? t.currentRunId)} has not ended yet (its worker may still be stopping); retry it once the run has ended`,
       );
     }
+    await lockParents(q, id);
     await q.run(
       `UPDATE tasks SET status = $3, consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = $1 WHERE id = $2`,
       [now, id, (await hasUnfinishedParent(q, id)) ? 'waiting' : 'ready'],
