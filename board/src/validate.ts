@@ -157,6 +157,21 @@ export function createdData(t: ValidTask): { [k: string]: Json } {
 }
 
 /**
+ * A refusal about one task of a bulk add (an unknown parent, found in the board's transaction)
+ * names its place, `tasks[i]: ` as validTasks does (a single add is not prefixed).
+ */
+export function placed<T>(valid: ValidTask[], t: ValidTask, fn: () => T): T {
+  const name = (e: unknown): unknown =>
+    e instanceof BoardInputError && valid.length > 1 ? new BoardInputError(`tasks[${valid.indexOf(t)}]: ${e.message}`) : e;
+  try {
+    const r = fn();
+    return (r instanceof Promise ? r.catch((e: unknown) => Promise.reject(name(e))) : r) as T;
+  } catch (e) {
+    throw name(e);
+  }
+}
+
+/**
  * Tasks of one bulk add, checked before any is stored: a refusal names the task's place
  * (`what(i)`, e.g. "line 3"), so a file's bad line is found at once.
  */

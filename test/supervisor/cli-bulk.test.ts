@@ -1,6 +1,6 @@
 /**
  * The CLI of issue 16: `add --from FILE.jsonl|-` (all or nothing, a bad line named by its number
- * and field), `add --key` output, `skill set --max-concurrent`, and `prune --older-than` (counts,
+ * and field; lines may carry `after`), `add --key` output (with --after too), `skill set --max-concurrent`, and `prune --older-than` (counts,
  * runs, events and log files removed; unfinished tasks kept; bad flags refused with exit 2).
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -56,6 +56,51 @@ describe('add --from, add --key, skill set, prune', () => {
     await b.close();
   });
 
+  it('add --from lines take after (ids on the board; an unknown one named by line and field); add --key with --after; a keyed add that finds its task adds no links', async () => {
+    const { dir, db } = cleanups.boardDir('ks-after-');
+    expect((await cli(db, ['skill', 'add', 'echo', '--', '/bin/true'])).code).toBe(0);
+    const p = (await cli(db, ['add', '--skill', 'echo', '--title', 'p'])).stdout.trim();
+    const q = (await cli(db, ['add', '--skill', 'echo', '--title', 'q'])).stdout.trim();
+    const file = join(dir, 'g.jsonl');
+    const cases: Array<[string[], RegExp, number]> = [
+      [['{"skill":"echo"}', '{"skill":"echo","after":["nope-1"]}'], /line 2, field "after": no task "nope-1"/, 1],
+      [['{"skill":"echo","after":5}'], /line 1, field "after": must be a task id or an array of task ids/, 2],
+      [['{"skill":"echo","after":[""]}'], /line 1, field "after"/, 2],
+    ];
+    for (const [lines, msg, code] of cases) {
+      writeFileSync(file, lines.join('\n') + '\n');
+      const r = await cli(db, ['add', '--from', file]);
+      expect(r.code, r.stderr).toBe(code);
+      expect(r.stderr).toMatch(msg);
+    }
+    const b = await openBoard(db);
+    expect((await b.listTasks()).length, 'nothing was added by a refused file').toBe(2);
+    writeFileSync(file, [`{"skill":"echo","title":"c1","after":["${p}"]}`, `{"skill":"echo","title":"c2","after":"${q}","key":"k2"}`, `{"skill":"echo","title":"c3","after":["${p}","${q}"]}`].join('\n'));
+    const ok = await cli(db, ['--json', 'add', '--from', file]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const [c1, c2, c3] = (JSON.parse(ok.stdout) as Array<{ id: string }>).map((a) => a.id);
+    for (const [id, parents] of [[c1, [p]], [c2, [q]], [c3, [p, q]]] as const) {
+      const t = JSON.parse((await cli(db, ['--json', 'show', id!])).stdout);
+      expect(t.status).toBe('waiting');
+      expect(t.parents.map((x: { id: string }) => x.id).sort()).toEqual([...parents].sort());
+    }
+    // --key with --after: a new task waits; the same key again (other parents) is that task, no new link.
+    const k = JSON.parse((await cli(db, ['--json', 'add', '--skill', 'echo', '--key', 'K', '--after', p])).stdout);
+    expect(k.created).toBe(true);
+    const again = await cli(db, ['--json', 'add', '--skill', 'echo', '--key', 'K', '--after', q]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toEqual({ id: k.id, created: false });
+    const shown = JSON.parse((await cli(db, ['--json', 'show', k.id])).stdout);
+    expect(shown).toMatchObject({ status: 'waiting', key: 'K' });
+    expect(shown.parents.map((x: { id: string }) => x.id)).toEqual([p]);
+    // A keyed line of a file that finds its task adds no link either.
+    writeFileSync(file, `{"skill":"echo","key":"k2","after":["${p}"]}\n`);
+    expect(JSON.parse((await cli(db, ['--json', 'add', '--from', file])).stdout)).toEqual([{ id: c2, created: false }]);
+    expect(JSON.parse((await cli(db, ['--json', 'show', c2!])).stdout).parents.map((x: { id: string }) => x.id)).toEqual([q]);
+    expect((await cli(db, ['add', '--from', file, '--after', p])).code, '--from takes no other flag').toBe(2);
+    await b.close();
+  });
+
   it('add --key prints the existing id (--json created false, exit 0); skill set changes a cap without the command', async () => {
     const { db } = cleanups.boardDir('ks-key1-');
     expect((await cli(db, ['skill', 'add', 'echo', '--max-concurrent', '2', '--', '/bin/echo', 'x'])).code).toBe(0);
@@ -92,14 +137,14 @@ describe('add --from, add --key, skill set, prune', () => {
     const none = await cli(db, ['prune', '--older-than', '1h']);
     expect(none.stdout).toMatch(/^pruned 0 task\(s\)/);
     const onlyDone = JSON.parse((await cli(db, ['--json', 'prune', '--older-than', '0s', '--status', 'done'])).stdout);
-    expect(onlyDone).toMatchObject({ tasks: 4, runs: 4, logs: 4 });
+    expect(onlyDone).toMatchObject({ tasks: 4, runs: 4, links: 0, logs: 4 });
     expect(onlyDone.events).toBeGreaterThanOrEqual(4 * 4);
     expect(onlyDone.longest_batch_ms).toBeLessThan(50);
     expect(logs.some((l) => existsSync(l))).toBe(false);
     const rest = await cli(db, ['prune', '--older-than', '0s']);
-    expect(rest.stdout).toMatch(/^pruned 1 task\(s\), 0 run\(s\), 2 event\(s\) and 0 log file\(s\)/);
+    expect(rest.stdout).toMatch(/^pruned 1 task\(s\), 0 run\(s\), 2 event\(s\), 0 link\(s\) and 0 log file\(s\)/);
     expect(rest.stdout).toMatch(/the longest held the write lock [\d.]+ ms/);
-    expect((await b.counts()).tasks).toEqual({ ready: 1, running: 0, done: 0, blocked: 1, cancelled: 0 });
+    expect((await b.counts()).tasks).toEqual({ waiting: 0, ready: 1, running: 0, done: 0, blocked: 1, cancelled: 0 });
     expect(await b.getTask(ready)).not.toBeNull();
     for (const [args, msg] of [
       [['prune'], /--older-than DURATION is required/],

@@ -8,7 +8,7 @@ import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
 import type { AddedTask, BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
 import { HOT_SQL } from './hot-sql.js';
-import { blockReason, createdData, taskFilter, validTasks, type ValidTask } from '../validate.js';
+import { blockReason, createdData, placed, taskFilter, validTasks, type ValidTask } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
@@ -50,7 +50,7 @@ export async function createTasks(c: Conn, w: Writer, inputs: TaskInput[]): Prom
           continue;
         }
       }
-      out.push({ task: insertTask(c, t, now), created: true });
+      out.push({ task: placed(valid, t, () => insertTask(c, t, now)), created: true });
     }
     return out;
   });

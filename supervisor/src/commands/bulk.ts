@@ -4,7 +4,7 @@
  * `prune --older-than 7d [--status done,cancelled]`: retention in bounded batches.
  */
 import { readFileSync } from 'node:fs';
-import { BoardInputError, boardFiles, checkpointingOf, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
+import { BoardInputError, boardFiles, checkpointingOf, MAX_PARENTS, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
 import {
   ConfigError,
   EXIT,
@@ -24,7 +24,7 @@ import { withBoard, type Globals } from './board.js';
 import { out } from './output.js';
 
 /** The fields of a line of `add --from` (the flags of `add`, in snake case). */
-const LINE_FIELDS = ['skill', 'title', 'payload', 'priority', 'max_runtime', 'max_attempts', 'delay', 'at', 'key'] as const;
+const LINE_FIELDS = ['skill', 'title', 'payload', 'priority', 'max_runtime', 'max_attempts', 'after', 'delay', 'at', 'key'] as const;
 
 /** The largest file `add --from` reads (one transaction holds all of it). */
 const MAX_FROM_BYTES = 64 * 1024 * 1024;
@@ -45,6 +45,12 @@ export function taskOfLine(text: string, line: number, now: number): TaskInput {
   if (o.title !== undefined && typeof o.title !== 'string') throw bad('title', 'must be a string');
   if (o.key !== undefined && (typeof o.key !== 'string' || o.key.length < 1 || o.key.length > 200)) throw bad('key', 'must be a string of 1-200 characters');
   if (o.priority !== undefined && !Number.isSafeInteger(o.priority)) throw bad('priority', `must be an integer, got ${JSON.stringify(o.priority)}`);
+  // after: the ids of tasks already on the board (as add --after), one id or an array of them.
+  const after = o.after === undefined || o.after === null ? [] : typeof o.after === 'string' ? [o.after] : o.after;
+  if (!Array.isArray(after) || after.some((x) => typeof x !== 'string' || x.length < 1 || x.length > 200)) {
+    throw bad('after', `must be a task id or an array of task ids, got ${JSON.stringify(o.after).slice(0, 100)}`);
+  }
+  if (after.length > MAX_PARENTS) throw bad('after', `at most ${MAX_PARENTS} parents, got ${after.length}`);
   const limit = (field: string, range: (typeof LIMITS)[keyof typeof LIMITS]): number | null => {
     if (o[field] === undefined || o[field] === null) return null;
     const problem = limitProblem(o[field], range);
@@ -72,6 +78,7 @@ export function taskOfLine(text: string, line: number, now: number): TaskInput {
     priority: (o.priority as number | undefined) ?? 0,
     maxRuntimeSeconds: limit('max_runtime', LIMITS.maxRuntimeSeconds),
     maxRetries: limit('max_attempts', LIMITS.failureLimit),
+    after: after as string[],
     notBefore,
     key: (o.key as string | undefined) ?? null,
   };
@@ -108,6 +115,15 @@ export async function addFrom(g: Globals, source: string): Promise<number> {
     for (const { line, task } of lines) {
       if (!skills.has(task.skill)) throw new BoardInputError(`--from: line ${line}, field "skill": unknown skill ${JSON.stringify(task.skill)}; registered: ${[...skills].join(', ') || '(none)'}`);
     }
+    // So are unknown parents (ids of tasks already on the board; the board checks again).
+    const known = new Set<string>();
+    for (const { line, task } of lines) {
+      for (const id of task.after ?? []) {
+        if (known.has(id)) continue;
+        if (!(await b.getTask(id))) throw new BoardInputError(`--from: line ${line}, field "after": no task ${JSON.stringify(id)} on board ${b.location} (after names tasks already on the board)`);
+        known.add(id);
+      }
+    }
     try {
       return await b.createTasks(lines.map((l) => l.task));
     } catch (e) {
@@ -138,8 +154,8 @@ export async function cmdPrune(g: Globals, args: string[]): Promise<number> {
   }
   const before = Date.now() - age;
   const r = await withBoard(g, (b) => pruneAll(b, before, statuses as Array<'done' | 'cancelled'>, logDirOf(b)), 'write');
-  const human = `pruned ${r.tasks} task(s), ${r.runs} run(s), ${r.events} event(s) and ${r.logs} log file(s) finished before ${new Date(before).toISOString()}, in ${r.batches} batch(es); the longest held the write lock ${r.longestHoldMs.toFixed(1)} ms`;
-  out(g, human, { tasks: r.tasks, runs: r.runs, events: r.events, logs: r.logs, batches: r.batches, longest_batch_ms: Math.round(r.longestHoldMs * 10) / 10, before });
+  const human = `pruned ${r.tasks} task(s), ${r.runs} run(s), ${r.events} event(s), ${r.links} link(s) and ${r.logs} log file(s) finished before ${new Date(before).toISOString()}, in ${r.batches} batch(es); the longest held the write lock ${r.longestHoldMs.toFixed(1)} ms`;
+  out(g, human, { tasks: r.tasks, runs: r.runs, events: r.events, links: r.links, logs: r.logs, batches: r.batches, longest_batch_ms: Math.round(r.longestHoldMs * 10) / 10, before });
   return EXIT.ok;
 }
 
@@ -152,6 +168,7 @@ export interface PruneTotals {
   tasks: number;
   runs: number;
   events: number;
+  links: number;
   logs: number;
   batches: number;
   longestHoldMs: number;
@@ -159,7 +176,7 @@ export interface PruneTotals {
 
 /** Prune in batches sized to hold the write lock briefly (nextPruneBatchSize) until nothing is left. */
 export async function pruneAll(b: Board, before: number, statuses: Array<'done' | 'cancelled'>, logDir: string): Promise<PruneTotals> {
-  const t: PruneTotals = { tasks: 0, runs: 0, events: 0, logs: 0, batches: 0, longestHoldMs: 0 };
+  const t: PruneTotals = { tasks: 0, runs: 0, events: 0, links: 0, logs: 0, batches: 0, longestHoldMs: 0 };
   let size: number = PRUNE_BATCH.first;
   for (;;) {
     const r = await b.pruneBatch({ before, statuses, limit: size });
@@ -167,6 +184,7 @@ export async function pruneAll(b: Board, before: number, statuses: Array<'done' 
     t.tasks += r.tasks;
     t.runs += r.runs;
     t.events += r.events;
+    t.links += r.links;
     t.longestHoldMs = Math.max(t.longestHoldMs, r.holdMs);
     t.logs += removeRunLogs(r.logPaths, logDir);
     if (!r.more) return t;

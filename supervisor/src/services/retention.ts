@@ -32,7 +32,7 @@ export async function retention(ctx: TickContext, r: RetentionState, now: number
   const res = await board.pruneBatch({ before: now - days * 86_400_000, limit: r.batch });
   const logs = removeRunLogs(res.logPaths, ctx.logDir);
   if (res.tasks > 0) {
-    ctx.log.info({ event: 'tasks_pruned', tasks: res.tasks, runs: res.runs, events: res.events, logs, holdMs: Math.round(res.holdMs * 10) / 10, retentionDays: days }, 'finished tasks pruned');
+    ctx.log.info({ event: 'tasks_pruned', tasks: res.tasks, runs: res.runs, events: res.events, links: res.links, logs, holdMs: Math.round(res.holdMs * 10) / 10, retentionDays: days }, 'finished tasks pruned');
   }
   r.batch = Math.min(SERVICE_MAX_BATCH, nextPruneBatchSize(r.batch, res.holdMs));
   // More to do: the next tick takes another batch; else look again in a minute (sooner for a

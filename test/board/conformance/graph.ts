@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { BoardInputError, NotCurrentError, type Board, type Task } from '@kanban-supervisor/board';
 import type { BoardFactory, BoardUnderTest } from './index.js';
-import { credOf, rejection, spawnInfo, useBoard } from './helpers.js';
+import { accountAll, credOf, rejection, spawnInfo, useBoard } from './helpers.js';
 
 /** Registers the `task graph` block. */
 export function graphConformance(factory: BoardFactory): void {
@@ -275,6 +275,63 @@ export function graphConformance(factory: BoardFactory): void {
       await b.linkTasks(q.id, p.id); // p done: q stays ready
       expect((await task(q.id)).status).toBe('ready');
       await expect(b.linkTasks(c2.id, q.id)).rejects.toThrow(/is blocked/);
+    });
+
+    it('createTasks: each task its parents; an unknown parent names the task\'s place; a keyed add that finds its task adds no links', async () => {
+      await skill();
+      const p = await add('p');
+      const q = await add('q');
+      const [k1, free] = await b.createTasks([
+        { skill: 'echo', title: 'k1', key: 'K', after: [p.id] },
+        { skill: 'echo', title: 'free' },
+      ]);
+      expect(k1).toMatchObject({ created: true, task: { status: 'waiting' } });
+      expect(free!.task.status).toBe('ready');
+      expect((await b.showTask(k1!.task.id))!.parents.map((x) => x.id)).toEqual([p.id]);
+      // The key is on the board: that task, unchanged (no link to q, still waiting only for p).
+      const [again] = await b.createTasks([{ skill: 'echo', title: 'other', key: 'K', after: [q.id] }]);
+      expect(again).toMatchObject({ created: false, task: { id: k1!.task.id, title: 'k1' } });
+      expect((await b.showTask(k1!.task.id))!.parents.map((x) => x.id)).toEqual([p.id]);
+      expect((await b.showTask(q.id))!.children).toEqual([]);
+      const n = (await b.listTasks()).length;
+      const e = await rejection(b.createTasks([{ skill: 'echo', title: 'ok', after: [p.id] }, { skill: 'echo', title: 'bad', after: ['nope-9'] }]));
+      expect(e).toBeInstanceOf(BoardInputError);
+      expect(e.message).toMatch(/^tasks\[1\]: no task "nope-9"/);
+      expect((await b.listTasks()).length, 'all or nothing').toBe(n);
+    });
+
+    it('retry of a done parent: children already released stay as they are; children still waiting now wait for its new run too', async () => {
+      await skill();
+      const p = await add('p');
+      const q = await add('q');
+      const c1 = await add('c1', [p.id]);
+      const c2 = await add('c2', [p.id, q.id]);
+      await b.blockTask(q.id, 'later');
+      const first = await claimOne(Date.now());
+      expect(first.task.id).toBe(p.id);
+      await b.recordSpawns([{ runId: first.run.id, info: spawnInfo(5101) }], Date.now());
+      await b.report(credOf(first), { outcome: 'completed', result: { v: 1 } }, Date.now());
+      await b.recordExits([{ runId: first.run.id, at: Date.now(), gone: true }]);
+      await accountAll(b, Date.now()); // the run ended and accounted: a retry is allowed
+      expect((await task(c1.id)).status).toBe('ready');
+      expect((await task(c2.id)).status).toBe('waiting');
+      expect((await b.retryTask(p.id)).status).toBe('ready');
+      // c1 was released: it stays ready (its result is p's when it runs: null while p runs again).
+      expect((await task(c1.id)).status).toBe('ready');
+      expect((await b.waitingFor([c2.id])).map((w) => w.parent.id).sort()).toEqual([p.id, q.id].sort());
+      await b.cancelTask(c1.id); // out of the way of the claims below
+      await b.unblockTask(q.id);
+      const cq = await claimOne(Date.now());
+      const cp = cq.task.id === p.id ? cq : await claimOne(Date.now());
+      const other = cq.task.id === p.id ? await claimOne(Date.now()) : cq;
+      for (const [c, result] of [[other, 'q'], [cp, { v: 2 }]] as const) {
+        await b.recordSpawns([{ runId: c.run.id, info: spawnInfo(5100) }], Date.now());
+        expect((await task(c2.id)).status, 'waiting until both are done again').toBe('waiting');
+        await b.report(credOf(c), { outcome: 'completed', result: result as never }, Date.now());
+      }
+      expect((await task(c2.id)).status).toBe('ready');
+      expect((await b.showTask(c2.id))!.events.filter((e) => e.kind === 'released')).toHaveLength(1);
+      expect((await task(p.id)).result).toEqual({ v: 2 });
     });
 
     it("parentResults: the parents' results by id, read fenced (a wrong token or a reclaimed run is refused)", async () => {
