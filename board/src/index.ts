@@ -5,11 +5,11 @@ export { openDatabase, resolveBoardPath, holdsConnection, checkHeaderByFs, files
 export { SqliteBoard, type SqliteBoardOptions } from './sqlite/board.js';
 export { HOT_SQL } from './sqlite/hot-sql.js';
 export { PG_HOT_SQL } from './pg/hot-sql.js';
-export { PG_SCHEMA_VERSION } from './pg/schema.js';
+export { PG_MIGRATIONS, PG_SCHEMA_VERSION } from './pg/schema.js';
 export { isPgLocation, pgLocationLabel, DEFAULT_PG_SCHEMA } from './pg/location.js';
 export { boardFiles, ensureStateDir, pgStateId, pgStateRoot, type BoardFiles } from './board-files.js';
 export { openBoard, readOwner, type OpenBoardOptions } from './open-board.js';
-export { SCHEMA_VERSION } from './schema.js';
+export { MIGRATIONS, SCHEMA_VERSION, type Migration } from './schema.js';
 export { OwnerLock, ownerLockPath, type LockAttempt } from './lock.js';
 export { checkBoard, type CheckReport } from './check.js';
 export * from './damage.js';
@@ -17,4 +17,5 @@ export { backupDamaged, damageFingerprint, listBackups, BACKUP_MAIN, DEFAULT_BAC
 export { recoverBoard, recoverInPlace, formatRecoverReport, RecoverRefusedError, type RecoverOptions, type RecoverInPlaceOptions, type RecoverReport, type RecoverInPlaceReport, type TableRecovery, type RecoverFixup, type RowidRange, type WalInfo } from './recover/index.js';
 export { fsyncDir } from './fsutil.js';
 export { migrateBoard, COPY_TABLES, type MigrateOptions, type MigrateReport, type MigrateSourceInfo, type CopyCounts, type CopyTable, type UnexitedRun } from './migrate-board.js';
-export { detailJson, eventsInTime, runJson, taskJson } from './json-shapes.js';
+export { detailJson, eventsInTime, holdText, linkedJson, runJson, taskJson } from './json-shapes.js';
+export { MAX_PARENTS } from './validate.js';

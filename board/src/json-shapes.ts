@@ -2,7 +2,7 @@
  * The JSON shapes of the board's records, as `--json` prints them and the HTTP API returns them
  * (snake_case, times in milliseconds since the epoch): a task, a run, a task's detail.
  */
-import type { Run, Task, TaskDetail } from './types.js';
+import type { LinkedTask, Run, Task, TaskDetail } from './types.js';
 
 export function taskJson(t: Task): Record<string, unknown> {
   return {
@@ -17,6 +17,7 @@ export function taskJson(t: Task): Record<string, unknown> {
     last_error: t.lastError,
     not_before: t.notBefore,
     created_at: t.createdAt,
+    key: t.key,
   };
 }
 
@@ -50,6 +51,18 @@ export function detailJson(d: TaskDetail): Record<string, unknown> {
     ...taskJson(d.task),
     runs: d.runs.map((r, i) => runJson(r, i + 1)),
     events: eventsInTime(d).map((e) => ({ kind: e.kind, at: e.at, run_id: e.runId, data: e.data })),
+    parents: d.parents.map(linkedJson),
+    children: d.children.map(linkedJson),
   };
+}
+
+/** A task seen through a link of the task graph (show --json's parents and children). */
+export function linkedJson(t: LinkedTask): Record<string, unknown> {
+  return { id: t.id, title: t.title, status: t.status, last_error: t.lastError };
+}
+
+/** Why a parent holds a waiting task, for people: `ID (status[: last error])`. */
+export function holdText(t: LinkedTask): string {
+  return `${t.id} (${t.status}${t.lastError && (t.status === 'blocked' || t.status === 'cancelled') ? `: ${t.lastError}` : ''})`;
 }
 

@@ -12,7 +12,7 @@
 import Database from 'better-sqlite3';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BoardDamagedError, BoardPathError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
+import { BoardDamagedError, BoardError, BoardPathError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 export type Db = Database.Database;
@@ -309,16 +309,33 @@ function migrate(db: Db, abs: string): void {
   if (current > SCHEMA_VERSION) throw new SchemaTooNewError(abs, current, SCHEMA_VERSION);
   if (current === SCHEMA_VERSION) return;
   for (const m of MIGRATIONS) {
+    // Switched off outside the transaction (SQLite ignores the pragma inside one), checked inside it.
+    if (m.rebuildsTables) db.pragma('foreign_keys = OFF');
     db.exec('BEGIN IMMEDIATE');
     try {
       const v = Number(db.pragma('user_version', { simple: true }));
       if (v > SCHEMA_VERSION) throw new SchemaTooNewError(abs, v, SCHEMA_VERSION);
       if (v < m.version) {
         db.exec(m.sql);
+        if (m.rebuildsTables) {
+          const bad = db.pragma('foreign_key_check') as Array<{ table: string; parent: string }>;
+          if (bad.length > 0) {
+            throw new BoardError(`migration to schema version ${m.version} of ${abs} would break ${bad.length} reference(s) (first: ${bad[0]!.table} → ${bad[0]!.parent}); nothing was changed`);
+          }
+        }
         db.pragma(`user_version = ${m.version}`);
       }
       db.exec('COMMIT');
+      if (m.rebuildsTables) db.pragma('foreign_keys = ON');
     } catch (e) {
+      if (m.rebuildsTables) {
+        try {
+          if (db.inTransaction) db.exec('ROLLBACK');
+          db.pragma('foreign_keys = ON');
+        } catch {
+          /* the original error is the one that matters */
+        }
+      }
       if (db.inTransaction) {
         try {
           db.exec('ROLLBACK');

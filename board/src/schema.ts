@@ -5,6 +5,12 @@
 export interface Migration {
   version: number;
   sql: string;
+  /**
+   * SQLite: the migration rebuilds a table that other tables reference (the documented
+   * "make other kinds of table schema changes" procedure): foreign keys are switched off around
+   * its transaction and `foreign_key_check` must come back empty before it commits.
+   */
+  rebuildsTables?: boolean;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -125,6 +131,77 @@ CREATE INDEX runs_started ON runs (started_at);
 CREATE INDEX tasks_created ON tasks (created_at, id);
 CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
 CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
+`,
+  },
+  {
+    // The task graph (issue 16): a `waiting` status (a task whose parents are not all done; it is
+    // not in tasks_ready, so the claim never sees it) and the links between tasks, (child, parent),
+    // read both ways: a finishing parent seeks its children (links_parent), a child its parents
+    // (the primary key). SQLite cannot change a CHECK in place: the tasks table is rebuilt with the
+    // same columns in the same order (a salvage matches records by their column count) and its
+    // indexes made again. `links` keeps a rowid: `migrate` to PostgreSQL pages every table by it.
+    version: 5,
+    rebuildsTables: true,
+    sql: `
+CREATE TABLE tasks_v5 (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL,
+  skill TEXT NOT NULL,
+  payload TEXT NOT NULL DEFAULT 'null' CHECK (json_valid(payload)),
+  status TEXT NOT NULL CHECK (status IN ('waiting', 'ready', 'running', 'done', 'blocked', 'cancelled')),
+  priority INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  not_before INTEGER NOT NULL DEFAULT 0,
+  consecutive_failures INTEGER NOT NULL DEFAULT 0,
+  max_retries INTEGER CHECK (max_retries IS NULL OR max_retries >= 1),
+  max_runtime_seconds REAL CHECK (max_runtime_seconds IS NULL OR max_runtime_seconds > 0),
+  last_error TEXT,
+  result TEXT CHECK (result IS NULL OR json_valid(result)),
+  current_run_id TEXT
+) STRICT;
+INSERT INTO tasks_v5 (id, title, skill, payload, status, priority, created_at, updated_at, not_before, consecutive_failures,
+                      max_retries, max_runtime_seconds, last_error, result, current_run_id)
+  SELECT id, title, skill, payload, status, priority, created_at, updated_at, not_before, consecutive_failures,
+         max_retries, max_runtime_seconds, last_error, result, current_run_id FROM tasks;
+DROP TABLE tasks;
+ALTER TABLE tasks_v5 RENAME TO tasks;
+CREATE INDEX tasks_ready ON tasks (priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_status ON tasks (status, created_at);
+CREATE INDEX tasks_ready_skill ON tasks (skill) WHERE status = 'ready';
+CREATE INDEX tasks_created ON tasks (created_at, id);
+CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
+CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
+
+CREATE TABLE links (
+  child TEXT NOT NULL REFERENCES tasks (id),
+  parent TEXT NOT NULL REFERENCES tasks (id),
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (child, parent)
+) STRICT;
+CREATE INDEX links_parent ON links (parent, child);
+`,
+  },
+  {
+    // Issue 16 (caps, scheduling, keys, retention).
+    // - skills.max_concurrent: at most that many live workers of the skill (NULL: no cap).
+    // - tasks.key: an idempotency key, unique while the task exists (until pruned).
+    // - tasks_ready_skill_order: the ready tasks of one skill in claim order (a capped claim takes
+    //   each skill with room by a seek, never walks a full skill's backlog).
+    // - tasks_ready_due: the earliest not-yet-due ready task (the supervisor's wake-up), a seek.
+    // - tasks_finished: finished tasks by age, the retention's batches (a seek per batch).
+    // The UPDATEs rewrite every row with the new columns (a salvage's page scan matches records by
+    // their column count; see version 3).
+    version: 6,
+    sql: `
+ALTER TABLE skills ADD COLUMN max_concurrent INTEGER CHECK (max_concurrent IS NULL OR max_concurrent >= 1);
+UPDATE skills SET max_concurrent = NULL;
+ALTER TABLE tasks ADD COLUMN key TEXT CHECK (key IS NULL OR length(key) BETWEEN 1 AND 200);
+UPDATE tasks SET key = NULL;
+CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL;
+CREATE INDEX tasks_ready_skill_order ON tasks (skill, priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_ready_due ON tasks (not_before) WHERE status = 'ready';
+CREATE INDEX tasks_finished ON tasks (updated_at) WHERE status IN ('done', 'cancelled');
 `,
   },
 ];

@@ -25,6 +25,8 @@ export interface SkillInput {
   heartbeatTimeoutSeconds?: number | null;
   reclaimGraceSeconds?: number | null;
   maxRssMb?: number | null;
+  /** At most this many live workers of the skill at once, board-wide (runs being reclaimed count); null: no cap. */
+  maxConcurrent?: number | null;
 }
 
 export interface Skill {
@@ -38,6 +40,8 @@ export interface Skill {
   heartbeatTimeoutSeconds: number | null;
   reclaimGraceSeconds: number | null;
   maxRssMb: number | null;
+  /** At most this many live workers of the skill at once; null: no cap (only the pool's). */
+  maxConcurrent: number | null;
 }
 
 export interface TaskInput {
@@ -47,7 +51,45 @@ export interface TaskInput {
   priority?: number;
   maxRuntimeSeconds?: number | null;
   maxRetries?: number | null;
+  /** Not claimed before this time, ms since the epoch (0: at once). */
   notBefore?: number;
+  /** Parents (task graph): the task is `waiting` until every one of them is `done` (1-100 distinct existing task ids). */
+  after?: string[];
+  /** An idempotency key (1-200 characters): a task with this key already on the board is returned instead of a new one. */
+  key?: string | null;
+}
+
+/** A task added (`created`), or the one that already had its key. */
+export interface AddedTask {
+  task: Task;
+  created: boolean;
+}
+
+/**
+ * What `pruneBatch` removes: finished tasks whose last change is older than `before`, never a
+ * parent of a task that is not finished; their runs, events and links go with them.
+ */
+export interface PruneQuery {
+  /** ms since the epoch: tasks last changed before this. */
+  before: number;
+  /** Which finished statuses (default done and cancelled). */
+  statuses?: Array<'done' | 'cancelled'>;
+  /** Most tasks in this batch (1-10,000). */
+  limit: number;
+}
+
+export interface PruneBatch {
+  tasks: number;
+  runs: number;
+  events: number;
+  /** Task graph links removed with the tasks (either end pruned). */
+  links: number;
+  /** The log files of the removed runs (the caller deletes them once the batch committed). */
+  logPaths: string[];
+  /** How long the batch's transaction took, ms (from its first statement to its commit: the write lock's hold). */
+  holdMs: number;
+  /** Whether more tasks may be prunable (the batch was full). */
+  more: boolean;
 }
 
 export interface Task {
@@ -66,6 +108,8 @@ export interface Task {
   lastError: string | null;
   result: Json | null;
   currentRunId: string | null;
+  /** The task's idempotency key (null: none). */
+  key: string | null;
 }
 
 export type RunStatus = 'starting' | 'running' | 'ended';
@@ -189,10 +233,28 @@ export interface RunFilter {
   limit?: number;
 }
 
+/** A task as another sees it through a link of the task graph: who it is, where it is, and why it stopped. */
+export interface LinkedTask {
+  id: string;
+  title: string;
+  status: TaskStatus;
+  lastError: string | null;
+}
+
 export interface TaskDetail {
   task: Task;
   runs: Run[];
   events: BoardEvent[];
+  /** The tasks it waits for (task graph), by id. */
+  parents: LinkedTask[];
+  /** The tasks that wait for it, by id (the first 1,000). */
+  children: LinkedTask[];
+}
+
+/** One parent that is not done, of one task (what holds a waiting task). */
+export interface WaitingFor {
+  taskId: string;
+  parent: LinkedTask;
 }
 
 export interface BoardCounts {
@@ -263,6 +325,8 @@ export interface BoardReads {
   listTasks(filter?: { status?: TaskStatus; skill?: string; limit?: number }): Promise<Task[]>;
   /** A task, its runs and its last 1,000 events; `boundedEvents`: event data longer than 16 KiB reads as a truncation marker (the HTTP view). */
   showTask(id: string, opts?: { boundedEvents?: boolean }): Promise<TaskDetail | null>;
+  /** The parents that are not done of each of these tasks (at most 500 ids): what holds a waiting task, and why. */
+  waitingFor(taskIds: string[]): Promise<WaitingFor[]>;
   /** One run by id (null if none). */
   getRun(id: string): Promise<Run | null>;
   /** Runs across tasks (or of one task), newest first; seeks an index (runs_task, runs_started, runs_live). */
@@ -273,13 +337,30 @@ export interface BoardReads {
   /** True when nothing is ready (now or later), running, or awaiting accounting. */
   idle(): Promise<boolean>;
   getOwner(): Promise<OwnerInfo | null>;
+  /** The earliest time after `now` at which a ready task falls due (its not-before), or null: a seek of tasks_ready_due. */
+  nextDueAt(now: number): Promise<number | null>;
 }
 
 /** Operator writes (CLI, HTTP): each one transaction. */
 export interface OperatorOps {
   putSkill(input: SkillInput): Promise<Skill>;
   removeSkill(name: string): Promise<boolean>;
+  /** Add a task; with a key already on the board, nothing is added and that task is returned. */
   createTask(input: TaskInput): Promise<Task>;
+  /**
+   * Add tasks in ONE transaction, all or nothing: each input is checked first (a refusal names its
+   * place, `tasks[i]`), keys already on the board (or repeated in `inputs`) return the existing task
+   * with `created: false`. Concurrent adds of one key create exactly one task.
+   */
+  createTasks(inputs: TaskInput[]): Promise<AddedTask[]>;
+  /** Change a skill's cap on live workers (null: no cap) without touching its command; BoardInputError if there is no such skill. */
+  setSkillCap(name: string, maxConcurrent: number | null): Promise<Skill>;
+  /**
+   * One bounded batch of retention: removes up to `limit` finished tasks (done or cancelled, never
+   * waiting, ready, running or blocked, nor one whose run has not ended and been accounted) last
+   * changed before `before`, with their runs and events, in one transaction.
+   */
+  pruneBatch(query: PruneQuery): Promise<PruneBatch>;
   cancelTask(id: string): Promise<Task>;
   blockTask(id: string, reason: string): Promise<Task>;
   unblockTask(id: string): Promise<Task>;
@@ -289,6 +370,19 @@ export interface OperatorOps {
    * run of the task has not ended and been accounted (its worker may still be alive).
    */
   retryTask(id: string): Promise<Task>;
+  /**
+   * Task graph: `child` waits for `parent` from now on (the child must be waiting or ready; a ready
+   * child of a parent that is not done becomes waiting). Refused (BoardInputError) for an unknown
+   * task (named), and for a link that would close a cycle (naming it, ids in order). Idempotent.
+   */
+  linkTasks(child: string, parent: string): Promise<Task>;
+  /** Remove the link; a waiting child whose other parents are all done becomes ready. Refused when there is no such link. */
+  unlinkTasks(child: string, parent: string): Promise<Task>;
+  /**
+   * Cancel the task and every task waiting on it, transitively, in one transaction; returns the ids
+   * cancelled (the task first). Refused for a done task, as cancelTask.
+   */
+  cancelCascade(id: string): Promise<string[]>;
 }
 
 /**
@@ -323,6 +417,8 @@ export interface SupervisorOps {
 /** Worker writes, each fenced by run id + token + run still current, each one transaction. */
 export interface WorkerOps {
   loadRun(cred: RunCredentials): Promise<{ task: Task; run: Run }>;
+  /** The results of the task's parents (task graph), by id, read fenced like loadRun. */
+  parentResults(cred: RunCredentials): Promise<Record<string, Json | null>>;
   heartbeat(cred: RunCredentials, progress: Json | undefined, now: number): Promise<void>;
   workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void>;
   report(cred: RunCredentials, report: WorkerReport, now: number): Promise<void>;

@@ -9,7 +9,7 @@
  */
 import { LIMITS, limitProblem, TASK_STATUSES, type LimitRange, type TaskStatus } from '@kanban-supervisor/policies';
 import { BoardInputError } from './errors.js';
-import type { Json, RunFilter, SkillInput, TaskInput, TaskKey, TaskPageQuery, WorkerReport } from './types.js';
+import type { Json, PruneQuery, RunFilter, SkillInput, TaskInput, TaskKey, TaskPageQuery, WorkerReport } from './types.js';
 
 const SKILL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -54,6 +54,7 @@ export interface ValidSkill {
   heartbeatTimeoutSeconds: number | null;
   reclaimGraceSeconds: number | null;
   maxRssMb: number | null;
+  maxConcurrent: number | null;
 }
 
 export function validSkill(input: SkillInput): ValidSkill {
@@ -85,6 +86,7 @@ export function validSkill(input: SkillInput): ValidSkill {
     heartbeatTimeoutSeconds: optLimit(`skill ${input.name}: heartbeat timeout`, input.heartbeatTimeoutSeconds, LIMITS.heartbeatTimeoutSeconds),
     reclaimGraceSeconds: optLimit(`skill ${input.name}: reclaim grace`, input.reclaimGraceSeconds, LIMITS.reclaimGraceSeconds),
     maxRssMb: optLimit(`skill ${input.name}: max RSS`, input.maxRssMb, LIMITS.maxRssMb),
+    maxConcurrent: optLimit(`skill ${input.name}: max concurrent`, input.maxConcurrent, LIMITS.maxConcurrent),
   };
 }
 
@@ -98,9 +100,39 @@ export interface ValidTask {
   maxRuntimeSeconds: number | null;
   maxRetries: number | null;
   notBefore: number;
+  /** Parents (distinct ids, in the order given). */
+  after: string[];
+  key: string | null;
 }
 
+/** The most parents one task may have (task graph). */
+export const MAX_PARENTS = 100;
+
+/** A task's parents as given (`add --after`, the API's `after`): 1-100 distinct ids. */
+export function validParents(after: unknown): string[] {
+  if (after === undefined || after === null) return [];
+  if (!Array.isArray(after)) throw new BoardInputError('after must be an array of task ids');
+  const out: string[] = [];
+  for (const [i, id] of after.entries()) {
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200) throw new BoardInputError(`after[${i}] must be a task id, got ${JSON.stringify(id)}`);
+    if (!out.includes(id)) out.push(id);
+  }
+  if (out.length > MAX_PARENTS) throw new BoardInputError(`a task waits for at most ${MAX_PARENTS} parents, got ${out.length}`);
+  return out;
+}
+
+/** The longest idempotency key. */
+export const MAX_KEY_CHARS = 200;
+
 export function validTask(input: TaskInput): ValidTask {
+  if (typeof input.skill !== 'string' || input.skill === '') throw new BoardInputError('skill must be a non-empty string');
+  if (input.title !== undefined && typeof input.title !== 'string') throw new BoardInputError('title must be a string');
+  const key = input.key ?? null;
+  if (key !== null && (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_CHARS)) {
+    throw new BoardInputError(`key must be a string of 1-${MAX_KEY_CHARS} characters, got ${JSON.stringify(key)}`);
+  }
+  const notBefore = input.notBefore ?? 0;
+  if (!Number.isSafeInteger(notBefore) || notBefore < 0) throw new BoardInputError(`notBefore must be a time in ms since the epoch, got ${String(input.notBefore)}`);
   const payload = jsonText('payload', input.payload ?? null) ?? 'null';
   const priority = input.priority ?? 0;
   if (!Number.isSafeInteger(priority)) throw new BoardInputError(`priority must be an integer, got ${String(input.priority)}`);
@@ -113,8 +145,58 @@ export function validTask(input: TaskInput): ValidTask {
     priority,
     maxRuntimeSeconds,
     maxRetries,
-    notBefore: input.notBefore ?? 0,
+    notBefore,
+    after: validParents(input.after),
+    key,
   };
+}
+
+/** The `created` event's data: the skill and priority, and the key and not-before time when set. */
+export function createdData(t: ValidTask): { [k: string]: Json } {
+  return { skill: t.skill, priority: t.priority, ...(t.key !== null ? { key: t.key } : {}), ...(t.notBefore > 0 ? { not_before: t.notBefore } : {}) };
+}
+
+/**
+ * A refusal about one task of a bulk add (an unknown parent, found in the board's transaction)
+ * names its place, `tasks[i]: ` as validTasks does (a single add is not prefixed).
+ */
+export function placed<T>(valid: ValidTask[], t: ValidTask, fn: () => T): T {
+  const name = (e: unknown): unknown =>
+    e instanceof BoardInputError && valid.length > 1 ? new BoardInputError(`tasks[${valid.indexOf(t)}]: ${e.message}`) : e;
+  try {
+    const r = fn();
+    return (r instanceof Promise ? r.catch((e: unknown) => Promise.reject(name(e))) : r) as T;
+  } catch (e) {
+    throw name(e);
+  }
+}
+
+/**
+ * Tasks of one bulk add, checked before any is stored: a refusal names the task's place
+ * (`what(i)`, e.g. "line 3"), so a file's bad line is found at once.
+ */
+export function validTasks(inputs: TaskInput[], what: (i: number) => string = (i) => `tasks[${i}]`): ValidTask[] {
+  if (!Array.isArray(inputs)) throw new BoardInputError('tasks must be an array');
+  return inputs.map((input, i) => {
+    try {
+      return validTask(input);
+    } catch (e) {
+      if (e instanceof BoardInputError) throw new BoardInputError(`${what(i)}: ${e.message}`);
+      throw e;
+    }
+  });
+}
+
+/** A retention query, checked: a time, known finished statuses (default done and cancelled), a limit of 1-10,000. */
+export function pruneQuery(query: PruneQuery): { before: number; statuses: Array<'done' | 'cancelled'>; limit: number } {
+  if (!Number.isSafeInteger(query.before)) throw new BoardInputError(`prune: before must be a time in ms, got ${String(query.before)}`);
+  const statuses = query.statuses ?? ['done', 'cancelled'];
+  if (statuses.length === 0) throw new BoardInputError('prune: give at least one status (done, cancelled)');
+  for (const s of statuses) {
+    if (s !== 'done' && s !== 'cancelled') throw new BoardInputError(`prune: only finished tasks are pruned (done, cancelled), got ${JSON.stringify(s)}`);
+  }
+  if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > 10_000) throw new BoardInputError(`prune: a batch's limit must be an integer from 1 to 10000, got ${String(query.limit)}`);
+  return { before: query.before, statuses: [...new Set(statuses)], limit: query.limit };
 }
 
 /** An operator's block needs a reason (it becomes the task's last error). */

@@ -77,6 +77,8 @@ export interface SupervisorConfig {
   logMaxBytes: number;
   quarantineProbeSeconds: number;
   stormDistinctTasks: number;
+  /** Retention: finished tasks older than this many days are pruned by the supervisor (0: off). */
+  retentionDays: number;
   /** This host's id on a PostgreSQL board (KANBAN_HOST_ID); null: /etc/machine-id (read by the supervisor). */
   hostId: string | null;
   /** The lease of a supervisor's row on a PostgreSQL board, seconds. */
@@ -177,6 +179,7 @@ export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'logMaxBytes', env: 'LOG_MAX_BYTES', flag: '--log-max-bytes', kind: 'int', def: String(8 * 1024 * 1024), range: { min: 1024, max: 2 ** 40 }, help: 'bound of each run\'s log file' },
   { key: 'quarantineProbeSeconds', env: 'QUARANTINE_PROBE_SECONDS', flag: '--quarantine-probe', kind: 'number', def: '30', range: { min: 0.1, max: 1800 }, help: 'first re-probe delay of a damaged board (doubles up to 30 min)' },
   { key: 'stormDistinctTasks', env: 'STORM_DISTINCT_TASKS', flag: '--storm-distinct-tasks', kind: 'int', def: '8', range: { min: 0, max: 100_000 }, help: 'different tasks failing within 10 s that pause dispatch (0 = breaker off)' },
+  { key: 'retentionDays', env: 'RETENTION_DAYS', flag: '--retention-days', kind: 'number', def: '0', range: { min: 0, max: 36_500 }, help: 'prune finished (done, cancelled) tasks with their runs, events and logs once older than this many days, a small batch per tick (0 = off)' },
   { key: 'hostId', env: 'KANBAN_HOST_ID', flag: '--host-id', kind: 'hostId', def: '', shownDefault: '/etc/machine-id', help: `PostgreSQL board: this host's id (${HOST_ID_RULE}); one supervisor per board and host id` },
   { key: 'leaseSeconds', env: 'SUPERVISOR_LEASE_SECONDS', flag: '--lease-seconds', kind: 'number', def: '30', range: { min: 1, max: 86_400 }, help: `PostgreSQL board: lease of this supervisor's row, renewed every tick (at least ${LEASE_MIN_TICKS} ticks)` },
   { key: 'http', env: 'KANBAN_HTTP', flag: '--http', kind: 'http', def: DEFAULT_HTTP, help: 'HTTP server (health, metrics, JSON API, web board): [HOST:]PORT or off; a non-loopback HOST needs KANBAN_HTTP_TOKEN' },

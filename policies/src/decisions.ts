@@ -18,7 +18,8 @@ export const RUN_OUTCOMES = [
 ] as const;
 export type RunOutcome = (typeof RUN_OUTCOMES)[number];
 
-export const TASK_STATUSES = ['ready', 'running', 'done', 'blocked', 'cancelled'] as const;
+/** `waiting`: a task whose parents (the task graph) are not all done yet; it becomes `ready` when the last one is. */
+export const TASK_STATUSES = ['waiting', 'ready', 'running', 'done', 'blocked', 'cancelled'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
 /** Outcomes the worker (or its skill) is to blame for: they count toward the failure limit. */

@@ -30,6 +30,8 @@ export const LIMITS = {
   failureLimit: { min: 1, max: 1000, integer: true, unit: '' },
   /** How long a deferred task waits (worker defer --seconds). */
   deferSeconds: { min: 0, max: YEAR_SECONDS, integer: false, unit: 'seconds' },
+  /** Live workers of one skill at once (skill --max-concurrent). */
+  maxConcurrent: { min: 1, max: 1_000_000, integer: true, unit: '' },
 } as const satisfies Record<string, LimitRange>;
 
 export type LimitName = keyof typeof LIMITS;

@@ -21,6 +21,8 @@ import { cmdRun, cmdStatus } from './commands/run.js';
 import { cmdLogs, cmdRuns } from './commands/runs.js';
 import { cmdSkill } from './commands/skills.js';
 import { cmdAdd, cmdList, cmdShow, cmdTaskChange } from './commands/tasks.js';
+import { cmdLink } from './commands/graph.js';
+import { cmdPrune } from './commands/bulk.js';
 
 const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
@@ -105,10 +107,15 @@ export async function main(argv: string[]): Promise<number> {
       case 'unblock':
       case 'retry':
         return await cmdTaskChange(g, cmd, args);
+      case 'link':
+      case 'unlink':
+        return await cmdLink(g, cmd, args);
       case 'runs':
         return await cmdRuns(g, args);
       case 'logs':
         return await cmdLogs(g, args);
+      case 'prune':
+        return await cmdPrune(g, args);
       case 'check':
         return await cmdCheck(g, args);
       case 'recover':

@@ -5,6 +5,7 @@
  * Only createContext (this host's boot id and our own process identity, from /proc) and
  * openSupervisorBoard (the board connection) do I/O.
  */
+import { newRetentionState, type RetentionState } from './services/retention.js';
 import { boardFiles, isPgLocation, openBoard, pgLocationLabel, type Board, type BoardFiles, type ExitObservation, type HostHold, type SpawnInfo } from '@kanban-supervisor/board';
 import { initialStorm, type StopReason, type StormState, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type TerminationState } from '@kanban-supervisor/reaper';
@@ -123,6 +124,10 @@ export interface SupervisorState {
   lastCheckpointAt: number;
   lastPruneAt: number;
   lastAccessProbeAt: number;
+  /** The earliest time a scheduled (or backed-off) ready task falls due, as last read (null: none): the loop wakes for it. */
+  nextDueAt: number | null;
+  /** The retention service (RETENTION_DAYS) across ticks. */
+  readonly retention: RetentionState;
   /** The HTTP server's URL (without its token), once it listens; in the status file for `status`. */
   httpUrl: string | null;
 }
@@ -184,6 +189,8 @@ export function initialState(now = Date.now()): SupervisorState {
     lastOrphanScanAt: 0,
     lastCheckpointAt: 0,
     lastPruneAt: 0,
+    nextDueAt: null,
+    retention: newRetentionState(),
     lastAccessProbeAt: 0,
     httpUrl: null,
   };

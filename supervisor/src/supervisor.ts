@@ -36,6 +36,7 @@ import type { Logger } from './logger.js';
 import { acquireOwnerLock } from './owner.js';
 import { probeQuarantine, suspectDamage } from './quarantine.js';
 import { housekeeping } from './services/housekeeping.js';
+import { retention } from './services/retention.js';
 import { LogBound } from './services/log-bound.js';
 import { sweepStrays } from './services/orphan-scan.js';
 import { sample } from './services/sampling.js';
@@ -336,6 +337,8 @@ export class Supervisor {
     const s = this.state;
     let wait = Math.min(this.cfg.tickIntervalMs, this.notifier.msUntilWatchdog());
     const now = Date.now();
+    // A scheduled task falls due: wake then (a free slot claims it at once).
+    if (s.nextDueAt !== null && s.workers.size < this.cfg.maxConcurrentWorkers) wait = Math.min(wait, Math.max(0, s.nextDueAt - now + 1));
     for (const w of s.workers.values()) {
       if (w.term && w.term.phase === 'term') {
         const grace = s.stopping?.hurry ? 0 : w.graceMs;
@@ -466,5 +469,11 @@ export class Supervisor {
       this.log.warn({ event: 'write_lock_held', ms: Math.round(heldMs), workers: s.workers.size }, `the tick held the board's write lock for ${Math.round(heldMs)} ms`);
     }
     await this.guard('housekeeping', () => housekeeping(ctx, now));
+    // Retention (RETENTION_DAYS): one small batch at most, its own transaction, after the tick's.
+    await this.guard('retention', () => retention(ctx, s.retention, Date.now()));
+    // The next scheduled task's time (one index seek): the loop wakes for it, not at the next tick.
+    await this.guard('due', async () => {
+      s.nextDueAt = s.stopping ? null : await board.nextDueAt(Date.now());
+    });
   }
 }

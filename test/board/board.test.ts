@@ -261,6 +261,21 @@ describe('claims and fencing', () => {
     await b.close();
   });
 
+  it('the children of a finished parent are an index seek (links_parent, then each child and its parents by key), before and after ANALYZE', async () => {
+    const b = await boardWithSkill(tmp());
+    const parents = [];
+    for (let i = 0; i < 20; i++) parents.push(await b.createTask({ skill: 'echo', title: `p${i}` }));
+    for (let i = 0; i < 200; i++) await b.createTask({ skill: 'echo', title: `c${i}`, after: [parents[i % 20]!.id, parents[(i + 1) % 20]!.id] });
+    for (const analyzed of [false, true]) {
+      if (analyzed) b.db.exec('ANALYZE');
+      const plan = (b.db.prepare(`EXPLAIN QUERY PLAN ${HOT_SQL.childrenToRelease}`).all(parents[0]!.id) as Array<{ detail: string }>).map((r) => r.detail);
+      const label = analyzed ? 'after ANALYZE' : 'before ANALYZE';
+      expect(plan.join(' | '), label).not.toMatch(/TEMP B-TREE|^SCAN|\| SCAN/);
+      expect(plan.join(' | '), label).toMatch(/SEARCH l USING (COVERING )?INDEX links_parent \(parent=\?\)/);
+    }
+    await b.close();
+  });
+
   it('tasks by status and skill (metrics) are counted from the covering index tasks_status_skill alone, never the task rows, before and after ANALYZE', async () => {
     const b = await boardWithSkill(tmp());
     for (let i = 0; i < 50; i++) await b.createTask({ skill: 'echo', title: `t${i}` });

@@ -18,7 +18,7 @@ describe('board CLI', () => {
     const show = await cli(d, ['--json', 'show', id]);
     const t = JSON.parse(show.stdout);
     expect(Object.keys(t).sort()).toEqual(
-      ['id', 'title', 'skill', 'status', 'priority', 'payload', 'result', 'consecutive_failures', 'last_error', 'not_before', 'created_at', 'runs', 'events'].sort(),
+      ['id', 'title', 'skill', 'status', 'priority', 'payload', 'result', 'consecutive_failures', 'last_error', 'not_before', 'created_at', 'key', 'runs', 'events', 'parents', 'children'].sort(),
     );
     expect(t).toMatchObject({ id, title: 'hello', skill: 'echo', status: 'ready', priority: 3, payload: { n: 1 }, result: null, consecutive_failures: 0, last_error: null, runs: [] });
     expect(t.events[0]).toMatchObject({ kind: 'created', run_id: null });

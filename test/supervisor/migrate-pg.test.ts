@@ -27,7 +27,7 @@ import { CLI, Cleanups, FIXTURES, cli, run, exited, killQuietly, pidsIn, tempDir
 import { admin, freshDatabase, withDatabase } from '../board/pg/server.js';
 
 const FAST = { TICK_INTERVAL_MS: '100', CRASH_GRACE_SECONDS: '1', LOG_LEVEL: 'info', STORM_DISTINCT_TASKS: '0', BACKOFF_BASE_SECONDS: '0.05', BACKOFF_FACTOR: '1', MAX_CONCURRENT_WORKERS: '8' };
-const TABLES = ['skills', 'tasks', 'runs', 'events'] as const;
+const TABLES = ['skills', 'tasks', 'links', 'runs', 'events'] as const;
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
 
@@ -69,6 +69,7 @@ const migrate = (from: string, to: string, ...more: string[]) => ks(['migrate', 
 const COLS: Record<(typeof TABLES)[number], string> = {
   skills: 'name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, created_at, updated_at',
   tasks: 'id, title, skill, payload, status, priority, created_at, updated_at, not_before, consecutive_failures, max_retries, max_runtime_seconds, last_error, result, current_run_id',
+  links: 'child, parent, created_at',
   runs: 'id, task_id, token, status, outcome, pid, pgid, proc_start_time, boot_id, started_at, heartbeat_at, progress, ended_at, exit_code, signal, error, log_path, stop_reason, sigterm_at, sigkill_at, exited_at, accounted_at, defer_until, stopped_on_request',
   events: 'task_id, run_id, kind, data, at',
 };
@@ -91,7 +92,7 @@ function sqliteRows(db: string): Record<string, unknown[][]> {
 
 /** The same rows of the PostgreSQL board, in the order that matches (seq, id; tasks and skills as inserted). */
 async function pgRows(url: string, schema: string): Promise<Record<string, unknown[][]>> {
-  const order = { skills: 'ctid', tasks: 'ctid', runs: 'seq', events: 'id' };
+  const order = { skills: 'ctid', tasks: 'ctid', links: 'ctid', runs: 'seq', events: 'id' };
   const out: Record<string, unknown[][]> = {};
   for (const t of TABLES) {
     const key = t === 'runs' ? 'seq, ' : t === 'events' ? 'id, ' : '';
@@ -159,7 +160,10 @@ async function buildWorkload(dir: string): Promise<{ db: string; ready: string[]
   const b2 = await openBoard(db);
   try {
     for (let i = 0; i < 4; i++) ready.push((await b2.createTask({ skill: 'done', title: `left ready ${i}`, priority: 10 - i })).id);
-    ready.push((await b2.createTask({ skill: 'done', title: 'later', notBefore: Date.now() + 1500 })).id);
+    const later = (await b2.createTask({ skill: 'done', title: 'later', notBefore: Date.now() + 1500 })).id;
+    ready.push(later);
+    // The task graph: a task waiting for two others (its links are copied too).
+    await b2.createTask({ skill: 'done', title: 'after later', after: [later, ready[0]!] });
   } finally {
     await b2.close();
   }
@@ -182,15 +186,16 @@ describe('migrate a SQLite board to PostgreSQL', () => {
     const statuses = (d.prepare('SELECT status, count(*) AS n FROM tasks GROUP BY status').all() as Array<{ status: string; n: number }>).map((r) => r.status).sort();
     const outcomes = (d.prepare('SELECT DISTINCT outcome FROM runs').all() as Array<{ outcome: string }>).map((r) => r.outcome).sort();
     d.close();
-    expect(statuses).toEqual(['blocked', 'cancelled', 'done', 'ready']);
+    expect(statuses).toEqual(['blocked', 'cancelled', 'done', 'ready', 'waiting']);
     expect(outcomes).toEqual(['completed', 'crashed', 'deferred', 'failed']);
-    expect(before.tasks!.length).toBe(255);
+    expect(before.tasks!.length).toBe(256);
+    expect(before.links!.length).toBe(2);
     expect(before.events!.length).toBeGreaterThan(1000); // more than one batch
     const hashes = [db, `${db}-wal`].map(fileHash);
 
     const r = await migrate(db, url);
     expect(r.code, r.stderr).toBe(0);
-    const counts = `skills ${before.skills!.length}, tasks ${before.tasks!.length}, runs ${before.runs!.length}, events ${before.events!.length}`;
+    const counts = `skills ${before.skills!.length}, tasks ${before.tasks!.length}, links ${before.links!.length}, runs ${before.runs!.length}, events ${before.events!.length}`;
     expect(r.stdout).toContain(`copied ${counts} from ${db} to `);
     expect(r.stdout).toContain(`schema=${schema}`);
     expect([db, `${db}-wal`].map(fileHash)).toEqual(hashes);
@@ -246,16 +251,16 @@ describe('migrate a SQLite board to PostgreSQL', () => {
     const r = await migrate(db, url, '--dry-run');
     expect(r.code, r.stderr).toBe(0);
     const c = sqliteRows(db);
-    expect(r.stdout).toContain(`dry run: would copy skills ${c.skills!.length}, tasks ${c.tasks!.length}, runs ${c.runs!.length}, events ${c.events!.length}`);
+    expect(r.stdout).toContain(`dry run: would copy skills ${c.skills!.length}, tasks ${c.tasks!.length}, links ${c.links!.length}, runs ${c.runs!.length}, events ${c.events!.length}`);
     expect(r.stdout).toContain('a board created there');
     expect(await schemaExists(url, schema)).toBe(false);
     expect((await cli(url, ['init'])).code).toBe(0);
     const j = await ks(['--json', 'migrate', '--dry-run', '--from', db, '--to', url]);
     expect(j.code, j.stderr).toBe(0);
     const out = JSON.parse(j.stdout);
-    expect(out).toMatchObject({ from: db, schema, dry_run: true, target_existed: true, counts: { skills: c.skills!.length, tasks: c.tasks!.length, runs: c.runs!.length, events: c.events!.length } });
+    expect(out).toMatchObject({ from: db, schema, dry_run: true, target_existed: true, counts: { skills: c.skills!.length, tasks: c.tasks!.length, links: c.links!.length, runs: c.runs!.length, events: c.events!.length } });
     expect(out.to).not.toContain(new URL(url).password);
-    expect(await pgCounts(url, schema)).toEqual({ skills: 0, tasks: 0, runs: 0, events: 0 });
+    expect(await pgCounts(url, schema)).toEqual({ skills: 0, tasks: 0, links: 0, runs: 0, events: 0 });
   });
 
   it('refuses (exit 4, naming it) while a supervisor owns the SQLite board, or a worker a killed supervisor left is alive; copies once they are gone', async () => {
@@ -285,7 +290,7 @@ describe('migrate a SQLite board to PostgreSQL', () => {
     await waitFor(async () => (await migrate(db, url, '--dry-run')).code === 0, 20_000);
     const ok = await migrate(db, url);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toContain('copied skills 1, tasks 1, runs 1,');
+    expect(ok.stdout).toContain('copied skills 1, tasks 1, links 0, runs 1,');
   });
 
   it('refuses (exit 4, naming it) a PostgreSQL board with a live supervisor: its lease, then its host lock once stopped (SIGSTOP) past its lease; copies after it exits', async () => {
@@ -308,7 +313,7 @@ describe('migrate a SQLite board to PostgreSQL', () => {
     expect(locked.code, locked.stderr).toBe(4);
     expect(locked.stderr).toContain(`is owned by supervisor pid ${sup.pid} on host`);
     expect(locked.stderr).toContain("(it holds its host's lock)");
-    expect(await pgCounts(url, schema)).toEqual({ skills: 0, tasks: 0, runs: 0, events: 0 });
+    expect(await pgCounts(url, schema)).toEqual({ skills: 0, tasks: 0, links: 0, runs: 0, events: 0 });
     sup.kill('SIGCONT');
     sup.kill('SIGTERM');
     expect((await exited(sup)).code).toBe(0);
@@ -324,9 +329,9 @@ describe('migrate a SQLite board to PostgreSQL', () => {
     expect((await cli(url, ['add', '--skill', 'mine'])).code).toBe(0);
     const r = await migrate(db, url);
     expect(r.code, r.stderr).toBe(2);
-    expect(r.stderr).toContain(`schema=${schema} is not empty (skills 1, tasks 1, runs 0, events 1)`);
+    expect(r.stderr).toContain(`schema=${schema} is not empty (skills 1, tasks 1, links 0, runs 0, events 1)`);
     expect(r.stderr).toContain('never merges boards');
-    expect(await pgCounts(url, schema)).toEqual({ skills: 1, tasks: 1, runs: 0, events: 1 });
+    expect(await pgCounts(url, schema)).toEqual({ skills: 1, tasks: 1, links: 0, runs: 0, events: 1 });
   });
 
   it('a row PostgreSQL refuses in the last batch rolls the whole copy back: the target stays empty; fixed, the copy goes through', async () => {
@@ -342,7 +347,7 @@ describe('migrate a SQLite board to PostgreSQL', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/the copy was rolled back, nothing of it is on the board: copying events rows \d+-\d+ of \d+: .*0x00/);
     // The board exists (created as init does) and holds nothing; the identity sequences were not moved.
-    expect(await pgCounts(url, schema)).toEqual({ skills: 0, tasks: 0, runs: 0, events: 0 });
+    expect(await pgCounts(url, schema)).toEqual({ skills: 0, tasks: 0, links: 0, runs: 0, events: 0 });
     const seqs = await sql<{ name: string; last: string | null }>(url, 'SELECT sequencename AS name, last_value::text AS last FROM pg_sequences WHERE schemaname = $1 ORDER BY 1', [schema]);
     expect(seqs.length).toBeGreaterThanOrEqual(2);
     for (const s of seqs) expect(s.last, s.name).toBeNull();

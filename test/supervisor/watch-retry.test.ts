@@ -33,7 +33,7 @@ describe('status --watch', () => {
     expect(last).toContain('pool: 1 live / 3 max');
     expect(last).toContain('dispatch: running');
     expect(last).toContain('quarantine: none');
-    expect(last).toContain('tasks: ready 0, running 1,');
+    expect(last).toContain('tasks: waiting 0, ready 0, running 1,');
     expect(last).toMatch(/TASK\s+SKILL\s+ATTEMPT\s+PID\s+AGE\s+HEARTBEAT\s+CPU%\s+RSS\s+STATE/);
     expect(last).toMatch(new RegExp(`${id}\\s+sleeper\\s+1\\s+${pid}\\s+\\S+\\s+-\\s+\\d+\\.\\d\\s+\\d+\\.\\dMB\\s+running`));
     w.kill('SIGINT');

@@ -261,6 +261,36 @@ describe('HTTP endpoints', () => {
     expect((await s.post(`/api/tasks/${t.id}/retry`, {})).json.status).toBe('ready');
   });
 
+  it('POST /api/tasks: delay and at schedule the task, key is idempotent (200 created false), bad values 400 naming the field', async () => {
+    const { db } = await board();
+    const s = await sup(db, { MAX_CONCURRENT_WORKERS: '1' });
+    const before = Date.now();
+    const delayed = await s.post('/api/tasks', { skill: 'sleep', delay: '5m' });
+    expect(delayed.status).toBe(201);
+    expect(delayed.json.task.not_before).toBeGreaterThanOrEqual(before + 300_000);
+    const secs = await s.post('/api/tasks', { skill: 'sleep', delay: 90 });
+    expect(secs.json.task.not_before).toBeGreaterThanOrEqual(before + 90_000);
+    const at = await s.post('/api/tasks', { skill: 'sleep', at: '2030-01-02T03:04:05Z' });
+    expect(at.json.task.not_before).toBe(Date.parse('2030-01-02T03:04:05Z'));
+    const first = await s.post('/api/tasks', { skill: 'sleep', key: 'order-7' });
+    expect(first.status).toBe(201);
+    expect(first.json.created).toBe(true);
+    const again = await s.post('/api/tasks', { skill: 'sleep', key: 'order-7', title: 'other' });
+    expect(again.status).toBe(200);
+    expect(again.json).toMatchObject({ id: first.json.id, created: false });
+    for (const [body, msg] of [
+      [{ skill: 'sleep', delay: 'soon' }, /delay must be a duration/],
+      [{ skill: 'sleep', at: '2030-01-02' }, /at must be an ISO-8601 time/],
+      [{ skill: 'sleep', delay: 5, at: '2030-01-02T03:04:05Z' }, /not both/],
+      [{ skill: 'sleep', key: 5 }, /key must be a string/],
+      [{ skill: 'sleep', key: '' }, /key must be a string of 1-200/],
+    ] as Array<[unknown, RegExp]>) {
+      const r = await s.post('/api/tasks', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.json.error.message).toMatch(msg);
+    }
+  });
+
   it('run log: tail, Range (206, 416), 404 for an unknown run', async () => {
     const { db } = await board();
     const s = await sup(db);

@@ -219,7 +219,13 @@ export class Board {
   setCounts(counts) {
     if (!counts || typeof counts !== 'object') return;
     this.serverCounts = { ...counts };
-    for (const [st, n] of Object.entries(counts)) if (typeof n === 'number' && (n > 0 || this.columns.has(st))) this.column(st);
+    for (const [st, n] of Object.entries(counts)) {
+      if (typeof n !== 'number' || (n <= 0 && !this.columns.has(st))) continue;
+      const fresh = !this.columns.has(st);
+      const col = this.column(st);
+      // A column the counts brought (waiting: the task graph) gets its first page like the others.
+      if (fresh) void this.loadPage(col, true).catch((e) => this.opts.onError?.(e));
+    }
     for (const col of this.columns.values()) this.renderCount(col);
   }
 

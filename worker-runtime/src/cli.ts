@@ -49,6 +49,7 @@ const COMMANDS: Record<string, CommandSpec> = {
   fail: { args: [], flags: { '--error': 'string' }, summary: 'end the run failed with a message' },
   defer: { args: [], flags: { '--seconds': 'seconds', '--reason': 'string' }, required: ['--seconds'], summary: 'end the run deferred: retry the task after N seconds' },
   payload: { args: [], flags: { '--get': 'string' }, summary: 'print the task payload (JSON), or one field of it (strings raw)' },
+  parents: { args: [], flags: {}, summary: "print the results of the task's parents (JSON object, by task id)" },
 };
 
 export const WORKER_CLI_USAGE = `usage: kanban-supervisor worker <command> [options]
@@ -60,6 +61,7 @@ Commands (they read KANBAN_DB, KANBAN_TASK_ID, KANBAN_RUN_ID, KANBAN_RUN_TOKEN):
   fail [--error MSG]                   ${COMMANDS.fail!.summary}
   defer --seconds N [--reason R]       ${COMMANDS.defer!.summary}
   payload [--get FIELD[.FIELD...]]     ${COMMANDS.payload!.summary}
+  parents                              ${COMMANDS.parents!.summary}
 
 Exit status: 0 ok; 1 failure; 2 bad arguments or environment;
 3 the run is no longer current (reclaimed, cancelled, ended): nothing was written.
@@ -91,6 +93,13 @@ Print the task's payload as JSON on stdout. --get prints one field of it instead
 (array elements by index: --get items.0.url); a string field is printed raw (no quotes), anything
 else as JSON; a missing field prints nothing (exit 0). Example in a shell skill:
   url=$("$KANBAN_CLI" worker payload --get url)
+${ENV_NOTE}
+`,
+  parents: `usage: kanban-supervisor worker parents
+
+Print the results of the task's parents (the tasks it was added --after, or linked after) as one
+JSON object on stdout: {"<parent task id>": <its result>, ...}; {} for a task without parents.
+Example: "$KANBAN_CLI" worker parents | jq -r '.[] | .summary'
 ${ENV_NOTE}
 `,
   complete: `usage: kanban-supervisor worker complete [--result JSON]
@@ -208,7 +217,7 @@ function pick(value: Json, path: string): Json | undefined {
 
 /**
  * Run one worker CLI command. `args` are the words after `worker`; returns the exit status.
- * Messages go to stderr (`io.err`); only `payload` writes to stdout.
+ * Messages go to stderr (`io.err`); only `payload` and `parents` write to stdout.
  */
 export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliIo = stdio): Promise<number> {
   let parsed: Parsed | 'help' | { help: string };
@@ -280,6 +289,9 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
         if (v !== undefined) io.out((typeof v === 'string' ? v : JSON.stringify(v)) + '\n');
         break;
       }
+      case 'parents':
+        io.out(JSON.stringify(await board.parentResults(cred)) + '\n');
+        break;
       default: {
         const d = await deliverReport(board, dbPath, cred, report!, { spoolDir });
         if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);

@@ -33,6 +33,8 @@ export type ShutdownHook = (reason: StopReason) => unknown;
 
 export interface WorkerContext {
   readonly task: WorkerTask;
+  /** The results of the task's parents (task graph: `add --after`), by task id; empty without parents. */
+  readonly parents: Readonly<Record<string, Json | null>>;
   readonly runId: string;
   /** Aborted on SIGTERM/SIGINT (reason: WorkerStoppedError) or when the run is fenced out (reason: NotCurrentError). */
   readonly signal: AbortSignal;
@@ -209,8 +211,10 @@ class WorkerProcess {
       return this.deferUnavailable(env, e, `the board ${env.dbPath} could not be opened`);
     }
     let task: Task;
+    let parents: Record<string, Json | null>;
     try {
       task = (await this.board.loadRun(env.cred)).task;
+      parents = await this.board.parentResults(env.cred);
     } catch (e) {
       if (this.signal) return;
       if (e instanceof NotCurrentError) {
@@ -222,7 +226,7 @@ class WorkerProcess {
     }
     if (this.signal) return;
 
-    const ctx = this.context(task, env);
+    const ctx = this.context(task, parents, env);
     this.startHeartbeats(env);
     let outcome: Outcome;
     try {
@@ -299,11 +303,12 @@ class WorkerProcess {
     }
   }
 
-  private context(task: Task, env: WorkerEnv): WorkerContext {
+  private context(task: Task, parents: Record<string, Json | null>, env: WorkerEnv): WorkerContext {
     const board = this.board!;
     const cred = env.cred;
     return {
       task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload },
+      parents: Object.freeze(parents),
       runId: cred.runId,
       signal: this.controller.signal,
       heartbeat: (progress?: Json) =>

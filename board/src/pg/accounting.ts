@@ -10,6 +10,7 @@ import type { AccountAction } from '../types.js';
 import type { Q } from './connection.js';
 import { toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { releaseChildren } from './graph.js';
 
 /** Apply several accounting decisions in ONE write. */
 export async function applyAccountingBatch(w: Writer, items: Array<{ runId: string; action: AccountAction }>, now: number): Promise<void> {
@@ -40,6 +41,7 @@ export async function accountOne(q: Q, runId: string, action: AccountAction, now
           [now, task.id],
         );
         await q.event(task.id, runId, 'done', null, now);
+        await releaseChildren(q, task.id, now);
         break;
       case 'requeue':
         await q.run(

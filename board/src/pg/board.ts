@@ -13,6 +13,9 @@
 import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
 import type {
   AccountAction,
+  AddedTask,
+  PruneBatch,
+  PruneQuery,
   Board,
   BoardCounts,
   BoardTx,
@@ -42,6 +45,7 @@ import type {
   FeedEvent,
   WorkerReport,
   TaskCount,
+  WaitingFor,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
@@ -50,7 +54,9 @@ import * as events from './events.js';
 import { PgChangeFeed } from './feed.js';
 import { pgTarget } from './location.js';
 import { checkSchema, migrate, storedVersion } from './migrate.js';
+import * as graph from './graph.js';
 import * as pages from './pages.js';
+import * as retention from './retention.js';
 import * as runs from './runs.js';
 import { PgHostLock } from './host-lock.js';
 import * as skills from './skills.js';
@@ -237,6 +243,10 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     return events.getOwner(this.w);
   }
 
+  nextDueAt(now: number): Promise<number | null> {
+    return tasks.nextDueAt(this.w, now);
+  }
+
   // ---------------------------------------------------------------- operator writes
 
   putSkill(input: SkillInput): Promise<Skill> {
@@ -249,6 +259,18 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   createTask(input: TaskInput): Promise<Task> {
     return tasks.createTask(this.w, input);
+  }
+
+  createTasks(inputs: TaskInput[]): Promise<AddedTask[]> {
+    return tasks.createTasks(this.w, inputs);
+  }
+
+  setSkillCap(name: string, maxConcurrent: number | null): Promise<Skill> {
+    return skills.setSkillCap(this.w, name, maxConcurrent);
+  }
+
+  pruneBatch(query: PruneQuery): Promise<PruneBatch> {
+    return retention.pruneBatch(this.w, query);
   }
 
   cancelTask(id: string): Promise<Task> {
@@ -265,6 +287,26 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   retryTask(id: string): Promise<Task> {
     return tasks.retryTask(this.w, id);
+  }
+
+  linkTasks(child: string, parent: string): Promise<Task> {
+    return graph.linkTasks(this.w, child, parent);
+  }
+
+  unlinkTasks(child: string, parent: string): Promise<Task> {
+    return graph.unlinkTasks(this.w, child, parent);
+  }
+
+  cancelCascade(id: string): Promise<string[]> {
+    return graph.cancelCascade(this.w, id);
+  }
+
+  waitingFor(taskIds: string[]): Promise<WaitingFor[]> {
+    return graph.waitingFor(this.w, taskIds);
+  }
+
+  parentResults(cred: RunCredentials): Promise<Record<string, Json | null>> {
+    return graph.parentResults(this.w, cred);
   }
 
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())

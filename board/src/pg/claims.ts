@@ -22,7 +22,14 @@ export async function claimBatch(w: Writer, max: number, now: number, logPathFor
   const tokens = runIds.map(() => newToken());
   const logPaths = runIds.map((id) => logPathFor(id));
   return w.write(async (q) => {
-    const rows = await q.all(PG_HOT_SQL.claimBatch, [now, n, runIds, tokens, logPaths, now, supervisorId]);
+    const capped = await q.all(PG_HOT_SQL.lockCappedSkills);
+    let rows;
+    if (capped.length === 0) rows = await q.all(PG_HOT_SQL.claimBatch, [now, n, runIds, tokens, logPaths, now, supervisorId]);
+    else {
+      const chosen = (await q.all(PG_HOT_SQL.claimCandidates, [now, n])).map((r) => String(r.id));
+      if (chosen.length === 0) return [];
+      rows = await q.all(PG_HOT_SQL.claimChosen, [now, n, runIds, tokens, logPaths, now, supervisorId, chosen]);
+    }
     return rows.map((r): Claim => {
       const task = toTask(r);
       const token = String(r.f_token);

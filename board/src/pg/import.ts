@@ -37,7 +37,7 @@ function insertSql(table: CopyTable, rows: number): string {
 /** A batch read from SQLite ([rowid, ...columns] per row) as the INSERT's parameters. */
 function params(table: CopyTable, rows: unknown[][]): unknown[] {
   const out: unknown[] = [];
-  // skills and tasks: the rowid only paged the read.
+  // skills, tasks and links: the rowid only paged the read.
   const skip = table === 'runs' || table === 'events' ? 0 : 1;
   for (const r of rows) for (let i = skip; i < r.length; i++) out.push(r[i] ?? null);
   return out;
@@ -45,11 +45,11 @@ function params(table: CopyTable, rows: unknown[][]): unknown[] {
 
 async function tableCounts(db: pg.ClientBase): Promise<CopyCounts> {
   const r = await db.query<CopyCounts>(
-    `SELECT (SELECT count(*) FROM skills) AS skills, (SELECT count(*) FROM tasks) AS tasks,
+    `SELECT (SELECT count(*) FROM skills) AS skills, (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM links) AS links,
             (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM events) AS events`,
   );
   const row = r.rows[0]!;
-  return { skills: Number(row.skills), tasks: Number(row.tasks), runs: Number(row.runs), events: Number(row.events) };
+  return { skills: Number(row.skills), tasks: Number(row.tasks), links: Number(row.links), runs: Number(row.runs), events: Number(row.events) };
 }
 
 export const countsText = (c: CopyCounts) => COPY_TABLES.map((t) => `${t} ${c[t]}`).join(', ');

@@ -153,6 +153,35 @@ CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
 CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
 `,
   },
+  {
+    // The task graph (issue 16): a `waiting` status (not in tasks_ready: the claim never sees it)
+    // and the links between tasks, (child, parent), read both ways: a finishing parent seeks its
+    // children (links_parent), a child its parents (the primary key).
+    version: 5,
+    sql: `
+ALTER TABLE tasks DROP CONSTRAINT tasks_status_check;
+ALTER TABLE tasks ADD CONSTRAINT tasks_status_check CHECK (status IN ('waiting', 'ready', 'running', 'done', 'blocked', 'cancelled'));
+CREATE TABLE links (
+  child text COLLATE "C" NOT NULL REFERENCES tasks (id),
+  parent text COLLATE "C" NOT NULL REFERENCES tasks (id),
+  created_at bigint NOT NULL,
+  PRIMARY KEY (child, parent)
+);
+CREATE INDEX links_parent ON links (parent, child);
+`,
+  },
+  {
+    // Issue 16 (caps, scheduling, keys, retention), as SQLite's version 6 (../schema.ts).
+    version: 6,
+    sql: `
+ALTER TABLE skills ADD COLUMN max_concurrent integer CHECK (max_concurrent IS NULL OR max_concurrent >= 1);
+ALTER TABLE tasks ADD COLUMN key text COLLATE "C" CHECK (key IS NULL OR length(key) BETWEEN 1 AND 200);
+CREATE UNIQUE INDEX tasks_key ON tasks (key) WHERE key IS NOT NULL;
+CREATE INDEX tasks_ready_skill_order ON tasks (skill, priority DESC, created_at, id) WHERE status = 'ready';
+CREATE INDEX tasks_ready_due ON tasks (not_before) WHERE status = 'ready';
+CREATE INDEX tasks_finished ON tasks (updated_at) WHERE status IN ('done', 'cancelled');
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -9,42 +9,77 @@ import type { TaskStatus } from '@kanban-supervisor/policies';
 import { TASK_STATUSES } from '@kanban-supervisor/policies';
 import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
-import type { BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
+import type { AddedTask, BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
 import { PG_HOT_SQL } from './hot-sql.js';
-import { blockReason, taskFilter, validTask } from '../validate.js';
+import { blockReason, createdData, placed, taskFilter, validTasks, type ValidTask } from '../validate.js';
 import type { Q } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { boundedJsonSql } from '../view-sql.js';
+import { hasUnfinishedParent, insertLinks, lockParents, parentsStatus, relatives } from './graph.js';
 
 export async function createTask(w: Writer, input: TaskInput): Promise<Task> {
-  const t = validTask(input);
+  return (await createTasks(w, [input]))[0]!.task;
+}
+
+/**
+ * Add tasks in one transaction, all or nothing. A key already on the board (or earlier in
+ * `inputs`) returns that task, `created: false`. The unique index tasks_key decides between
+ * concurrent adds of one key: the second INSERT waits for the first transaction, then does nothing
+ * (ON CONFLICT DO NOTHING), and the next statement reads the task the first one committed.
+ */
+export async function createTasks(w: Writer, inputs: TaskInput[]): Promise<AddedTask[]> {
+  const valid = validTasks(inputs);
+  if (valid.length === 0) return [];
   const now = Date.now();
   return w.write(async (q) => {
-    // FOR KEY SHARE: the skill cannot be removed before this task is committed.
-    if (!(await q.get('SELECT 1 FROM skills WHERE name = $1 FOR KEY SHARE', [t.skill]))) {
-      const known = (await q.all('SELECT name FROM skills ORDER BY name')).map((r) => String(r.name));
-      throw new BoardInputError(
-        `unknown skill ${JSON.stringify(t.skill)} on board ${q.path}; registered: ${known.length ? known.join(', ') : '(none)'}`,
-      );
-    }
-    for (let i = 0; ; i++) {
-      const row = await q.get(
-        `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds)
-         VALUES ($1, $2, $3, $4, 'ready', $5, $6, $6, $7, $8, $9)
-         ON CONFLICT (id) DO NOTHING RETURNING *`,
-        [newTaskId(), t.title, t.skill, t.payload, t.priority, now, t.notBefore, t.maxRetries, t.maxRuntimeSeconds],
-      );
-      if (!row) {
-        if (i > 10) throw new BoardError('could not allocate a unique task id');
-        continue;
+    const known = new Set<string>();
+    for (const t of valid) {
+      if (known.has(t.skill)) continue;
+      // FOR KEY SHARE: the skill cannot be removed before these tasks are committed.
+      if (!(await q.get('SELECT 1 FROM skills WHERE name = $1 FOR KEY SHARE', [t.skill]))) {
+        const names = (await q.all('SELECT name FROM skills ORDER BY name')).map((r) => String(r.name));
+        const where = valid.length > 1 ? `tasks[${valid.indexOf(t)}]: ` : '';
+        throw new BoardInputError(
+          `${where}unknown skill ${JSON.stringify(t.skill)} on board ${q.path}; registered: ${names.length ? names.join(', ') : '(none)'}`,
+        );
       }
-      const task = toTask(row);
-      await q.event(task.id, null, 'created', { skill: t.skill, priority: t.priority }, now);
-      await q.notify();
-      return task;
+      known.add(t.skill);
     }
+    const out: AddedTask[] = [];
+    for (const t of valid) out.push(await placed(valid, t, () => insertTask(q, t, now)));
+    if (out.some((a) => a.created)) await q.notify();
+    return out;
   });
+}
+
+async function insertTask(q: Q, t: ValidTask, now: number): Promise<AddedTask> {
+  // A key already on the board: that task, nothing added (no links either). The INSERT's ON
+  // CONFLICT below still decides between concurrent adds of one key.
+  if (t.key !== null) {
+    const existing = await q.get('SELECT * FROM tasks WHERE key = $1', [t.key]);
+    if (existing) return { task: toTask(existing), created: false };
+  }
+  const status = await parentsStatus(q, t.after);
+  for (let i = 0; ; i++) {
+    const row = await q.get(
+      `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds, key)
+       VALUES ($1, $2, $3, $4, $11, $5, $6, $6, $7, $8, $9, $10)
+       ON CONFLICT DO NOTHING RETURNING *`,
+      [newTaskId(), t.title, t.skill, t.payload, t.priority, now, t.notBefore, t.maxRetries, t.maxRuntimeSeconds, t.key, status],
+    );
+    if (row) {
+      const task = toTask(row);
+      await insertLinks(q, task.id, t.after, now);
+      await q.event(task.id, null, 'created', { ...createdData(t), ...(t.after.length ? { after: t.after, status } : {}) }, now);
+      return { task, created: true };
+    }
+    if (t.key !== null) {
+      const existing = await q.get('SELECT * FROM tasks WHERE key = $1', [t.key]);
+      if (existing) return { task: toTask(existing), created: false };
+    }
+    if (i > 10) throw new BoardError('could not allocate a unique task id');
+  }
 }
 
 export async function getTask(w: Writer, id: string): Promise<Task | null> {
@@ -72,7 +107,7 @@ export async function showTask(w: Writer, id: string, boundedEvents = false): Pr
     if (!t) return null;
     const runs = (await q.all('SELECT * FROM runs WHERE task_id = $1 ORDER BY started_at, id', [id])).map((r) => toRun(r));
     const events = (await q.all(`SELECT * FROM (SELECT id, task_id, run_id, kind, ${data} AS data, at FROM events WHERE task_id = $1 ORDER BY id DESC LIMIT 1000) e ORDER BY id`, [id])).map(toEvent);
-    return { task: toTask(t), runs, events };
+    return { task: toTask(t), runs, events, ...(await relatives(q, id)) };
   });
 }
 
@@ -123,9 +158,10 @@ export async function unblockTask(w: Writer, id: string): Promise<Task> {
   return w.write(async (q) => {
     const t = await lockTask(q, id);
     if (t.status !== 'blocked') throw new BoardInputError(`task ${id} is ${t.status}, not blocked`);
+    await lockParents(q, id);
     await q.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = $1 WHERE id = $2`,
-      [now, id],
+      `UPDATE tasks SET status = $3, consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = $1 WHERE id = $2`,
+      [now, id, (await hasUnfinishedParent(q, id)) ? 'waiting' : 'ready'],
     );
     await q.event(id, null, 'unblocked', null, now);
     await q.notify();
@@ -157,9 +193,10 @@ export async function retryTask(w: Writer, id: string): Promise<Task> {
         `task ${id} is ${t.status} but its run ${String(live?.id ?? t.currentRunId)} has not ended yet (its worker may still be stopping); retry it once the run has ended`,
       );
     }
+    await lockParents(q, id);
     await q.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = $1 WHERE id = $2`,
-      [now, id],
+      `UPDATE tasks SET status = $3, consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = $1 WHERE id = $2`,
+      [now, id, (await hasUnfinishedParent(q, id)) ? 'waiting' : 'ready'],
     );
     await q.event(id, null, 'retried', { from: t.status, consecutive_failures: t.consecutiveFailures }, now);
     await q.notify();
@@ -190,5 +227,13 @@ export async function idle(w: Writer): Promise<boolean> {
            OR EXISTS (SELECT 1 FROM runs WHERE status = 'ended' AND accounted_at IS NULL) AS busy`,
     ))!;
     return r.busy !== true;
+  });
+}
+
+/** The earliest not-before after `now` of a ready task (the supervisor's next wake-up): one seek of tasks_ready_due. */
+export async function nextDueAt(w: Writer, now: number): Promise<number | null> {
+  return w.read(async (q) => {
+    const r = await q.get(PG_HOT_SQL.nextDue, [now]);
+    return r ? Number(r.not_before) : null;
   });
 }

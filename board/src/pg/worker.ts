@@ -13,6 +13,7 @@ import { eventKind, jsonText, progressText, validReport } from '../validate.js';
 import type { Q } from './connection.js';
 import { toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { releaseChildren } from './graph.js';
 
 /**
  * Throws NotCurrentError unless the run is the task's current, unended, unreclaimed run with this
@@ -77,6 +78,8 @@ export async function report(w: Writer, cred: RunCredentials, input: WorkerRepor
           cred.taskId,
         ]);
         await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now);
+        // Its waiting children whose parents are now all done are ready in this same transaction.
+        await releaseChildren(q, cred.taskId, now);
         break;
       case 'failed':
         await q.run(`UPDATE runs SET status = 'ended', outcome = 'failed', error = $1, ended_at = $2 WHERE id = $3`, [rep.error, now, cred.runId]);

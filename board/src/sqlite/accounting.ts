@@ -8,6 +8,7 @@ import type { AccountAction } from '../types.js';
 import type { Conn } from './connection.js';
 import { toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { releaseChildren } from './graph.js';
 
 /** Apply several accounting decisions in ONE write. */
 export async function applyAccountingBatch(c: Conn, w: Writer, items: Array<{ runId: string; action: AccountAction }>, now: number): Promise<void> {
@@ -39,6 +40,7 @@ function accountOne(c: Conn, runId: string, action: AccountAction, now: number):
           task.id,
         );
         c.event(task.id, runId, 'done', null, now);
+        releaseChildren(c, task.id, now);
         break;
       case 'requeue':
         c.run(

@@ -9,6 +9,9 @@ import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/poli
 import type { Db, OpenOptions } from '../open.js';
 import type {
   AccountAction,
+  AddedTask,
+  PruneBatch,
+  PruneQuery,
   Board,
   BoardCounts,
   BoardTx,
@@ -35,12 +38,15 @@ import type {
   FeedEvent,
   WorkerReport,
   TaskCount,
+  WaitingFor,
 } from '../types.js';
 import * as accounting from './accounting.js';
 import * as claims from './claims.js';
 import { closeNow, dataVersion, openConn, openReadonlyConn, setBusyTimeout, walCheckpoint, type Conn } from './connection.js';
 import * as events from './events.js';
+import * as graph from './graph.js';
 import * as pages from './pages.js';
+import * as retention from './retention.js';
 import * as runs from './runs.js';
 import * as skills from './skills.js';
 import * as tasks from './tasks.js';
@@ -191,6 +197,10 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
     return events.getOwner(this.c, this.w);
   }
 
+  nextDueAt(now: number): Promise<number | null> {
+    return tasks.nextDueAt(this.c, this.w, now);
+  }
+
   // ---------------------------------------------------------------- operator writes
 
   putSkill(input: SkillInput): Promise<Skill> {
@@ -203,6 +213,18 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   createTask(input: TaskInput): Promise<Task> {
     return tasks.createTask(this.c, this.w, input);
+  }
+
+  createTasks(inputs: TaskInput[]): Promise<AddedTask[]> {
+    return tasks.createTasks(this.c, this.w, inputs);
+  }
+
+  setSkillCap(name: string, maxConcurrent: number | null): Promise<Skill> {
+    return skills.setSkillCap(this.c, this.w, name, maxConcurrent);
+  }
+
+  pruneBatch(query: PruneQuery): Promise<PruneBatch> {
+    return retention.pruneBatch(this.c, this.w, query);
   }
 
   cancelTask(id: string): Promise<Task> {
@@ -219,6 +241,26 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   retryTask(id: string): Promise<Task> {
     return tasks.retryTask(this.c, this.w, id);
+  }
+
+  linkTasks(child: string, parent: string): Promise<Task> {
+    return graph.linkTasks(this.c, this.w, child, parent);
+  }
+
+  unlinkTasks(child: string, parent: string): Promise<Task> {
+    return graph.unlinkTasks(this.c, this.w, child, parent);
+  }
+
+  cancelCascade(id: string): Promise<string[]> {
+    return graph.cancelCascade(this.c, this.w, id);
+  }
+
+  waitingFor(taskIds: string[]): Promise<WaitingFor[]> {
+    return graph.waitingFor(this.c, this.w, taskIds);
+  }
+
+  parentResults(cred: RunCredentials): Promise<Record<string, Json | null>> {
+    return graph.parentResults(this.c, this.w, cred);
   }
 
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())

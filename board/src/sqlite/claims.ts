@@ -6,7 +6,7 @@ import { newRunId, newToken } from '../ids.js';
 import type { Claim } from '../types.js';
 import type { Conn } from './connection.js';
 import { HOT_SQL } from './hot-sql.js';
-import { toRun, toSkill, toTask } from './rows.js';
+import { toRun, toSkill, toTask, type Row } from './rows.js';
 import type { Writer } from './tx.js';
 
 /**
@@ -17,7 +17,8 @@ export async function claimBatch(c: Conn, w: Writer, max: number, now: number, l
   if (max <= 0) return [];
   return w.write(() => {
     const claims: Claim[] = [];
-    const rows = c.all(HOT_SQL.claimReady, now, max);
+    const capped = c.all(HOT_SQL.cappedSkills);
+    const rows = capped.length === 0 ? c.all(HOT_SQL.claimReady, now, max) : cappedCandidates(c, capped, now, max);
     for (const t of rows) {
       const task = toTask(t);
       const skill = toSkill(c.get('SELECT * FROM skills WHERE name = ?', task.skill)!);
@@ -39,6 +40,45 @@ export async function claimBatch(c: Conn, w: Writer, max: number, now: number, l
     }
     return claims;
   });
+}
+
+/**
+ * The claim with per-skill caps (some skill has one): each registered skill with ready tasks and
+ * room (its cap minus its live runs; the batch size for an uncapped skill) gives its first tasks
+ * in claim order by one seek of tasks_ready_skill_order, and the batch is the first `max` of
+ * those in claim order. A full skill is never walked: its backlog, however long and whatever its
+ * priority, costs nothing and holds nothing back. The cost is one seek per skill with ready
+ * tasks (a loose scan of tasks_ready_skill) plus the live runs (the pool's size).
+ */
+function cappedCandidates(c: Conn, capped: Row[], now: number, max: number): Row[] {
+  const caps = new Map(capped.map((r) => [String(r.name), Number(r.max_concurrent)]));
+  const live = new Map<string, number>();
+  for (const r of c.all(HOT_SQL.liveSkills)) live.set(String(r.skill), (live.get(String(r.skill)) ?? 0) + 1);
+  const candidates: Row[] = [];
+  let row = c.get(HOT_SQL.firstReadySkill);
+  while (row) {
+    const skill = String(row.skill);
+    const cap = caps.get(skill);
+    const room = Math.min(max, cap === undefined ? max : cap - (live.get(skill) ?? 0));
+    if (room > 0 && (cap !== undefined || c.get('SELECT 1 FROM skills WHERE name = ?', skill))) {
+      candidates.push(...c.all(HOT_SQL.readyOfSkill, skill, now, room));
+    }
+    row = c.get(HOT_SQL.nextReadySkill, skill);
+  }
+  return candidates.sort(claimOrder).slice(0, max);
+}
+
+/** Claim order: priority (highest first), then age, then id (tasks_ready's order). */
+function claimOrder(a: Row, b: Row): number {
+  const pa = Number(a.priority);
+  const pb = Number(b.priority);
+  if (pa !== pb) return pb - pa;
+  const ca = Number(a.created_at);
+  const cb = Number(b.created_at);
+  if (ca !== cb) return ca - cb;
+  const ia = String(a.id);
+  const ib = String(b.id);
+  return ia < ib ? -1 : ia > ib ? 1 : 0;
 }
 
 /** Block every ready task whose skill is not registered (they could never run); returns them. */

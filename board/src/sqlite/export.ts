@@ -13,7 +13,7 @@ import { SCHEMA_VERSION } from '../schema.js';
 import { openReadonlyConn, type Conn } from './connection.js';
 
 /** The tables `migrate` copies, in the order it copies them (a run names its task). */
-export const COPY_TABLES = ['skills', 'tasks', 'runs', 'events'] as const;
+export const COPY_TABLES = ['skills', 'tasks', 'links', 'runs', 'events'] as const;
 export type CopyTable = (typeof COPY_TABLES)[number];
 export type CopyCounts = Record<CopyTable, number>;
 
@@ -23,11 +23,12 @@ export type CopyCounts = Record<CopyTable, number>;
  * by it (`id` is the rowid); skills and tasks only use it to page.
  */
 export const COPY_COLUMNS: Record<CopyTable, readonly string[]> = {
-  skills: ['name', 'argv', 'cwd', 'env', 'pass_env', 'max_runtime_seconds', 'heartbeat_timeout_seconds', 'reclaim_grace_seconds', 'max_rss_mb', 'created_at', 'updated_at'],
+  skills: ['name', 'argv', 'cwd', 'env', 'pass_env', 'max_runtime_seconds', 'heartbeat_timeout_seconds', 'reclaim_grace_seconds', 'max_rss_mb', 'created_at', 'updated_at', 'max_concurrent'],
   tasks: [
     'id', 'title', 'skill', 'payload', 'status', 'priority', 'created_at', 'updated_at', 'not_before', 'consecutive_failures',
-    'max_retries', 'max_runtime_seconds', 'last_error', 'result', 'current_run_id',
+    'max_retries', 'max_runtime_seconds', 'last_error', 'result', 'current_run_id', 'key',
   ],
+  links: ['child', 'parent', 'created_at'],
   runs: [
     'id', 'task_id', 'token', 'status', 'outcome', 'pid', 'pgid', 'proc_start_time', 'boot_id', 'started_at', 'heartbeat_at',
     'progress', 'ended_at', 'exit_code', 'signal', 'error', 'log_path', 'stop_reason', 'sigterm_at', 'sigkill_at', 'exited_at',
@@ -107,7 +108,7 @@ export class SqliteSource {
 
   counts(): CopyCounts {
     const n = (t: CopyTable) => Number((this.stmt(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n);
-    return { skills: n('skills'), tasks: n('tasks'), runs: n('runs'), events: n('events') };
+    return { skills: n('skills'), tasks: n('tasks'), links: n('links'), runs: n('runs'), events: n('events') };
   }
 
   /** Runs whose processes were never confirmed gone (exited_at unset), in start order. */

@@ -33,6 +33,26 @@ export const HOT_SQL = {
    FROM runs r JOIN tasks t ON t.id = r.task_id
   WHERE r.status = 'ended' AND r.accounted_at IS NULL AND r.exited_at IS NOT NULL
   ORDER BY r.ended_at`,
+  // Task graph: the waiting children of a parent just done whose parents are now all done (seeks
+  // links_parent, then each child's parents through the links primary key). INDEXED BY and CROSS
+  // JOIN: left alone, after ANALYZE the planner may walk every waiting task (tasks_status_skill).
+  childrenToRelease: `SELECT l.child FROM links l INDEXED BY links_parent CROSS JOIN tasks t ON t.id = l.child
+  WHERE l.parent = ? AND t.status = 'waiting'
+    AND NOT EXISTS (SELECT 1 FROM links l2 JOIN tasks p ON p.id = l2.parent WHERE l2.child = l.child AND p.status <> 'done')
+  ORDER BY l.child`,
+  // Caps (issue 16). The capped skills (the skills table is small: a scan of it is a few rows).
+  cappedSkills: `SELECT name, max_concurrent FROM skills WHERE max_concurrent IS NOT NULL`,
+  // Live workers per skill: the runs not yet confirmed gone (being reclaimed included), through
+  // runs_live (its size is the pool's, not the board's), each joined to its task by primary key;
+  // counted by the caller (a GROUP BY here would sort them in a temporary b-tree).
+  liveSkills: `SELECT t.skill AS skill FROM runs r INDEXED BY runs_live JOIN tasks t ON t.id = r.task_id
+  WHERE r.exited_at IS NULL AND r.accounted_at IS NULL`,
+  // The first ready tasks of one skill in claim order: a seek of tasks_ready_skill_order.
+  readyOfSkill: `SELECT t.* FROM tasks t INDEXED BY tasks_ready_skill_order
+  WHERE t.status = 'ready' AND t.skill = ? AND t.not_before <= ?
+  ORDER BY t.priority DESC, t.created_at, t.id LIMIT ?`,
+  // The supervisor's next wake-up: the earliest not-yet-due ready task (a seek of tasks_ready_due).
+  nextDue: `SELECT not_before FROM tasks INDEXED BY tasks_ready_due WHERE status = 'ready' AND not_before > ? ORDER BY not_before LIMIT 1`,
   // Metrics: tasks by status and skill (not a tick statement, but its plan is checked too).
   taskCountsBySkill: `SELECT status, skill, count(*) AS n FROM tasks GROUP BY status, skill`,
 } as const;

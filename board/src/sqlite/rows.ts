@@ -31,6 +31,7 @@ export function toTask(r: Row): Task {
     lastError: (r.last_error as string | null) ?? null,
     result: parseJson(r.result),
     currentRunId: (r.current_run_id as string | null) ?? null,
+    key: (r.key as string | null | undefined) ?? null,
   };
 }
 
@@ -116,6 +117,7 @@ export function toSkill(r: Row): Skill {
     heartbeatTimeoutSeconds: num(r.heartbeat_timeout_seconds),
     reclaimGraceSeconds: num(r.reclaim_grace_seconds),
     maxRssMb: num(r.max_rss_mb),
+    maxConcurrent: num(r.max_concurrent),
   };
 }
 

@@ -6,48 +6,84 @@ import type { TaskStatus } from '@kanban-supervisor/policies';
 import { TASK_STATUSES } from '@kanban-supervisor/policies';
 import { BoardError, BoardInputError } from '../errors.js';
 import { newTaskId } from '../ids.js';
-import type { BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
+import type { AddedTask, BoardCounts, Task, TaskCount, TaskDetail, TaskInput } from '../types.js';
 import { HOT_SQL } from './hot-sql.js';
-import { blockReason, taskFilter, validTask } from '../validate.js';
+import { blockReason, createdData, placed, taskFilter, validTasks, type ValidTask } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toEvent, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { boundedJsonSql } from '../view-sql.js';
+import { hasUnfinishedParent, insertLinks, parentsStatus, relatives } from './graph.js';
 
 export async function createTask(c: Conn, w: Writer, input: TaskInput): Promise<Task> {
-  const t = validTask(input);
+  return (await createTasks(c, w, [input]))[0]!.task;
+}
+
+/**
+ * Add tasks in one write, all or nothing. A key already on the board (or earlier in `inputs`)
+ * returns that task, `created: false`; the unique index tasks_key backs the check (the write is
+ * one BEGIN IMMEDIATE, so concurrent adds of one key are serialised: exactly one creates it).
+ */
+export async function createTasks(c: Conn, w: Writer, inputs: TaskInput[]): Promise<AddedTask[]> {
+  const valid = validTasks(inputs);
+  if (valid.length === 0) return [];
   const now = Date.now();
   return w.write(() => {
-    if (!c.get('SELECT 1 FROM skills WHERE name = ?', t.skill)) {
-      const known = c.all('SELECT name FROM skills ORDER BY name').map((r) => String(r.name));
-      throw new BoardInputError(
-        `unknown skill ${JSON.stringify(t.skill)} on board ${c.path}; registered: ${known.length ? known.join(', ') : '(none)'}`,
-      );
-    }
-    for (let i = 0; ; i++) {
-      const id = newTaskId();
-      if (c.get('SELECT 1 FROM tasks WHERE id = ?', id)) {
-        if (i > 10) throw new BoardError('could not allocate a unique task id');
-        continue;
+    const known = new Set<string>();
+    for (const t of valid) {
+      if (known.has(t.skill)) continue;
+      if (!c.get('SELECT 1 FROM skills WHERE name = ?', t.skill)) {
+        const names = c.all('SELECT name FROM skills ORDER BY name').map((r) => String(r.name));
+        const where = valid.length > 1 ? `tasks[${valid.indexOf(t)}]: ` : '';
+        throw new BoardInputError(
+          `${where}unknown skill ${JSON.stringify(t.skill)} on board ${c.path}; registered: ${names.length ? names.join(', ') : '(none)'}`,
+        );
       }
-      c.run(
-        `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds)
-         VALUES (?, ?, ?, ?, 'ready', ?, ?, ?, ?, ?, ?)`,
-        id,
-        t.title,
-        t.skill,
-        t.payload,
-        t.priority,
-        now,
-        now,
-        t.notBefore,
-        t.maxRetries,
-        t.maxRuntimeSeconds,
-      );
-      c.event(id, null, 'created', { skill: t.skill, priority: t.priority }, now);
-      return toTask(c.get('SELECT * FROM tasks WHERE id = ?', id)!);
+      known.add(t.skill);
     }
+    const out: AddedTask[] = [];
+    for (const t of valid) {
+      if (t.key !== null) {
+        const existing = c.get('SELECT * FROM tasks WHERE key = ?', t.key);
+        if (existing) {
+          out.push({ task: toTask(existing), created: false });
+          continue;
+        }
+      }
+      out.push({ task: placed(valid, t, () => insertTask(c, t, now)), created: true });
+    }
+    return out;
   });
+}
+
+function insertTask(c: Conn, t: ValidTask, now: number): Task {
+  const status = parentsStatus(c, t.after);
+  for (let i = 0; ; i++) {
+    const id = newTaskId();
+    if (c.get('SELECT 1 FROM tasks WHERE id = ?', id)) {
+      if (i > 10) throw new BoardError('could not allocate a unique task id');
+      continue;
+    }
+    c.run(
+      `INSERT INTO tasks (id, title, skill, payload, status, priority, created_at, updated_at, not_before, max_retries, max_runtime_seconds, key)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      id,
+      t.title,
+      t.skill,
+      t.payload,
+      status,
+      t.priority,
+      now,
+      now,
+      t.notBefore,
+      t.maxRetries,
+      t.maxRuntimeSeconds,
+      t.key,
+    );
+    insertLinks(c, id, t.after, now);
+    c.event(id, null, 'created', { ...createdData(t), ...(t.after.length ? { after: t.after, status } : {}) }, now);
+    return toTask(c.get('SELECT * FROM tasks WHERE id = ?', id)!);
+  }
 }
 
 export async function getTask(c: Conn, w: Writer, id: string): Promise<Task | null> {
@@ -74,7 +110,7 @@ export async function showTask(c: Conn, w: Writer, id: string, boundedEvents = f
     if (!t) return null;
     const runs = c.all('SELECT * FROM runs WHERE task_id = ? ORDER BY started_at, id', id).map((r) => toRun(r));
     const events = c.all(`SELECT * FROM (SELECT id, task_id, run_id, kind, ${data} AS data, at FROM events WHERE task_id = ? ORDER BY id DESC LIMIT 1000) ORDER BY id`, id).map(toEvent);
-    return { task: toTask(t), runs, events };
+    return { task: toTask(t), runs, events, ...relatives(c, id) };
   });
 }
 
@@ -121,7 +157,8 @@ export async function unblockTask(c: Conn, w: Writer, id: string): Promise<Task>
     const t = taskOrThrow(c, id);
     if (t.status !== 'blocked') throw new BoardInputError(`task ${id} is ${t.status}, not blocked`);
     c.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = ? WHERE id = ?`,
+      `UPDATE tasks SET status = ?, consecutive_failures = 0, last_error = NULL, not_before = 0, updated_at = ? WHERE id = ?`,
+      hasUnfinishedParent(c, id) ? 'waiting' : 'ready',
       now,
       id,
     );
@@ -155,7 +192,8 @@ export async function retryTask(c: Conn, w: Writer, id: string): Promise<Task> {
       );
     }
     c.run(
-      `UPDATE tasks SET status = 'ready', consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = ? WHERE id = ?`,
+      `UPDATE tasks SET status = ?, consecutive_failures = 0, last_error = NULL, not_before = 0, result = NULL, updated_at = ? WHERE id = ?`,
+      hasUnfinishedParent(c, id) ? 'waiting' : 'ready',
       now,
       id,
     );
@@ -193,5 +231,13 @@ export async function idle(c: Conn, w: Writer): Promise<boolean> {
            OR EXISTS (SELECT 1 FROM runs WHERE status = 'ended' AND accounted_at IS NULL) AS busy`,
     )!;
     return Number(r.busy) === 0;
+  });
+}
+
+/** The earliest not-before after `now` of a ready task (the supervisor's next wake-up): one seek of tasks_ready_due. */
+export async function nextDueAt(c: Conn, w: Writer, now: number): Promise<number | null> {
+  return w.read(() => {
+    const r = c.get(HOT_SQL.nextDue, now);
+    return r ? Number(r.not_before) : null;
   });
 }

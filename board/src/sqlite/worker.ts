@@ -9,6 +9,7 @@ import { eventKind, jsonText, progressText, validReport } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
+import { releaseChildren } from './graph.js';
 
 /**
  * Throws NotCurrentError unless the run is the task's current, unended, unreclaimed run with this
@@ -74,6 +75,8 @@ export async function report(c: Conn, w: Writer, cred: RunCredentials, input: Wo
           cred.taskId,
         );
         c.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now);
+        // Its waiting children whose parents are now all done are ready in this same transaction.
+        releaseChildren(c, cred.taskId, now);
         break;
       case 'failed':
         c.run(`UPDATE runs SET status = 'ended', outcome = 'failed', error = ?, ended_at = ? WHERE id = ?`, rep.error, now, cred.runId);

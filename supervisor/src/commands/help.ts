@@ -17,14 +17,21 @@ Board (init and skill add create a missing board and its folder; run creates one
 existing folder or at ./.kanban/kanban.db; every other command needs an existing board):
   init                                  create the board (idempotent)
   skill add NAME [--cwd DIR] [--env K=V]... [--pass-env NAME]... [--max-runtime S]
-                 [--heartbeat-timeout S] [--reclaim-grace S] [--max-rss-mb N] -- CMD [ARGS...]
+                 [--heartbeat-timeout S] [--reclaim-grace S] [--max-rss-mb N] [--max-concurrent N]
+                 -- CMD [ARGS...]
+  skill set NAME --max-concurrent N|none   change a skill's cap on live workers
   skill list | skill rm NAME
   add --skill NAME [--title T] [--payload JSON] [--priority N] [--max-runtime S] [--max-attempts N]
+      [--after ID]... [--delay 30s|5m|2h | --at 2026-12-24T09:00:00Z] [--key KEY]
+                                        with --after the task waits until every parent is done
+  add --from FILE.jsonl|-               one task per line, all or nothing; prints the ids
+  prune --older-than 7d [--status done,cancelled]   remove finished tasks, runs, events, logs
   list [--status S] [--skill NAME] [--limit N]
   show ID                               a task (ID: task or run id) with its runs and events
   runs [--task ID] [--outcome O] [--limit N]     runs across tasks, newest first
   logs ID [--run RUN_ID | --attempt N] [--tail N] [-f]   a run's output; -f follows the task
-  cancel ID | block ID --reason R | unblock ID | retry ID
+  cancel ID [--cascade] | block ID --reason R | unblock ID | retry ID
+  link ID --after PARENT... | unlink ID --after PARENT...   the task graph of existing tasks
   check [--full]                        is the board healthy (exit 0) or damaged (exit 1)
   recover --out NEW.db | --in-place     salvage every readable row into a fresh board
   migrate --from PATH.db --to postgres://... [--dry-run]   copy a SQLite board to PostgreSQL
@@ -32,6 +39,7 @@ existing folder or at ./.kanban/kanban.db; every other command needs an existing
 Worker (inside a worker, with the KANBAN_* variables the supervisor sets; see worker --help):
   worker heartbeat [--progress JSON] | worker event KIND [--data JSON] | worker payload [--get F]
   worker complete [--result JSON] | worker fail [--error MSG] | worker defer --seconds N
+  worker parents                        the results of the task's parents (JSON, by id)
 
 Tuning (environment variable, or flag for run):
 ${CONFIG_VARS.map((v) => `  ${v.env.padEnd(26)} ${v.flag.padEnd(26)} default ${shownDefault(v).padEnd(20)} ${v.help}`).join('\n')}
@@ -85,6 +93,7 @@ Create the board (and its folder) if missing; idempotent.
 ${GLOBAL_OPTS}
 `,
   skill: `Usage: kanban-supervisor skill add NAME [options] -- CMD [ARGS...]
+       kanban-supervisor skill set NAME --max-concurrent N|none
        kanban-supervisor skill list
        kanban-supervisor skill rm NAME
 
@@ -97,11 +106,16 @@ skill add registers (or replaces) a skill: the command its workers run (argv, no
   --heartbeat-timeout S  seconds without a heartbeat before a run is reclaimed (stalled; 0 = off)
   --reclaim-grace S      seconds between SIGTERM and SIGKILL when a run is reclaimed
   --max-rss-mb N         memory limit of a worker's process group in MB (0 = off)
+  --max-concurrent N     at most N live workers of this skill at once, board-wide (a worker
+                         being reclaimed counts until it is gone), within MAX_CONCURRENT_WORKERS;
+                         its backlog never holds back other skills' tasks
+
+skill set changes a registered skill's cap without re-adding its command (none: no cap).
 ${GLOBAL_OPTS}
 `,
   add: `Usage: kanban-supervisor add --skill NAME [options]
 
-Add a ready task; prints its id.
+Add a ready task (waiting, with --after); prints its id.
   --skill NAME           the skill that runs it (required)
   --title T              a title (default: the skill name)
   --payload JSON         the task's input (default null)
@@ -112,11 +126,37 @@ Add a ready task; prints its id.
                          row (overrides FAILURE_LIMIT; deferred runs, runs abandoned at a
                          shutdown and supervisor faults do not count)
   --max-retries N        deprecated name of --max-attempts (same meaning: N attempts in total)
+  --after ID             a parent (repeatable, up to 100): the task is waiting until every parent
+                         is done, and ready in the same transaction that marks the last one done;
+                         with every parent already done it starts ready. An unknown id is refused.
+  --delay D              not run before D from now (30s, 5m, 2h, 7d; a bare number is seconds)
+  --at TIME              not run before TIME (ISO 8601 with its offset: 2026-12-24T09:00:00Z)
+  --key KEY              idempotency key (1-200 characters): if a task with this key is on the
+                         board (any status, until pruned), nothing is added and its id is
+                         printed (--json: {"id": ..., "created": false}; exit 0); the existing
+                         task is left as it is (no links added)
+  --from FILE.jsonl      add one task per line (- for stdin), all or nothing in one transaction;
+                         fields: skill, title, payload, priority, max_runtime, max_attempts,
+                         after (an array of existing task ids), delay, at, key. A bad line is
+                         refused naming its line number and field; prints the ids, one a line
+                         (--json: [{"id", "created"}])
+${GLOBAL_OPTS}
+`,
+  prune: `Usage: kanban-supervisor prune --older-than DURATION [--status done,cancelled]
+
+Remove finished tasks whose last change is older than DURATION (7d, 12h, 30m) with their runs,
+events and run log files, in batches that each hold the board's write lock briefly (~50 ms at
+most); prints the counts and the longest batch. Never a waiting, ready, running or blocked task,
+nor a task whose worker may still be stopping, nor a parent of a task that is not finished
+(the links of a pruned task go with it). RETENTION_DAYS makes the supervisor do this itself.
+  --older-than D         the age (required)
+  --status S,...         which finished statuses (default done,cancelled)
 ${GLOBAL_OPTS}
 `,
   list: `Usage: kanban-supervisor list [--status S] [--skill NAME] [--limit N]
 
-Tasks, oldest first: id, status, skill, title and last error.
+Tasks, oldest first: id, status, skill, title and last error; a waiting task shows the parents
+that hold it, with their status and why (a blocked or cancelled parent's last error).
   --status S             only tasks in status S (${TASK_STATUSES.join(', ')})
   --skill NAME           only tasks of this skill
   --limit N              at most N tasks (default 100000)
@@ -126,6 +166,8 @@ ${GLOBAL_OPTS}
 
 A task with its payload, result, failures, runs (attempt, outcome, pid, exit, times, log file,
 last heartbeat and progress) and events in time order. ID may be a run id: its task is shown.
+A task of the task graph shows its parents ("after"), its children ("before") and, while it is
+waiting, a "waiting for" line naming the parents not done and why (--json: parents, children).
 Times are ISO 8601 (UTC) with their age; --json gives raw milliseconds since the epoch.
 ${GLOBAL_OPTS}
 `,
@@ -152,9 +194,25 @@ A log cut by LOG_MAX_BYTES keeps its head and newest tail with one marker line b
 ("[kanban-supervisor: log truncated: N bytes dropped here …]"); --tail and -f print that line too.
 ${GLOBAL_OPTS}
 `,
-  cancel: `Usage: kanban-supervisor cancel ID
+  cancel: `Usage: kanban-supervisor cancel ID [--cascade]
 
-Cancel a task; a running worker is stopped (SIGTERM, then SIGKILL after its grace).
+Cancel a task; a running worker is stopped (SIGTERM, then SIGKILL after its grace). The tasks that
+wait for it stay waiting (show and list say which parent holds them).
+  --cascade              also cancel every task waiting on it, transitively, in the same
+                         transaction; prints each id cancelled (--json: {"cancelled": [ids]})
+${GLOBAL_OPTS}
+`,
+  link: `Usage: kanban-supervisor link ID --after PARENT [--after PARENT]...
+
+Make an existing task wait for other tasks (the task graph). The task must be waiting or ready; a
+ready task with a parent that is not done becomes waiting. Refused, naming it: an unknown task, and
+a link that would close a cycle (the cycle's ids in order). Prints the task's status.
+${GLOBAL_OPTS}
+`,
+  unlink: `Usage: kanban-supervisor unlink ID --after PARENT [--after PARENT]...
+
+Remove links of the task graph; a waiting task whose remaining parents are all done becomes ready.
+Refused when the task does not wait for PARENT. Prints the task's status.
 ${GLOBAL_OPTS}
 `,
   block: `Usage: kanban-supervisor block ID --reason R

@@ -4,7 +4,7 @@
  * milliseconds since the epoch); and the human forms of times (`iso`, `when`).
  */
 import { runJson, type Json, type RunListing } from '@kanban-supervisor/board';
-export { detailJson, eventsInTime, runJson, taskJson } from '@kanban-supervisor/board';
+export { detailJson, eventsInTime, holdText, linkedJson, runJson, taskJson } from '@kanban-supervisor/board';
 import { fmtAge } from '../status.js';
 import type { Globals } from './board.js';
 

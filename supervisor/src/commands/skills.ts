@@ -22,6 +22,7 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
       '--heartbeat-timeout': { kind: 'value' },
       '--reclaim-grace': { kind: 'value' },
       '--max-rss-mb': { kind: 'value' },
+      '--max-concurrent': { kind: 'value' },
     }, 'skill add');
     const name = one(p, 'skill name', 'skill add');
     if (!p.rest || p.rest.length === 0) throw new UsageError('skill add: give the command after `--`, e.g. skill add echo -- node echo.js');
@@ -38,9 +39,21 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
     const heartbeatTimeoutSeconds = optLimit(p.values, '--heartbeat-timeout', LIMITS.heartbeatTimeoutSeconds);
     const reclaimGraceSeconds = optLimit(p.values, '--reclaim-grace', LIMITS.reclaimGraceSeconds);
     const maxRssMb = optLimit(p.values, '--max-rss-mb', LIMITS.maxRssMb);
+    const maxConcurrent = optLimit(p.values, '--max-concurrent', LIMITS.maxConcurrent);
     const skill = await withBoard(g, (b) =>
-      b.putSkill({ name, argv: p.rest!, cwd: p.values['--cwd'] ?? null, env, passEnv, maxRuntimeSeconds, heartbeatTimeoutSeconds, reclaimGraceSeconds, maxRssMb }), 'build');
+      b.putSkill({ name, argv: p.rest!, cwd: p.values['--cwd'] ?? null, env, passEnv, maxRuntimeSeconds, heartbeatTimeoutSeconds, reclaimGraceSeconds, maxRssMb, maxConcurrent }), 'build');
     out(g, `skill ${safe(skill.name)}: ${safe(JSON.stringify(skill.argv))}`, skill);
+    return EXIT.ok;
+  }
+  if (sub === 'set') {
+    // Change a registered skill's cap without re-adding its command.
+    const p = parseArgs(args.slice(1), { '--max-concurrent': { kind: 'value' } }, 'skill set');
+    const name = one(p, 'skill name', 'skill set');
+    const raw = p.values['--max-concurrent'];
+    if (raw === undefined) throw new UsageError('skill set: give --max-concurrent N (or none to remove the cap)');
+    const cap = raw.trim() === 'none' ? null : optLimit(p.values, '--max-concurrent', LIMITS.maxConcurrent);
+    const skill = await withBoard(g, (b) => b.setSkillCap(name, cap), 'write');
+    out(g, `skill ${safe(skill.name)}: max concurrent ${skill.maxConcurrent ?? 'none'}`, skill);
     return EXIT.ok;
   }
   if (sub === 'list') {
@@ -48,7 +61,7 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
     const skills = await withBoard(g, (b) => b.listSkills());
     out(
       g,
-      skills.map((s) => `${safe(s.name)}\t${safe(JSON.stringify(s.argv))}${s.cwd ? `\tcwd=${safe(s.cwd)}` : ''}${s.passEnv.length ? `\tpass-env=${safe(s.passEnv.join(','))}` : ''}`).join('\n'),
+      skills.map((s) => `${safe(s.name)}\t${safe(JSON.stringify(s.argv))}${s.cwd ? `\tcwd=${safe(s.cwd)}` : ''}${s.passEnv.length ? `\tpass-env=${safe(s.passEnv.join(','))}` : ''}${s.maxConcurrent !== null ? `\tmax-concurrent=${s.maxConcurrent}` : ''}`).join('\n'),
       skills,
     );
     return EXIT.ok;
@@ -61,5 +74,5 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
     out(g, `removed skill ${safe(name)}`, { removed: name });
     return EXIT.ok;
   }
-  throw new UsageError(`skill: expected add, list or rm, got ${JSON.stringify(sub ?? '')}`);
+  throw new UsageError(`skill: expected add, set, list or rm, got ${JSON.stringify(sub ?? '')}`);
 }

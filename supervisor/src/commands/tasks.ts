@@ -3,13 +3,15 @@
  * its runs and events) and the changes `cancel`, `block`, `unblock` and `retry`.
  */
 import { BoardInputError, type Json } from '@kanban-supervisor/board';
-import { EXIT, LIMITS, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
+import { EXIT, LIMITS, notBeforeOf, parseDuration, parseIsoTime, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
+import { addFrom } from './bulk.js';
 import { parseArgs, parseJsonArg, parseNumberArg, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
 import { fmtAge } from '../status.js';
 import { boardLabel, withBoard, type Globals } from './board.js';
 import { one, optLimit } from './flags.js';
-import { detailJson, eventsInTime, humanTimes, iso, out, taskJson, when } from './output.js';
+import { detailJson, eventsInTime, holdText, humanTimes, iso, linkedJson, out, taskJson, when } from './output.js';
+import { waitingHolds } from './graph.js';
 
 /** `add --skill NAME [options]`: prints the new task's id. */
 export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
@@ -21,7 +23,17 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
     '--max-runtime': { kind: 'value' },
     '--max-attempts': { kind: 'value' },
     '--max-retries': { kind: 'value' },
+    '--after': { kind: 'multi' },
+    '--delay': { kind: 'value' },
+    '--at': { kind: 'value' },
+    '--key': { kind: 'value' },
+    '--from': { kind: 'value' },
   }, 'add');
+  if (p.values['--from'] !== undefined) {
+    const other = [...Object.keys(p.values), ...Object.keys(p.multi)].find((k) => k !== '--from');
+    if (other || p.positionals.length) throw new UsageError(`add --from: the tasks come from the file only (got ${other ?? JSON.stringify(p.positionals[0])}); put the fields in its lines`);
+    return addFrom(g, p.values['--from']!);
+  }
   if (p.values['--max-attempts'] !== undefined && p.values['--max-retries'] !== undefined) {
     throw new UsageError('add: give --max-attempts only (--max-retries is its deprecated name)');
   }
@@ -31,18 +43,31 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
   const skill = p.values['--skill'];
   if (!skill) throw new UsageError('add: --skill NAME is required');
   const payload = p.values['--payload'] !== undefined ? (parseJsonArg('--payload', p.values['--payload']!) as Json) : null;
-  const task = await withBoard(g, (b) =>
-    b.createTask({
+  const now = Date.now();
+  const notBefore = notBeforeOf(
+    now,
+    p.values['--delay'] !== undefined ? parseDuration('--delay', p.values['--delay']!) : null,
+    p.values['--at'] !== undefined ? parseIsoTime('--at', p.values['--at']!) : null,
+  );
+  const key = p.values['--key'];
+  if (key !== undefined && (key.length < 1 || key.length > 200)) throw new UsageError(`--key must be 1-200 characters, got ${key.length}`);
+  const [added] = await withBoard(g, (b) =>
+    b.createTasks([{
       skill,
       title: p.values['--title'],
       payload,
       priority: p.values['--priority'] !== undefined ? parseNumberArg('--priority', p.values['--priority']!, { integer: true }) : 0,
       maxRuntimeSeconds: optLimit(p.values, '--max-runtime', LIMITS.maxRuntimeSeconds),
       maxRetries: optLimit(p.values, attemptsFlag, LIMITS.failureLimit),
-    }),
+      after: p.multi['--after'] ?? [],
+      notBefore,
+      key: key ?? null,
+    }]),
     'write',
   );
-  out(g, task.id, { id: task.id });
+  // A key already on the board: its task's id, nothing added (exit 0).
+  const task = added!.task;
+  out(g, safe(task.id), { id: task.id, created: added!.created });
   return EXIT.ok;
 }
 
@@ -55,11 +80,20 @@ export async function cmdList(g: Globals, args: string[]): Promise<number> {
     throw new UsageError(`--status must be one of ${TASK_STATUSES.join(', ')}, got ${JSON.stringify(status)}`);
   }
   const limit = p.values['--limit'] !== undefined ? parseLimit('--limit', p.values['--limit']!, { min: 1, max: 10_000_000, integer: true, unit: '' }) : 100_000;
-  const tasks = await withBoard(g, (b) => b.listTasks({ status: status as TaskStatus | undefined, skill: p.values['--skill'], limit }));
+  const { tasks, holds } = await withBoard(g, async (b) => {
+    const tasks = await b.listTasks({ status: status as TaskStatus | undefined, skill: p.values['--skill'], limit });
+    return { tasks, holds: await waitingHolds(b, tasks) };
+  });
   out(
     g,
-    tasks.map((t) => `${safe(t.id)}\t${safe(t.status.padEnd(9))}\t${safe(t.skill)}\t${safe(t.title)}${t.lastError ? `\t(${safe(t.lastError)})` : ''}`).join('\n'),
-    tasks.map(taskJson),
+    tasks
+      .map((t) => {
+        const held = holds.get(t.id);
+        const why = held ? `\t(waiting for ${held.map((h) => safe(holdText(h))).join(', ')})` : t.lastError ? `\t(${safe(t.lastError)})` : '';
+        return `${safe(t.id)}\t${safe(t.status.padEnd(9))}\t${safe(t.skill)}\t${safe(t.title)}${why}`;
+      })
+      .join('\n'),
+    tasks.map((t) => (holds.has(t.id) ? { ...taskJson(t), waiting_for: holds.get(t.id)!.map(linkedJson) } : taskJson(t))),
   );
   return EXIT.ok;
 }
@@ -89,6 +123,10 @@ export async function cmdShow(g: Globals, args: string[]): Promise<number> {
     t.result !== null ? `  result ${safe(JSON.stringify(t.result))}` : '',
     t.lastError ? `  last error: ${safe(t.lastError)}` : '',
     t.notBefore > now ? `  not before ${when(t.notBefore, now)}` : '',
+    t.status === 'waiting' ? `  waiting for ${d.parents.filter((x) => x.status !== 'done').map((x) => safe(holdText(x))).join(', ') || '(nothing: it is made ready at once)'}` : '',
+    d.parents.length ? `  after ${d.parents.map((x) => `${safe(x.id)} (${safe(x.status)})`).join(', ')}` : '',
+    d.children.length ? `  before ${d.children.map((x) => `${safe(x.id)} (${safe(x.status)})`).join(', ')}` : '',
+    t.key !== null ? `  key ${safe(t.key)}` : '',
     d.runs.length ? `  runs (oldest first):` : '  runs: none',
     ...d.runs.flatMap((r, i) => {
       const took = r.startedAt && (r.exitedAt ?? r.endedAt) ? `, took ${fmtAge((r.exitedAt ?? r.endedAt)! - r.startedAt)}` : '';
@@ -109,8 +147,13 @@ export async function cmdShow(g: Globals, args: string[]): Promise<number> {
 
 /** `cancel ID`, `block ID --reason R`, `unblock ID` or `retry ID`: prints the task's new status. */
 export async function cmdTaskChange(g: Globals, cmd: 'cancel' | 'block' | 'unblock' | 'retry', args: string[]): Promise<number> {
-  const p = parseArgs(args, cmd === 'block' ? { '--reason': { kind: 'value' } } : {}, cmd);
+  const p = parseArgs(args, cmd === 'block' ? { '--reason': { kind: 'value' } } : cmd === 'cancel' ? { '--cascade': { kind: 'bool' } } : {}, cmd);
   const id = one(p, 'task id', cmd);
+  if (cmd === 'cancel' && p.bools.has('--cascade')) {
+    const ids = await withBoard(g, (b) => b.cancelCascade(id), 'write');
+    out(g, ids.map((x) => `${safe(x)} cancelled`).join('\n'), { cancelled: ids });
+    return EXIT.ok;
+  }
   const t = await withBoard(g, async (b) => {
     if (cmd === 'cancel') return b.cancelTask(id);
     if (cmd === 'unblock') return b.unblockTask(id);

@@ -57,7 +57,7 @@ export function claimsConformance(factory: BoardFactory): void {
         sizes.push(got.length);
       }
       expect(sizes).toEqual([3, 3, 1]);
-      expect(await b.counts()).toEqual({ tasks: { ready: 0, running: 7, done: 0, blocked: 0, cancelled: 0 }, liveRuns: 7 });
+      expect(await b.counts()).toEqual({ tasks: { waiting: 0, ready: 0, running: 7, done: 0, blocked: 0, cancelled: 0 }, liveRuns: 7 });
     });
 
     it('a claimed task is running with a current run (starting, its log path) and a fresh token; claim, task and run agree', async () => {

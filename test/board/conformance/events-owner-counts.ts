@@ -92,7 +92,7 @@ export function eventsOwnerCountsConformance(factory: BoardFactory): void {
     });
 
     it('idle is true only when nothing is ready (now or later), running, alive or awaiting accounting; counts follow every state', async () => {
-      const zero = { ready: 0, running: 0, done: 0, blocked: 0, cancelled: 0 };
+      const zero = { waiting: 0, ready: 0, running: 0, done: 0, blocked: 0, cancelled: 0 };
       expect(await b.counts()).toEqual({ tasks: zero, liveRuns: 0 });
       expect(Object.keys((await b.counts()).tasks).sort()).toEqual([...TASK_STATUSES].sort());
       expect(await b.idle()).toBe(true);

@@ -18,15 +18,18 @@
  * Layout: one module per contract area, each registering its describe block(s) with a fresh board
  * for every test (helpers.ts `useBoard`, which also holds the shared fixtures):
  * skills.ts, tasks.ts, claims.ts, fencing.ts, exits-runs.ts, accounting.ts, transactions.ts,
- * events-owner-counts.ts, pages.ts, schema.ts.
+ * events-owner-counts.ts, pages.ts, graph.ts, schema.ts.
  */
 import { describe } from 'vitest';
 import type { Board } from '@kanban-supervisor/board';
 import { accountingConformance } from './accounting.js';
+import { capsKeysConformance } from './caps-keys.js';
 import { claimsConformance } from './claims.js';
+import { retentionConformance } from './retention.js';
 import { eventsOwnerCountsConformance } from './events-owner-counts.js';
 import { exitsRunsConformance } from './exits-runs.js';
 import { fencingConformance } from './fencing.js';
+import { graphConformance } from './graph.js';
 import { pagesConformance } from './pages.js';
 import { schemaConformance } from './schema.js';
 import { skillsConformance } from './skills.js';
@@ -78,7 +81,10 @@ export function boardConformance(name: string, factory: BoardFactory): void {
     accountingConformance(factory);
     transactionsConformance(factory);
     eventsOwnerCountsConformance(factory);
+    capsKeysConformance(factory);
+    retentionConformance(factory);
     pagesConformance(factory);
+    graphConformance(factory);
     schemaConformance(factory);
   });
 }

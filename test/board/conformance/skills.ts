@@ -30,6 +30,7 @@ export function skillsConformance(factory: BoardFactory): void {
         heartbeatTimeoutSeconds: null,
         reclaimGraceSeconds: null,
         maxRssMb: null,
+        maxConcurrent: null,
       });
       const full = await b.putSkill({
         name: 'full',
@@ -41,6 +42,7 @@ export function skillsConformance(factory: BoardFactory): void {
         heartbeatTimeoutSeconds: 0,
         reclaimGraceSeconds: 3,
         maxRssMb: 0,
+        maxConcurrent: 4,
       });
       expect(full).toEqual({
         name: 'full',
@@ -52,6 +54,7 @@ export function skillsConformance(factory: BoardFactory): void {
         heartbeatTimeoutSeconds: 0,
         reclaimGraceSeconds: 3,
         maxRssMb: 0,
+        maxConcurrent: 4,
       });
       expect(await b.getSkill('echo')).toEqual(minimal);
       const other = await h.openAnother();

@@ -39,6 +39,7 @@ export function tasksConformance(factory: BoardFactory): void {
         lastError: null,
         result: null,
         currentRunId: null,
+        key: null,
       });
       expect(t.createdAt).toBeGreaterThanOrEqual(before);
       expect(t.createdAt).toBeLessThanOrEqual(after);
@@ -109,9 +110,9 @@ export function tasksConformance(factory: BoardFactory): void {
       expect(ids(await b.listTasks({ status: 'done' }))).toEqual([]);
       expect(ids(await b.listTasks({ limit: 2 }))).toEqual([made[0]!.id, made[1]!.id]);
       expect(ids(await b.listTasks({ skill: 'nope' }))).toEqual([]);
-      const err = await rejection(b.listTasks({ status: 'waiting' as never }));
+      const err = await rejection(b.listTasks({ status: 'sleeping' as never }));
       expect(err).toBeInstanceOf(BoardInputError);
-      expect(err.message).toContain('unknown status "waiting"');
+      expect(err.message).toContain('unknown status "sleeping"');
     });
 
     it('showTask lists the runs in order and the task\'s events in the order they happened', async () => {

@@ -5,7 +5,7 @@
  * figures as JSON to bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could
  * not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim,metrics,web] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim,metrics,web,retention] [--keep]
  *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
  *
  * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
@@ -25,6 +25,7 @@ import { benchLoad } from './load.js';
 import { benchMetrics } from './metrics.js';
 import { benchOverhead } from './overhead.js';
 import { benchReclaim } from './reclaim.js';
+import { benchRetention } from './retention.js';
 import { PG, SHORT, h, res, status, want } from './setup.js';
 import { benchThroughput } from './throughput.js';
 import { benchWeb } from './web.js';
@@ -47,6 +48,7 @@ async function main(): Promise<number> {
         ['reclaim', 'reclaim precision', benchReclaim],
         ['metrics', '/metrics scrape at 100,000 tasks', benchMetrics],
         ['web', 'web board first render', benchWeb],
+        ['retention', 'retention: prune 1,000,000 finished tasks under 64 heartbeating workers', benchRetention],
       ];
   const { timing, failed: partFailed } = await runParts(res, parts, want, { figure: 'measurement ran to the end', hard: false });
   if (partFailed) status.failed = true;

@@ -5,12 +5,13 @@
  * ticks, with the same board operations and validation as the CLI's `add`, `cancel`, … .
  */
 import type { FastifyInstance } from 'fastify';
-import { BoardInputError, taskJson, type Json, type Task } from '@kanban-supervisor/board';
+import { BoardInputError, taskJson, type Json, type Task, type TaskInput } from '@kanban-supervisor/board';
+import { ConfigError, notBeforeOf, parseDuration, parseIsoTime } from '@kanban-supervisor/policies';
 import { HttpError } from '../errors.js';
 import type { SupervisorView } from '../view.js';
 import { apiTask } from './shapes.js';
 
-const ADD_KEYS = ['skill', 'title', 'payload', 'priority', 'max_runtime_seconds', 'max_attempts'] as const;
+const ADD_KEYS = ['skill', 'title', 'payload', 'priority', 'max_runtime_seconds', 'max_attempts', 'after', 'delay', 'at', 'key'] as const;
 
 function objectBody(body: unknown): Record<string, unknown> {
   if (body === undefined || body === null) return {};
@@ -28,13 +29,29 @@ function optNumber(b: Record<string, unknown>, key: string, integer: boolean): n
 }
 
 /** The body of POST /api/tasks, checked as `add` checks its flags (the board checks the ranges). */
-export function addInput(body: unknown): { skill: string; title?: string; payload: Json; priority: number; maxRuntimeSeconds?: number; maxRetries?: number } {
+export function addInput(body: unknown, now = Date.now()): TaskInput {
   const b = objectBody(body);
   for (const k of Object.keys(b)) {
     if (!(ADD_KEYS as readonly string[]).includes(k)) throw new HttpError(400, 'bad_request', `unknown field ${JSON.stringify(k.slice(0, 60))}; fields: ${ADD_KEYS.join(', ')}`);
   }
   if (typeof b.skill !== 'string' || b.skill === '') throw new HttpError(400, 'bad_request', 'skill (a skill name) is required');
   if (b.title !== undefined && typeof b.title !== 'string') throw new HttpError(400, 'bad_request', 'title must be a string');
+  if (b.after !== undefined && (!Array.isArray(b.after) || b.after.some((x) => typeof x !== 'string'))) {
+    throw new HttpError(400, 'bad_request', 'after must be an array of task ids (strings)');
+  }
+  if (b.key !== undefined && b.key !== null && typeof b.key !== 'string') throw new HttpError(400, 'bad_request', 'key must be a string');
+  // delay: seconds (a number) or a duration ("30s", "5m", "2h"); at: an ISO-8601 time with its offset.
+  let notBefore = 0;
+  try {
+    const delayMs =
+      b.delay === undefined || b.delay === null ? null : typeof b.delay === 'number' && Number.isFinite(b.delay) && b.delay >= 0 ? Math.round(b.delay * 1000) : parseDuration('delay', String(b.delay));
+    const at = b.at === undefined || b.at === null ? null : parseIsoTime('at', String(b.at));
+    if (delayMs !== null && at !== null) throw new ConfigError('give delay or at, not both');
+    notBefore = notBeforeOf(now, delayMs, at);
+  } catch (e) {
+    if (e instanceof ConfigError) throw new HttpError(400, 'bad_request', e.message);
+    throw e;
+  }
   return {
     skill: b.skill,
     title: b.title as string | undefined,
@@ -42,27 +59,35 @@ export function addInput(body: unknown): { skill: string; title?: string; payloa
     priority: optNumber(b, 'priority', true) ?? 0,
     maxRuntimeSeconds: optNumber(b, 'max_runtime_seconds', false),
     maxRetries: optNumber(b, 'max_attempts', true),
+    ...(b.after !== undefined ? { after: b.after as string[] } : {}),
+    notBefore,
+    key: (b.key as string | null | undefined) ?? null,
   };
 }
 
 export function writeRoutes(app: FastifyInstance, view: SupervisorView): void {
   app.post('/api/tasks', async (req, reply) => {
     const input = addInput(req.body);
-    const t = await view.operator((ops) => ops.createTask(input));
-    return reply.code(201).send({ id: t.id, task: apiTask(t) });
+    const [added] = await view.operator((ops) => ops.createTasks([input]));
+    const t = added!.task;
+    // A key already on the board: its task, nothing added (200, created false).
+    return reply.code(added!.created ? 201 : 200).send({ id: t.id, created: added!.created, task: apiTask(t) });
   });
 
   for (const action of ['cancel', 'retry', 'block', 'unblock'] as const) {
     app.post(`/api/tasks/:id/${action}`, async (req) => {
       const id = (req.params as { id: string }).id;
       const b = objectBody(req.body);
-      const allowed = action === 'block' ? ['reason'] : [];
+      const allowed = action === 'block' ? ['reason'] : action === 'cancel' ? ['cascade'] : [];
       for (const k of Object.keys(b)) if (!allowed.includes(k)) throw new HttpError(400, 'bad_request', `unknown field ${JSON.stringify(k.slice(0, 60))} for ${action}`);
       const reason = b.reason;
       if (action === 'block' && (typeof reason !== 'string' || reason.trim() === '')) throw new HttpError(400, 'bad_request', 'block needs a reason (a non-empty string)');
+      if (b.cascade !== undefined && typeof b.cascade !== 'boolean') throw new HttpError(400, 'bad_request', 'cascade must be true or false');
       if (!(await view.reads.getTask(id))) throw new HttpError(404, 'not_found', `no task ${JSON.stringify(id.slice(0, 100))}`);
       let t: Task;
       try {
+        // cancel {cascade: true}: the task and every task waiting on it, transitively, in one transaction.
+        if (b.cascade === true) return { cancelled: await view.operator((ops) => ops.cancelCascade(id)) };
         t = await view.operator((ops) => {
           if (action === 'cancel') return ops.cancelTask(id);
           if (action === 'retry') return ops.retryTask(id);
