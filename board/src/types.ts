@@ -10,7 +10,7 @@
  *   cheaply that another connection committed), `Checkpointing` (SQLite's WAL), `LocalConnection`
  *   (a connection in this process that can be closed synchronously, from a signal handler).
  */
-import type { AccountingDecision, RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import type { AccountingDecision, ExitReport, ReportMode, ResultSource, RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -25,6 +25,10 @@ export interface SkillInput {
   heartbeatTimeoutSeconds?: number | null;
   reclaimGraceSeconds?: number | null;
   maxRssMb?: number | null;
+  /** How its workers report (default 'board'): 'exit' = by their exit status alone, never touching the board. */
+  report?: ReportMode;
+  /** An exit-code skill's result: 'stdout-json' = the last non-empty line of the run's log, as JSON (default: none, the result is null). */
+  resultFrom?: ResultSource | null;
 }
 
 export interface Skill {
@@ -38,6 +42,10 @@ export interface Skill {
   heartbeatTimeoutSeconds: number | null;
   reclaimGraceSeconds: number | null;
   maxRssMb: number | null;
+  /** 'board': workers report through the board (run token); 'exit': the supervisor ends the run from the worker's exit status. */
+  report: ReportMode;
+  /** An exit-code skill's result source (null: none). */
+  resultFrom: ResultSource | null;
 }
 
 export interface TaskInput {
@@ -115,6 +123,8 @@ export interface LiveRun extends Run {
   skillMaxRssMb: number | null;
   /** The task's skill (metrics by skill). */
   taskSkill: string;
+  /** How the skill's workers report ('board' when the skill is gone). */
+  skillReport: ReportMode;
 }
 
 export interface Claim {
@@ -157,6 +167,14 @@ export interface ExitObservation {
   /** The outcome to record if the worker did not report one. */
   outcomeIfUnreported?: RunOutcome;
   errorIfUnreported?: string;
+  /**
+   * Exit-code skills: the run's end decided from the worker's exit status (policies' exitReport),
+   * applied like a worker's report and fenced like one (policies' exitReportApplies): a run that
+   * ended keeps its end, a run being reclaimed ends with its reclaim's outcome, and a completed
+   * report makes the task done with its result only while the run is the task's current one and
+   * the task is running. Takes the place of outcomeIfUnreported.
+   */
+  exitReport?: ExitReport;
 }
 
 /** What the board applies to a task whose run was accounted: the policy's decision, as decided. */

@@ -3,3 +3,4 @@ export * from './decisions.js';
 export * from './storm.js';
 export * from './limits.js';
 export * from './reasons.js';
+export * from './exit-skills.js';

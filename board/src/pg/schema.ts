@@ -153,6 +153,17 @@ CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
 CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
 `,
   },
+  {
+    // NOTE: becomes version 7 at the merge (issue 16 takes 5 and 6)
+    // Exit-code skills (issue 17), as on SQLite (../schema.ts version 5): how a skill's workers
+    // report, and an exit-code skill's result source.
+    version: 5,
+    sql: `
+ALTER TABLE skills ADD COLUMN report text NOT NULL DEFAULT 'board' CHECK (report IN ('board', 'exit'));
+ALTER TABLE skills ADD COLUMN result_from text;
+ALTER TABLE skills ADD CONSTRAINT skills_result_from CHECK (result_from IS NULL OR (result_from = 'stdout-json' AND report = 'exit'));
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -11,11 +11,12 @@ export async function putSkill(c: Conn, w: Writer, input: SkillInput): Promise<S
   const now = Date.now();
   await w.write(() =>
     c.run(
-      `INSERT INTO skills (name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO skills (name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, report, result_from, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET argv = excluded.argv, cwd = excluded.cwd, env = excluded.env, pass_env = excluded.pass_env,
          max_runtime_seconds = excluded.max_runtime_seconds, heartbeat_timeout_seconds = excluded.heartbeat_timeout_seconds,
-         reclaim_grace_seconds = excluded.reclaim_grace_seconds, max_rss_mb = excluded.max_rss_mb, updated_at = excluded.updated_at`,
+         reclaim_grace_seconds = excluded.reclaim_grace_seconds, max_rss_mb = excluded.max_rss_mb,
+         report = excluded.report, result_from = excluded.result_from, updated_at = excluded.updated_at`,
       s.name,
       JSON.stringify(s.argv),
       s.cwd,
@@ -25,6 +26,8 @@ export async function putSkill(c: Conn, w: Writer, input: SkillInput): Promise<S
       s.heartbeatTimeoutSeconds,
       s.reclaimGraceSeconds,
       s.maxRssMb,
+      s.report,
+      s.resultFrom,
       now,
       now,
     ),
