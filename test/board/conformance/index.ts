@@ -25,6 +25,7 @@ import type { Board } from '@kanban-supervisor/board';
 import { accountingConformance } from './accounting.js';
 import { claimsConformance } from './claims.js';
 import { eventsOwnerCountsConformance } from './events-owner-counts.js';
+import { exitSkillsConformance } from './exit-skills.js';
 import { exitsRunsConformance } from './exits-runs.js';
 import { fencingConformance } from './fencing.js';
 import { pagesConformance } from './pages.js';
@@ -75,6 +76,7 @@ export function boardConformance(name: string, factory: BoardFactory): void {
     claimsConformance(factory);
     fencingConformance(factory);
     exitsRunsConformance(factory);
+    exitSkillsConformance(factory);
     accountingConformance(factory);
     transactionsConformance(factory);
     eventsOwnerCountsConformance(factory);

@@ -30,6 +30,8 @@ export function skillsConformance(factory: BoardFactory): void {
         heartbeatTimeoutSeconds: null,
         reclaimGraceSeconds: null,
         maxRssMb: null,
+        report: 'board',
+        resultFrom: null,
       });
       const full = await b.putSkill({
         name: 'full',
@@ -52,6 +54,8 @@ export function skillsConformance(factory: BoardFactory): void {
         heartbeatTimeoutSeconds: 0,
         reclaimGraceSeconds: 3,
         maxRssMb: 0,
+        report: 'board',
+        resultFrom: null,
       });
       expect(await b.getSkill('echo')).toEqual(minimal);
       const other = await h.openAnother();
