@@ -204,6 +204,19 @@ CREATE INDEX tasks_ready_due ON tasks (not_before) WHERE status = 'ready';
 CREATE INDEX tasks_finished ON tasks (updated_at) WHERE status IN ('done', 'cancelled');
 `,
   },
+  {
+    // Exit-code skills (issue 17): how a skill's workers report ('board': through the board with
+    // their run token; 'exit': by their exit status alone, the supervisor ends the run), and where
+    // an exit-code skill's result comes from (NULL: none; 'stdout-json': the log's last line). The
+    // UPDATE rewrites the skill rows with the new columns (a salvage's page scan matches records
+    // by their column count, see version 3).
+    version: 7,
+    sql: `
+ALTER TABLE skills ADD COLUMN report TEXT NOT NULL DEFAULT 'board' CHECK (report IN ('board', 'exit'));
+ALTER TABLE skills ADD COLUMN result_from TEXT CHECK (result_from IS NULL OR (result_from = 'stdout-json' AND report = 'exit'));
+UPDATE skills SET report = 'board';
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

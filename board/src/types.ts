@@ -10,7 +10,7 @@
  *   cheaply that another connection committed), `Checkpointing` (SQLite's WAL), `LocalConnection`
  *   (a connection in this process that can be closed synchronously, from a signal handler).
  */
-import type { AccountingDecision, RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import type { AccountingDecision, ExitReport, ReportMode, ResultSource, RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -27,6 +27,10 @@ export interface SkillInput {
   maxRssMb?: number | null;
   /** At most this many live workers of the skill at once, board-wide (runs being reclaimed count); null: no cap. */
   maxConcurrent?: number | null;
+  /** How its workers report (default 'board'): 'exit' = by their exit status alone, never touching the board. */
+  report?: ReportMode;
+  /** An exit-code skill's result: 'stdout-json' = the last non-empty line of the run's log, as JSON (default: none, the result is null). */
+  resultFrom?: ResultSource | null;
 }
 
 export interface Skill {
@@ -42,6 +46,10 @@ export interface Skill {
   maxRssMb: number | null;
   /** At most this many live workers of the skill at once; null: no cap (only the pool's). */
   maxConcurrent: number | null;
+  /** 'board': workers report through the board (run token); 'exit': the supervisor ends the run from the worker's exit status. */
+  report: ReportMode;
+  /** An exit-code skill's result source (null: none). */
+  resultFrom: ResultSource | null;
 }
 
 export interface TaskInput {
@@ -159,6 +167,8 @@ export interface LiveRun extends Run {
   skillMaxRssMb: number | null;
   /** The task's skill (metrics by skill). */
   taskSkill: string;
+  /** How the skill's workers report ('board' when the skill is gone). */
+  skillReport: ReportMode;
 }
 
 export interface Claim {
@@ -201,6 +211,14 @@ export interface ExitObservation {
   /** The outcome to record if the worker did not report one. */
   outcomeIfUnreported?: RunOutcome;
   errorIfUnreported?: string;
+  /**
+   * Exit-code skills: the run's end decided from the worker's exit status (policies' exitReport),
+   * applied like a worker's report and fenced like one (policies' exitReportApplies): a run that
+   * ended keeps its end, a run being reclaimed ends with its reclaim's outcome, and a completed
+   * report makes the task done with its result only while the run is the task's current one and
+   * the task is running. Takes the place of outcomeIfUnreported.
+   */
+  exitReport?: ExitReport;
 }
 
 /** What the board applies to a task whose run was accounted: the policy's decision, as decided. */

@@ -7,7 +7,7 @@
  * Rules that depend on what the board holds (an unknown skill, a task that is running) are not
  * here: they are checked inside the operation's transaction.
  */
-import { LIMITS, limitProblem, TASK_STATUSES, type LimitRange, type TaskStatus } from '@kanban-supervisor/policies';
+import { LIMITS, limitProblem, REPORT_MODES, RESULT_SOURCES, TASK_STATUSES, type LimitRange, type ReportMode, type ResultSource, type TaskStatus } from '@kanban-supervisor/policies';
 import { BoardInputError } from './errors.js';
 import type { Json, PruneQuery, RunFilter, SkillInput, TaskInput, TaskKey, TaskPageQuery, WorkerReport } from './types.js';
 
@@ -55,6 +55,8 @@ export interface ValidSkill {
   reclaimGraceSeconds: number | null;
   maxRssMb: number | null;
   maxConcurrent: number | null;
+  report: ReportMode;
+  resultFrom: ResultSource | null;
 }
 
 export function validSkill(input: SkillInput): ValidSkill {
@@ -76,12 +78,25 @@ export function validSkill(input: SkillInput): ValidSkill {
     if (typeof k !== 'string' || !ENV_NAME.test(k)) throw new BoardInputError(`skill ${input.name}: --pass-env must name an environment variable, got ${JSON.stringify(k)}`);
     if (k.startsWith('KANBAN_')) throw new BoardInputError(`skill ${input.name}: --pass-env ${k}: KANBAN_* variables are set by the supervisor`);
   }
+  const report = input.report ?? 'board';
+  if (!(REPORT_MODES as readonly unknown[]).includes(report)) {
+    throw new BoardInputError(`skill ${input.name}: --report must be one of ${REPORT_MODES.join(', ')}, got ${JSON.stringify(report)}`);
+  }
+  const resultFrom = input.resultFrom ?? null;
+  if (resultFrom !== null && !(RESULT_SOURCES as readonly unknown[]).includes(resultFrom)) {
+    throw new BoardInputError(`skill ${input.name}: --result must be one of ${RESULT_SOURCES.join(', ')}, got ${JSON.stringify(resultFrom)}`);
+  }
+  if (resultFrom !== null && report !== 'exit') {
+    throw new BoardInputError(`skill ${input.name}: --result ${resultFrom} is for exit-code skills only (add --report exit)`);
+  }
   return {
     name: input.name,
     argv: input.argv,
     cwd: input.cwd ?? null,
     env,
     passEnv,
+    report,
+    resultFrom,
     maxRuntimeSeconds: optLimit(`skill ${input.name}: max runtime`, input.maxRuntimeSeconds, LIMITS.maxRuntimeSeconds),
     heartbeatTimeoutSeconds: optLimit(`skill ${input.name}: heartbeat timeout`, input.heartbeatTimeoutSeconds, LIMITS.heartbeatTimeoutSeconds),
     reclaimGraceSeconds: optLimit(`skill ${input.name}: reclaim grace`, input.reclaimGraceSeconds, LIMITS.reclaimGraceSeconds),

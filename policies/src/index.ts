@@ -4,3 +4,4 @@ export * from './storm.js';
 export * from './limits.js';
 export * from './reasons.js';
 export * from './schedule.js';
+export * from './exit-skills.js';

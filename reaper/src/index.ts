@@ -45,6 +45,7 @@ export {
   parseLogMarker,
   type LogMarkerLine,
   readAt,
+  readTailSafe,
   boundLogFd,
   boundLogFile,
   openLogForBounding,

@@ -181,6 +181,21 @@ export function readFileBounded(path: string, maxBytes: number, opts: SafeOpenOp
   }
 }
 
+/**
+ * Read at most the last `maxBytes` bytes of a file safely (no symlink, no FIFO or device, regular,
+ * ours, and with `singleLink` not a hard link): one bounded read from the end of what fstat saw.
+ * `whole`: the bytes read start at the file's first byte.
+ */
+export function readTailSafe(path: string, maxBytes: number, opts: SafeOpenOptions = {}): { data: Buffer; whole: boolean } {
+  const { fd, stat } = openSafe(path, C.O_RDONLY, opts);
+  try {
+    const start = Math.max(0, stat.size - maxBytes);
+    return { data: readAt(fd, start, stat.size - start), whole: start === 0 };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Whether `dir` is a real directory (not a symlink to one) owned by this process's user. */
 export function isOwnDirectory(dir: string): boolean {
   try {

@@ -7,7 +7,7 @@
  */
 import { newRetentionState, type RetentionState } from './services/retention.js';
 import { boardFiles, isPgLocation, openBoard, pgLocationLabel, type Board, type BoardFiles, type ExitObservation, type HostHold, type SpawnInfo } from '@kanban-supervisor/board';
-import { initialStorm, type StopReason, type StormState, type SupervisorConfig } from '@kanban-supervisor/policies';
+import { initialStorm, type ReportMode, type ResultSource, type StopReason, type StormState, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type TerminationState } from '@kanban-supervisor/reaper';
 import type { Logger } from './logger.js';
 import type { BoardAccessProblem } from './board-access.js';
@@ -57,7 +57,18 @@ export interface Worker {
   rssBytes: number | null;
   cpuPercent: number | null;
   logPath: string | null;
+  /** How its skill's workers report: 'exit' = the supervisor ends the run from the exit status (exit-skills.ts). */
+  report: ReportMode;
+  /** An exit-code skill's result source (null: none). */
+  resultFrom: ResultSource | null;
 }
+
+/**
+ * An exit observation held for the board. `exitLog`: an exit-code skill's exit whose report still
+ * needs the end of the run's log (its result line, or the last lines a failure quotes); read and
+ * settled at the accounting (exit-skills.ts settleExitReports) before the observation is written.
+ */
+export type HeldObservation = ExitObservation & { exitLog?: { path: string | null; bytes: number; resultFrom: ResultSource | null } };
 
 /** The spawns of one dispatch (or found by detect), as they go on the board (recordSpawns). */
 export type SpawnBatch = { at: number; items: Array<{ runId: string; info: SpawnInfo }> };
@@ -87,7 +98,7 @@ export interface SupervisorState {
   /** Exits Node reported (drained by the poll) that the next reap has not looked at yet. */
   pendingExits: ExitRecord[];
   /** Exit observations not on the board yet: written at the accounting (or once the board is healthy). */
-  heldObs: ExitObservation[];
+  heldObs: HeldObservation[];
   /** Spawns not on the board yet: written with the next tick's transaction (one commit per tick). */
   pendingSpawns: SpawnBatch[];
   /** Processes of runs that already ended, found at start-up: terminated (SIGTERM, grace, SIGKILL). */

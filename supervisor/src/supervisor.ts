@@ -30,6 +30,7 @@ import {
 } from '@kanban-supervisor/board';
 import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
+import { settleExitReports } from './exit-skills.js';
 import { acquireSharedBoard, keepHost, reRegister } from './host-owner.js';
 import { HttpSide } from './http.js';
 import type { Logger } from './logger.js';
@@ -227,6 +228,7 @@ export class Supervisor {
         // What is still held for the board, in a transaction of its own; then the owner row.
         const tx = new TickTx(s);
         try {
+          settleExitReports(this.ctx);
           await tx.writeHeld();
           await tx.commit();
         } finally {

@@ -1,8 +1,11 @@
 /**
  * A worker's environment, explicit: nothing of the supervisor's own environment reaches a worker
- * unless named here or passed through by name.
+ * unless named here or passed through by name. An exit-code skill's worker (`--report exit`) gets
+ * neither the board's location (KANBAN_DB) nor a run token: its task id, run id and reclaim grace
+ * here, its payload (KANBAN_PAYLOAD or KANBAN_PAYLOAD_FILE) added by dispatch (exit-skills.ts).
  */
 import { fileURLToPath } from 'node:url';
+import type { ReportMode } from '@kanban-supervisor/policies';
 import type { TickContext } from './state.js';
 
 /** The worker CLI (`kanban-supervisor worker …`), for workers that are not Node programs. */
@@ -16,6 +19,8 @@ export interface WorkerRunVars {
   token: string;
   graceSeconds: number;
   heartbeatTimeoutSeconds: number;
+  /** 'exit': an exit-code skill's worker (nothing that reaches the board). */
+  report?: ReportMode;
 }
 
 /**
@@ -34,6 +39,13 @@ export function workerEnv(ctx: TickContext, skill: { env: Record<string, string>
   for (const name of [...(ctx.opts.passEnv ?? []), ...(skill.passEnv ?? [])]) {
     const v = process.env[name];
     if (v !== undefined) env[name] = v;
+  }
+  if (k.report === 'exit') {
+    // Exit-code skill: nothing that reaches the board (no KANBAN_DB, no token, no CLI, no spool).
+    Object.assign(env, { KANBAN_TASK_ID: k.taskId, KANBAN_RUN_ID: k.runId, KANBAN_RECLAIM_GRACE_SECONDS: String(k.graceSeconds) });
+    // The host id: the start-up stray sweep of a shared board looks only at its own host's workers.
+    if (ctx.kind === 'postgres' && ctx.hostId !== null) env.KANBAN_HOST_ID = ctx.hostId;
+    return env;
   }
   Object.assign(env, {
     KANBAN_DB: ctx.boardPath,

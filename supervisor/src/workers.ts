@@ -3,8 +3,9 @@
  * last look for an adopted worker's remaining processes. Used by the reap, detect, reclaim and
  * dispatch steps.
  */
-import { EXIT, STOP_REASON_TEXT, stopOutcome, type RunOutcome, type StopReason } from '@kanban-supervisor/policies';
+import { EXIT, EXIT_STATUS_UNKNOWN, STOP_REASON_TEXT, stopOutcome, type ReportMode, type ResultSource, type RunOutcome, type StopReason } from '@kanban-supervisor/policies';
 import { scanEnv, type ExitRecord, type ProcessIdentity } from '@kanban-supervisor/reaper';
+import { removePayloadFile } from './exit-skills.js';
 import type { TickContext, Worker } from './state.js';
 
 /** Start supervising a worker process (spawned by us or adopted). */
@@ -13,7 +14,16 @@ export function register(
   runId: string,
   taskId: string,
   identity: ProcessIdentity,
-  o: { own: boolean; graceSeconds: number | null; stopReason: StopReason | null; sigkillRecorded: boolean; logPath: string | null; skill?: string },
+  o: {
+    own: boolean;
+    graceSeconds: number | null;
+    stopReason: StopReason | null;
+    sigkillRecorded: boolean;
+    logPath: string | null;
+    skill?: string;
+    report?: ReportMode;
+    resultFrom?: ResultSource | null;
+  },
 ): Worker {
   const w: Worker = {
     runId,
@@ -30,6 +40,8 @@ export function register(
     rssBytes: null,
     cpuPercent: null,
     logPath: o.logPath,
+    report: o.report ?? 'board',
+    resultFrom: o.resultFrom ?? null,
   };
   ctx.state.workers.set(runId, w);
   ctx.state.byPid.set(identity.pid, runId);
@@ -42,6 +54,7 @@ export function forget(ctx: TickContext, w: Worker): void {
   workers.delete(w.runId);
   if (byPid.get(w.identity.pid) === w.runId) byPid.delete(w.identity.pid);
   ctx.reaper.untrack(w.identity.pid);
+  if (w.report === 'exit') removePayloadFile(ctx, w.runId);
 }
 
 /** The outcome and error a run gets if its worker ended without reporting. */
@@ -56,6 +69,11 @@ export function unreportedError(w: Worker, exit: ExitRecord | null): { outcome: 
       outcome: stopOutcome(w.stopReason),
       error: `reclaimed (${STOP_REASON_TEXT[w.stopReason]}); worker ${how}`,
     };
+  }
+  if (w.report === 'exit' && !exit) {
+    // An exit-code skill reports by its exit status alone, which only its parent learns: one that
+    // ended while adopted (not our child) is abandoned, not counted (exit-skills.ts for the rest).
+    return { outcome: 'abandoned', error: EXIT_STATUS_UNKNOWN };
   }
   if (exit && exit.signal === null && exit.exitCode === EXIT.tempFail) {
     // EX_TEMPFAIL: "try again later", as in the system this replaces. Not counted; retried after a backoff delay.

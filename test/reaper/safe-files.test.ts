@@ -21,7 +21,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { BACKUP_MAIN, makeBoard } from '@kanban-supervisor/board';
-import { LOG_MARKER_PREFIX, Reaper, boundLogFile, readFileBounded, writeFileAtomic } from '@kanban-supervisor/reaper';
+import { LOG_MARKER_PREFIX, Reaper, boundLogFile, readFileBounded, readTailSafe, writeFileAtomic } from '@kanban-supervisor/reaper';
 import { MAX_SPOOL_ENTRY_BYTES, readSpool, spoolDir, writeSpool } from '@kanban-supervisor/worker-runtime';
 import { Cleanups, FIXTURES, ROOT, cli, exited, pidAlive, run, show, sleep, waitFor } from '../src/common.js';
 
@@ -255,6 +255,22 @@ describe('log bounding', () => {
     expect(() => readFileBounded(join(dir, 'sym.log'), 1 << 20)).toThrow(/symbolic link/);
     expect(() => readFileBounded(join(dir, 'fifo.log'), 1 << 20)).toThrow(/not a regular file \(a FIFO\)/);
     expect(readFileSync(victim, 'utf8')).toBe('v'.repeat(10_000));
+  });
+
+  it('readTailSafe reads at most the last N bytes of a log (an exit-code skill\'s result or error), and refuses a symlink, a hard link and a FIFO without blocking', async () => {
+    const { dir } = setup();
+    const log = join(dir, 'run.log');
+    writeFileSync(log, 'a'.repeat(100) + '\nlast line\n');
+    expect(readTailSafe(log, 10)).toEqual({ data: Buffer.from('last line\n'), whole: false });
+    expect(readTailSafe(log, 1000)).toEqual({ data: readFileSync(log), whole: true });
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'root:x:0:0\n');
+    symlinkSync(victim, join(dir, 'sym.log'));
+    linkSync(victim, join(dir, 'hard.log'));
+    await mkfifo(join(dir, 'fifo.log'));
+    expect(() => readTailSafe(join(dir, 'sym.log'), 1000, { singleLink: true })).toThrow(/symbolic link/);
+    expect(() => readTailSafe(join(dir, 'hard.log'), 1000, { singleLink: true })).toThrow(/2 hard links/);
+    expect(() => readTailSafe(join(dir, 'fifo.log'), 1000, { singleLink: true })).toThrow(/not a regular file/);
   });
 
   it('the reaper refuses a symlink or hard link planted at a log name instead of appending to its target', async () => {

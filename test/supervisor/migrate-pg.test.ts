@@ -67,7 +67,7 @@ async function ks(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CmdResul
 const migrate = (from: string, to: string, ...more: string[]) => ks(['migrate', '--from', from, '--to', to, ...more]);
 
 const COLS: Record<(typeof TABLES)[number], string> = {
-  skills: 'name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, created_at, updated_at',
+  skills: 'name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, report, result_from, created_at, updated_at',
   tasks: 'id, title, skill, payload, status, priority, created_at, updated_at, not_before, consecutive_failures, max_retries, max_runtime_seconds, last_error, result, current_run_id',
   links: 'child, parent, created_at',
   runs: 'id, task_id, token, status, outcome, pid, pgid, proc_start_time, boot_id, started_at, heartbeat_at, progress, ended_at, exit_code, signal, error, log_path, stop_reason, sigterm_at, sigkill_at, exited_at, accounted_at, defer_until, stopped_on_request',

@@ -16,7 +16,7 @@ const LIVE_RUNS = `SELECT r.id, r.task_id, r.status, r.outcome, r.pid, r.pgid, r
         r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
         r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
         t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
-        s.reclaim_grace_seconds, s.max_rss_mb, t.skill
+        s.reclaim_grace_seconds, s.max_rss_mb, t.skill, s.report
    FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill`;
 
 /**
@@ -30,7 +30,8 @@ function claimStatement(only: boolean): string {
     SELECT t.id, t.priority, t.created_at, GREATEST(t.updated_at, t.not_before) AS ready_at,
            s.name AS s_name, s.argv AS s_argv, s.cwd AS s_cwd, s.env AS s_env, s.pass_env AS s_pass_env,
            s.max_runtime_seconds AS s_max_runtime_seconds, s.heartbeat_timeout_seconds AS s_heartbeat_timeout_seconds,
-           s.reclaim_grace_seconds AS s_reclaim_grace_seconds, s.max_rss_mb AS s_max_rss_mb
+           s.reclaim_grace_seconds AS s_reclaim_grace_seconds, s.max_rss_mb AS s_max_rss_mb,
+           s.report AS s_report, s.result_from AS s_result_from
       FROM tasks t JOIN skills s ON s.name = t.skill
      WHERE t.status = 'ready' AND t.not_before <= $1 AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM me))${only ? ' AND t.id = ANY($8::text[])' : ''}
      ORDER BY t.priority DESC, t.created_at, t.id
@@ -55,7 +56,7 @@ function claimStatement(only: boolean): string {
       FROM claimed c ORDER BY c.f_n
   )
   SELECT c.*, p.ready_at AS f_ready_at, p.s_name, p.s_argv, p.s_cwd, p.s_env, p.s_pass_env, p.s_max_runtime_seconds,
-         p.s_heartbeat_timeout_seconds, p.s_reclaim_grace_seconds, p.s_max_rss_mb
+         p.s_heartbeat_timeout_seconds, p.s_reclaim_grace_seconds, p.s_max_rss_mb, p.s_report, p.s_result_from
     FROM claimed c JOIN numbered p ON p.id = c.id
    ORDER BY c.f_n`;
 }

@@ -5,7 +5,7 @@
  * decide, it locks the row first (FOR UPDATE): a worker's fenced write and a reclaim of the same
  * run take turns, as SQLite's single writer makes them.
  */
-import { reclaimMayBegin, type RunOutcome, type StopReason, type TaskStatus } from '@kanban-supervisor/policies';
+import { exitReportApplies, reclaimMayBegin, type RunOutcome, type StopReason, type TaskStatus } from '@kanban-supervisor/policies';
 import { BoardInputError } from '../errors.js';
 import type { ExitObservation, LiveRun, Run, RunFilter, RunListing, SpawnInfo, Task } from '../types.js';
 import { runLimit } from '../validate.js';
@@ -63,7 +63,22 @@ export async function recordExits(w: Writer, observations: ExitObservation[]): P
         await q.run('UPDATE runs SET exit_code = $1, signal = $2 WHERE id = $3', [o.exitCode ?? null, o.signal ?? null, o.runId]);
         await q.event(run.taskId, run.id, 'exited', { exit_code: o.exitCode ?? null, signal: o.signal ?? null, pid: run.pid }, o.at);
       }
-      if (run.status !== 'ended' && o.outcomeIfUnreported) {
+      if (o.exitReport) {
+        // An exit-code skill's end, fenced like a worker's report (policies' exitReportApplies).
+        const t = await q.get('SELECT status, current_run_id FROM tasks WHERE id = $1 FOR UPDATE', [run.taskId]);
+        const end = exitReportApplies(o.exitReport, { ended: run.status === 'ended', stopReason: run.stopReason }, t?.status === 'running' && t.current_run_id === run.id);
+        if (end) {
+          await q.run(`UPDATE runs SET status = 'ended', outcome = $1, error = $2, ended_at = $3 WHERE id = $4`, [end.outcome, end.error, o.at, o.runId]);
+          if (end.applyToTask) {
+            await q.run(`UPDATE tasks SET status = 'done', result = $1, consecutive_failures = 0, last_error = NULL, updated_at = $2 WHERE id = $3`, [
+              end.resultText ?? 'null',
+              o.at,
+              run.taskId,
+            ]);
+          }
+          await q.event(run.taskId, run.id, 'ended', { outcome: end.outcome, error: end.error, report: 'exit' }, o.at);
+        }
+      } else if (run.status !== 'ended' && o.outcomeIfUnreported) {
         await q.run(`UPDATE runs SET status = 'ended', outcome = $1, error = $2, ended_at = $3 WHERE id = $4`, [
           o.outcomeIfUnreported,
           o.errorIfUnreported ?? null,

@@ -182,6 +182,16 @@ CREATE INDEX tasks_ready_due ON tasks (not_before) WHERE status = 'ready';
 CREATE INDEX tasks_finished ON tasks (updated_at) WHERE status IN ('done', 'cancelled');
 `,
   },
+  {
+    // Exit-code skills (issue 17), as on SQLite (../schema.ts version 7): how a skill's workers
+    // report, and an exit-code skill's result source.
+    version: 7,
+    sql: `
+ALTER TABLE skills ADD COLUMN report text NOT NULL DEFAULT 'board' CHECK (report IN ('board', 'exit'));
+ALTER TABLE skills ADD COLUMN result_from text;
+ALTER TABLE skills ADD CONSTRAINT skills_result_from CHECK (result_from IS NULL OR (result_from = 'stdout-json' AND report = 'exit'));
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

@@ -12,11 +12,12 @@ export async function putSkill(w: Writer, input: SkillInput): Promise<Skill> {
   const now = Date.now();
   return w.write(async (q) => {
     const r = await q.get(
-      `INSERT INTO skills (name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, max_concurrent, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $10, $10)
+      `INSERT INTO skills (name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, max_concurrent, report, result_from, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $10, $10)
        ON CONFLICT (name) DO UPDATE SET argv = excluded.argv, cwd = excluded.cwd, env = excluded.env, pass_env = excluded.pass_env,
          max_runtime_seconds = excluded.max_runtime_seconds, heartbeat_timeout_seconds = excluded.heartbeat_timeout_seconds,
-         reclaim_grace_seconds = excluded.reclaim_grace_seconds, max_rss_mb = excluded.max_rss_mb, max_concurrent = excluded.max_concurrent, updated_at = excluded.updated_at
+         reclaim_grace_seconds = excluded.reclaim_grace_seconds, max_rss_mb = excluded.max_rss_mb, max_concurrent = excluded.max_concurrent,
+         report = excluded.report, result_from = excluded.result_from, updated_at = excluded.updated_at
        RETURNING *`,
       [
         s.name,
@@ -30,6 +31,8 @@ export async function putSkill(w: Writer, input: SkillInput): Promise<Skill> {
         s.maxRssMb,
         now,
         s.maxConcurrent,
+        s.report,
+        s.resultFrom,
       ],
     );
     return toSkill(r!);

@@ -23,7 +23,7 @@ export type CopyCounts = Record<CopyTable, number>;
  * by it (`id` is the rowid); skills and tasks only use it to page.
  */
 export const COPY_COLUMNS: Record<CopyTable, readonly string[]> = {
-  skills: ['name', 'argv', 'cwd', 'env', 'pass_env', 'max_runtime_seconds', 'heartbeat_timeout_seconds', 'reclaim_grace_seconds', 'max_rss_mb', 'created_at', 'updated_at', 'max_concurrent'],
+  skills: ['name', 'argv', 'cwd', 'env', 'pass_env', 'max_runtime_seconds', 'heartbeat_timeout_seconds', 'reclaim_grace_seconds', 'max_rss_mb', 'created_at', 'updated_at', 'max_concurrent', 'report', 'result_from'],
   tasks: [
     'id', 'title', 'skill', 'payload', 'status', 'priority', 'created_at', 'updated_at', 'not_before', 'consecutive_failures',
     'max_retries', 'max_runtime_seconds', 'last_error', 'result', 'current_run_id', 'key',

@@ -1,5 +1,5 @@
 /** Row mapping: SQLite rows (snake_case columns, JSON as text) to the board's types. */
-import type { RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
+import type { ReportMode, ResultSource, RunOutcome, StopReason, TaskStatus } from '@kanban-supervisor/policies';
 import { isStopReason } from '@kanban-supervisor/policies';
 import type { BoardEvent, Json, LiveRun, OwnerInfo, Run, Skill, Task } from '../types.js';
 
@@ -103,6 +103,7 @@ export function toLiveRun(v: unknown[]): LiveRun {
     skillReclaimGraceSeconds: num(v[27]),
     skillMaxRssMb: num(v[28]),
     taskSkill: String(v[29]),
+    skillReport: v[30] === 'exit' ? 'exit' : 'board',
   };
 }
 
@@ -118,6 +119,8 @@ export function toSkill(r: Row): Skill {
     reclaimGraceSeconds: num(r.reclaim_grace_seconds),
     maxRssMb: num(r.max_rss_mb),
     maxConcurrent: num(r.max_concurrent),
+    report: (r.report === 'exit' ? 'exit' : 'board') satisfies ReportMode,
+    resultFrom: (r.result_from === 'stdout-json' ? 'stdout-json' : null) satisfies ResultSource | null,
   };
 }
 

@@ -3,7 +3,7 @@
  * SIGKILLs, runs that never spawned, and the reads of runs (live, unaccounted, listings). The
  * worker's own writes, fenced by the run token, are in worker.ts.
  */
-import { reclaimMayBegin, type RunOutcome, type StopReason, type TaskStatus } from '@kanban-supervisor/policies';
+import { exitReportApplies, reclaimMayBegin, type RunOutcome, type StopReason, type TaskStatus } from '@kanban-supervisor/policies';
 import type { ExitObservation, LiveRun, Run, RunFilter, RunListing, SpawnInfo, Task } from '../types.js';
 import { BoardInputError } from '../errors.js';
 import { runLimit } from '../validate.js';
@@ -68,7 +68,23 @@ export async function recordExits(c: Conn, w: Writer, observations: ExitObservat
         c.run('UPDATE runs SET exit_code = ?, signal = ? WHERE id = ?', o.exitCode ?? null, o.signal ?? null, o.runId);
         c.event(run.taskId, run.id, 'exited', { exit_code: o.exitCode ?? null, signal: o.signal ?? null, pid: run.pid }, o.at);
       }
-      if (run.status !== 'ended' && o.outcomeIfUnreported) {
+      if (o.exitReport) {
+        // An exit-code skill's end, fenced like a worker's report (policies' exitReportApplies).
+        const t = c.get('SELECT status, current_run_id FROM tasks WHERE id = ?', run.taskId);
+        const end = exitReportApplies(o.exitReport, { ended: run.status === 'ended', stopReason: run.stopReason }, t?.status === 'running' && t.current_run_id === run.id);
+        if (end) {
+          c.run(`UPDATE runs SET status = 'ended', outcome = ?, error = ?, ended_at = ? WHERE id = ?`, end.outcome, end.error, o.at, o.runId);
+          if (end.applyToTask) {
+            c.run(
+              `UPDATE tasks SET status = 'done', result = ?, consecutive_failures = 0, last_error = NULL, updated_at = ? WHERE id = ?`,
+              end.resultText ?? 'null',
+              o.at,
+              run.taskId,
+            );
+          }
+          c.event(run.taskId, run.id, 'ended', { outcome: end.outcome, error: end.error, report: 'exit' }, o.at);
+        }
+      } else if (run.status !== 'ended' && o.outcomeIfUnreported) {
         c.run(
           `UPDATE runs SET status = 'ended', outcome = ?, error = ?, ended_at = ? WHERE id = ?`,
           o.outcomeIfUnreported,

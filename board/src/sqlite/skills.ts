@@ -13,11 +13,12 @@ export async function putSkill(c: Conn, w: Writer, input: SkillInput): Promise<S
   const now = Date.now();
   await w.write(() =>
     c.run(
-      `INSERT INTO skills (name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, max_concurrent, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+      `INSERT INTO skills (name, argv, cwd, env, pass_env, max_runtime_seconds, heartbeat_timeout_seconds, reclaim_grace_seconds, max_rss_mb, max_concurrent, report, result_from, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (name) DO UPDATE SET argv = excluded.argv, cwd = excluded.cwd, env = excluded.env, pass_env = excluded.pass_env,
          max_runtime_seconds = excluded.max_runtime_seconds, heartbeat_timeout_seconds = excluded.heartbeat_timeout_seconds,
-         reclaim_grace_seconds = excluded.reclaim_grace_seconds, max_rss_mb = excluded.max_rss_mb, max_concurrent = excluded.max_concurrent, updated_at = excluded.updated_at`,
+         reclaim_grace_seconds = excluded.reclaim_grace_seconds, max_rss_mb = excluded.max_rss_mb, max_concurrent = excluded.max_concurrent,
+         report = excluded.report, result_from = excluded.result_from, updated_at = excluded.updated_at`,
       s.name,
       JSON.stringify(s.argv),
       s.cwd,
@@ -28,6 +29,8 @@ export async function putSkill(c: Conn, w: Writer, input: SkillInput): Promise<S
       s.reclaimGraceSeconds,
       s.maxRssMb,
       s.maxConcurrent,
+      s.report,
+      s.resultFrom,
       now,
       now,
     ),

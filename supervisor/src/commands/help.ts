@@ -18,9 +18,9 @@ existing folder or at ./.kanban/kanban.db; every other command needs an existing
   init                                  create the board (idempotent)
   skill add NAME [--cwd DIR] [--env K=V]... [--pass-env NAME]... [--max-runtime S]
                  [--heartbeat-timeout S] [--reclaim-grace S] [--max-rss-mb N] [--max-concurrent N]
-                 -- CMD [ARGS...]
+                 [--report board|exit [--result stdout-json]] -- CMD [ARGS...]
   skill set NAME --max-concurrent N|none   change a skill's cap on live workers
-  skill list | skill rm NAME
+  skill list | skill show NAME | skill rm NAME
   add --skill NAME [--title T] [--payload JSON] [--priority N] [--max-runtime S] [--max-attempts N]
       [--after ID]... [--delay 30s|5m|2h | --at 2026-12-24T09:00:00Z] [--key KEY]
                                         with --after the task waits until every parent is done
@@ -95,6 +95,7 @@ ${GLOBAL_OPTS}
   skill: `Usage: kanban-supervisor skill add NAME [options] -- CMD [ARGS...]
        kanban-supervisor skill set NAME --max-concurrent N|none
        kanban-supervisor skill list
+       kanban-supervisor skill show NAME
        kanban-supervisor skill rm NAME
 
 skill add registers (or replaces) a skill: the command its workers run (argv, no shell).
@@ -111,6 +112,18 @@ skill add registers (or replaces) a skill: the command its workers run (argv, no
                          its backlog never holds back other skills' tasks
 
 skill set changes a registered skill's cap without re-adding its command (none: no cap).
+  --report MODE          how its workers report: board (default: through the board, with the
+                         run token) or exit (an exit-code skill: any command, nothing to change;
+                         the supervisor ends the run from its exit status: 0 completed, 75
+                         deferred (not counted), other codes failed (counted, with the code and
+                         the log's last lines), killed by a signal crashed; the worker gets no
+                         KANBAN_DB and no token, its payload in KANBAN_PAYLOAD (JSON, up to
+                         64 KiB) or KANBAN_PAYLOAD_FILE (a 0600 file, larger); heartbeats off
+                         unless --heartbeat-timeout is given)
+  --result stdout-json   exit-code skill: the result is the last non-empty line of the run's log
+                         (stdout and stderr) parsed as JSON; a missing or bad line fails the run
+skill list shows each skill's command (report=exit for exit-code skills); skill show NAME all of
+one skill's fields (with --json: the skill as stored, its report mode included).
 ${GLOBAL_OPTS}
 `,
   add: `Usage: kanban-supervisor add --skill NAME [options]

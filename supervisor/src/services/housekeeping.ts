@@ -7,6 +7,7 @@ import { lstatSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkpointingOf } from '@kanban-supervisor/board';
 import { isOwnDirectory } from '@kanban-supervisor/reaper';
+import { PAYLOAD_SUFFIX, removePayloadFile } from '../exit-skills.js';
 import type { TickContext } from '../state.js';
 import { ownerRow, writeStatusFile } from '../status-file.js';
 import { ACCESS_PROBE_INTERVAL_MS, probeAccess } from './access-probe.js';
@@ -33,7 +34,8 @@ export async function housekeeping(ctx: TickContext, now: number): Promise<void>
 }
 
 /**
- * Keep the newest KEEP_LOGS run logs; never a live worker's. Entries are looked at with lstat (a
+ * Keep the newest KEEP_LOGS run logs; never a live worker's. Payload files of exit-code workers
+ * whose run is not live (left by a supervisor that died) are removed. Entries are looked at with lstat (a
  * symlink is removed as itself, never followed; one that vanished or dangles does not stop the
  * pruning), and a logs folder that is a symlink or not ours is not pruned at all.
  */
@@ -43,6 +45,11 @@ export function pruneLogs(ctx: TickContext): void {
   const files: Array<{ path: string; mtime: number }> = [];
   try {
     for (const f of readdirSync(ctx.logDir)) {
+      if (f.endsWith(PAYLOAD_SUFFIX)) {
+        // An exit-code worker's payload file left by a supervisor that died: its run is over.
+        if (!ctx.state.workers.has(f.slice(0, -PAYLOAD_SUFFIX.length))) removePayloadFile(ctx, f.slice(0, -PAYLOAD_SUFFIX.length));
+        continue;
+      }
       if (!f.endsWith('.log')) continue;
       const path = join(ctx.logDir, f);
       try {

@@ -11,17 +11,24 @@
  * A lost transaction leaves the counter unchanged: the runs stay unaccounted and the next run of
  * this step applies their decisions once.
  *
+ * Exit-code skills' runs are ended here too: their exit reports (held by reap) are settled with the
+ * end of their logs (exit-skills.ts) and written with the other exits, fenced, then accounted in
+ * the same transaction.
+ *
  * The tick runs this step only after the spool step succeeded. It also runs once more, in a
  * transaction of its own, when a stopping supervisor's last worker is gone.
  */
 import type { Run, Task } from '@kanban-supervisor/board';
 import { accountInput, countsAsFailure, decideAccounting, recordFailure, recordSuccess, DEFAULT_STORM, type AccountingDecision } from '@kanban-supervisor/policies';
+import { settleExitReports } from '../exit-skills.js';
 import type { TickContext } from '../state.js';
 import { writeStatusFile } from '../status-file.js';
 import type { TickTx } from '../tick-tx.js';
 
 export async function account(ctx: TickContext, tx: TickTx, now: number): Promise<void> {
   const { cfg, log, state: s } = ctx;
+  // Exit-code skills: the log ends their reports need are read now, before they are written.
+  settleExitReports(ctx);
   await tx.writeHeld();
   const pending = await tx.unaccountedRuns();
   if (pending.length === 0) return;

@@ -1,7 +1,8 @@
 /**
  * Step: detect. Live runs on the board that no worker of ours runs (inherited from a supervisor
  * that died or stopped detached) are adopted when their processes live, and judged when they are
- * gone: crashed, abandoned (never started, or the machine rebooted), or ended as reported.
+ * gone: crashed, abandoned (never started, or the machine rebooted, or an exit-code skill's worker
+ * whose exit status died with its supervisor), or ended as reported.
  *
  * detect never writes: everything it learns is held for the accounting (spawns found by run id in
  * `state.pendingSpawns`, then exits and verdicts in `state.heldObs`), so the board's write lock is
@@ -9,7 +10,7 @@
  * seconds with many processes). Its log lines wait for the tick's commit.
  */
 import type { ExitObservation, LiveRun, Run } from '@kanban-supervisor/board';
-import { pastCrashGrace, stopOutcome, type RunOutcome } from '@kanban-supervisor/policies';
+import { EXIT_STATUS_UNKNOWN, pastCrashGrace, stopOutcome, type RunOutcome } from '@kanban-supervisor/policies';
 import { alive, findAllByEnv, isGone, readStat, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import type { SpawnBatch, TickContext, Worker } from '../state.js';
 import type { TickTx } from '../tick-tx.js';
@@ -98,8 +99,11 @@ export function detect(ctx: TickContext, tx: TickTx, live: LiveRun[], now: numbe
       continue;
     }
     if (!pastCrashGrace(run.startedAt, now, ctx.cfg.crashGraceSeconds)) continue;
-    const error = `worker pid ${id.pid} is gone (or a zombie, or its pid was reused) without reporting an outcome`;
-    const outcome: RunOutcome = run.stopReason ? stopOutcome(run.stopReason) : 'crashed';
+    // An exit-code skill's worker reports by its exit status, which only its parent (a supervisor
+    // now gone) could learn: its run is abandoned, not counted, and the task runs again.
+    const exitSkill = run.skillReport === 'exit' && !run.stopReason;
+    const error = exitSkill ? EXIT_STATUS_UNKNOWN : `worker pid ${id.pid} is gone (or a zombie, or its pid was reused) without reporting an outcome`;
+    const outcome: RunOutcome = run.stopReason ? stopOutcome(run.stopReason) : exitSkill ? 'abandoned' : 'crashed';
     obs.push({ runId: run.id, at: now, gone: true, outcomeIfUnreported: outcome, errorIfUnreported: error });
     tx.logCommitted(() => ctx.log.warn({ event: 'crash_detected', task: run.taskId, run: run.id, workerPid: run.pid, outcome, error }, `run ${outcome}`));
   }
@@ -125,6 +129,7 @@ function adopt(ctx: TickContext, run: LiveRun, id: ProcessIdentity, escapees: Pr
     sigkillRecorded: run.sigkillAt !== null,
     logPath: run.logPath,
     skill: run.taskSkill,
+    report: run.skillReport,
   });
   if (run.stopReason !== null && run.sigtermAt !== null) {
     // Its reclaim had begun under the previous supervisor: resume it where it stood (SIGTERM

@@ -14,6 +14,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { dispatchPaused } from '@kanban-supervisor/policies';
 import { isOwnDirectory, resolveExecutable } from '@kanban-supervisor/reaper';
+import { payloadEnv, removePayloadFile } from '../exit-skills.js';
 import { probeAccess } from '../services/access-probe.js';
 import type { TickContext } from '../state.js';
 import type { TickTx } from '../tick-tx.js';
@@ -53,6 +54,7 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
       token,
       graceSeconds: skill.reclaimGraceSeconds ?? cfg.reclaimGraceSeconds,
       heartbeatTimeoutSeconds: skill.heartbeatTimeoutSeconds ?? cfg.heartbeatTimeoutSeconds,
+      report: skill.report,
     });
     const cwd = skill.cwd ?? undefined;
     if (!resolveExecutable(skill.argv[0]!, env.PATH ?? '', cwd)) {
@@ -67,10 +69,29 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
       });
       return null;
     }
+    let payloadFile = false;
+    if (skill.report === 'exit') {
+      // An exit-code worker's payload: in its environment, or a file next to its log when large.
+      try {
+        const vars = payloadEnv(ctx, run.id, task.payload);
+        payloadFile = vars.KANBAN_PAYLOAD_FILE !== undefined;
+        Object.assign(env, vars);
+      } catch (e) {
+        // The supervisor's own fault (its logs folder), as a log it cannot open: abandoned, not counted.
+        const error = `the supervisor could not write the worker's payload file (not the task's fault, not counted): ${(e as Error).message}`;
+        s.spawnHeldUntil = Date.now() + SPAWN_FAULT_HOLD_MS;
+        unstarted.push(async () => {
+          await tx.endUnspawned(run.id, 'abandoned', error, Date.now());
+          tx.logCommitted(() => log.warn({ event: 'spawn_failed', ...fields, workerPid: null, code: (e as NodeJS.ErrnoException).code ?? 'EIO', fault: 'supervisor', error }, 'spawn failed'));
+        });
+        return null;
+      }
+    }
     const spawnStart = performance.now();
     const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
     const spawnMs = performance.now() - spawnStart;
     if (!res.ok) {
+      if (payloadFile) removePayloadFile(ctx, run.id);
       const ours = res.fault === 'supervisor';
       const error = ours
         ? `the supervisor could not start the worker (not the task's fault, not counted): ${res.message}`
@@ -85,7 +106,16 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
       return null;
     }
     const id = res.identity;
-    register(ctx, run.id, task.id, id, { own: true, graceSeconds: skill.reclaimGraceSeconds, stopReason: null, sigkillRecorded: false, logPath: run.logPath, skill: skill.name });
+    register(ctx, run.id, task.id, id, {
+      own: true,
+      graceSeconds: skill.reclaimGraceSeconds,
+      stopReason: null,
+      sigkillRecorded: false,
+      logPath: run.logPath,
+      skill: skill.name,
+      report: skill.report,
+      resultFrom: skill.resultFrom,
+    });
     // The claim committed before the spawn: the latency and the spawn's duration are facts already.
     ctx.metrics.spawned(claim.readyAt, Date.now(), spawnMs);
     return { claim, id, fields };

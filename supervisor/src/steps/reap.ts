@@ -4,10 +4,10 @@
  * accounting, so the tick's write lock is taken as late as possible). Also runs in quarantine.
  * Starts with the strays' termination and ends with the orphan scan (services/orphan-scan.ts).
  */
-import type { ExitObservation } from '@kanban-supervisor/board';
 import { alive, groupEmpty, isGone, processTable, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { reapStrays, scanOrphans } from '../services/orphan-scan.js';
-import type { TickContext, Worker } from '../state.js';
+import { exitObservation } from '../exit-skills.js';
+import type { HeldObservation, TickContext, Worker } from '../state.js';
 import { adoptedRemains, forget, unreportedError } from '../workers.js';
 
 /** The grace strays get between their SIGTERM and SIGKILL (none when a stop is hurried). */
@@ -19,7 +19,7 @@ export function reap(ctx: TickContext, now: number): void {
   if (s.strays.size) reapStrays(ctx, s.stopping?.hurry ? 0 : STRAY_GRACE_MS, now);
   const exits = s.pendingExits.concat(reaper.drainExits());
   s.pendingExits = [];
-  const obs: ExitObservation[] = [];
+  const obs: HeldObservation[] = [];
   const gone: Worker[] = [];
   // Fast path: an empty process group is gone (escapees from the group re-parent to us, the
   // child subreaper, and are handled below); otherwise one /proc scan for every exit of this tick.
@@ -30,9 +30,14 @@ export function reap(ctx: TickContext, now: number): void {
     const w = runId ? s.workers.get(runId) : undefined;
     if (!w) continue;
     w.leaderExit = ex;
-    const u = unreportedError(w, ex);
     const isAllGone = goneNow(w.identity);
-    obs.push({ runId: w.runId, at: ex.at, exitCode: ex.exitCode, signal: ex.signal, gone: isAllGone, outcomeIfUnreported: u.outcome, errorIfUnreported: u.error });
+    if (w.report === 'exit' && !w.stopReason) {
+      // An exit-code skill: its exit status is its report (settled with its log at the accounting).
+      obs.push(exitObservation(w, ex, isAllGone));
+    } else {
+      const u = unreportedError(w, ex);
+      obs.push({ runId: w.runId, at: ex.at, exitCode: ex.exitCode, signal: ex.signal, gone: isAllGone, outcomeIfUnreported: u.outcome, errorIfUnreported: u.error });
+    }
     if (isAllGone) gone.push(w);
     else w.cleanup = reaper.cleanupAfterExit(w.identity);
     log.info({ event: 'worker_exited', task: w.taskId, run: w.runId, workerPid: ex.pid, exitCode: ex.exitCode, signal: ex.signal }, 'worker exited');

@@ -8,7 +8,7 @@
  * Also runs in quarantine (`tx` null): signals go on from memory, nothing is written.
  */
 import type { LiveRun } from '@kanban-supervisor/board';
-import { effectiveLimit, reclaimReason, STOP_REASON_TEXT, type StopReason } from '@kanban-supervisor/policies';
+import { effectiveLimit, heartbeatTimeoutFor, reclaimReason, STOP_REASON_TEXT, type StopReason } from '@kanban-supervisor/policies';
 import type { TickContext, Worker } from '../state.js';
 import type { TickTx } from '../tick-tx.js';
 import { adoptedRemains, forget, unreportedError } from '../workers.js';
@@ -45,7 +45,7 @@ export async function reclaim(ctx: TickContext, tx: TickTx | null, live: LiveRun
         startedAt: run.startedAt,
         heartbeatAt: run.heartbeatAt,
         maxRuntimeSeconds: effectiveLimit(run.taskMaxRuntimeSeconds, run.skillMaxRuntimeSeconds, cfg.maxRuntimeSeconds),
-        heartbeatTimeoutSeconds: effectiveLimit(run.skillHeartbeatTimeoutSeconds, cfg.heartbeatTimeoutSeconds),
+        heartbeatTimeoutSeconds: heartbeatTimeoutFor(run.skillReport, run.skillHeartbeatTimeoutSeconds, cfg.heartbeatTimeoutSeconds),
         maxRssMb: effectiveLimit(run.skillMaxRssMb, cfg.maxWorkerRssMb),
         rssBytes: w.rssBytes,
         taskCancelled: run.taskStatus === 'cancelled',

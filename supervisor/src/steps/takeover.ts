@@ -12,7 +12,7 @@
  * terminates them (steps/reclaim.ts). The step runs only after this supervisor's own lease was
  * renewed in the same transaction: a supervisor that lost its own lease takes nobody over.
  */
-import { accountInput, decideAccounting, effectiveLimit, takeoverRequeueDelayMs } from '@kanban-supervisor/policies';
+import { accountInput, decideAccounting, heartbeatTimeoutFor, takeoverRequeueDelayMs } from '@kanban-supervisor/policies';
 import type { TickContext } from '../state.js';
 import type { TickTx } from '../tick-tx.js';
 
@@ -28,7 +28,7 @@ export async function takeover(ctx: TickContext, tx: TickTx, now: number): Promi
     (run) =>
       now +
       takeoverRequeueDelayMs(
-        effectiveLimit(run.skillHeartbeatTimeoutSeconds, cfg.heartbeatTimeoutSeconds),
+        heartbeatTimeoutFor(run.skillReport, run.skillHeartbeatTimeoutSeconds, cfg.heartbeatTimeoutSeconds),
         run.skillReclaimGraceSeconds ?? cfg.reclaimGraceSeconds,
       ),
   );

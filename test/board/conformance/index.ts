@@ -27,6 +27,7 @@ import { capsKeysConformance } from './caps-keys.js';
 import { claimsConformance } from './claims.js';
 import { retentionConformance } from './retention.js';
 import { eventsOwnerCountsConformance } from './events-owner-counts.js';
+import { exitSkillsConformance } from './exit-skills.js';
 import { exitsRunsConformance } from './exits-runs.js';
 import { fencingConformance } from './fencing.js';
 import { graphConformance } from './graph.js';
@@ -78,6 +79,7 @@ export function boardConformance(name: string, factory: BoardFactory): void {
     claimsConformance(factory);
     fencingConformance(factory);
     exitsRunsConformance(factory);
+    exitSkillsConformance(factory);
     accountingConformance(factory);
     transactionsConformance(factory);
     eventsOwnerCountsConformance(factory);

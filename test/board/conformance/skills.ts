@@ -31,6 +31,8 @@ export function skillsConformance(factory: BoardFactory): void {
         reclaimGraceSeconds: null,
         maxRssMb: null,
         maxConcurrent: null,
+        report: 'board',
+        resultFrom: null,
       });
       const full = await b.putSkill({
         name: 'full',
@@ -55,6 +57,8 @@ export function skillsConformance(factory: BoardFactory): void {
         reclaimGraceSeconds: 3,
         maxRssMb: 0,
         maxConcurrent: 4,
+        report: 'board',
+        resultFrom: null,
       });
       expect(await b.getSkill('echo')).toEqual(minimal);
       const other = await h.openAnother();

@@ -5,7 +5,7 @@
  * figures as JSON to bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could
  * not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,latency,flat,overhead,load,reclaim,metrics,web,retention] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,load,reclaim,metrics,web,retention] [--keep]
  *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
  *
  * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
@@ -19,6 +19,7 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, fmt, gitRev, machine, machineLine, runParts } from '../lib.js';
+import { benchExitSkill } from './exit-skill.js';
 import { benchFlat } from './flat.js';
 import { benchLatency } from './latency.js';
 import { benchLoad } from './load.js';
@@ -41,6 +42,7 @@ async function main(): Promise<number> {
     ? await pgParts()
     : [
         ['throughput', 'throughput', benchThroughput],
+        ['exit-skill', 'exit-code skill throughput', benchExitSkill],
         ['latency', 'dispatch latency', benchLatency],
         ['flat', 'flat cost in board size', benchFlat],
         ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
