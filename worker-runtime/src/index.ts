@@ -31,3 +31,21 @@ export {
 export { writeSpool, readSpool, removeSpoolEntry, spoolDir, spoolPath, SPOOL_VERSION, MAX_SPOOL_ENTRY_BYTES, type SpoolEntry, type SpoolRead } from './spool.js';
 /** Rejection of ctx.heartbeat/ctx.event (and abort reason of ctx.signal) when the run was fenced out. */
 export { NotCurrentError } from '@kanban-supervisor/board';
+export {
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSIONS,
+  MAX_FRAME_BYTES,
+  OPS,
+  ProtocolError,
+  parseRequest,
+  requestId,
+  reportFields,
+  nextSeq,
+  type Op,
+  type Report,
+  type WireRequest,
+  type WireAnswer,
+  type AnswerCode,
+} from './protocol.js';
+export { ReportChannel, ChannelDownError, CHANNEL_TIMEOUT_MS, CHANNEL_RETRY_MS } from './channel.js';
+export { Reporter } from './reporter.js';

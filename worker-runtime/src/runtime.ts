@@ -2,10 +2,12 @@
  * `runWorker`: the process-level runtime a skill written in TypeScript/JavaScript runs under.
  *
  * Lifecycle of a worker process:
- *   read KANBAN_* → open the board (hardened open, short busy timeout) → loadRun (fenced)
- *   → run the handler with automatic heartbeats → one final fenced report → checkpoint, close, exit.
- * A final report the board cannot take goes to the spool; a board that cannot be opened or read
- * before the handler runs (not the worker's fault) ends the run deferred, also through the spool.
+ *   read KANBAN_* → load its run (fenced) → run the handler with automatic heartbeats → one final
+ *   fenced report → (a board it opened: checkpoint, close) → exit.
+ * Every report goes through the supervisor's report channel when KANBAN_SOCKET is set and answers,
+ * else to the board directly (opened then: hardened open, short busy timeout), else (a final
+ * report) to the spool (reporter.ts). A board that cannot be opened or read before the handler
+ * runs (not the worker's fault) ends the run deferred, also through the spool.
  *
  * Exit statuses: 0 completed, 1 failed, 2 bad environment, 3 fenced out (nothing written),
  * 75 deferred, 143 SIGTERM, 130 SIGINT.
@@ -13,10 +15,11 @@
  * On a SQLite board every operation is synchronous inside (one short transaction, never spanning an await);
  * the only awaits around them are the busy-retry backoffs between transactions.
  */
-import { BoardInputError, NotCurrentError, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
 import { FENCED_SIGNAL_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
-import { checkpointAndClose, closeRemote, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
+import { checkpointAndClose, closeRemote, isBoardFault, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
+import { Reporter } from './reporter.js';
 
 /** What the handler sees of its task. */
 export interface WorkerTask {
@@ -148,7 +151,7 @@ export function runWorker(handler: WorkerHandler, options: RunWorkerOptions = {}
 
 class WorkerProcess {
   private env: WorkerEnv | null = null;
-  private board: Board | null = null;
+  private reporter: Reporter | null = null;
   private readonly controller = new AbortController();
   private readonly hooks: ShutdownHook[] = [];
   private hooksDone: Promise<void> | null = null;
@@ -202,27 +205,26 @@ class WorkerProcess {
       return this.exit(e instanceof WorkerEnvError ? e.exitCode : EXIT.usage);
     }
     this.env = env;
+    const reporter = (this.reporter = new Reporter(env));
+    let task: Pick<Task, 'id' | 'title' | 'skill' | 'payload'>;
     try {
-      this.board = await openWorkerBoard(env.dbPath);
-    } catch (e) {
-      say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
-      return this.deferUnavailable(env, e, `the board ${env.dbPath} could not be opened`);
-    }
-    let task: Task;
-    try {
-      task = (await this.board.loadRun(env.cred)).task;
+      task = await reporter.loadTask();
     } catch (e) {
       if (this.signal) return;
       if (e instanceof NotCurrentError) {
         say(e.message);
         return this.exit(EXIT.notCurrent);
       }
+      if (!reporter.openedBoard) {
+        say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
+        return this.deferUnavailable(e, `the board ${env.dbPath} could not be opened`);
+      }
       say(`kanban worker: cannot load run ${env.cred.runId} of task ${env.cred.taskId}: ${messageOf(e)}`);
-      return this.deferUnavailable(env, e, `run ${env.cred.runId} could not be read from the board ${env.dbPath}`);
+      return this.deferUnavailable(e, `run ${env.cred.runId} could not be read from the board ${env.dbPath}`);
     }
     if (this.signal) return;
 
-    const ctx = this.context(task, env);
+    const ctx = this.context(task, env, reporter);
     this.startHeartbeats(env);
     let outcome: Outcome;
     try {
@@ -247,7 +249,7 @@ class WorkerProcess {
     let report = this.reportFor(outcome);
     for (;;) {
       try {
-        const d = await deliverReport(this.board, env.dbPath, env.cred, report, { spoolDir: env.spoolDir });
+        const d = await reporter.deliver(report);
         if (d.via === 'spool') {
           say(`kanban worker: the board could not take the final report (${d.cause}); it was spooled to ${d.path}`);
         }
@@ -277,11 +279,11 @@ class WorkerProcess {
    * isBoardFault) ends the run `deferred` through the board or the spool, so that it does not count
    * against the task; anything else (a board too new for this runtime, …) fails as before.
    */
-  private async deferUnavailable(env: WorkerEnv, cause: unknown, what: string): Promise<void> {
+  private async deferUnavailable(cause: unknown, what: string): Promise<void> {
     if (!isBoardFault(cause)) return this.exit(EXIT.failed);
     const report: WorkerReport = { outcome: 'deferred', seconds: BOARD_UNAVAILABLE_DEFER_SECONDS, reason: `${what}: ${messageOf(cause)}` };
     try {
-      const d = await deliverReport(this.board, env.dbPath, env.cred, report, { openError: cause, spoolDir: env.spoolDir });
+      const d = await this.reporter!.deliver(report, this.reporter!.openedBoard ? {} : { openError: cause });
       if (this.signal) return;
       say(
         `kanban worker: the handler did not run; the run ends deferred for ${BOARD_UNAVAILABLE_DEFER_SECONDS} s` +
@@ -299,8 +301,7 @@ class WorkerProcess {
     }
   }
 
-  private context(task: Task, env: WorkerEnv): WorkerContext {
-    const board = this.board!;
+  private context(task: Pick<Task, 'id' | 'title' | 'skill' | 'payload'>, env: WorkerEnv, reporter: Reporter): WorkerContext {
     const cred = env.cred;
     return {
       task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload },
@@ -309,7 +310,7 @@ class WorkerProcess {
       heartbeat: (progress?: Json) =>
         this.fencedCall(async () => {
           try {
-            await board.heartbeat(cred, progress, Date.now());
+            await reporter.heartbeat(progress);
           } catch (e) {
             if (e instanceof NotCurrentError || e instanceof BoardInputError) throw e;
             // Not the handler's failure (the board is unwritable, busy, failing): say so once per
@@ -321,7 +322,7 @@ class WorkerProcess {
           this.hbFailing = false;
           this.lastBeatAt = Date.now();
         }),
-      event: (kind: string, data?: Json) => this.fencedCall(() => board.workerEvent(cred, kind, data === undefined ? null : data, Date.now())),
+      event: (kind: string, data?: Json) => this.fencedCall(() => reporter.event(kind, data === undefined ? null : data)),
       onShutdown: (fn: ShutdownHook) => {
         if (typeof fn !== 'function') throw new TypeError('onShutdown needs a function');
         this.hooks.push(fn);
@@ -410,11 +411,11 @@ class WorkerProcess {
   }
 
   private async autoBeat(env: WorkerEnv, ms: number): Promise<void> {
-    if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.board) return;
+    if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.reporter) return;
     if (Date.now() - this.lastBeatAt < ms / 2) return; // an explicit heartbeat just happened
     this.hbInFlight = true;
     try {
-      await this.board.heartbeat(env.cred, undefined, Date.now());
+      await this.reporter.heartbeat(undefined);
       this.lastBeatAt = Date.now();
     } catch (e) {
       if (e instanceof NotCurrentError) this.fence(e);
@@ -467,19 +468,24 @@ class WorkerProcess {
     this.stopHeartbeats();
     this.controller.abort(new WorkerStoppedError(sig));
     const env = this.env;
-    if (!env || !this.board) return this.exit(code);
+    const reporter = this.reporter;
+    if (!env || !reporter) return this.exit(code);
     const graceMs = env.reclaimGraceSeconds * 1000;
     const budget = shutdownBudgetMs(env.reclaimGraceSeconds);
     await Promise.race([this.runHooks(), sleep(budget), this.skipped]);
-    // Record the stop within what is left of the grace (keep ~100 ms to close the connection).
+    // Record the stop within what is left of the grace (keep ~100 ms to close a board it opened),
+    // after the reports still waiting for their answers on the channel.
     const left = Math.max(50, graceMs - (Date.now() - t0) - 100);
-    setBusyTimeout(this.board, Math.min(WORKER_BUSY_TIMEOUT_MS, left));
-    const stop = this.board.recordStop(env.cred, sig, Date.now()).catch((e: unknown) => {
+    reporter.setBusyTimeout(Math.min(WORKER_BUSY_TIMEOUT_MS, left));
+    const stop = (async () => {
+      await reporter.channel?.settled();
+      await reporter.stop(sig);
+    })().catch((e: unknown) => {
       if (!(e instanceof NotCurrentError)) say(`kanban worker: could not record the stop: ${messageOf(e)}`);
     });
     await Promise.race([stop, sleep(left), this.skipped]);
     // A PostgreSQL board's connection is ended here, within the grace (a SQLite one in exit()).
-    await Promise.race([closeRemote(this.board, Math.max(50, graceMs - (Date.now() - t0) - 50)), this.skipped]);
+    await Promise.race([closeRemote(reporter.openedBoard, Math.max(50, graceMs - (Date.now() - t0) - 50)), this.skipped]);
     this.exit(code);
   }
 
@@ -488,7 +494,8 @@ class WorkerProcess {
     if (this.exiting) return;
     this.exiting = true;
     this.stopHeartbeats();
-    checkpointAndClose(this.board);
+    this.reporter?.channel?.close();
+    checkpointAndClose(this.reporter?.openedBoard ?? null);
     process.exit(code);
   }
 }

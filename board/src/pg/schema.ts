@@ -153,6 +153,18 @@ CREATE INDEX tasks_skill_created ON tasks (skill, created_at, id);
 CREATE INDEX tasks_status_skill ON tasks (status, skill, created_at, id);
 `,
   },
+  {
+    // NOTE: becomes version 8 at the merge (issue 16 takes 5, 6; exit-code skills 7)
+    // Worker reports applied at most once (issue 17), as on SQLite (../schema.ts, version 5): an
+    // event keeps the seq of the report that wrote it (unique per run), a run the seq of the
+    // report that ended it.
+    version: 5,
+    sql: `
+ALTER TABLE events ADD COLUMN seq text COLLATE "C";
+CREATE UNIQUE INDEX events_run_seq ON events (run_id, seq) WHERE seq IS NOT NULL;
+ALTER TABLE runs ADD COLUMN report_seq text;
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;
