@@ -73,3 +73,8 @@ export function peerUidOf(fd: number | null | undefined): number | null {
   const r = addon.peerUid(fd);
   return r >= 0 ? r : null;
 }
+
+/** Whether peerUidOf can answer here (the addon is loaded and has peerUid). */
+export function peerUidSupported(): boolean {
+  return typeof loadNative().addon?.peerUid === 'function';
+}

@@ -30,6 +30,8 @@ import {
 } from '@kanban-supervisor/board';
 import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
+import { ReportBatch } from './channel/batch.js';
+import { ReportServer } from './channel/server.js';
 import { acquireSharedBoard, keepHost, reRegister } from './host-owner.js';
 import { HttpSide } from './http.js';
 import type { Logger } from './logger.js';
@@ -79,6 +81,8 @@ export class Supervisor {
   private readonly http: HttpSide;
   /** The board's change version the HTTP view saw last (its listeners fire when it moves). */
   private httpSeenVersion = -1;
+  /** The report channel (REPORT_CHANNEL=on): workers' reports, group-committed (channel/). */
+  private readonly channel: ReportServer | null;
   private resolveDone!: (code: number) => void;
   readonly done: Promise<number>;
 
@@ -95,6 +99,9 @@ export class Supervisor {
     this.done = new Promise((r) => (this.resolveDone = r));
     this.notifier = SystemdNotifier.fromEnv(process.env, { logger: log });
     this.http = new HttpSide(this.ctx, () => this.requestWake());
+    this.channel = cfg.reportChannel
+      ? new ReportServer(this.ctx, new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log }))
+      : null;
   }
 
   private get state() {
@@ -145,6 +152,11 @@ export class Supervisor {
       throw e;
     }
     mkdirSync(this.ctx.logDir, { recursive: true, mode: 0o700 });
+    // The report channel, before the first worker is spawned (workers get its path).
+    if (this.channel) {
+      s.socketPath = await this.channel.start();
+      if (s.socketPath) s.reports = this.channel.batch;
+    }
     writeStatusFile(this.ctx);
     if (!s.quarantine) await s.board!.setOwner(ownerRow(this.ctx));
     this.log.info(
@@ -224,6 +236,7 @@ export class Supervisor {
       const board = s.board!;
       try {
         // What is still held for the board, in a transaction of its own; then the owner row.
+        // The reports still queued on the channel go with it (its commit takes them).
         const tx = new TickTx(s);
         try {
           await tx.writeHeld();
@@ -249,6 +262,10 @@ export class Supervisor {
         }
       }
     }
+    // The channel closes once nothing more can be committed (what is left is answered unavailable).
+    await this.channel?.stop();
+    s.reports = null;
+    s.socketPath = null;
     if (!displaced) writeStatusFile(this.ctx, 'stopped');
     this.lock?.release();
     await s.host?.hold.release();
@@ -296,16 +313,14 @@ export class Supervisor {
 
   private async loop(): Promise<void> {
     while (!this.state.stopped) {
-      const begun = performance.now();
-      this.tickHoldMs = 0;
-      await this.tick();
-      this.ctx.metrics.tickDone(performance.now() - begun, this.tickHoldMs, this.state.workers.size, this.cfg.maxConcurrentWorkers);
-      this.notifyTick();
-      // Between two ticks: the HTTP view's operator writes (each its own transaction, on a
-      // connection of its own), then its listeners (event streams).
-      if (!this.state.stopped) await this.http.afterTick(Date.now());
-      if (this.state.stopped) break;
-      if (await this.finishedStopping()) break;
+      // While it ticks, the tick's transaction carries the channel's reports (no report commit of their own).
+      const reports = this.state.reports;
+      await reports?.hold();
+      try {
+        if (await this.iteration()) break;
+      } finally {
+        reports?.release();
+      }
       if (this.wakeRequested) {
         this.wakeRequested = false;
         await new Promise((r) => setImmediate(r));
@@ -323,6 +338,20 @@ export class Supervisor {
         };
       });
     }
+  }
+
+  /** One tick and what follows it; true when the supervisor is done. */
+  private async iteration(): Promise<boolean> {
+    const begun = performance.now();
+    this.tickHoldMs = 0;
+    await this.tick();
+    this.ctx.metrics.tickDone(performance.now() - begun, this.tickHoldMs, this.state.workers.size, this.cfg.maxConcurrentWorkers);
+    this.notifyTick();
+    // Between two ticks: the HTTP view's operator writes (each its own transaction, on a
+    // connection of its own), then its listeners (event streams).
+    if (!this.state.stopped) await this.http.afterTick(Date.now());
+    if (this.state.stopped) return true;
+    return this.finishedStopping();
   }
 
   private requestWake(): void {
@@ -432,6 +461,8 @@ export class Supervisor {
     let live: LiveRun[] = [];
     const tx = (this.tx = new TickTx(s));
     try {
+      // The channel's reports first (a run that reported before it exited is not judged unreported).
+      await this.guard('reports', () => tx.drainReports());
       await this.guard('detect', async () => {
         live = await tx.liveRuns();
         detect(ctx, tx, live, now);
