@@ -90,7 +90,10 @@ describe('report channel faults', () => {
     expect(existsSync(socket)).toBe(false);
 
     // A live listener: never touched.
-    const live = createServer((s) => s.end('mine\n'));
+    const live = createServer((s) => {
+      s.on('error', () => undefined);
+      s.end('mine\n');
+    });
     await new Promise<void>((r) => live.listen(socket, () => r()));
     cleanups.push(() => new Promise<void>((r) => live.close(() => r())));
     const ino = lstatSync(socket).ino;

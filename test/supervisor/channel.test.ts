@@ -78,6 +78,7 @@ describe('the report channel', () => {
 
   it('worker CLI heartbeat, event, payload and complete through the channel; a fenced answer exits 3 with the message', async () => {
     const { db, id, sup, cred } = await sleeping();
+    expect((await cli(db, ['status'])).stdout).toContain(`report channel: ${socketOf(db)}\n`);
     const hb = await workerCli(db, cred, ['heartbeat', '--progress', '{"step":3}']);
     expect(hb.code, hb.stderr).toBe(0);
     const ev = await workerCli(db, cred, ['event', 'note', '--data', '{"a":1}']);
