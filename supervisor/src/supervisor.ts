@@ -100,7 +100,10 @@ export class Supervisor {
     this.notifier = SystemdNotifier.fromEnv(process.env, { logger: log });
     this.http = new HttpSide(this.ctx, () => this.requestWake());
     this.channel = cfg.reportChannel
-      ? new ReportServer(this.ctx, new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log }))
+      ? new ReportServer(
+          this.ctx,
+          new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log, windowMs: cfg.reportBatchWindowMs, metrics: this.ctx.metrics }),
+        )
       : null;
   }
 

@@ -19,6 +19,7 @@
 import { BoardInputError, NotCurrentError, WriteGroupLostError, classifyError, type Board, type BoardTx, type Json } from '@kanban-supervisor/board';
 import type { Report, WireAnswer } from '@kanban-supervisor/worker-runtime';
 import type { Logger } from '../logger.js';
+import type { ChannelOutcome, SupervisorMetrics } from '../metrics/registry.js';
 
 /** How long a report commit waits after the previous one, ms, to gather what arrived meanwhile (measured: bench overhead). */
 export const BATCH_WINDOW_MS = 2;
@@ -38,10 +39,21 @@ interface Item {
 /** Reports applied in a transaction, answered once it committed (or lost). */
 export class Applied {
   private settled = false;
-  constructor(private readonly results: Array<[Item, AnswerBody]>) {}
+  constructor(
+    private readonly results: Array<[Item, AnswerBody]>,
+    private readonly answer: (it: Item, a: AnswerBody) => void,
+  ) {}
 
+  /** Queued reports applied (coalesced heartbeats count once). */
   get size(): number {
     return this.results.length;
+  }
+
+  /** Reports answered by it (every heartbeat of a coalesced one). */
+  get reports(): number {
+    let n = 0;
+    for (const [it] of this.results) n += it.replies.length;
+    return n;
   }
 
   /** The transaction committed (`lost` null) or not: answer each report. Idempotent. */
@@ -49,7 +61,7 @@ export class Applied {
     if (this.settled) return;
     this.settled = true;
     const down = lost === null ? null : unavailable(lost);
-    for (const [it, a] of this.results) for (const r of it.replies) r(down ?? a);
+    for (const [it, a] of this.results) this.answer(it, down ?? a);
   }
 }
 
@@ -58,12 +70,25 @@ function unavailable(e: unknown): AnswerBody {
 }
 
 export interface BatchStats {
-  /** Reports answered after a commit, by how they ended. */
+  /** Reports answered, by their answer (applied and duplicates only once their transaction committed). */
   applied: number;
   duplicates: number;
-  refused: number;
+  fenced: number;
+  invalid: number;
   unavailable: number;
+  /** Transactions committed with reports in them (report commits and ticks). */
   commits: number;
+}
+
+/** The wire op of a report (the metrics' `op` label). */
+export function wireOp(r: Report): string {
+  if (r.op !== 'end') return r.op;
+  return r.report.outcome === 'completed' ? 'complete' : r.report.outcome === 'failed' ? 'fail' : 'defer';
+}
+
+function outcomeOf(a: AnswerBody): ChannelOutcome {
+  if (a.ok) return a.duplicate ? 'duplicate' : 'applied';
+  return a.code;
 }
 
 export class ReportBatch {
@@ -74,16 +99,30 @@ export class ReportBatch {
   private held = 0;
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
-  readonly stats: BatchStats = { applied: 0, duplicates: 0, refused: 0, unavailable: 0, commits: 0 };
+  readonly stats: BatchStats = { applied: 0, duplicates: 0, fenced: 0, invalid: 0, unavailable: 0, commits: 0 };
+  private readonly answerItem = (it: Item, a: AnswerBody): void => this.answer(it, a);
 
   constructor(
     private readonly deps: {
       /** The board to commit on; null when it cannot be written (not open, quarantined): reports are answered unavailable. */
       board: () => Board | null;
       log: Logger;
+      /** REPORT_BATCH_WINDOW_MS (default BATCH_WINDOW_MS). */
       windowMs?: number;
+      /** The supervisor's metrics: reports answered, batch sizes, report commit durations. */
+      metrics?: SupervisorMetrics;
     },
   ) {}
+
+  /** Every answer goes through here: counted (stats, metrics), then sent to each reply of the report. */
+  private answer(it: Item, a: AnswerBody): void {
+    const outcome = outcomeOf(a);
+    const n = it.replies.length;
+    if (outcome === 'duplicate') this.stats.duplicates += n;
+    else this.stats[outcome] += n;
+    this.deps.metrics?.channelAnswered(wireOp(it.report), outcome, n);
+    for (const r of it.replies) r(a);
+  }
 
   /** Reports waiting to be applied. */
   get size(): number {
@@ -126,9 +165,7 @@ export class ReportBatch {
 
   /** Answer every queued report `unavailable` (the supervisor stops; quarantine). */
   failAll(why: string): void {
-    const items = this.take();
-    for (const it of items) for (const r of it.replies) r({ ok: false, code: 'unavailable', error: why });
-    this.stats.unavailable += items.length;
+    for (const it of this.take()) this.answer(it, { ok: false, code: 'unavailable', error: why });
   }
 
   private take(): Item[] {
@@ -166,6 +203,7 @@ export class ReportBatch {
   private async commitOwn(): Promise<void> {
     const board = this.deps.board();
     if (!board) return this.failAll('the supervisor cannot write the board now');
+    const begun = performance.now();
     let tx: BoardTx;
     try {
       tx = board.begin();
@@ -176,7 +214,7 @@ export class ReportBatch {
       const applied = await this.applyQueued(tx);
       try {
         await tx.commit();
-        this.committed(applied);
+        this.committed(applied, performance.now() - begun);
       } catch (e) {
         this.lost(applied, e);
       }
@@ -188,17 +226,20 @@ export class ReportBatch {
     }
   }
 
-  /** A transaction with reports committed: answer them. */
-  committed(applied: Applied): void {
+  /**
+   * A transaction with reports committed: answer them. `commitMs`: a report commit's duration
+   * (begin → commit returned); null for a tick's transaction (its duration is the tick's).
+   */
+  committed(applied: Applied, commitMs: number | null = null): void {
     if (applied.size === 0) return;
     this.stats.commits++;
+    this.deps.metrics?.channelCommitted(applied.reports, commitMs);
     applied.settle(null);
   }
 
   /** A transaction with reports did not commit: each is answered unavailable. */
   lost(applied: Applied, e: unknown): void {
     if (applied.size === 0) return;
-    this.stats.unavailable += applied.size;
     applied.settle(e);
   }
 
@@ -213,31 +254,19 @@ export class ReportBatch {
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
       try {
-        const a = await applyOne(tx, it);
-        if (a.ok) a.duplicate ? this.stats.duplicates++ : this.stats.applied++;
-        else this.stats.refused++;
-        results.push([it, a]);
+        results.push([it, await applyOne(tx, it)]);
       } catch (e) {
         if (e instanceof WriteGroupLostError) {
-          const lost = new Applied(items.map((x) => [x, unavailable(e)]));
-          this.stats.unavailable += items.length;
-          lost.settle(e);
+          new Applied(items.map((x) => [x, unavailable(e)]), this.answerItem).settle(e);
           throw e;
         }
-        if (e instanceof NotCurrentError) {
-          this.stats.refused++;
-          results.push([it, { ok: false, code: 'fenced', error: e.message }]);
-        } else if (e instanceof BoardInputError) {
-          this.stats.refused++;
-          results.push([it, { ok: false, code: 'invalid', error: e.message }]);
-        } else {
-          // Busy, I/O: not applied; its worker writes it directly.
-          this.stats.unavailable++;
-          results.push([it, unavailable(e)]);
-        }
+        if (e instanceof NotCurrentError) results.push([it, { ok: false, code: 'fenced', error: e.message }]);
+        else if (e instanceof BoardInputError) results.push([it, { ok: false, code: 'invalid', error: e.message }]);
+        // Busy, I/O: not applied; its worker writes it directly.
+        else results.push([it, unavailable(e)]);
       }
     }
-    return new Applied(results);
+    return new Applied(results, this.answerItem);
   }
 }
 

@@ -20,7 +20,8 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { peerUidOf, peerUidSupported } from '@kanban-supervisor/reaper';
-import { MAX_FRAME_BYTES, PROTOCOL_VERSIONS, ProtocolError, parseRequest, requestId } from '@kanban-supervisor/worker-runtime';
+import { MAX_FRAME_BYTES, OPS, PROTOCOL_VERSIONS, ProtocolError, parseRequest, requestId } from '@kanban-supervisor/worker-runtime';
+import type { ChannelDrop } from '../metrics/registry.js';
 import type { TickContext } from '../state.js';
 import type { AnswerBody, ReportBatch } from './batch.js';
 
@@ -44,7 +45,7 @@ export class ReportServer {
   readonly uid = process.getuid?.() ?? -1;
 
   constructor(
-    private readonly ctx: TickContext,
+    readonly ctx: TickContext,
     readonly batch: ReportBatch,
   ) {}
 
@@ -88,8 +89,10 @@ export class ReportServer {
     const server = this.server;
     this.server = null;
     this.batch.failAll('the supervisor is stopping');
-    for (const c of this.conns) c.socket.destroy();
-    this.conns.clear();
+    for (const c of [...this.conns]) {
+      c.socket.destroy();
+      this.forget(c);
+    }
     if (server) await new Promise<void>((r) => server.close(() => r()));
     const b = this.bound;
     this.bound = null;
@@ -106,18 +109,26 @@ export class ReportServer {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     const peer = peerUidOf(fd);
     if (peer !== null && peer !== this.uid) {
+      this.ctx.metrics.channelDrop('peer');
       this.ctx.log.warn({ event: 'channel_peer_refused', uid: peer }, `report channel: a connection from uid ${peer} (not ours) refused`);
       socket.destroy();
       return;
     }
     const c = new Connection(socket, this);
     this.conns.add(c);
-    socket.on('close', () => this.conns.delete(c));
+    this.ctx.metrics.channelConnection(1);
+    socket.on('close', () => this.forget(c));
   }
 
-  /** A connection misbehaved: logged once (it is closed). */
-  refuse(what: string): void {
-    this.ctx.log.warn({ event: 'channel_client_dropped', reason: what }, `report channel: a client was disconnected: ${what}`);
+  /** A connection is gone (closed, or closed by stop()): counted once. */
+  private forget(c: Connection): void {
+    if (this.conns.delete(c)) this.ctx.metrics.channelConnection(-1);
+  }
+
+  /** A connection misbehaved: logged once and counted (it is closed). */
+  refuse(reason: ChannelDrop, what: string): void {
+    this.ctx.metrics.channelDrop(reason);
+    this.ctx.log.warn({ event: 'channel_client_dropped', reason: what, kind: reason }, `report channel: a client was disconnected: ${what}`);
   }
 }
 
@@ -137,10 +148,10 @@ class Connection {
     socket.on('close', () => (this.closed = true));
   }
 
-  private close(why: string | null): void {
+  private close(why: [ChannelDrop, string] | null): void {
     if (this.closed) return;
     this.closed = true;
-    if (why) this.server.refuse(why);
+    if (why) this.server.refuse(...why);
     this.socket.destroy();
   }
 
@@ -154,14 +165,14 @@ class Connection {
       const line = this.parts.length ? Buffer.concat([...this.parts, piece]) : piece;
       this.parts = [];
       this.partBytes = 0;
-      if (line.length > MAX_FRAME_BYTES) return this.close(`a frame longer than ${MAX_FRAME_BYTES} bytes`);
+      if (line.length > MAX_FRAME_BYTES) return this.close(['oversized', `a frame longer than ${MAX_FRAME_BYTES} bytes`]);
       this.onLine(line);
     }
     if (this.closed || start >= chunk.length) return;
     const rest = chunk.subarray(start);
     this.parts.push(rest);
     this.partBytes += rest.length;
-    if (this.partBytes > MAX_FRAME_BYTES) this.close(`a frame longer than ${MAX_FRAME_BYTES} bytes`);
+    if (this.partBytes > MAX_FRAME_BYTES) this.close(['oversized', `a frame longer than ${MAX_FRAME_BYTES} bytes`]);
   }
 
   private onLine(line: Buffer): void {
@@ -170,14 +181,15 @@ class Connection {
     try {
       v = JSON.parse(line.toString('utf8'));
     } catch {
-      return this.close(`a frame that is not JSON (${line.length} bytes)`);
+      return this.close(['malformed', `a frame that is not JSON (${line.length} bytes)`]);
     }
     const id = requestId(v);
     let req;
     try {
       req = parseRequest(v);
     } catch (e) {
-      if (id === null || !(e instanceof ProtocolError)) return this.close(`a frame that is not a request: ${(e as Error).message}`);
+      if (id === null || !(e instanceof ProtocolError)) return this.close(['malformed', `a frame that is not a request: ${(e as Error).message}`]);
+      this.server.ctx.metrics.channelAnswered(opLabel(v), 'invalid');
       return this.answer(id, { ok: false, code: 'invalid', error: e.message });
     }
     if (req === 'hello') return this.answer(id!, { ok: true, versions: PROTOCOL_VERSIONS });
@@ -193,8 +205,14 @@ class Connection {
   private answer(id: number, a: AnswerBody): void {
     if (this.closed) return;
     this.socket.write(JSON.stringify({ id, ...a }) + '\n');
-    if (this.socket.writableLength > MAX_UNREAD_BYTES) this.close(`a client that does not read its answers (over ${MAX_UNREAD_BYTES} bytes unread)`);
+    if (this.socket.writableLength > MAX_UNREAD_BYTES) this.close(['slow_reader', `a client that does not read its answers (over ${MAX_UNREAD_BYTES} bytes unread)`]);
   }
+}
+
+/** A request's op as a metrics label: a known op, else `unknown` (the label's values stay few). */
+function opLabel(v: unknown): string {
+  const op = (v as { op?: unknown } | null)?.op;
+  return typeof op === 'string' && (OPS as readonly string[]).includes(op) ? op : 'unknown';
 }
 
 /**
