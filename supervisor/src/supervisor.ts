@@ -272,7 +272,8 @@ export class Supervisor {
     if (!displaced) writeStatusFile(this.ctx, 'stopped');
     this.lock?.release();
     await s.host?.hold.release();
-    this.log.info({ event: 'stopped', reason: why }, 'supervisor stopped');
+    // The report channel's totals since the start (answers by outcome, commits that carried reports).
+    this.log.info({ event: 'stopped', reason: why, ...(this.channel ? { reports: this.channel.batch.stats } : {}) }, 'supervisor stopped');
     this.resolveDone(code);
   }
 
