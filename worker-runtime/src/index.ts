@@ -4,11 +4,10 @@
  *   import { runWorker } from '@kanban-supervisor/worker-runtime';
  *   runWorker(async (ctx) => { ...; return result; });
  */
+export { runWorker, guardStdio } from './runtime.js';
 export {
-  runWorker,
   WorkerStoppedError,
   DeferRequest,
-  guardStdio,
   type WorkerContext,
   type WorkerHandler,
   type WorkerResult,
@@ -16,7 +15,7 @@ export {
   type RunWorkerOptions,
   type ShutdownHook,
   type StopReason,
-} from './runtime.js';
+} from './api.js';
 export { workerCli, WORKER_CLI_USAGE, type CliIo } from './cli.js';
 export { EXIT, REQUIRED_VARS, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
 export {
