@@ -186,7 +186,7 @@ export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'http', env: 'KANBAN_HTTP', flag: '--http', kind: 'http', def: DEFAULT_HTTP, help: 'HTTP server (health, metrics, JSON API, web board): [HOST:]PORT or off; a non-loopback HOST needs KANBAN_HTTP_TOKEN' },
   { key: 'httpToken', env: 'KANBAN_HTTP_TOKEN', flag: '(env only)', kind: 'secret', def: '', envOnly: true, shownDefault: 'generated', help: 'HTTP bearer token (16-256 of A-Z a-z 0-9 . _ ~ + / = -); default: generated at first start, stored 0600 next to the board (loopback only)' },
   { key: 'reportChannel', env: 'REPORT_CHANNEL', flag: '--report-channel', kind: 'onoff', def: 'on', help: 'workers report through a local socket of the supervisor (group commit; no board connection per worker): on or off' },
-  { key: 'reportBatchWindowMs', env: 'REPORT_BATCH_WINDOW_MS', flag: '--report-batch-window-ms', kind: 'number', def: '2', range: { min: 0, max: 1000 }, help: 'report channel: how long a report commit waits after the previous one to gather the reports arriving meanwhile (0: at once)' },
+  { key: 'reportBatchWindowMs', env: 'REPORT_BATCH_WINDOW_MS', flag: '--report-batch-window-ms', kind: 'number', def: '2' /* = BATCH_WINDOW_MS (supervisor/src/channel/batch.ts: why 2) */, range: { min: 0, max: 1000 }, help: 'report channel: how long a report commit waits after the previous one to gather the reports arriving meanwhile (0: at once)' },
   { key: 'stateDir', env: 'KANBAN_STATE_DIR', flag: '--state-dir', kind: 'dir', def: '', shownDefault: '~/.local/state/…', help: 'PostgreSQL board: local state folder (run logs, spool, status file); default $XDG_STATE_HOME (or ~/.local/state)/kanban-supervisor/<hash of the masked URL and schema>' },
 ];
 

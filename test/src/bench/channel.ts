@@ -13,7 +13,7 @@
  *   window (REPORT_BATCH_WINDOW_MS) at 0, 2 and 5 ms, and direct (full run only): heartbeat p50/p99
  *   and the supervisor's CPU. Targets on the default window (2 ms): p99 ≤ 20 ms, CPU ≤ 2 %.
  *
- * `--short`: 40 tasks per side, 3 rounds, 16 heartbeat workers over 8 s.
+ * `--short`: 20 Node and 12 CLI tasks per side, 3 rounds, 16 heartbeat workers over 8 s.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -24,6 +24,8 @@ import { heartbeatRun } from './overhead.js';
 import { BENCH, P, SHORT, h, res, status } from './setup.js';
 
 const S = 'report channel';
+/** Sizes: tasks per side and round (Node worker, worker CLI), heartbeat workers and window. */
+const C = SHORT ? { nodeN: 20, cliN: 12, hbWorkers: 16, hbWindowS: 8 } : { nodeN: P.nodeN, cliN: P.nodeN, hbWorkers: P.hbWorkers, hbWindowS: P.hbWindowS };
 /** The default batching window (REPORT_BATCH_WINDOW_MS): its heartbeat figures carry the targets. */
 const DEFAULT_WINDOW_MS = 2;
 
@@ -60,8 +62,10 @@ async function supervised(dir: string, argv: string[], skillEnv: Record<string, 
   };
   c.close();
   if (fin.timedOut || fin.code !== 0 || r.done !== n || r.runs !== n) return `${r.done}/${n} done, ${r.runs} runs, supervisor ${fin.timedOut ? 'timed out' : `exit ${fin.code}`}`;
-  const stopped = readFileSync(logFile, 'utf8')
-    .split('\n')
+  const lines = readFileSync(logFile, 'utf8').split('\n');
+  const off = lines.find((l) => l.includes('"event":"channel_off"'));
+  if (channel && off) return `the report channel was off: ${String((JSON.parse(off) as { error?: string }).error)}`;
+  const stopped = lines
     .filter((l) => l.includes('"event":"stopped"'))
     .map((l) => JSON.parse(l) as { reports?: Side['reports'] })
     .at(-1);
@@ -73,8 +77,9 @@ async function supervised(dir: string, argv: string[], skillEnv: Record<string, 
 
 const mid = <T>(xs: T[], key: (x: T) => number): T => [...xs].sort((a, b) => key(a) - key(b))[Math.floor((xs.length - 1) / 2)]!;
 
-async function throughputSeries(label: string, argv: string[], limitEnv: Record<string, string>, n: number, target: number): Promise<void> {
-  const base = h.dir(`channel-${label.replace(/\W+/g, '-')}`);
+async function throughputSeries(key: string, label: string, argv: string[], limitEnv: Record<string, string>, n: number, target: number): Promise<void> {
+  // Short folder names: the socket's path must fit a sockaddr_un (107 bytes).
+  const base = h.dir(`ch-${key}`);
   await physicalLimit(argv, limitEnv, Math.min(20, n), P.conc, join(base, 'limit-warm.log')); // warm the page cache
   const rounds: Array<{ limitTps: number; channel: Side; direct: Side }> = [];
   for (let round = 0; round < P.rounds; round++) {
@@ -84,7 +89,7 @@ async function throughputSeries(label: string, argv: string[], limitEnv: Record<
     const sides: Partial<Record<'channel' | 'direct', Side>> = {};
     for (const mode of round % 2 === 0 ? (['channel', 'direct'] as const) : (['direct', 'channel'] as const)) {
       spawnSync('sync');
-      const s = await supervised(join(base, `round-${round}-${mode}`), argv, {}, n, mode === 'channel');
+      const s = await supervised(join(base, `r${round}-${mode}`), argv, {}, n, mode === 'channel');
       if (typeof s === 'string') {
         status.failed = true;
         res.add({ scenario: S, figure: `${label}, ${mode}: all tasks done, one run each (round ${round + 1})`, value: s, target: `${n}/${n}`, pass: false });
@@ -114,8 +119,8 @@ async function throughputSeries(label: string, argv: string[], limitEnv: Record<
 }
 
 async function heartbeatSeries(): Promise<void> {
-  const workers = SHORT ? 16 : P.hbWorkers;
-  const windowS = SHORT ? 8 : P.hbWindowS;
+  const workers = C.hbWorkers;
+  const windowS = C.hbWindowS;
   const modes: Array<{ name: string; env: Record<string, string>; windowMs: number | null }> = [0, 2, 5].map((w) => ({
     name: `window ${w} ms`,
     env: { REPORT_BATCH_WINDOW_MS: String(w) },
@@ -124,7 +129,12 @@ async function heartbeatSeries(): Promise<void> {
   if (!SHORT) modes.push({ name: 'direct (REPORT_CHANNEL=off)', env: { REPORT_CHANNEL: 'off' }, windowMs: null });
   const out: Array<{ name: string; windowMs: number | null; p50: number; p99: number; cpuPct: number; started: number; n: number }> = [];
   for (const m of modes) {
-    const run = await heartbeatRun(`channel-hb-${m.name.replace(/\W+/g, '-')}`, { workers, windowS, env: { KANBAN_HTTP: '127.0.0.1:0', ...m.env } });
+    const run = await heartbeatRun(`ch-hb-${m.windowMs ?? 'direct'}`, { workers, windowS, env: { KANBAN_HTTP: '127.0.0.1:0', ...m.env } });
+    if (run.channel !== (m.windowMs !== null)) {
+      status.failed = true;
+      res.add({ scenario: S, figure: `heartbeats, ${m.name}: the report channel ${m.windowMs !== null ? 'listening' : 'off'}`, value: run.channel ? 'listening' : 'off', target: m.windowMs !== null ? 'listening' : 'off', pass: false });
+      continue;
+    }
     const p99 = quantile(run.beats, 0.99);
     const p50 = median(run.beats);
     out.push({ name: m.name, windowMs: m.windowMs, p50, p99, cpuPct: run.cpuPct, started: run.started, n: run.beats.length });
@@ -150,6 +160,7 @@ async function heartbeatSeries(): Promise<void> {
   }
   // The best window: lowest p99 (CPU within 0.2 points of the lowest breaks near-ties).
   const chan = out.filter((o) => o.windowMs !== null);
+  if (chan.length === 0) return;
   const minCpu = Math.min(...chan.map((o) => o.cpuPct));
   const best = [...chan].sort((a, b) => a.p99 - b.p99 || a.cpuPct - b.cpuPct).find((o) => o.cpuPct <= minCpu + 0.2) ?? chan[0]!;
   res.add({
@@ -164,9 +175,8 @@ async function heartbeatSeries(): Promise<void> {
 }
 
 export async function benchChannel(): Promise<void> {
-  const n = P.nodeN;
-  await throughputSeries('Node worker using the runtime', [process.execPath, join(BENCH, 'noop-worker.mjs')], workerBaseEnv({ NO_BOARD: '1' }), n, 0.9);
+  await throughputSeries('node', 'Node worker using the runtime', [process.execPath, join(BENCH, 'noop-worker.mjs')], workerBaseEnv({ NO_BOARD: '1' }), C.nodeN, 0.9);
   // The worker CLI is what $KANBAN_CLI names for a supervisor's workers.
-  await throughputSeries('native skill reporting through the worker CLI', [join(BENCH, 'cli-report.sh')], workerBaseEnv({ NO_BOARD: '1', KANBAN_CLI: CLI }), n, 0.8);
+  await throughputSeries('cli', 'native skill reporting through the worker CLI', [join(BENCH, 'cli-report.sh')], workerBaseEnv({ NO_BOARD: '1', KANBAN_CLI: CLI }), C.cliN, 0.8);
   await heartbeatSeries();
 }

@@ -25,6 +25,8 @@ export interface HeartbeatRun {
   mem: { rss: number; hwm: number } | null;
   /** What `during` returned. */
   extra: unknown;
+  /** Whether the supervisor's report channel listened (its workers reported through it). */
+  channel: boolean;
 }
 
 /**
@@ -77,7 +79,7 @@ export async function heartbeatRun(
     const beats = readRecords(records)
       .filter((r) => r[0] === 'hb' && Number(r[1]) >= w0 && Number(r[1]) <= w1)
       .map((r) => Number(r[2]));
-    return { started, windowMs: w1 - w0, cpuPct, beats, rssMax, mem, extra };
+    return { started, windowMs: w1 - w0, cpuPct, beats, rssMax, mem, extra, channel: sup.events('channel_listening').length > 0 };
   } finally {
     await b.close();
   }
