@@ -4,12 +4,14 @@
  * `logs`, the worker runtime):
  *
  * - A SQLite board keeps them next to the board file, exactly as always: `<dir>/logs/`,
- *   `<dir>/spool/`, `<board>.supervisor.json`, `<board>.owner-lock`.
+ *   `<dir>/spool/`, `<board>.supervisor.json`, `<board>.owner-lock`, and the report channel's
+ *   socket `<dir>/sockets/<board name>.sock`.
  * - A PostgreSQL board is not a file: they live in a local state folder of this host,
  *   `KANBAN_STATE_DIR` (or `run --state-dir`) or `$XDG_STATE_HOME/kanban-supervisor/<id>` (default `~/.local/state/…`),
  *   where `<id>` is a hash of the masked URL and the schema: the same on every host, and never
  *   derived from the password. There is no owner lock file: ownership is held on the server (one
- *   supervisor per board and host, see pg/host-lock.ts).
+ *   supervisor per board and host, see pg/host-lock.ts). The report channel's socket is
+ *   `sockets/report.sock` there.
  *
  * The state folder is created 0700 and checked as the board folder is: a real directory (a symlink
  * is never followed) owned by this user; anything else is refused (BoardPathError, exit 2).
@@ -17,7 +19,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { isOwnDirectory } from '@kanban-supervisor/reaper/safe-fs';
 import { BoardPathError } from './errors.js';
 import { isPgLocation, pgTarget } from './pg/location.js';
@@ -31,6 +33,9 @@ export interface BoardFiles {
   statusFile: string;
   /** The SQLite owner lock file; null on PostgreSQL (ownership is held on the server). */
   ownerLock: string | null;
+  /** The supervisor's report channel (a Unix socket, 0600) and its folder (`sockets/`, 0700). */
+  socketDir: string;
+  socketPath: string;
 }
 
 /** The state folder's name for a PostgreSQL board: a hash of its masked URL and schema (host-independent). */
@@ -57,11 +62,31 @@ export function pgStateRoot(env: NodeJS.ProcessEnv = process.env): string {
 export function boardFiles(location: string, env: NodeJS.ProcessEnv = process.env, stateDir?: string | null): BoardFiles {
   if (!isPgLocation(location)) {
     const dir = dirname(location);
-    return { kind: 'sqlite', dir, logDir: join(dir, 'logs'), spoolDir: join(dir, 'spool'), statusFile: `${location}.supervisor.json`, ownerLock: `${location}.owner-lock` };
+    const socketDir = join(dir, 'sockets');
+    return {
+      kind: 'sqlite',
+      dir,
+      logDir: join(dir, 'logs'),
+      spoolDir: join(dir, 'spool'),
+      statusFile: `${location}.supervisor.json`,
+      ownerLock: `${location}.owner-lock`,
+      socketDir,
+      socketPath: join(socketDir, `${basename(location)}.sock`),
+    };
   }
   const explicit = stateDir === undefined ? env.KANBAN_STATE_DIR : stateDir;
   const dir = explicit && explicit.trim() !== '' ? resolve(explicit) : join(pgStateRoot(env), pgStateId(location));
-  return { kind: 'postgres', dir, logDir: join(dir, 'logs'), spoolDir: join(dir, 'spool'), statusFile: join(dir, 'supervisor.json'), ownerLock: null };
+  const socketDir = join(dir, 'sockets');
+  return {
+    kind: 'postgres',
+    dir,
+    logDir: join(dir, 'logs'),
+    spoolDir: join(dir, 'spool'),
+    statusFile: join(dir, 'supervisor.json'),
+    ownerLock: null,
+    socketDir,
+    socketPath: join(socketDir, 'report.sock'),
+  };
 }
 
 /**

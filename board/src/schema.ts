@@ -217,6 +217,20 @@ ALTER TABLE skills ADD COLUMN result_from TEXT CHECK (result_from IS NULL OR (re
 UPDATE skills SET report = 'board';
 `,
   },
+  {
+    // Worker reports applied at most once (issue 17): every non-idempotent worker write carries
+    // the report's sequence number (per run, increasing; the worker picks it). An event keeps it
+    // (unique per run: a report retried after its answer was lost is a duplicate), a run the seq
+    // of the report that ended it. Old rows keep NULL; the columns are the last of their tables,
+    // so a salvage's page scan reads a record written before this migration with NULL there
+    // (recover/shape.ts: ADDED_COLUMNS).
+    version: 8,
+    sql: `
+ALTER TABLE events ADD COLUMN seq TEXT;
+CREATE UNIQUE INDEX events_run_seq ON events (run_id, seq) WHERE seq IS NOT NULL;
+ALTER TABLE runs ADD COLUMN report_seq TEXT;
+`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -432,21 +432,38 @@ export interface SupervisorOps {
   setOwner(info: { pid: number; host: string; startedAt: number; state?: string; detail?: string | null }): Promise<void>;
 }
 
-/** Worker writes, each fenced by run id + token + run still current, each one transaction. */
-export interface WorkerOps {
+/**
+ * What a worker write did: `applied`, or `duplicate`: a report with this run's `seq` was applied
+ * already (its answer was lost, and the worker sent it again), so nothing was written.
+ */
+export type WriteResult = 'applied' | 'duplicate';
+
+/**
+ * The worker's writes (fenced by run id + token + run still current). On a `Board` each is one
+ * transaction; on a `BoardTx` (the supervisor applying reports that came through its report
+ * channel) each is atomic on its own (a refused report undoes only itself) and they commit with
+ * the transaction. A write's `seq` (per run, increasing; reportSeq) makes it apply at most once:
+ * the same (run, seq) again answers `duplicate`, writing nothing, even after its run ended.
+ */
+export interface WorkerWrites {
+  heartbeat(cred: RunCredentials, progress: Json | undefined, now: number): Promise<void>;
+  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number, seq?: string | null): Promise<WriteResult>;
+  report(cred: RunCredentials, report: WorkerReport, now: number, seq?: string | null): Promise<WriteResult>;
+  /** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
+  recordStop(cred: RunCredentials, signal: string, now: number, seq?: string | null): Promise<WriteResult>;
+  /** The run and its task, fenced as a write is (a worker reading its payload). */
   loadRun(cred: RunCredentials): Promise<{ task: Task; run: Run }>;
   /** The results of the task's parents (task graph), by id, read fenced like loadRun. */
   parentResults(cred: RunCredentials): Promise<Record<string, Json | null>>;
-  heartbeat(cred: RunCredentials, progress: Json | undefined, now: number): Promise<void>;
-  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void>;
-  report(cred: RunCredentials, report: WorkerReport, now: number): Promise<void>;
+}
+
+/** Worker operations, each fenced by run id + token + run still current, each one transaction. */
+export interface WorkerOps extends WorkerWrites {
   /**
    * Whether a spooled report is already on the board: the run exists with this token, has ended,
    * and with the same outcome. Used to delete a spool file only when nothing would be lost.
    */
   reportApplied(cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean>;
-  /** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
-  recordStop(cred: RunCredentials, signal: string, now: number): Promise<void>;
 }
 
 /**
@@ -454,7 +471,7 @@ export interface WorkerOps {
  * first write and holds the board's write lock until `commit()`: keep it short. After a commit the
  * object stays usable: the next write begins a new transaction.
  */
-export interface BoardTx extends SupervisorOps {
+export interface BoardTx extends SupervisorOps, WorkerWrites {
   /**
    * Commit what was written since the last commit (a no-op if nothing). Throws WriteGroupLostError
    * when none of it landed (the backend rolled it back as a whole): the caller must write again

@@ -228,6 +228,17 @@ export function eventKind(kind: string): string {
   return kind;
 }
 
+/**
+ * A worker report's sequence number (per run, increasing; the worker picks it): 1-20 decimal
+ * digits (the worker runtime uses CLOCK_MONOTONIC's nanoseconds). null/undefined: none (a write
+ * without one is applied as before, never recognized as a duplicate).
+ */
+export function reportSeq(seq: string | null | undefined): string | null {
+  if (seq === null || seq === undefined) return null;
+  if (typeof seq !== 'string' || !/^[0-9]{1,20}$/.test(seq)) throw new BoardInputError(`a report's seq must be 1-20 decimal digits, got ${JSON.stringify(seq)}`);
+  return seq;
+}
+
 /** A heartbeat's progress as JSON text, or null to keep the run's last progress. */
 export function progressText(progress: Json | undefined): string | null {
   return progress === undefined ? null : jsonText('progress', progress);

@@ -91,6 +91,10 @@ export interface SupervisorConfig {
   httpExplicit: boolean;
   /** The bearer token of the HTTP server (KANBAN_HTTP_TOKEN; never a flag, never logged); null: generated (loopback only). */
   httpToken: string | null;
+  /** Whether workers report through the supervisor's local socket (REPORT_CHANNEL / run --report-channel). */
+  reportChannel: boolean;
+  /** How long a report commit of the channel waits after the previous one to gather more reports, ms (REPORT_BATCH_WINDOW_MS). */
+  reportBatchWindowMs: number;
 }
 
 /** Where the HTTP server listens. `host` is an IP literal (IPv6 without brackets) or a host name. */
@@ -137,7 +141,7 @@ export const HTTP_TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]{16,256}$/;
  * 'hostId' and 'dir' are optional: unset (or empty in the environment) is null. A host id is 1-128
  * letters, digits or . _ : - (it goes into the board's rows and the workers' KANBAN_HOST_ID).
  */
-type Kind = 'int' | 'number' | 'string' | 'level' | 'format' | 'hostId' | 'dir' | 'http' | 'secret';
+type Kind = 'int' | 'number' | 'string' | 'level' | 'format' | 'hostId' | 'dir' | 'http' | 'secret' | 'onoff';
 
 /** What KANBAN_HOST_ID (and /etc/machine-id, its fallback) must look like. */
 export const HOST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -184,6 +188,8 @@ export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'leaseSeconds', env: 'SUPERVISOR_LEASE_SECONDS', flag: '--lease-seconds', kind: 'number', def: '30', range: { min: 1, max: 86_400 }, help: `PostgreSQL board: lease of this supervisor's row, renewed every tick (at least ${LEASE_MIN_TICKS} ticks)` },
   { key: 'http', env: 'KANBAN_HTTP', flag: '--http', kind: 'http', def: DEFAULT_HTTP, help: 'HTTP server (health, metrics, JSON API, web board): [HOST:]PORT or off; a non-loopback HOST needs KANBAN_HTTP_TOKEN' },
   { key: 'httpToken', env: 'KANBAN_HTTP_TOKEN', flag: '(env only)', kind: 'secret', def: '', envOnly: true, shownDefault: 'generated', help: 'HTTP bearer token (16-256 of A-Z a-z 0-9 . _ ~ + / = -); default: generated at first start, stored 0600 next to the board (loopback only)' },
+  { key: 'reportChannel', env: 'REPORT_CHANNEL', flag: '--report-channel', kind: 'onoff', def: 'on', help: 'workers report through a local socket of the supervisor (group commit; no board connection per worker): on or off' },
+  { key: 'reportBatchWindowMs', env: 'REPORT_BATCH_WINDOW_MS', flag: '--report-batch-window-ms', kind: 'number', def: '2' /* = BATCH_WINDOW_MS (supervisor/src/channel/batch.ts: why 2) */, range: { min: 0, max: 1000 }, help: 'report channel: how long a report commit waits after the previous one to gather the reports arriving meanwhile (0: at once)' },
   { key: 'stateDir', env: 'KANBAN_STATE_DIR', flag: '--state-dir', kind: 'dir', def: '', shownDefault: '~/.local/state/…', help: 'PostgreSQL board: local state folder (run logs, spool, status file); default $XDG_STATE_HOME (or ~/.local/state)/kanban-supervisor/<hash of the masked URL and schema>' },
 ];
 
@@ -224,6 +230,12 @@ function parseOne(spec: VarSpec, name: string, raw: string): unknown {
       // The value is never quoted back: it is a secret.
       if (!HTTP_TOKEN_PATTERN.test(raw)) throw new ConfigError(`${name} must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / = - (its value is not shown)`);
       return raw;
+    case 'onoff': {
+      const t = raw.trim().toLowerCase();
+      if (t === 'on') return true;
+      if (t === 'off') return false;
+      throw new ConfigError(`${name} must be on or off, got ${JSON.stringify(raw)}`);
+    }
     case 'dir':
       if (raw.trim() === '') {
         if (name === spec.env) return null;

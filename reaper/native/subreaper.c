@@ -23,6 +23,10 @@
  *                                 protocol): an AF_UNIX SOCK_DGRAM socket, non-blocking, sendto with
  *                                 MSG_DONTWAIT (a full queue is -EAGAIN, never a wait), closed again.
  *                                 "@name" is an abstract socket (leading NUL byte, no trailing one).
+ *   peerUid(fd)                -> uid >= 0 | -errno
+ *                                 the user id of the process at the other end of a connected
+ *                                 AF_UNIX socket, as the kernel recorded it when it connected
+ *                                 (getsockopt SO_PEERCRED); -ENOSYS where there is no SO_PEERCRED.
  *
  * Everything is non-blocking. On non-Linux systems the prctl/pidfd calls report ENOSYS.
  */
@@ -334,6 +338,20 @@ static napi_value SdNotify(napi_env env, napi_callback_info info) {
   return make_int(env, rc);
 }
 
+static napi_value PeerUid(napi_env env, napi_callback_info info) {
+  int64_t v[1];
+  if (!get_int_args(env, info, 1, v)) return NULL;
+#if defined(__linux__) && defined(SO_PEERCRED)
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (getsockopt((int)v[0], SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return make_int(env, -errno);
+  if (len != sizeof(cred)) return make_int(env, -EINVAL);
+  return make_int(env, (int64_t)cred.uid);
+#else
+  return make_int(env, -ENOSYS);
+#endif
+}
+
 static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     { "setChildSubreaper", NULL, SetChildSubreaper, NULL, NULL, NULL, napi_default, NULL },
@@ -343,6 +361,7 @@ static napi_value Init(napi_env env, napi_value exports) {
     { "pidfdSendSignal", NULL, PidfdSendSignal, NULL, NULL, NULL, napi_default, NULL },
     { "spawn", NULL, Spawn, NULL, NULL, NULL, napi_default, NULL },
     { "sdNotify", NULL, SdNotify, NULL, NULL, NULL, napi_default, NULL },
+    { "peerUid", NULL, PeerUid, NULL, NULL, NULL, napi_default, NULL },
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   napi_value can_chdir;

@@ -30,6 +30,11 @@ export interface NativeAddon {
    * is full: never a wait). Absent in addons built before it existed.
    */
   sdNotify?(socketPath: string, message: string): number;
+  /**
+   * The uid of the peer of a connected AF_UNIX socket `fd` (getsockopt SO_PEERCRED): uid >= 0 or
+   * -errno. Absent in addons built before it existed (see peerUidOf).
+   */
+  peerUid?(fd: number): number;
 }
 
 let loaded: { addon: NativeAddon | null; error: string | null } | null = null;
@@ -53,4 +58,23 @@ export function loadNative(): { addon: NativeAddon | null; error: string | null 
   }
   loaded = { addon: null, error };
   return loaded;
+}
+
+/**
+ * The user id of the process at the other end of a connected Unix socket (its file descriptor:
+ * `socket._handle.fd` of an accepted net.Socket), from SO_PEERCRED through the addon. `null` when
+ * it cannot be known here: no addon (or one built before peerUid), no such option on this system,
+ * or no usable descriptor. Callers then rely on the socket's file mode and its 0700 folder.
+ */
+export function peerUidOf(fd: number | null | undefined): number | null {
+  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) return null;
+  const addon = loadNative().addon;
+  if (!addon || typeof addon.peerUid !== 'function') return null;
+  const r = addon.peerUid(fd);
+  return r >= 0 ? r : null;
+}
+
+/** Whether peerUidOf can answer here (the addon is loaded and has peerUid). */
+export function peerUidSupported(): boolean {
+  return typeof loadNative().addon?.peerUid === 'function';
 }

@@ -11,6 +11,7 @@ import { initialStorm, type ReportMode, type ResultSource, type StopReason, type
 import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type TerminationState } from '@kanban-supervisor/reaper';
 import type { Logger } from './logger.js';
 import type { BoardAccessProblem } from './board-access.js';
+import type { ReportBatch } from './channel/batch.js';
 import { hostIdOf, leaseMsOf } from './host-owner.js';
 import { SupervisorMetrics } from './metrics/registry.js';
 import { selfIdentity } from './owner.js';
@@ -141,6 +142,10 @@ export interface SupervisorState {
   readonly retention: RetentionState;
   /** The HTTP server's URL (without its token), once it listens; in the status file for `status`. */
   httpUrl: string | null;
+  /** The report channel's queue (channel/batch.ts); null when the channel is off. */
+  reports: ReportBatch | null;
+  /** The report channel's socket once it listens (workers get it as KANBAN_SOCKET); null: off. */
+  socketPath: string | null;
 }
 
 /** What every tick step and service takes: what does not change, and the shared state. */
@@ -204,6 +209,8 @@ export function initialState(now = Date.now()): SupervisorState {
     retention: newRetentionState(),
     lastAccessProbeAt: 0,
     httpUrl: null,
+    reports: null,
+    socketPath: null,
   };
 }
 

@@ -23,6 +23,7 @@ export function writeStatusFile(ctx: TickContext, state?: string): void {
     maxConcurrentWorkers: ctx.cfg.maxConcurrentWorkers,
     liveWorkers: s.workers.size,
     httpUrl: s.httpUrl,
+    reportSocket: s.socketPath,
     quarantine: q ? { since: q.since, reason: q.reason, fingerprint: q.fingerprint, backup: q.backup, nextProbeAt: q.nextProbeAt } : null,
     boardAccess: s.access.ok ? { ok: true } : { ok: false, since: s.access.since, ...s.access.problem },
     storm:

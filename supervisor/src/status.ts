@@ -50,6 +50,8 @@ export interface StatusReport {
   workers: WorkerRow[];
   /** The live owner's HTTP server (its page), without the token; null: none. */
   http: { url: string } | null;
+  /** The live owner's report channel (its socket); null: off, or no live owner. */
+  reportSocket: string | null;
 }
 
 /**
@@ -127,6 +129,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
       counts: {},
       workers: [],
       http: ownerLive && typeof file?.httpUrl === 'string' ? { url: file.httpUrl } : null,
+      reportSocket: ownerLive && typeof file?.reportSocket === 'string' ? file.reportSocket : null,
     };
   }
   try {
@@ -188,6 +191,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
         ? { supervisors: sups.map((v) => ({ hostId: v.hostId, host: v.host, pid: v.pid, since: v.startedAt, leaseExpiresAt: v.leaseExpiresAt, leaseOk: v.leaseExpiresAt > at })) }
         : {}),
       http: ownerLive && typeof file?.httpUrl === 'string' ? { url: file.httpUrl } : null,
+      reportSocket: ownerLive && typeof file?.reportSocket === 'string' ? file.reportSocket : null,
       workers: [...live].reverse().map((r) => {
         const id = ids.get(r.id);
         const u = id ? usage.get(id.pid) : undefined;

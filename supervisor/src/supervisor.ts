@@ -1,86 +1,50 @@
 /**
  * The supervisor daemon: owns one board and the lifecycle of its workers. This class keeps
  * ownership (the owner lock of a SQLite board; on a PostgreSQL board, this host's ownership:
- * host-owner.ts), start and stop, the loop and its wake-ups, the step guards, and the tick's
- * orchestration. Each tick step is a module of its own (steps/), each periodic service too
- * (services/); the tick's transaction is tick-tx.ts; where the board's local files live is
+ * host-owner.ts), start and stop, and the loop and its wake-ups; one tick, its steps in order and
+ * their guards, is tick.ts. Each tick step is a module of its own (steps/), each periodic service
+ * too (services/); the tick's transaction is tick-tx.ts; where the board's local files live is
  * boardFiles (board/src/board-files.ts).
- *
- * A tick runs, in order, each step guarded so that one step's failure never skips the others:
- *   reap → spool → lease (PostgreSQL: renewed in a short transaction of its own, with the takeover
- *   of other hosts' supervisors whose lease expired, only with our lease renewed) → detect (+ the stray sweep, once) → sample → reclaim → account (only if the spool step
- *   succeeded) → host (is this host's ownership held?) → dispatch (only if it is and the lease was
- *   renewed) → commit, then housekeeping; a lease found lost (taken over) → register again.
- * On PostgreSQL a failed step is retried at the next tick: a connection error is never damage.
- * Quarantined, a tick runs reap, reclaim and the quarantine probe (nothing touches the board).
- * Nothing in a tick sleeps: reclaim is a state machine across ticks (SIGTERM now, SIGKILL at the
- * deadline, the run ends only once the whole process group is confirmed gone).
  */
 import { mkdirSync } from 'node:fs';
-import {
-  OwnerLock,
-  WriteGroupLostError,
-  changeFeedOf,
-  classifyError,
-  isPgLocation,
-  localConnectionOf,
-  resolveBoardPath,
-  supervisorRegistryOf,
-  type LiveRun,
-} from '@kanban-supervisor/board';
+import { OwnerLock, changeFeedOf, isPgLocation, localConnectionOf, resolveBoardPath, supervisorRegistryOf } from '@kanban-supervisor/board';
 import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
+import { ReportBatch } from './channel/batch.js';
+import { ReportServer } from './channel/server.js';
 import { settleExitReports } from './exit-skills.js';
-import { acquireSharedBoard, keepHost, reRegister } from './host-owner.js';
+import { acquireSharedBoard } from './host-owner.js';
 import { HttpSide } from './http.js';
 import type { Logger } from './logger.js';
 import { acquireOwnerLock } from './owner.js';
-import { probeQuarantine, suspectDamage } from './quarantine.js';
-import { housekeeping } from './services/housekeeping.js';
-import { retention } from './services/retention.js';
 import { LogBound } from './services/log-bound.js';
-import { sweepStrays } from './services/orphan-scan.js';
-import { sample } from './services/sampling.js';
 import { openAtStart } from './startup.js';
 import { createContext, type SupervisorOptions, type TickContext } from './state.js';
 import { ownerRow, statusLine, writeStatusFile } from './status-file.js';
 import { account } from './steps/account.js';
-import { detect } from './steps/detect.js';
-import { dispatch } from './steps/dispatch.js';
-import { reap } from './steps/reap.js';
-import { reclaim } from './steps/reclaim.js';
-import { spool } from './steps/spool.js';
-import { takeover } from './steps/takeover.js';
+import { Tick } from './tick.js';
 import { TickTx } from './tick-tx.js';
 
 export type { SupervisorOptions } from './state.js';
-
-/**
- * A tick holding the board's write lock longer than this is logged (`write_lock_held`). The tick
- * takes the lock at its first write and no /proc or file work is done while it holds it (a few ms
- * per tick; measured under churn with 64 workers: under 250 ms even with the CPU saturated).
- */
-const WRITE_LOCK_WARN_MS = 1000;
 
 export class Supervisor {
   readonly boardPath: string;
   private readonly ctx: TickContext;
   private lock: OwnerLock | null = null;
-  private readonly logs: LogBound;
-  /** The transaction open now (a tick's, or the last accounting's), if any: the guards restore it when lost. */
-  private tx: TickTx | null = null;
   private wake: (() => void) | null = null;
   /** A wake-up asked for while a tick was running: the next wait is skipped. */
   private wakeRequested = false;
   private pollTimer: NodeJS.Timeout | null = null;
-  /** The longest write-lock hold of the last tick's transaction, ms (metrics). */
-  private tickHoldMs = 0;
+  /** One tick: its steps, guards and transaction (tick.ts). */
+  private readonly ticker: Tick;
   /** sd_notify (NOTIFY_SOCKET): READY, WATCHDOG and STATUS from the loop, STOPPING on the way out. */
   private readonly notifier: SystemdNotifier;
   /** The HTTP server (health, metrics, API, page) and its view of this supervisor. */
   private readonly http: HttpSide;
   /** The board's change version the HTTP view saw last (its listeners fire when it moves). */
   private httpSeenVersion = -1;
+  /** The report channel (REPORT_CHANNEL=on): workers' reports, group-committed (channel/). */
+  private readonly channel: ReportServer | null;
   private resolveDone!: (code: number) => void;
   readonly done: Promise<number>;
 
@@ -93,10 +57,16 @@ export class Supervisor {
     // A child's exit wakes the loop at once (the next tick reaps it and refills the slot).
     const reaper = new Reaper({ logger: log, onExit: () => this.requestWake() });
     this.ctx = createContext({ cfg, log, opts, reaper, boardPath: this.boardPath });
-    this.logs = new LogBound(this.ctx);
+    this.ticker = new Tick(this.ctx, new LogBound(this.ctx));
     this.done = new Promise((r) => (this.resolveDone = r));
     this.notifier = SystemdNotifier.fromEnv(process.env, { logger: log });
     this.http = new HttpSide(this.ctx, () => this.requestWake());
+    this.channel = cfg.reportChannel
+      ? new ReportServer(
+          this.ctx,
+          new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log, windowMs: cfg.reportBatchWindowMs, metrics: this.ctx.metrics }),
+        )
+      : null;
   }
 
   private get state() {
@@ -147,6 +117,11 @@ export class Supervisor {
       throw e;
     }
     mkdirSync(this.ctx.logDir, { recursive: true, mode: 0o700 });
+    // The report channel, before the first worker is spawned (workers get its path).
+    if (this.channel) {
+      s.socketPath = await this.channel.start();
+      if (s.socketPath) s.reports = this.channel.batch;
+    }
     writeStatusFile(this.ctx);
     if (!s.quarantine) await s.board!.setOwner(ownerRow(this.ctx));
     this.log.info(
@@ -194,7 +169,7 @@ export class Supervisor {
     const nothingLeft = s.workers.size === 0 && s.strays.size === 0 && this.ctx.reaper.orphansPending() === 0;
     if (s.stopping && nothingLeft) {
       // The last runs' accounting, in a transaction of its own.
-      if (!s.quarantine) await this.inTx('account', async (tx) => {
+      if (!s.quarantine) await this.ticker.inTx('account', async (tx) => {
         await account(this.ctx, tx, Date.now());
         await tx.commit();
       });
@@ -203,7 +178,7 @@ export class Supervisor {
     }
     if (this.opts.untilIdle && !s.stopping && !s.quarantine && nothingLeft) {
       let idle = false;
-      await this.guard('idle', async () => {
+      await this.ticker.guard('idle', async () => {
         idle = await s.board!.idle();
       });
       if (idle) {
@@ -226,6 +201,7 @@ export class Supervisor {
       const board = s.board!;
       try {
         // What is still held for the board, in a transaction of its own; then the owner row.
+        // The reports still queued on the channel go with it (its commit takes them).
         const tx = new TickTx(s);
         try {
           settleExitReports(this.ctx);
@@ -252,10 +228,15 @@ export class Supervisor {
         }
       }
     }
+    // The channel closes once nothing more can be committed (what is left is answered unavailable).
+    await this.channel?.stop();
+    s.reports = null;
+    s.socketPath = null;
     if (!displaced) writeStatusFile(this.ctx, 'stopped');
     this.lock?.release();
     await s.host?.hold.release();
-    this.log.info({ event: 'stopped', reason: why }, 'supervisor stopped');
+    // The report channel's totals since the start (answers by outcome, commits that carried reports).
+    this.log.info({ event: 'stopped', reason: why, ...(this.channel ? { reports: this.channel.batch.stats } : {}) }, 'supervisor stopped');
     this.resolveDone(code);
   }
 
@@ -300,16 +281,14 @@ export class Supervisor {
 
   private async loop(): Promise<void> {
     while (!this.state.stopped) {
-      const begun = performance.now();
-      this.tickHoldMs = 0;
-      await this.tick();
-      this.ctx.metrics.tickDone(performance.now() - begun, this.tickHoldMs, this.state.workers.size, this.cfg.maxConcurrentWorkers);
-      this.notifyTick();
-      // Between two ticks: the HTTP view's operator writes (each its own transaction, on a
-      // connection of its own), then its listeners (event streams).
-      if (!this.state.stopped) await this.http.afterTick(Date.now());
-      if (this.state.stopped) break;
-      if (await this.finishedStopping()) break;
+      // While it ticks, the tick's transaction carries the channel's reports (no report commit of their own).
+      const reports = this.state.reports;
+      await reports?.hold();
+      try {
+        if (await this.iteration()) break;
+      } finally {
+        reports?.release();
+      }
       if (this.wakeRequested) {
         this.wakeRequested = false;
         await new Promise((r) => setImmediate(r));
@@ -327,6 +306,21 @@ export class Supervisor {
         };
       });
     }
+  }
+
+  /** One tick and what follows it; true when the supervisor is done. */
+  private async iteration(): Promise<boolean> {
+    const begun = performance.now();
+    this.ticker.holdMs = 0;
+    // Another supervisor of this host owns the board now: leave its workers to it (exit 4).
+    if ((await this.ticker.run()) === 'displaced') await this.shutdown(EXIT.boardOwned, "another supervisor took this host's ownership: workers left running for it");
+    this.ctx.metrics.tickDone(performance.now() - begun, this.ticker.holdMs, this.state.workers.size, this.cfg.maxConcurrentWorkers);
+    this.notifyTick();
+    // Between two ticks: the HTTP view's operator writes (each its own transaction, on a
+    // connection of its own), then its listeners (event streams).
+    if (!this.state.stopped) await this.http.afterTick(Date.now());
+    if (this.state.stopped) return true;
+    return this.finishedStopping();
   }
 
   private requestWake(): void {
@@ -366,116 +360,5 @@ export class Supervisor {
   /** STATUS= for `systemctl status` (status-file.ts). */
   private notifyStatusText(): string {
     return statusLine(this.ctx);
-  }
-
-  // ------------------------------------------------------------------ guards and the tick
-
-  /** Run one tick step; a failure is logged and the tick goes on. Returns whether the step succeeded. */
-  private async guard(step: string, fn: () => Promise<void> | void): Promise<boolean> {
-    try {
-      await fn();
-      return true;
-    } catch (e) {
-      if (e instanceof WriteGroupLostError) this.tx?.restore();
-      const cls = classifyError(e);
-      const level = cls === 'busy' ? 'warn' : 'error';
-      if (!this.state.quarantine) this.log[level]({ event: 'tick_step_failed', step, errorClass: cls, err: e }, `tick step ${step} failed`);
-      // A PostgreSQL error (a lost connection among them) is transient, never damage: retried next tick.
-      if ((cls === 'damaged' || cls === 'io') && this.ctx.kind === 'sqlite') await suspectDamage(this.ctx, e);
-      return false;
-    }
-  }
-
-  /** One guarded step in a transaction of its own, closed after it (what it did not commit is rolled back). */
-  private async inTx(step: string, fn: (tx: TickTx) => Promise<void>): Promise<boolean> {
-    const tx = (this.tx = new TickTx(this.state));
-    try {
-      return await this.guard(step, () => fn(tx));
-    } finally {
-      tx.close();
-      this.tx = null;
-    }
-  }
-
-  async tick(): Promise<void> {
-    const ctx = this.ctx;
-    const s = this.state;
-    const now = Date.now();
-    if (s.quarantine) {
-      // Workers are still supervised from memory and /proc; nothing touches the board.
-      await this.guard('reap', () => reap(ctx, now));
-      await this.guard('reclaim', () => reclaim(ctx, null, [], now));
-      await this.guard('probe', () => probeQuarantine(ctx, now));
-      if (s.quarantine) return;
-    }
-    const board = s.board!;
-    // Reap before reading the spool: a worker renames its spool file before it exits, so every
-    // exit collected here has its spooled report already in place (never judged unreported).
-    await this.guard('reap', () => reap(ctx, now));
-    // Spooled reports go through the board's fenced worker operation, each committed on its own,
-    // before the tick's transaction begins.
-    const spoolRead = await this.guard('spool', () => spool(ctx, board));
-    // A shared board: this supervisor's lease, renewed in a short transaction of its own (a row
-    // lock held for milliseconds, never across the tick's /proc work), with the takeover of other
-    // hosts' supervisors whose lease expired. A lease not renewed holds dispatch (and a claim
-    // re-checks it: a supervisor taken over claims nothing); one found lost (taken over while we
-    // were away) is registered anew after this tick.
-    let leased = true;
-    let leaseLost = false;
-    if (this.ctx.kind === 'postgres') {
-      leased = false;
-      await this.inTx('lease', async (ltx) => {
-        const renewed = await ltx.renewLease(now);
-        if (renewed === false) leaseLost = true;
-        else await takeover(ctx, ltx, now);
-        await ltx.commit();
-        leased = renewed !== false;
-      });
-    }
-    // Every other write of the tick goes into one transaction (one commit, one fsync): exits, crash
-    // verdicts, accounting and claims. It is committed before anything acts on it outside the
-    // board: before a SIGTERM (the fence), before a spawn (the claim).
-    let live: LiveRun[] = [];
-    const tx = (this.tx = new TickTx(s));
-    try {
-      await this.guard('detect', async () => {
-        live = await tx.liveRuns();
-        detect(ctx, tx, live, now);
-        sweepStrays(ctx, live);
-      });
-      await this.guard('sample', () => sample(ctx, this.logs, now));
-      await this.guard('reclaim', () => reclaim(ctx, tx, live, now));
-      // Exits and crash verdicts wait while a spooled report may still be unread: written first, an
-      // unreported-exit verdict would book a run crashed whose result sits in the spool.
-      if (spoolRead) await this.guard('account', () => account(ctx, tx, now));
-      // Dispatch only while this host's ownership is held and the lease renewed (a shared board;
-      // always on SQLite).
-      let owned = false;
-      await this.guard('host', async () => {
-        owned = await keepHost(ctx);
-      });
-      if (owned && leased) await this.guard('dispatch', () => dispatch(ctx, tx, now));
-      if (!s.quarantine && s.board === board) await this.guard('commit', () => tx.commit());
-    } finally {
-      tx.close();
-      this.tx = null;
-    }
-    if (leaseLost) await this.guard('register', () => reRegister(ctx));
-    // Another supervisor of this host owns the board now: leave its workers to it (exit 4).
-    if (s.host?.taken) return this.shutdown(EXIT.boardOwned, "another supervisor took this host's ownership: workers left running for it");
-    // Every worker's write waits while the tick holds the write lock (a heartbeat longer than its
-    // busy timeout): a long hold is a defect to find, so it is logged.
-    const heldMs = tx.longestHoldMs;
-    this.tickHoldMs = heldMs;
-    if (heldMs > WRITE_LOCK_WARN_MS) {
-      this.log.warn({ event: 'write_lock_held', ms: Math.round(heldMs), workers: s.workers.size }, `the tick held the board's write lock for ${Math.round(heldMs)} ms`);
-    }
-    await this.guard('housekeeping', () => housekeeping(ctx, now));
-    // Retention (RETENTION_DAYS): one small batch at most, its own transaction, after the tick's.
-    await this.guard('retention', () => retention(ctx, s.retention, Date.now()));
-    // The next scheduled task's time (one index seek): the loop wakes for it, not at the next tick.
-    await this.guard('due', async () => {
-      s.nextDueAt = s.stopping ? null : await board.nextDueAt(Date.now());
-    });
   }
 }

@@ -8,7 +8,9 @@
  *   spawn (steps/dispatch.ts), so the counter is on the board before the next claim;
  * and the tick commits what is left at its end (supervisor.ts). Spooled reports are not written
  * here: they are worker reports, each applied through the board's own fenced operation before the
- * tick's transaction begins (steps/spool.ts).
+ * tick's transaction begins (steps/spool.ts). Reports that came through the report channel are:
+ * the transaction takes the queue (channel/batch.ts) when the tick begins it and before each of its
+ * commits, and answers them once that commit returned (unavailable if it did not land).
  *
  * What the transaction carries from memory (exit observations and spawn records held for the
  * board) is remembered until it commits: a lost transaction (WriteGroupLostError), or one closed
@@ -16,6 +18,7 @@
  * for the commit, and are dropped with what they describe when it does not land.
  */
 import { leaseRenewalOf, type Board, type BoardTx, type ExitObservation, type LeaseRenewal, type SupervisorOps, type TakenOverSupervisor } from '@kanban-supervisor/board';
+import type { Applied } from './channel/batch.js';
 import type { SpawnBatch, SupervisorState } from './state.js';
 
 export class TickTx implements BoardTx {
@@ -24,6 +27,8 @@ export class TickTx implements BoardTx {
   private carried: { obs: ExitObservation[]; spawns: SpawnBatch[] } = { obs: [], spawns: [] };
   /** Log lines of state changes written since the last commit: emitted once it commits. */
   private afterCommit: Array<() => void> = [];
+  /** Channel reports applied in this transaction since its last commit: answered once it commits. */
+  private reports: Applied[] = [];
 
   /** Begin the transaction on the state's board (writes on the board itself are refused until close()). */
   constructor(private readonly state: SupervisorState) {
@@ -34,12 +39,38 @@ export class TickTx implements BoardTx {
 
   /** Commit the writes so far; what they carried from memory is then on the board, and their logs are emitted. */
   async commit(): Promise<void> {
-    await this.tx.commit();
+    await this.drainReports();
+    const reports = this.reports;
+    this.reports = [];
+    try {
+      await this.tx.commit();
+    } catch (e) {
+      for (const a of reports) this.state.reports?.lost(a, e);
+      throw e;
+    }
+    for (const a of reports) this.state.reports?.committed(a);
     this.state.committedOnce = true;
     this.carried = { obs: [], spawns: [] };
     const logs = this.afterCommit;
     this.afterCommit = [];
     for (const emit of logs) emit();
+  }
+
+  /**
+   * Apply the reports queued on the report channel in this transaction (answered at its commit).
+   * Nothing while quarantined (the queue waits, and is answered unavailable by the batch).
+   */
+  async drainReports(): Promise<void> {
+    const b = this.state.reports;
+    if (!b || b.size === 0 || this.state.quarantine) return;
+    this.reports.push(await b.applyQueued(this.tx));
+  }
+
+  /** Reports of this transaction that will not commit: answered unavailable (their workers write them directly). */
+  private dropReports(why: unknown): void {
+    const reports = this.reports;
+    this.reports = [];
+    for (const a of reports) this.state.reports?.lost(a, why);
   }
 
   /** Log a state change once it is committed (dropped if it never is). */
@@ -86,6 +117,7 @@ export class TickTx implements BoardTx {
     s.pendingSpawns = this.carried.spawns.concat(s.pendingSpawns);
     this.carried = { obs: [], spawns: [] };
     this.afterCommit = [];
+    this.dropReports(new Error('the transaction was lost'));
   }
 
   /** Roll back what was not committed (and restore what it carried); the board takes writes again. */
@@ -93,6 +125,7 @@ export class TickTx implements BoardTx {
     this.tx.close();
     if (this.carried.obs.length || this.carried.spawns.length) this.restore();
     this.afterCommit = []; // what was not committed was rolled back: nothing of it happened
+    this.dropReports(new Error('the transaction was rolled back'));
   }
 
   /**
@@ -127,4 +160,12 @@ export class TickTx implements BoardTx {
   applyAccountingBatch: SupervisorOps['applyAccountingBatch'] = (items, now) => this.tx.applyAccountingBatch(items, now);
   appendEvent: SupervisorOps['appendEvent'] = (taskId, runId, kind, data, now) => this.tx.appendEvent(taskId, runId, kind, data, now);
   setOwner: SupervisorOps['setOwner'] = (info) => this.tx.setOwner(info);
+
+  // Worker writes, in this transaction (the report channel's: channel/batch.ts applies them).
+  heartbeat: BoardTx['heartbeat'] = (cred, progress, now) => this.tx.heartbeat(cred, progress, now);
+  workerEvent: BoardTx['workerEvent'] = (cred, kind, data, now, seq) => this.tx.workerEvent(cred, kind, data, now, seq);
+  report: BoardTx['report'] = (cred, report, now, seq) => this.tx.report(cred, report, now, seq);
+  recordStop: BoardTx['recordStop'] = (cred, signal, now, seq) => this.tx.recordStop(cred, signal, now, seq);
+  loadRun: BoardTx['loadRun'] = (cred) => this.tx.loadRun(cred);
+  parentResults: BoardTx['parentResults'] = (cred) => this.tx.parentResults(cred);
 }

@@ -56,6 +56,8 @@ export function workerEnv(ctx: TickContext, skill: { env: Record<string, string>
     KANBAN_HEARTBEAT_TIMEOUT_SECONDS: String(k.heartbeatTimeoutSeconds),
     KANBAN_CLI: CLI_PATH,
   });
+  // The report channel, when it listens: reports go to the supervisor, not to the board.
+  if (ctx.state.socketPath) env.KANBAN_SOCKET = ctx.state.socketPath;
   // A PostgreSQL board: where to spool a final report the board cannot take (the state folder's
   // spool, which the spool step reads; a SQLite board's is next to it, as workers find it), and
   // the host id (the start-up stray sweep looks only at its own host's workers).

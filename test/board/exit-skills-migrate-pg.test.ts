@@ -15,6 +15,9 @@ afterAll(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
+/** The schema version before the exit-code skills migration (7) on both backends. */
+const BEFORE = 6;
+
 describe('exit-code skills migration', () => {
   it('SQLite: a board of the version before gets report = board for its skills; the CHECKs refuse a bad mode or a result source without exit', async () => {
     const t = tempDir('ks-migrate-exit-');
@@ -23,10 +26,11 @@ describe('exit-code skills migration', () => {
     const b = await openBoard(path);
     await b.putSkill({ name: 'old', argv: ['/bin/true'], passEnv: ['HOME'] });
     await b.close();
-    // Back to the version before: without the two columns.
+    // Back to the version before (6): without the two columns, nor version 8's report sequence.
     const db = new Database(path);
     db.exec('ALTER TABLE skills DROP COLUMN result_from; ALTER TABLE skills DROP COLUMN report;');
-    db.pragma(`user_version = ${SCHEMA_VERSION - 1}`);
+    db.exec('DROP INDEX events_run_seq; ALTER TABLE events DROP COLUMN seq; ALTER TABLE runs DROP COLUMN report_seq;');
+    db.pragma(`user_version = ${BEFORE}`);
     db.close();
     const again = await openBoard(path);
     expect(await again.getSkill('old')).toMatchObject({ name: 'old', passEnv: ['HOME'], report: 'board', resultFrom: null });
@@ -50,7 +54,9 @@ describe('exit-code skills migration', () => {
     const b = await openBoard(u.href);
     await b.putSkill({ name: 'old', argv: ['/bin/true'] });
     await b.close();
-    await admin(url, (c) => c.query(`ALTER TABLE ${schema}.skills DROP COLUMN result_from, DROP COLUMN report; UPDATE ${schema}.schema_version SET version = ${PG_SCHEMA_VERSION - 1}`));
+    await admin(url, (c) => c.query(`ALTER TABLE ${schema}.skills DROP COLUMN result_from, DROP COLUMN report;
+      DROP INDEX ${schema}.events_run_seq; ALTER TABLE ${schema}.events DROP COLUMN seq; ALTER TABLE ${schema}.runs DROP COLUMN report_seq;
+      UPDATE ${schema}.schema_version SET version = ${BEFORE}`));
     const again = await openBoard(u.href);
     cleanups.push(() => again.close());
     expect(await again.getSkill('old')).toMatchObject({ name: 'old', report: 'board', resultFrom: null });

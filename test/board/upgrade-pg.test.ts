@@ -1,7 +1,7 @@
 /**
  * Upgrading a populated PostgreSQL board from schema 4 (before issue 16) to the current one: the task graph's
  * migration (5: waiting status, links; on SQLite a rebuild of the tasks table) and the caps, keys
- * and retention migration (6), then the exit-code skills migration (7). A v4 board is made as the v4 code made it: migrations 1..4 only,
+ * and retention migration (6), the exit-code skills migration (7) and the report sequence (8). A v4 board is made as the v4 code made it: migrations 1..4 only,
  * then rows put in with plain SQL (copied, column by column of the v4 tables, from a board the
  * current code populated with what v4 could do: done with a result, failed and retried later,
  * blocked, cancelled, scheduled, running with a live run, events of every kind). Opened by the

@@ -1,7 +1,7 @@
 /**
  * Upgrading a populated SQLite board from schema 4 (before issue 16) to the current one: the task graph's
  * migration (5: waiting status, links; on SQLite a rebuild of the tasks table) and the caps, keys
- * and retention migration (6), then the exit-code skills migration (7). A v4 board is made as the v4 code made it: migrations 1..4 only,
+ * and retention migration (6), the exit-code skills migration (7) and the report sequence (8). A v4 board is made as the v4 code made it: migrations 1..4 only,
  * then rows put in with plain SQL (copied, column by column of the v4 tables, from a board the
  * current code populated with what v4 could do: done with a result, failed and retried later,
  * blocked, cancelled, scheduled, running with a live run, events of every kind). Opened by the
@@ -21,7 +21,7 @@ afterEach(() => cleanups.run());
 
 describe('upgrade from schema 4 (SQLite)', () => {
   it(`SQLite: a populated v4 board opened by this code becomes v${SCHEMA_VERSION}, every task, run and event intact`, async () => {
-    expect(SCHEMA_VERSION).toBe(7);
+    expect(SCHEMA_VERSION).toBe(8);
     const dir = cleanups.tempDir();
     const srcPath = join(dir, 'src.db');
     const src = SqliteBoard.open(srcPath);

@@ -83,7 +83,9 @@ describe('task graph: CLI', () => {
 });
 
 describe('task graph: a supervisor with real workers', () => {
-  it('diamond A→B,C→D: D starts only after B and C are done and reads both results (ctx.parents); a shell step reads D\'s (worker parents)', async () => {
+  // Both report paths: the report channel (the default: payload and parents over the supervisor's
+  // socket) and the direct board write (REPORT_CHANNEL=off).
+  it.each(['on', 'off'])('diamond A→B,C→D: D starts only after B and C are done and reads both results (ctx.parents); a shell step reads D\'s (worker parents); report channel %s', async (channel) => {
     const { dir, db } = cleanups.boardDir('ks-graph-');
     const spans = join(dir, 'spans.txt');
     expect((await cli(db, ['skill', 'add', 'step', '--env', `SPANS=${spans}`, '--', process.execPath, join(GRAPH, 'step.mjs')])).code).toBe(0);
@@ -94,9 +96,10 @@ describe('task graph: a supervisor with real workers', () => {
     const C = await add(db, ['--skill', 'step', '--title', 'C', '--after', A, '--payload', '{"ms":200}']);
     const D = await add(db, ['--skill', 'step', '--title', 'D', '--after', B, '--after', C, '--priority', '9']);
     const E = await add(db, ['--skill', 'sh', '--title', 'E', '--after', D]);
-    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, MAX_CONCURRENT_WORKERS: '4' });
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { ...FAST, MAX_CONCURRENT_WORKERS: '4', REPORT_CHANNEL: channel });
     const { code } = await exited(sup);
     expect(code, sup.output()).toBe(0);
+    expect(sup.output().includes('"event":"channel_listening"')).toBe(channel === 'on');
     const at = new Map<string, number>();
     for (const line of readFileSync(spans, 'utf8').trim().split('\n')) {
       const [kind, title, ms] = line.split(' ');

@@ -16,7 +16,8 @@ import { createContext, type TickContext } from '../../supervisor/dist/state.js'
 import { TickTx } from '../../supervisor/dist/tick-tx.js';
 import { account } from '../../supervisor/dist/steps/account.js';
 import { MinuteHistory, SupervisorMetrics, history, renderMetrics } from '../../supervisor/dist/metrics/index.js';
-import { Cleanups, FIXTURES, ROOT } from '../src/common.js';
+import { Cleanups, FIXTURES, ROOT, waitFor } from '../src/common.js';
+import { RawClient, socketOf } from '../src/channel-client.js';
 import { fillTasks } from '../src/fill.js';
 
 const cleanups = new Cleanups();
@@ -167,6 +168,76 @@ describe('metrics of a supervisor that ran real tasks', () => {
     const last = points.at(-1)!;
     expect(last.poolSize).toBe(3);
     expect(points.some((x) => x.dispatchP50Ms !== null && x.dispatchP99Ms! >= x.dispatchP50Ms)).toBe(true);
+  });
+});
+
+describe('the report channel in the metrics', () => {
+  it('reports answered by op and outcome, batch sizes, report commit durations, connections open, clients dropped', async () => {
+    const { db } = await tempBoard();
+    const b = await openBoard(db);
+    for (let i = 0; i < 5; i++) await b.createTask({ skill: 'ok', title: `ok ${i}`, payload: { result: i } });
+    await b.createTask({ skill: 'bad', title: 'bad', payload: { why: 'test' } });
+    await b.close();
+    const cfg = loadConfig({ KANBAN_DB: db, FAILURE_LIMIT: '1', STORM_DISTINCT_TASKS: '0', MAX_CONCURRENT_WORKERS: '3', TICK_INTERVAL_MS: '200', KANBAN_HTTP: 'off' });
+    const sup = new Supervisor(cfg, quietLog());
+    const code = sup.start();
+    cleanups.push(async () => {
+      sup.requestStop('SIGTERM');
+      await code;
+    });
+    const ctx = sup.context;
+    const reads = await readOnly(db);
+    const scrape = async () => parse((await renderMetrics(ctx, reads)).body);
+    await waitFor(async () => (await reads.taskCountsBySkill()).filter((c) => c.status === 'done' || c.status === 'blocked').reduce((n, c) => n + c.count, 0) === 6, 60_000);
+
+    // Two clients of our own: one connected (the gauge), one that sends a frame that is not JSON (dropped).
+    const idle = await RawClient.connect(socketOf(db));
+    cleanups.push(() => idle.close());
+    const bad = await RawClient.connect(socketOf(db));
+    cleanups.push(() => bad.close());
+    await waitFor(async () => value(await scrape(), 'kanban_channel_connections') === 2);
+    bad.sock.write('this is not json\n');
+    await bad.waitClosed();
+    // A report of a run that ended (and a made-up token): answered fenced, counted so; a request
+    // the protocol refuses: invalid.
+    const [ended] = await reads.listRuns({ limit: 1 });
+    idle.send({ v: 1, id: 1, op: 'heartbeat', task: ended!.taskId, run: ended!.id, token: '0'.repeat(32), seq: '1' });
+    expect(await idle.answer(1)).toMatchObject({ ok: false, code: 'fenced' });
+    idle.send({ v: 1, id: 2, op: 'event', task: ended!.taskId, run: ended!.id, token: '0'.repeat(32), seq: 'x' });
+    expect(await idle.answer(2)).toMatchObject({ ok: false, code: 'invalid' });
+    const p = await waitFor(async () => {
+      const q = await scrape();
+      return value(q, 'kanban_channel_connections') === 1 ? q : null;
+    });
+
+    // Every worker loaded its payload and ended through the channel: 5 completed, 1 failed.
+    expect(value(p, 'kanban_channel_reports_total', { op: 'payload', outcome: 'applied' })).toBe(6);
+    expect(value(p, 'kanban_channel_reports_total', { op: 'complete', outcome: 'applied' })).toBe(5);
+    expect(value(p, 'kanban_channel_reports_total', { op: 'fail', outcome: 'applied' })).toBe(1);
+    expect(value(p, 'kanban_channel_reports_total', { op: 'heartbeat', outcome: 'fenced' })).toBe(1);
+    expect(value(p, 'kanban_channel_reports_total', { op: 'event', outcome: 'invalid' })).toBe(1);
+    expect(ctx.state.reports!.stats.applied).toBeGreaterThanOrEqual(12);
+    // Batch sizes: every report answered from a committed transaction (applied, duplicate, fenced;
+    // not the one the protocol refused before any transaction) is in one observation.
+    const answeredOk = p.samples
+      .filter((s) => s.name === 'kanban_channel_reports_total' && ['applied', 'duplicate', 'fenced'].includes(s.labels.outcome!))
+      .reduce((n, s) => n + s.value, 0);
+    const batched = p.samples.filter((s) => s.name === 'kanban_channel_batch_size_sum').reduce((n, s) => n + s.value, 0);
+    expect(batched).toBe(answeredOk);
+    const ownCommits = value(p, 'kanban_channel_batch_size_count', { commit: 'report' }) ?? 0;
+    expect(ownCommits + (value(p, 'kanban_channel_batch_size_count', { commit: 'tick' }) ?? 0)).toBeGreaterThan(0);
+    expect(value(p, 'kanban_channel_commit_duration_seconds_count') ?? 0).toBe(ownCommits);
+    expect(value(p, 'kanban_channel_clients_dropped_total', { reason: 'malformed' })).toBe(1);
+    expect(p.types.get('kanban_channel_reports_total')).toBe('counter');
+    expect(p.types.get('kanban_channel_batch_size')).toBe('histogram');
+    expect(p.types.get('kanban_channel_commit_duration_seconds')).toBe('histogram');
+    expect(p.types.get('kanban_channel_connections')).toBe('gauge');
+    expect(p.types.get('kanban_channel_clients_dropped_total')).toBe('counter');
+
+    idle.close();
+    sup.requestStop('SIGTERM');
+    expect(await code).toBe(0);
+    expect(value(await scrape(), 'kanban_channel_connections')).toBe(0);
   });
 });
 

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { openBoard } from '@kanban-supervisor/board';
 import { Cleanups, FIXTURES, cli, exited, pidAlive, sleep, waitFor } from '../src/common.js';
 
@@ -192,7 +192,9 @@ describe('kanban-supervisor run', () => {
     expect(env.PASSED_VAR).toBe('yes');
     expect(env.KANBAN_DB).toBe(db);
     expect(env.KANBAN_RUN_TOKEN).toMatch(/^[0-9a-f]{32}$/);
-    const allowed = new Set(['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR', 'SKILL_VAR', 'PASSED_VAR', 'KANBAN_DB', 'KANBAN_TASK_ID', 'KANBAN_RUN_ID', 'KANBAN_RUN_TOKEN', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_CLI', 'PWD', 'SHLVL', '_', 'OLDPWD']);
+    // The report channel (on by default): its socket next to the board.
+    expect(env.KANBAN_SOCKET).toBe(join(dirname(db), 'sockets', 'kanban.db.sock'));
+    const allowed = new Set(['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR', 'SKILL_VAR', 'PASSED_VAR', 'KANBAN_DB', 'KANBAN_TASK_ID', 'KANBAN_RUN_ID', 'KANBAN_RUN_TOKEN', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_CLI', 'KANBAN_SOCKET', 'PWD', 'SHLVL', '_', 'OLDPWD']);
     expect(Object.keys(env).filter((k) => !allowed.has(k))).toEqual([]);
     // The token never reaches the supervisor's logs.
     expect(p.output()).not.toContain(env.KANBAN_RUN_TOKEN);

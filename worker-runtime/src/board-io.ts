@@ -74,7 +74,7 @@ export function checkpointAndClose(board: Board | null): void {
   if (board) localConnectionOf(board)?.closeNow('free');
 }
 
-export type Delivery = { via: 'board' } | { via: 'spool'; path: string; cause: string };
+export type Delivery = { via: 'channel' } | { via: 'board' } | { via: 'spool'; path: string; cause: string };
 
 export interface DeliverOptions {
   /** Attempts on the board before spooling (default 3; a damaged board is spooled at once). */
@@ -92,6 +92,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * this user, read-only, missing, or it could not be opened at all: `board === null`) the report
  * goes to the spool next to the board and `{ via: 'spool' }` is returned. A damaged board is
  * spooled at once; anything else after `attempts` tries.
+ * `seq`: the report's sequence number, on the board and in the spool entry (applied at most once).
  * Throws NotCurrentError when the run is fenced out (nothing is written anywhere),
  * BoardInputError for an invalid report, and any error the spool itself hits.
  */
@@ -100,7 +101,7 @@ export async function deliverReport(
   dbPath: string,
   cred: RunCredentials,
   report: WorkerReport,
-  opts: DeliverOptions & { openError?: unknown; spoolDir?: string } = {},
+  opts: DeliverOptions & { openError?: unknown; spoolDir?: string; seq?: string } = {},
 ): Promise<Delivery> {
   const now = opts.now ?? Date.now;
   const at = now();
@@ -110,7 +111,7 @@ export async function deliverReport(
   if (board) {
     for (let i = 1; ; i++) {
       try {
-        await board.report(cred, report, at);
+        await board.report(cred, report, at, opts.seq);
         return { via: 'board' };
       } catch (e) {
         if (e instanceof NotCurrentError || e instanceof BoardInputError) throw e;
@@ -122,5 +123,5 @@ export async function deliverReport(
     }
   }
   const why = cause instanceof Error ? cause.message : String(cause);
-  return { via: 'spool', path: writeSpool(dbPath, cred, report, at, why, opts.spoolDir), cause: why };
+  return { via: 'spool', path: writeSpool(dbPath, cred, report, at, why, opts.spoolDir, opts.seq), cause: why };
 }

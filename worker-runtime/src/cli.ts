@@ -1,15 +1,17 @@
 /**
  * The worker CLI, for skills written in any language: `kanban-supervisor worker <command>`.
- * It reads the same KANBAN_* variables as the runtime and makes one fenced board call per invocation.
+ * It reads the same KANBAN_* variables as the runtime and makes one fenced report per invocation:
+ * through the supervisor's report channel (KANBAN_SOCKET) when it answers, else on the board.
  *
  * Exit statuses: 0 ok, 1 other failure, 2 bad arguments or environment, 3 fenced out
  * (`run R is no longer current for task T`, nothing written).
  */
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
-import { BoardInputError, NotCurrentError, localConnectionOf, type Board, type Json, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, localConnectionOf, type Json, type WorkerReport } from '@kanban-supervisor/board';
 import { ConfigError, LIMITS, parseLimit } from '@kanban-supervisor/policies';
-import { checkpointAndClose, deliverReport, openWorkerBoard } from './board-io.js';
+import { checkpointAndClose } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';
+import { Reporter } from './reporter.js';
 
 export interface CliIo {
   out(text: string): void;
@@ -246,7 +248,7 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
     io.err(`kanban-supervisor worker ${command}: ${(e as Error).message}\n`);
     return e instanceof WorkerEnvError ? e.exitCode : EXIT.failed;
   }
-  const { dbPath, cred, spoolDir } = wenv;
+  const { dbPath } = wenv;
   const final = command === 'complete' || command === 'fail' || command === 'defer';
 
   let report: WorkerReport | null = null;
@@ -259,41 +261,31 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
       : { outcome: 'deferred', seconds: flags.get('--seconds') as number, reason: String(reason) };
   }
 
-  let board: Board | null = null;
+  // Through the supervisor's report channel when KANBAN_SOCKET is set and answers; else the board
+  // directly (opened only then); a final report the board cannot take is spooled (reporter.ts).
+  const reporter = new Reporter(wenv);
   try {
-    try {
-      board = await openWorkerBoard(dbPath);
-    } catch (e) {
-      // A final report is never lost to a board that cannot be opened, whatever the reason
-      // (damaged, I/O, not readable or writable by this user, read-only, missing): it is spooled.
-      if (report) {
-        const d = await deliverReport(null, dbPath, cred, report, { openError: e, spoolDir });
-        if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
-        return EXIT.ok;
-      }
-      io.err(`kanban-supervisor worker ${command}: cannot open board ${dbPath}: ${(e as Error).message}\n`);
-      return EXIT.failed;
-    }
-    const now = Date.now();
     switch (command) {
       case 'heartbeat':
-        await board.heartbeat(cred, flags.get('--progress') as Json | undefined, now);
+        await reporter.heartbeat(flags.get('--progress') as Json | undefined);
         break;
       case 'event':
-        await board.workerEvent(cred, positional[0]!, (flags.get('--data') as Json | undefined) ?? null, now);
+        await reporter.event(positional[0]!, (flags.get('--data') as Json | undefined) ?? null);
         break;
       case 'payload': {
-        const { task } = await board.loadRun(cred);
+        const task = await reporter.loadTask();
         const path = flags.get('--get') as string | undefined;
         const v = path === undefined ? task.payload : pick(task.payload, path);
         if (v !== undefined) io.out((typeof v === 'string' ? v : JSON.stringify(v)) + '\n');
         break;
       }
       case 'parents':
-        io.out(JSON.stringify(await board.parentResults(cred)) + '\n');
+        io.out(JSON.stringify(await reporter.loadParents()) + '\n');
         break;
       default: {
-        const d = await deliverReport(board, dbPath, cred, report!, { spoolDir });
+        // A final report is never lost to a board that cannot be opened, whatever the reason
+        // (damaged, I/O, not readable or writable by this user, read-only, missing): it is spooled.
+        const d = await reporter.deliver(report!);
         if (d.via === 'spool') io.err(`kanban-supervisor worker ${command}: the board could not take the report (${d.cause}); it was spooled to ${d.path}\n`);
       }
     }
@@ -307,9 +299,13 @@ export async function workerCli(args: string[], env: NodeJS.ProcessEnv, io: CliI
       io.err(`kanban-supervisor worker ${command}: ${e.message}\n`);
       return EXIT.usage;
     }
-    io.err(`kanban-supervisor worker ${command}: ${(e as Error)?.message ?? String(e)}\n`);
+    // Not opened: the channel did not answer and the board could not be opened either.
+    const what = !reporter.openedBoard && !final ? `cannot open board ${dbPath}: ` : '';
+    io.err(`kanban-supervisor worker ${command}: ${what}${(e as Error)?.message ?? String(e)}\n`);
     return EXIT.failed;
   } finally {
+    reporter.channel?.close();
+    const board = reporter.openedBoard;
     if (final && board && localConnectionOf(board)) checkpointAndClose(board);
     else if (board) {
       try {

@@ -2,7 +2,7 @@
  * The environment contract between the supervisor and a worker process.
  * The supervisor sets these variables; the runtime and the worker CLI read them.
  */
-import { resolve } from 'node:path';
+import { isAbsolute, resolve } from 'node:path';
 import { CONFIG_VARS, EXIT, LIMITS, readLimit, type LimitRange } from '@kanban-supervisor/policies';
 import { boardFiles, isPgLocation, type RunCredentials } from '@kanban-supervisor/board';
 
@@ -30,6 +30,8 @@ export interface WorkerEnv {
   reclaimGraceSeconds: number;
   /** The stall limit of this run (KANBAN_HEARTBEAT_TIMEOUT_SECONDS), 0 = off. */
   heartbeatTimeoutSeconds: number;
+  /** The supervisor's report channel (KANBAN_SOCKET, an absolute path); null: reports go to the board directly. */
+  socketPath: string | null;
 }
 
 function defaultGraceSeconds(): number {
@@ -45,6 +47,14 @@ function optionalLimit(env: NodeJS.ProcessEnv, name: string, range: LimitRange, 
   const r = readLimit(raw, range);
   if ('problem' in r) throw new WorkerEnvError(`${name} ${r.problem}`);
   return r.value;
+}
+
+/** KANBAN_SOCKET: the report channel's socket, an absolute path (unset or empty: none). */
+function socketOf(env: NodeJS.ProcessEnv): string | null {
+  const raw = (env.KANBAN_SOCKET ?? '').trim();
+  if (raw === '') return null;
+  if (!isAbsolute(raw)) throw new WorkerEnvError(`KANBAN_SOCKET must be an absolute path, got ${JSON.stringify(raw)}`);
+  return raw;
 }
 
 /** Read and check the KANBAN_* variables. Throws WorkerEnvError naming every missing variable. */
@@ -66,5 +76,6 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
     cred: { taskId: env.KANBAN_TASK_ID!.trim(), runId: env.KANBAN_RUN_ID!.trim(), token: env.KANBAN_RUN_TOKEN!.trim() },
     reclaimGraceSeconds: optionalLimit(env, 'KANBAN_RECLAIM_GRACE_SECONDS', LIMITS.reclaimGraceSeconds, defaultGraceSeconds()),
     heartbeatTimeoutSeconds: optionalLimit(env, 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', LIMITS.heartbeatTimeoutSeconds, 0),
+    socketPath: socketOf(env),
   };
 }

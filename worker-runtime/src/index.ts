@@ -4,11 +4,10 @@
  *   import { runWorker } from '@kanban-supervisor/worker-runtime';
  *   runWorker(async (ctx) => { ...; return result; });
  */
+export { runWorker, guardStdio } from './runtime.js';
 export {
-  runWorker,
   WorkerStoppedError,
   DeferRequest,
-  guardStdio,
   type WorkerContext,
   type WorkerHandler,
   type WorkerResult,
@@ -16,7 +15,7 @@ export {
   type RunWorkerOptions,
   type ShutdownHook,
   type StopReason,
-} from './runtime.js';
+} from './api.js';
 export { workerCli, WORKER_CLI_USAGE, type CliIo } from './cli.js';
 export { EXIT, REQUIRED_VARS, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
 export {
@@ -31,3 +30,21 @@ export {
 export { writeSpool, readSpool, removeSpoolEntry, spoolDir, spoolPath, SPOOL_VERSION, MAX_SPOOL_ENTRY_BYTES, type SpoolEntry, type SpoolRead } from './spool.js';
 /** Rejection of ctx.heartbeat/ctx.event (and abort reason of ctx.signal) when the run was fenced out. */
 export { NotCurrentError } from '@kanban-supervisor/board';
+export {
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSIONS,
+  MAX_FRAME_BYTES,
+  OPS,
+  ProtocolError,
+  parseRequest,
+  requestId,
+  reportFields,
+  nextSeq,
+  type Op,
+  type Report,
+  type WireRequest,
+  type WireAnswer,
+  type AnswerCode,
+} from './protocol.js';
+export { ReportChannel, ChannelDownError, CHANNEL_TIMEOUT_MS, CHANNEL_RETRY_MS } from './channel.js';
+export { Reporter } from './reporter.js';

@@ -2,90 +2,27 @@
  * `runWorker`: the process-level runtime a skill written in TypeScript/JavaScript runs under.
  *
  * Lifecycle of a worker process:
- *   read KANBAN_* → open the board (hardened open, short busy timeout) → loadRun (fenced)
- *   → run the handler with automatic heartbeats → one final fenced report → checkpoint, close, exit.
- * A final report the board cannot take goes to the spool; a board that cannot be opened or read
- * before the handler runs (not the worker's fault) ends the run deferred, also through the spool.
+ *   read KANBAN_* → load its run (fenced) → run the handler with automatic heartbeats → one final
+ *   fenced report → (a board it opened: checkpoint, close) → exit.
+ * Every report goes through the supervisor's report channel when KANBAN_SOCKET is set and answers,
+ * else to the board directly (opened then: hardened open, short busy timeout), else (a final
+ * report) to the spool (reporter.ts). A board that cannot be opened or read before the handler
+ * runs (not the worker's fault) ends the run deferred, also through the spool.
  *
  * Exit statuses: 0 completed, 1 failed, 2 bad environment, 3 fenced out (nothing written),
  * 75 deferred, 143 SIGTERM, 130 SIGINT.
  *
  * On a SQLite board every operation is synchronous inside (one short transaction, never spanning an await);
  * the only awaits around them are the busy-retry backoffs between transactions.
+ *
+ * What the handler sees (its context, result, options, errors) is api.ts.
  */
-import { BoardInputError, NotCurrentError, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
 import { FENCED_SIGNAL_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
-import { checkpointAndClose, closeRemote, deliverReport, isBoardFault, openWorkerBoard, setBusyTimeout, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
+import { checkpointAndClose, closeRemote, isBoardFault, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
-
-/** What the handler sees of its task. */
-export interface WorkerTask {
-  id: string;
-  title: string;
-  skill: string;
-  payload: Json;
-}
-
-/** Why the worker is stopping early: a signal, or the run was fenced out. */
-export type StopReason = WorkerStoppedError | NotCurrentError;
-
-export type ShutdownHook = (reason: StopReason) => unknown;
-
-export interface WorkerContext {
-  readonly task: WorkerTask;
-  /** The results of the task's parents (task graph: `add --after`), by task id; empty without parents. */
-  readonly parents: Readonly<Record<string, Json | null>>;
-  readonly runId: string;
-  /** Aborted on SIGTERM/SIGINT (reason: WorkerStoppedError) or when the run is fenced out (reason: NotCurrentError). */
-  readonly signal: AbortSignal;
-  /**
-   * Record a heartbeat, with optional progress. Rejects with NotCurrentError when fenced out, and
-   * BoardInputError for progress that is not JSON. A heartbeat the board cannot take (not writable,
-   * busy, failing) is said on stderr and tried again later; it never rejects, never fails the run.
-   */
-  heartbeat(progress?: Json): Promise<void>;
-  /** Append an event to the task's history. Rejects with NotCurrentError when fenced out. */
-  event(kind: string, data?: Json): Promise<void>;
-  /**
-   * Register a hook that runs when the worker stops before its handler finished: on SIGTERM/SIGINT,
-   * or after the handler settled once the run was fenced out. Hooks run concurrently, within the
-   * shutdown budget derived from KANBAN_RECLAIM_GRACE_SECONDS; a second signal skips them.
-   */
-  onShutdown(fn: ShutdownHook): void;
-  /**
-   * End the run `deferred`: the task goes back to ready after `seconds`. Throws a DeferRequest to
-   * end the handler (`return ctx.defer(60)` reads well); even if the handler swallows it, the run ends deferred.
-   */
-  defer(seconds: number, reason?: string): never;
-}
-
-export type WorkerResult = Json | undefined | void;
-export type WorkerHandler = (ctx: WorkerContext) => WorkerResult | Promise<WorkerResult>;
-
-export interface RunWorkerOptions {
-  /** Automatic heartbeats while the handler runs (default true). */
-  autoHeartbeat?: boolean;
-  /** Override the automatic heartbeat interval (default: derived from KANBAN_HEARTBEAT_TIMEOUT_SECONDS). */
-  heartbeatIntervalMs?: number;
-  /** Environment to read KANBAN_* from (default process.env). */
-  env?: NodeJS.ProcessEnv;
-}
-
-/** The abort reason of `ctx.signal` when the worker got SIGTERM or SIGINT. */
-export class WorkerStoppedError extends Error {
-  override name = 'WorkerStoppedError';
-  constructor(readonly signal: 'SIGTERM' | 'SIGINT') {
-    super(`the worker received ${signal} and is stopping`);
-  }
-}
-
-/** Thrown by `ctx.defer()`; the runtime turns it into a `deferred` report. */
-export class DeferRequest extends Error {
-  override name = 'DeferRequest';
-  constructor(readonly seconds: number, readonly reason?: string) {
-    super(`deferred for ${seconds} s${reason ? `: ${reason}` : ''}`);
-  }
-}
+import { DeferRequest, WorkerStoppedError, type RunWorkerOptions, type ShutdownHook, type StopReason, type WorkerContext, type WorkerHandler, type WorkerResult } from './api.js';
+import { Reporter } from './reporter.js';
 
 type Outcome = { ok: true; value: WorkerResult } | { ok: false; error: unknown };
 
@@ -150,7 +87,7 @@ export function runWorker(handler: WorkerHandler, options: RunWorkerOptions = {}
 
 class WorkerProcess {
   private env: WorkerEnv | null = null;
-  private board: Board | null = null;
+  private reporter: Reporter | null = null;
   private readonly controller = new AbortController();
   private readonly hooks: ShutdownHook[] = [];
   private hooksDone: Promise<void> | null = null;
@@ -204,29 +141,27 @@ class WorkerProcess {
       return this.exit(e instanceof WorkerEnvError ? e.exitCode : EXIT.usage);
     }
     this.env = env;
-    try {
-      this.board = await openWorkerBoard(env.dbPath);
-    } catch (e) {
-      say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
-      return this.deferUnavailable(env, e, `the board ${env.dbPath} could not be opened`);
-    }
-    let task: Task;
+    const reporter = (this.reporter = new Reporter(env));
+    let task: Pick<Task, 'id' | 'title' | 'skill' | 'payload'>;
     let parents: Record<string, Json | null>;
     try {
-      task = (await this.board.loadRun(env.cred)).task;
-      parents = await this.board.parentResults(env.cred);
+      ({ task, parents } = await reporter.loadTaskAndParents());
     } catch (e) {
       if (this.signal) return;
       if (e instanceof NotCurrentError) {
         say(e.message);
         return this.exit(EXIT.notCurrent);
       }
+      if (!reporter.openedBoard) {
+        say(`kanban worker: cannot open board ${env.dbPath}: ${messageOf(e)}`);
+        return this.deferUnavailable(e, `the board ${env.dbPath} could not be opened`);
+      }
       say(`kanban worker: cannot load run ${env.cred.runId} of task ${env.cred.taskId}: ${messageOf(e)}`);
-      return this.deferUnavailable(env, e, `run ${env.cred.runId} could not be read from the board ${env.dbPath}`);
+      return this.deferUnavailable(e, `run ${env.cred.runId} could not be read from the board ${env.dbPath}`);
     }
     if (this.signal) return;
 
-    const ctx = this.context(task, parents, env);
+    const ctx = this.context(task, parents, env, reporter);
     this.startHeartbeats(env);
     let outcome: Outcome;
     try {
@@ -251,7 +186,7 @@ class WorkerProcess {
     let report = this.reportFor(outcome);
     for (;;) {
       try {
-        const d = await deliverReport(this.board, env.dbPath, env.cred, report, { spoolDir: env.spoolDir });
+        const d = await reporter.deliver(report);
         if (d.via === 'spool') {
           say(`kanban worker: the board could not take the final report (${d.cause}); it was spooled to ${d.path}`);
         }
@@ -281,11 +216,11 @@ class WorkerProcess {
    * isBoardFault) ends the run `deferred` through the board or the spool, so that it does not count
    * against the task; anything else (a board too new for this runtime, …) fails as before.
    */
-  private async deferUnavailable(env: WorkerEnv, cause: unknown, what: string): Promise<void> {
+  private async deferUnavailable(cause: unknown, what: string): Promise<void> {
     if (!isBoardFault(cause)) return this.exit(EXIT.failed);
     const report: WorkerReport = { outcome: 'deferred', seconds: BOARD_UNAVAILABLE_DEFER_SECONDS, reason: `${what}: ${messageOf(cause)}` };
     try {
-      const d = await deliverReport(this.board, env.dbPath, env.cred, report, { openError: cause, spoolDir: env.spoolDir });
+      const d = await this.reporter!.deliver(report, this.reporter!.openedBoard ? {} : { openError: cause });
       if (this.signal) return;
       say(
         `kanban worker: the handler did not run; the run ends deferred for ${BOARD_UNAVAILABLE_DEFER_SECONDS} s` +
@@ -303,8 +238,7 @@ class WorkerProcess {
     }
   }
 
-  private context(task: Task, parents: Record<string, Json | null>, env: WorkerEnv): WorkerContext {
-    const board = this.board!;
+  private context(task: Pick<Task, 'id' | 'title' | 'skill' | 'payload'>, parents: Record<string, Json | null>, env: WorkerEnv, reporter: Reporter): WorkerContext {
     const cred = env.cred;
     return {
       task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload },
@@ -314,7 +248,7 @@ class WorkerProcess {
       heartbeat: (progress?: Json) =>
         this.fencedCall(async () => {
           try {
-            await board.heartbeat(cred, progress, Date.now());
+            await reporter.heartbeat(progress);
           } catch (e) {
             if (e instanceof NotCurrentError || e instanceof BoardInputError) throw e;
             // Not the handler's failure (the board is unwritable, busy, failing): say so once per
@@ -326,7 +260,7 @@ class WorkerProcess {
           this.hbFailing = false;
           this.lastBeatAt = Date.now();
         }),
-      event: (kind: string, data?: Json) => this.fencedCall(() => board.workerEvent(cred, kind, data === undefined ? null : data, Date.now())),
+      event: (kind: string, data?: Json) => this.fencedCall(() => reporter.event(kind, data === undefined ? null : data)),
       onShutdown: (fn: ShutdownHook) => {
         if (typeof fn !== 'function') throw new TypeError('onShutdown needs a function');
         this.hooks.push(fn);
@@ -415,11 +349,11 @@ class WorkerProcess {
   }
 
   private async autoBeat(env: WorkerEnv, ms: number): Promise<void> {
-    if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.board) return;
+    if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.reporter) return;
     if (Date.now() - this.lastBeatAt < ms / 2) return; // an explicit heartbeat just happened
     this.hbInFlight = true;
     try {
-      await this.board.heartbeat(env.cred, undefined, Date.now());
+      await this.reporter.heartbeat(undefined);
       this.lastBeatAt = Date.now();
     } catch (e) {
       if (e instanceof NotCurrentError) this.fence(e);
@@ -472,19 +406,24 @@ class WorkerProcess {
     this.stopHeartbeats();
     this.controller.abort(new WorkerStoppedError(sig));
     const env = this.env;
-    if (!env || !this.board) return this.exit(code);
+    const reporter = this.reporter;
+    if (!env || !reporter) return this.exit(code);
     const graceMs = env.reclaimGraceSeconds * 1000;
     const budget = shutdownBudgetMs(env.reclaimGraceSeconds);
     await Promise.race([this.runHooks(), sleep(budget), this.skipped]);
-    // Record the stop within what is left of the grace (keep ~100 ms to close the connection).
+    // Record the stop within what is left of the grace (keep ~100 ms to close a board it opened),
+    // after the reports still waiting for their answers on the channel.
     const left = Math.max(50, graceMs - (Date.now() - t0) - 100);
-    setBusyTimeout(this.board, Math.min(WORKER_BUSY_TIMEOUT_MS, left));
-    const stop = this.board.recordStop(env.cred, sig, Date.now()).catch((e: unknown) => {
+    reporter.setBusyTimeout(Math.min(WORKER_BUSY_TIMEOUT_MS, left));
+    const stop = (async () => {
+      await reporter.channel?.settled();
+      await reporter.stop(sig);
+    })().catch((e: unknown) => {
       if (!(e instanceof NotCurrentError)) say(`kanban worker: could not record the stop: ${messageOf(e)}`);
     });
     await Promise.race([stop, sleep(left), this.skipped]);
     // A PostgreSQL board's connection is ended here, within the grace (a SQLite one in exit()).
-    await Promise.race([closeRemote(this.board, Math.max(50, graceMs - (Date.now() - t0) - 50)), this.skipped]);
+    await Promise.race([closeRemote(reporter.openedBoard, Math.max(50, graceMs - (Date.now() - t0) - 50)), this.skipped]);
     this.exit(code);
   }
 
@@ -493,7 +432,8 @@ class WorkerProcess {
     if (this.exiting) return;
     this.exiting = true;
     this.stopHeartbeats();
-    checkpointAndClose(this.board);
+    this.reporter?.channel?.close();
+    checkpointAndClose(this.reporter?.openedBoard ?? null);
     process.exit(code);
   }
 }

@@ -31,6 +31,8 @@ export interface SpoolEntry extends RunCredentials {
   pid: number;
   /** Why the board refused it (for the operator). */
   cause: string;
+  /** The report's sequence number (applied at most once: a report already on the board is a duplicate); absent in older entries. */
+  seq?: string;
 }
 
 /** The spool folder of a board: next to a SQLite board, in a PostgreSQL board's local state folder (boardFiles). */
@@ -59,6 +61,7 @@ export function writeSpool(
   at: number,
   cause: string,
   dir = spoolDir(dbPath),
+  seq?: string,
 ): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const entry: SpoolEntry = {
@@ -71,6 +74,7 @@ export function writeSpool(
     board: isPgLocation(dbPath) ? pgLocationLabel(dbPath) : dbPath,
     pid: process.pid,
     cause,
+    ...(seq !== undefined ? { seq } : {}),
   };
   const final = spoolPath(dbPath, cred.runId, dir);
   writeFileAtomic(final, JSON.stringify(entry) + '\n', { mode: 0o600, fsync: true });
@@ -126,7 +130,7 @@ export function readSpool(dbPath: string, dir = spoolDir(dbPath)): SpoolRead[] {
     if (
       typeof e !== 'object' || e === null || e.version !== SPOOL_VERSION ||
       typeof e.taskId !== 'string' || typeof e.runId !== 'string' || typeof e.token !== 'string' ||
-      typeof e.at !== 'number' || !isReport(e.report)
+      typeof e.at !== 'number' || !isReport(e.report) || (e.seq !== undefined && (typeof e.seq !== 'string' || !/^[0-9]{1,20}$/.test(e.seq)))
     ) {
       out.push({ path, error: `${path} is not a version ${SPOOL_VERSION} spool entry` });
     } else {

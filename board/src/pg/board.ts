@@ -44,6 +44,7 @@ import type {
   TaskPageQuery,
   FeedEvent,
   WorkerReport,
+  WriteResult,
   TaskCount,
   WaitingFor,
 } from '../types.js';
@@ -141,6 +142,14 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
       applyAccountingBatch: (items, now) => accounting.applyAccountingBatch(w, items, now),
       appendEvent: (taskId, runId, kind, data, now) => events.appendEvent(w, taskId, runId, kind, data, now),
       setOwner: (info) => events.setOwner(w, info),
+      // Worker reports that came through this supervisor's report channel (a savepoint each): of
+      // a run this supervisor claimed, else refused as not current.
+      heartbeat: (cred, progress, now) => worker.heartbeat(w, cred, progress, now, me?.id ?? null),
+      workerEvent: (cred, kind, data, now, seq) => worker.workerEvent(w, cred, kind, data, now, seq, me?.id ?? null),
+      report: (cred, report, now, seq) => worker.report(w, cred, report, now, seq, me?.id ?? null),
+      recordStop: (cred, signal, now, seq) => worker.recordStop(w, cred, signal, now, seq, me?.id ?? null),
+      loadRun: (cred) => worker.loadRun(w, cred, me?.id ?? null),
+      parentResults: (cred) => graph.parentResults(w, cred, me?.id ?? null),
       commit: () => tx.commit(g),
       close: () => tx.close(g),
       get longestHoldMs() {
@@ -369,19 +378,19 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     return worker.heartbeat(this.w, cred, progress, now);
   }
 
-  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
-    return worker.workerEvent(this.w, cred, kind, data, now);
+  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number, seq?: string | null): Promise<WriteResult> {
+    return worker.workerEvent(this.w, cred, kind, data, now, seq);
   }
 
-  report(cred: RunCredentials, report: WorkerReport, now: number): Promise<void> {
-    return worker.report(this.w, cred, report, now);
+  report(cred: RunCredentials, report: WorkerReport, now: number, seq?: string | null): Promise<WriteResult> {
+    return worker.report(this.w, cred, report, now, seq);
   }
 
   reportApplied(cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean> {
     return worker.reportApplied(this.w, cred, outcome);
   }
 
-  recordStop(cred: RunCredentials, signal: string, now: number): Promise<void> {
-    return worker.recordStop(this.w, cred, signal, now);
+  recordStop(cred: RunCredentials, signal: string, now: number, seq?: string | null): Promise<WriteResult> {
+    return worker.recordStop(this.w, cred, signal, now, seq);
   }
 }

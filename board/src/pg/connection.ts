@@ -137,13 +137,14 @@ export class Q {
   }
 
   /** Append an event to a task's history (inside the caller's transaction). */
-  async event(taskId: string, runId: string | null, kind: string, data: Json | null, at: number): Promise<void> {
-    await this.run('INSERT INTO events (task_id, run_id, kind, data, at) VALUES ($1, $2, $3, $4, $5)', [
+  async event(taskId: string, runId: string | null, kind: string, data: Json | null, at: number, seq: string | null = null): Promise<void> {
+    await this.run('INSERT INTO events (task_id, run_id, kind, data, at, seq) VALUES ($1, $2, $3, $4, $5, $6)', [
       taskId,
       runId,
       kind,
       data === null ? null : JSON.stringify(data),
       at,
+      seq,
     ]);
   }
 

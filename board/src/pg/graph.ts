@@ -198,9 +198,9 @@ export async function waitingFor(w: Writer, taskIds: string[]): Promise<WaitingF
   );
 }
 
-export async function parentResults(w: Writer, cred: RunCredentials): Promise<Record<string, Json | null>> {
+export async function parentResults(w: Writer, cred: RunCredentials, owner: string | null = null): Promise<Record<string, Json | null>> {
   return w.read(async (q) => {
-    await fence(q, cred, { lock: false });
+    await fence(q, cred, { lock: false, owner });
     const out: Record<string, Json | null> = {};
     for (const r of await q.all('SELECT t.id, t.result FROM links l JOIN tasks t ON t.id = l.parent WHERE l.child = $1 ORDER BY l.parent', [cred.taskId])) {
       out[String(r.id)] = parseJson(r.result);

@@ -192,6 +192,17 @@ ALTER TABLE skills ADD COLUMN result_from text;
 ALTER TABLE skills ADD CONSTRAINT skills_result_from CHECK (result_from IS NULL OR (result_from = 'stdout-json' AND report = 'exit'));
 `,
   },
+  {
+    // Worker reports applied at most once (issue 17), as on SQLite (../schema.ts, version 8): an
+    // event keeps the seq of the report that wrote it (unique per run), a run the seq of the
+    // report that ended it.
+    version: 8,
+    sql: `
+ALTER TABLE events ADD COLUMN seq text COLLATE "C";
+CREATE UNIQUE INDEX events_run_seq ON events (run_id, seq) WHERE seq IS NOT NULL;
+ALTER TABLE runs ADD COLUMN report_seq text;
+`,
+  },
 ];
 
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

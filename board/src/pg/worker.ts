@@ -6,69 +6,114 @@
  * The fence reads the run and its task FOR UPDATE (a write's fence) or plainly (loadRun): once it
  * passed, no reclaim, cancel or accounting can change either row before this write commits; one
  * that came first has committed, and the fence sees it.
+ *
+ * A write with a `seq` is applied at most once: the seq is kept with what it wrote (the event's
+ * `seq`, the run's `report_seq`); the same (run, token, seq) again is a `duplicate`, checked with
+ * the run's row locked (a concurrent write of the same seq has committed by then) and before the
+ * rest of the fence (the run a duplicate final report ended has ended). `owner` (a supervisor's id):
+ * a report applied by a supervisor must be of a run it claimed.
  */
 import { NotCurrentError } from '../errors.js';
-import type { Json, Run, RunCredentials, Task, WorkerReport } from '../types.js';
-import { eventKind, jsonText, progressText, validReport } from '../validate.js';
+import type { Json, Run, RunCredentials, Task, WorkerReport, WriteResult } from '../types.js';
+import { eventKind, jsonText, progressText, reportSeq, validReport } from '../validate.js';
 import type { Q } from './connection.js';
 import { toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
 import { releaseChildren } from './graph.js';
 
+/** A write that was a duplicate (its run's seq already applied): nothing to write. */
+class Duplicate {}
+
 /**
  * Throws NotCurrentError unless the run is the task's current, unended, unreclaimed run with this
  * token (run id + token + run not ended + not being reclaimed + task still pointing at the run).
  * `allowReclaiming`: only the token and that the run has not ended are checked (a run being
- * reclaimed passes: its worker may record that it stopped).
+ * reclaimed passes: its worker may record that it stopped). `owner`: the run must also have been
+ * claimed by this supervisor (a report through its channel). `seen`: asked once the row is locked
+ * and the token matched, before the rest: a duplicate (this seq already applied) throws Duplicate.
  */
-export async function fence(q: Q, cred: RunCredentials, opts: { allowReclaiming?: boolean; lock?: boolean } = {}): Promise<Run> {
+export async function fence(
+  q: Q,
+  cred: RunCredentials,
+  opts: { allowReclaiming?: boolean; lock?: boolean; owner?: string | null; seen?: (r: Record<string, unknown>) => Promise<boolean> } = {},
+): Promise<Run> {
   const r = await q.get(
     `SELECT r.*, t.status AS t_status, t.current_run_id AS t_current FROM runs r JOIN tasks t ON t.id = r.task_id
       WHERE r.id = $1 AND r.task_id = $2${opts.lock === false ? '' : ' FOR UPDATE'}`,
     [cred.runId, cred.taskId],
   );
+  if (r !== undefined && r.token === cred.token && opts.seen && (await opts.seen(r))) throw new Duplicate();
   const current =
     r !== undefined &&
     r.token === cred.token &&
     r.status !== 'ended' &&
     r.exited_at === null &&
+    (opts.owner === undefined || opts.owner === null || r.supervisor_id === opts.owner) &&
     (opts.allowReclaiming === true || (r.stop_reason === null && r.t_status === 'running' && r.t_current === cred.runId));
   if (!current) throw new NotCurrentError(cred.runId, cred.taskId);
   return toRun(r);
 }
 
-export async function loadRun(w: Writer, cred: RunCredentials): Promise<{ task: Task; run: Run }> {
+/** Run a fenced write; a Duplicate from its fence is the answer `duplicate`. */
+async function once(fn: () => Promise<void>): Promise<WriteResult> {
+  try {
+    await fn();
+    return 'applied';
+  } catch (e) {
+    if (e instanceof Duplicate) return 'duplicate';
+    throw e;
+  }
+}
+
+/** Whether an event with this seq is on the run (asked with the run's row locked). */
+const eventSeen = (q: Q, cred: RunCredentials, seq: string | null) => async (): Promise<boolean> =>
+  seq !== null && (await q.get('SELECT 1 AS x FROM events WHERE run_id = $1 AND seq = $2', [cred.runId, seq])) !== undefined;
+
+export async function loadRun(w: Writer, cred: RunCredentials, owner: string | null = null): Promise<{ task: Task; run: Run }> {
   return w.read(async (q) => {
-    const run = await fence(q, cred, { lock: false });
+    const run = await fence(q, cred, { lock: false, owner });
     return { run, task: toTask((await q.get('SELECT * FROM tasks WHERE id = $1', [cred.taskId]))!) };
   });
 }
 
-export async function heartbeat(w: Writer, cred: RunCredentials, progress: Json | undefined, now: number): Promise<void> {
+export async function heartbeat(w: Writer, cred: RunCredentials, progress: Json | undefined, now: number, owner: string | null = null): Promise<void> {
   const text = progressText(progress);
   await w.write(async (q) => {
-    await fence(q, cred);
+    await fence(q, cred, { owner });
     await q.run('UPDATE runs SET heartbeat_at = $1, progress = COALESCE($2, progress) WHERE id = $3', [now, text, cred.runId]);
   });
 }
 
-export async function workerEvent(w: Writer, cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
+export async function workerEvent(
+  w: Writer,
+  cred: RunCredentials,
+  kind: string,
+  data: Json | null,
+  now: number,
+  seq?: string | null,
+  owner: string | null = null,
+): Promise<WriteResult> {
   eventKind(kind);
   const text = jsonText('event data', data);
-  await w.write(async (q) => {
-    await fence(q, cred);
-    await q.run('INSERT INTO events (task_id, run_id, kind, data, at) VALUES ($1, $2, $3, $4, $5)', [cred.taskId, cred.runId, kind, text, now]);
-  });
+  const s = reportSeq(seq);
+  return w.write((q) =>
+    once(async () => {
+      await fence(q, cred, { owner, seen: eventSeen(q, cred, s) });
+      await q.run('INSERT INTO events (task_id, run_id, kind, data, at, seq) VALUES ($1, $2, $3, $4, $5, $6)', [cred.taskId, cred.runId, kind, text, now, s]);
+    }),
+  );
 }
 
 /**
  * The worker's report ends its run. A completed task is done at once (result kept, counter reset);
  * a failure or a deferral waits for the supervisor's accounting, which applies the policy.
  */
-export async function report(w: Writer, cred: RunCredentials, input: WorkerReport, now: number): Promise<void> {
+export async function report(w: Writer, cred: RunCredentials, input: WorkerReport, now: number, seq?: string | null, owner: string | null = null): Promise<WriteResult> {
   const rep = validReport(input);
-  await w.write(async (q) => {
-    await fence(q, cred);
+  const s = reportSeq(seq);
+  return w.write((q) => once(async () => {
+    await fence(q, cred, { owner, seen: async (r) => s !== null && r.report_seq === s });
+    await q.run('UPDATE runs SET report_seq = $1 WHERE id = $2', [s, cred.runId]);
     switch (rep.outcome) {
       case 'completed':
         await q.run(`UPDATE runs SET status = 'ended', outcome = 'completed', ended_at = $1 WHERE id = $2`, [now, cred.runId]);
@@ -77,13 +122,13 @@ export async function report(w: Writer, cred: RunCredentials, input: WorkerRepor
           now,
           cred.taskId,
         ]);
-        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now);
+        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now, s);
         // Its waiting children whose parents are now all done are ready in this same transaction.
         await releaseChildren(q, cred.taskId, now);
         break;
       case 'failed':
         await q.run(`UPDATE runs SET status = 'ended', outcome = 'failed', error = $1, ended_at = $2 WHERE id = $3`, [rep.error, now, cred.runId]);
-        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'failed', error: rep.eventError }, now);
+        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'failed', error: rep.eventError }, now, s);
         break;
       case 'deferred': {
         const until = now + rep.deferMs;
@@ -93,11 +138,11 @@ export async function report(w: Writer, cred: RunCredentials, input: WorkerRepor
           now,
           cred.runId,
         ]);
-        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'deferred', until, reason: rep.reason }, now);
+        await q.event(cred.taskId, cred.runId, 'reported', { outcome: 'deferred', until, reason: rep.reason }, now, s);
         break;
       }
     }
-  });
+  }));
 }
 
 /** Whether a spooled report is already on the board (the run, with this token, ended with this outcome). */
@@ -109,10 +154,13 @@ export async function reportApplied(w: Writer, cred: RunCredentials, outcome: Wo
 }
 
 /** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
-export async function recordStop(w: Writer, cred: RunCredentials, signal: string, now: number): Promise<void> {
-  await w.write(async (q) => {
-    await fence(q, cred, { allowReclaiming: true });
-    await q.run('UPDATE runs SET stopped_on_request = 1 WHERE id = $1', [cred.runId]);
-    await q.event(cred.taskId, cred.runId, 'stopped_on_request', { signal }, now);
-  });
+export async function recordStop(w: Writer, cred: RunCredentials, signal: string, now: number, seq?: string | null, owner: string | null = null): Promise<WriteResult> {
+  const s = reportSeq(seq);
+  return w.write((q) =>
+    once(async () => {
+      await fence(q, cred, { allowReclaiming: true, owner, seen: eventSeen(q, cred, s) });
+      await q.run('UPDATE runs SET stopped_on_request = 1 WHERE id = $1', [cred.runId]);
+      await q.event(cred.taskId, cred.runId, 'stopped_on_request', { signal }, now, s);
+    }),
+  );
 }

@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, statSync } from 'node:fs';
 import { readAll } from './io.js';
-import type { TableShape, Value } from './shape.js';
+import { ADDED_COLUMNS, type TableShape, type Value } from './shape.js';
 import type { WalParse } from './wal.js';
 
 /** The snapshot's pages, each read from its newest committed -wal frame when it has one, else from the file. */
@@ -158,7 +158,9 @@ function decodeRecord(rec: Buffer): Value[] | null {
 }
 
 export function fitsColumns(values: Value[], shape: TableShape): boolean {
-  if (values.length !== shape.columns.length) return false;
+  const n = shape.columns.length;
+  // A record written before columns were added at the end of its table lacks them (ADDED_COLUMNS).
+  if (values.length > n || values.length < n - (ADDED_COLUMNS[shape.name] ?? 0)) return false;
   return values.every((v, i) => {
     if (i === shape.aliasIndex) return v === null;
     if (v === null) return true;

@@ -9,6 +9,13 @@ export type Value = null | bigint | number | string | Buffer;
 
 export const TABLE_ORDER = ['skills', 'tasks', 'runs', 'events', 'owner'] as const;
 
+/**
+ * Columns added by ALTER TABLE … ADD COLUMN to tables whose old rows were not rewritten (too many):
+ * how many of a table's last columns a record written before the migration lacks (SQLite reads
+ * them as NULL). The page scan accepts such a shorter record (pages.ts: fitsColumns).
+ */
+export const ADDED_COLUMNS: Readonly<Record<string, number>> = { runs: 1, events: 1 };
+
 export interface ColumnInfo {
   name: string;
   type: string;

@@ -37,6 +37,7 @@ import type {
   TaskPageQuery,
   FeedEvent,
   WorkerReport,
+  WriteResult,
   TaskCount,
   WaitingFor,
 } from '../types.js';
@@ -116,6 +117,13 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
       applyAccountingBatch: (items, now) => accounting.applyAccountingBatch(c, w, items, now),
       appendEvent: (taskId, runId, kind, data, now) => events.appendEvent(c, w, taskId, runId, kind, data, now),
       setOwner: (info) => events.setOwner(c, w, info),
+      // Worker reports that came through the supervisor's report channel (one savepoint each).
+      heartbeat: (cred, progress, now) => worker.heartbeat(c, w, cred, progress, now),
+      workerEvent: (cred, kind, data, now, seq) => worker.workerEvent(c, w, cred, kind, data, now, seq),
+      report: (cred, report, now, seq) => worker.report(c, w, cred, report, now, seq),
+      recordStop: (cred, signal, now, seq) => worker.recordStop(c, w, cred, signal, now, seq),
+      loadRun: (cred) => worker.loadRun(c, w, cred),
+      parentResults: (cred) => graph.parentResults(c, w, cred),
       commit: () => tx.commit(g),
       close: () => tx.close(g),
       get longestHoldMs() {
@@ -323,19 +331,19 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
     return worker.heartbeat(this.c, this.w, cred, progress, now);
   }
 
-  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
-    return worker.workerEvent(this.c, this.w, cred, kind, data, now);
+  workerEvent(cred: RunCredentials, kind: string, data: Json | null, now: number, seq?: string | null): Promise<WriteResult> {
+    return worker.workerEvent(this.c, this.w, cred, kind, data, now, seq);
   }
 
-  report(cred: RunCredentials, report: WorkerReport, now: number): Promise<void> {
-    return worker.report(this.c, this.w, cred, report, now);
+  report(cred: RunCredentials, report: WorkerReport, now: number, seq?: string | null): Promise<WriteResult> {
+    return worker.report(this.c, this.w, cred, report, now, seq);
   }
 
   reportApplied(cred: RunCredentials, outcome: WorkerReport['outcome']): Promise<boolean> {
     return worker.reportApplied(this.c, this.w, cred, outcome);
   }
 
-  recordStop(cred: RunCredentials, signal: string, now: number): Promise<void> {
-    return worker.recordStop(this.c, this.w, cred, signal, now);
+  recordStop(cred: RunCredentials, signal: string, now: number, seq?: string | null): Promise<WriteResult> {
+    return worker.recordStop(this.c, this.w, cred, signal, now, seq);
   }
 }

@@ -42,14 +42,15 @@ export class Conn {
   }
 
   /** Append an event to a task's history (inside the caller's transaction). */
-  event(taskId: string, runId: string | null, kind: string, data: Json | null, at: number): void {
+  event(taskId: string, runId: string | null, kind: string, data: Json | null, at: number, seq: string | null = null): void {
     this.run(
-      'INSERT INTO events (task_id, run_id, kind, data, at) VALUES (?, ?, ?, ?, ?)',
+      'INSERT INTO events (task_id, run_id, kind, data, at, seq) VALUES (?, ?, ?, ?, ?, ?)',
       taskId,
       runId,
       kind,
       data === null ? null : JSON.stringify(data),
       at,
+      seq,
     );
   }
 

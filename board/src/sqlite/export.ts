@@ -32,9 +32,9 @@ export const COPY_COLUMNS: Record<CopyTable, readonly string[]> = {
   runs: [
     'id', 'task_id', 'token', 'status', 'outcome', 'pid', 'pgid', 'proc_start_time', 'boot_id', 'started_at', 'heartbeat_at',
     'progress', 'ended_at', 'exit_code', 'signal', 'error', 'log_path', 'stop_reason', 'sigterm_at', 'sigkill_at', 'exited_at',
-    'accounted_at', 'defer_until', 'stopped_on_request',
+    'accounted_at', 'defer_until', 'stopped_on_request', 'report_seq',
   ],
-  events: ['task_id', 'run_id', 'kind', 'data', 'at'],
+  events: ['task_id', 'run_id', 'kind', 'data', 'at', 'seq'],
 };
 
 /** A run whose processes were never confirmed gone: its worker may still be alive. */

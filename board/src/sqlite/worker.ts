@@ -2,10 +2,14 @@
  * The worker's operations, each fenced: it presents its run id and token with every call, and a
  * write lands only while that run is the task's current, unended, unreclaimed run. A reclaimed
  * run's late write is refused (NotCurrentError) in the same transaction that would have written it.
+ *
+ * A write with a `seq` is applied at most once: the seq is kept with what it wrote (the event's
+ * `seq`, the run's `report_seq`), and the same (run, token, seq) again is a `duplicate`, checked
+ * before the fence (the run a duplicate final report ended has ended: the fence would refuse it).
  */
 import { NotCurrentError } from '../errors.js';
-import type { Json, Run, RunCredentials, Task, WorkerReport } from '../types.js';
-import { eventKind, jsonText, progressText, validReport } from '../validate.js';
+import type { Json, Run, RunCredentials, Task, WorkerReport, WriteResult } from '../types.js';
+import { eventKind, jsonText, progressText, reportSeq, validReport } from '../validate.js';
 import type { Conn } from './connection.js';
 import { toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
@@ -48,12 +52,29 @@ export async function heartbeat(c: Conn, w: Writer, cred: RunCredentials, progre
   });
 }
 
-export async function workerEvent(c: Conn, w: Writer, cred: RunCredentials, kind: string, data: Json | null, now: number): Promise<void> {
+/** Whether an event with this run's `seq` is on the board (the run presented with its token). */
+function eventSeen(c: Conn, cred: RunCredentials, seq: string | null): boolean {
+  if (seq === null) return false;
+  return (
+    c.get(
+      'SELECT 1 AS x FROM events e JOIN runs r ON r.id = e.run_id WHERE e.run_id = ? AND e.seq = ? AND r.token = ? AND r.task_id = ?',
+      cred.runId,
+      seq,
+      cred.token,
+      cred.taskId,
+    ) !== undefined
+  );
+}
+
+export async function workerEvent(c: Conn, w: Writer, cred: RunCredentials, kind: string, data: Json | null, now: number, seq?: string | null): Promise<WriteResult> {
   eventKind(kind);
   const text = jsonText('event data', data);
-  await w.write(() => {
+  const s = reportSeq(seq);
+  return w.write(() => {
+    if (eventSeen(c, cred, s)) return 'duplicate';
     fence(c, cred);
-    c.run('INSERT INTO events (task_id, run_id, kind, data, at) VALUES (?, ?, ?, ?, ?)', cred.taskId, cred.runId, kind, text, now);
+    c.run('INSERT INTO events (task_id, run_id, kind, data, at, seq) VALUES (?, ?, ?, ?, ?, ?)', cred.taskId, cred.runId, kind, text, now, s);
+    return 'applied';
   });
 }
 
@@ -61,10 +82,16 @@ export async function workerEvent(c: Conn, w: Writer, cred: RunCredentials, kind
  * The worker's report ends its run. A completed task is done at once (result kept, counter reset);
  * a failure or a deferral waits for the supervisor's accounting, which applies the policy.
  */
-export async function report(c: Conn, w: Writer, cred: RunCredentials, input: WorkerReport, now: number): Promise<void> {
+export async function report(c: Conn, w: Writer, cred: RunCredentials, input: WorkerReport, now: number, seq?: string | null): Promise<WriteResult> {
   const rep = validReport(input);
-  await w.write(() => {
+  const s = reportSeq(seq);
+  return w.write(() => {
+    if (s !== null) {
+      const r = c.get('SELECT token, report_seq FROM runs WHERE id = ? AND task_id = ?', cred.runId, cred.taskId);
+      if (r !== undefined && r.token === cred.token && r.report_seq === s) return 'duplicate';
+    }
     fence(c, cred);
+    c.run('UPDATE runs SET report_seq = ? WHERE id = ?', s, cred.runId);
     switch (rep.outcome) {
       case 'completed':
         c.run(`UPDATE runs SET status = 'ended', outcome = 'completed', ended_at = ? WHERE id = ?`, now, cred.runId);
@@ -74,13 +101,13 @@ export async function report(c: Conn, w: Writer, cred: RunCredentials, input: Wo
           now,
           cred.taskId,
         );
-        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now);
+        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'completed' }, now, s);
         // Its waiting children whose parents are now all done are ready in this same transaction.
         releaseChildren(c, cred.taskId, now);
         break;
       case 'failed':
         c.run(`UPDATE runs SET status = 'ended', outcome = 'failed', error = ?, ended_at = ? WHERE id = ?`, rep.error, now, cred.runId);
-        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'failed', error: rep.eventError }, now);
+        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'failed', error: rep.eventError }, now, s);
         break;
       case 'deferred': {
         const until = now + rep.deferMs;
@@ -91,10 +118,11 @@ export async function report(c: Conn, w: Writer, cred: RunCredentials, input: Wo
           now,
           cred.runId,
         );
-        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'deferred', until, reason: rep.reason }, now);
+        c.event(cred.taskId, cred.runId, 'reported', { outcome: 'deferred', until, reason: rep.reason }, now, s);
         break;
       }
     }
+    return 'applied';
   });
 }
 
@@ -107,10 +135,13 @@ export async function reportApplied(c: Conn, w: Writer, cred: RunCredentials, ou
 }
 
 /** Record that the worker stopped on a signal; allowed while its run is being reclaimed. */
-export async function recordStop(c: Conn, w: Writer, cred: RunCredentials, signal: string, now: number): Promise<void> {
-  await w.write(() => {
+export async function recordStop(c: Conn, w: Writer, cred: RunCredentials, signal: string, now: number, seq?: string | null): Promise<WriteResult> {
+  const s = reportSeq(seq);
+  return w.write(() => {
+    if (eventSeen(c, cred, s)) return 'duplicate';
     fence(c, cred, true);
     c.run('UPDATE runs SET stopped_on_request = 1 WHERE id = ?', cred.runId);
-    c.event(cred.taskId, cred.runId, 'stopped_on_request', { signal }, now);
+    c.event(cred.taskId, cred.runId, 'stopped_on_request', { signal }, now, s);
+    return 'applied';
   });
 }

@@ -74,6 +74,7 @@ export async function cmdStatus(g: Globals, args: string[]): Promise<number> {
     printStatus(r);
     const page = pageLine(r, db);
     if (page) process.stdout.write(`${page}\n`);
+    if (r.reportSocket) process.stdout.write(`report channel: ${r.reportSocket}\n`);
   }
   return EXIT.ok;
 }

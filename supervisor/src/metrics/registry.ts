@@ -22,7 +22,14 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 /** Tick and lock-hold buckets, seconds: 0.5 ms … 10 s. */
 const TICK_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** Reports per transaction that carried reports of the report channel: 1 … 4096. */
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+
 export type SpoolResult = 'applied' | 'rejected' | 'unapplied';
+/** How a report of the channel was answered. */
+export type ChannelOutcome = 'applied' | 'duplicate' | 'fenced' | 'invalid' | 'unavailable';
+/** Why the channel closed a client's connection. */
+export type ChannelDrop = 'peer' | 'oversized' | 'malformed' | 'slow_reader';
 
 export class SupervisorMetrics {
   readonly registry = new Registry();
@@ -85,6 +92,32 @@ export class SupervisorMetrics {
   });
   readonly workerRss = this.gauge('kanban_worker_rss_bytes', "Resident memory of this supervisor's live workers (group and tree) by skill, at the last sample.", ['skill']);
   readonly boardSize = this.gauge('kanban_board_size_bytes', 'Size of the SQLite board files: file="db" (the board) and file="wal" (its write-ahead log).', ['file']);
+  readonly channelReports = new Counter({
+    name: 'kanban_channel_reports_total',
+    help: 'Reports answered on the report channel, by op and outcome (applied and duplicate only once their transaction committed; unavailable: the worker writes it directly).',
+    labelNames: ['op', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly channelBatchSize = new Histogram({
+    name: 'kanban_channel_batch_size',
+    help: "Reports answered per committed transaction that carried reports of the channel, by commit (report: a report commit of the channel's own; tick: the tick's transaction).",
+    labelNames: ['commit'] as const,
+    buckets: BATCH_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly channelCommitDuration = new Histogram({
+    name: 'kanban_channel_commit_duration_seconds',
+    help: "Duration of one report commit of the channel's own (begin, apply the queued reports, commit).",
+    buckets: TICK_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly channelConnections = this.gauge('kanban_channel_connections', 'Workers connected to the report channel now.', []);
+  readonly channelDropped = new Counter({
+    name: 'kanban_channel_clients_dropped_total',
+    help: 'Report channel connections closed by the supervisor, by reason (peer: another uid; oversized or malformed frame; slow_reader: answers left unread).',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   readonly scrapeReadErrors = new Counter({
     name: 'kanban_metrics_board_read_errors_total',
     help: 'Scrapes whose read of the task counts failed (kanban_tasks is then absent from that scrape).',
@@ -137,6 +170,27 @@ export class SupervisorMetrics {
   /** A spool file's fate (applied: its report committed). */
   spool(result: SpoolResult): void {
     this.spoolFiles.inc({ result });
+  }
+
+  /** `n` reports of the channel answered (applied and duplicate: their transaction committed). */
+  channelAnswered(op: string, outcome: ChannelOutcome, n = 1): void {
+    this.channelReports.inc({ op, outcome }, n);
+  }
+
+  /** A transaction carrying `reports` reports committed: a report commit that took `commitMs`, or a tick's (null). */
+  channelCommitted(reports: number, commitMs: number | null): void {
+    this.channelBatchSize.observe({ commit: commitMs === null ? 'tick' : 'report' }, reports);
+    if (commitMs !== null) this.channelCommitDuration.observe(commitMs / 1000);
+  }
+
+  /** A connection to the channel opened (+1) or closed (-1). */
+  channelConnection(delta: 1 | -1): void {
+    this.channelConnections.inc(delta);
+  }
+
+  /** The channel closed a client's connection. */
+  channelDrop(reason: ChannelDrop): void {
+    this.channelDropped.inc({ reason });
   }
 
   /** One tick ended: its duration, its longest write-lock hold (0: it wrote nothing), the pool. */

@@ -29,9 +29,14 @@ export async function spool(ctx: TickContext, board: Board): Promise<void> {
     const cred = { taskId: e.taskId, runId: e.runId, token: e.token };
     const fields = { task: e.taskId, run: e.runId, workerPid: e.pid, outcome: e.report.outcome };
     try {
-      await board.report(cred, e.report, e.at); // committed when it returns
-      ctx.metrics.spool('applied');
-      log.info({ event: 'spool_applied', ...fields }, 'spooled result applied');
+      // committed when it returns; with its seq, a report already on the board (its channel answer
+      // was lost, then the board refused the worker's direct write) is a duplicate, applied once.
+      if ((await board.report(cred, e.report, e.at, e.seq ?? null)) === 'duplicate') {
+        log.info({ event: 'spool_already_applied', ...fields }, 'spooled result was already on the board');
+      } else {
+        ctx.metrics.spool('applied');
+        log.info({ event: 'spool_applied', ...fields }, 'spooled result applied');
+      }
     } catch (err) {
       if (!(err instanceof NotCurrentError)) {
         if (!(err instanceof BoardInputError) && classifyError(err) !== 'other') throw err;

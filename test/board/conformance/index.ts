@@ -17,7 +17,7 @@
  *
  * Layout: one module per contract area, each registering its describe block(s) with a fresh board
  * for every test (helpers.ts `useBoard`, which also holds the shared fixtures):
- * skills.ts, tasks.ts, claims.ts, fencing.ts, exits-runs.ts, accounting.ts, transactions.ts,
+ * skills.ts, tasks.ts, claims.ts, fencing.ts, report-seq.ts, exits-runs.ts, accounting.ts, transactions.ts,
  * events-owner-counts.ts, pages.ts, graph.ts, schema.ts.
  */
 import { describe } from 'vitest';
@@ -32,6 +32,7 @@ import { exitsRunsConformance } from './exits-runs.js';
 import { fencingConformance } from './fencing.js';
 import { graphConformance } from './graph.js';
 import { pagesConformance } from './pages.js';
+import { reportSeqConformance } from './report-seq.js';
 import { schemaConformance } from './schema.js';
 import { skillsConformance } from './skills.js';
 import { tasksConformance } from './tasks.js';
@@ -78,6 +79,7 @@ export function boardConformance(name: string, factory: BoardFactory): void {
     tasksConformance(factory);
     claimsConformance(factory);
     fencingConformance(factory);
+    reportSeqConformance(factory);
     exitsRunsConformance(factory);
     exitSkillsConformance(factory);
     accountingConformance(factory);

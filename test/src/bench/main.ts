@@ -5,7 +5,7 @@
  * figures as JSON to bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could
  * not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,load,reclaim,metrics,web,retention] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,channel,load,reclaim,metrics,web,retention] [--keep]
  *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
  *
  * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
@@ -20,6 +20,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, fmt, gitRev, machine, machineLine, runParts } from '../lib.js';
 import { benchExitSkill } from './exit-skill.js';
+import { benchChannel } from './channel.js';
 import { benchFlat } from './flat.js';
 import { benchLatency } from './latency.js';
 import { benchLoad } from './load.js';
@@ -46,6 +47,7 @@ async function main(): Promise<number> {
         ['latency', 'dispatch latency', benchLatency],
         ['flat', 'flat cost in board size', benchFlat],
         ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
+        ['channel', 'the report channel: throughput channel vs direct, heartbeats by batching window', benchChannel],
         ['load', 'under load: churn, supervisor restarts', benchLoad],
         ['reclaim', 'reclaim precision', benchReclaim],
         ['metrics', '/metrics scrape at 100,000 tasks', benchMetrics],

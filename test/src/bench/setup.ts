@@ -24,7 +24,7 @@ export const PGP = SHORT
   ? { latN: 20, smallRows: 1_000, bigRows: 100_000, flatIters: 120, tpN: 300, tpRounds: 1, tpConc: 4, tpSups: 3 }
   : { latN: 100, smallRows: 1_000, bigRows: 1_000_000, flatIters: 400, tpN: 600, tpRounds: 3, tpConc: 4, tpSups: 3 };
 
-export const h = new Harness({ prefix: 'ks-bench-', keep: FLAGS.keep, deadlineMs: (PG ? (SHORT ? 15 : 45) : SHORT ? 6 : 30) * 60_000 });
+export const h = new Harness({ prefix: 'ks-bench-', keep: FLAGS.keep, deadlineMs: (PG ? (SHORT ? 15 : 45) : SHORT ? 10 : 40) * 60_000 });
 export const res = new Results();
 export const want = (name: string) => !FLAGS.only || FLAGS.only.has(name);
 /** Set when a measurement could not be made: the run then exits 1. */

@@ -9,13 +9,14 @@
  * figures as JSON in chaos-results/chaos-<timestamp>.json. Exit status 1 when a hard invariant
  * (board integrity, lost writes or tasks, two live workers, double completion, leaks) fails.
  *
- *   node test/dist/chaos.js [--short] [--pg] [--only storm,restart,crash,tree,damage,load,pg] [--keep]
+ *   node test/dist/chaos.js [--short] [--pg] [--only storm,restart,channel,crash,tree,damage,load,pg] [--keep]
  *
  * This module holds the order of the scenarios (one module each in this folder), the final leak
  * check and the table; setup.ts holds the flags, the sizes and what the scenarios share.
  */
 import { join } from 'node:path';
 import { ROOT, fmt, gitRev, machine, machineLine, runParts, sleep } from '../lib.js';
+import { scenarioChannel } from './channel.js';
 import { scenarioCrash } from './crash.js';
 import { scenarioDamage } from './damage.js';
 import { finalLeaks } from './leaks.js';
@@ -33,6 +34,7 @@ async function main(): Promise<number> {
   const scenarios: Array<[string, string, () => Promise<void>]> = [
     ['storm', 'worker SIGKILL storm', scenarioStorm],
     ['restart', 'supervisor SIGKILL/restart', scenarioRestart],
+    ['channel', 'supervisor SIGKILLed while workers report (report channel)', scenarioChannel],
     ['crash', 'spawn-crash loops', scenarioCrash],
     ['tree', 'leaks', scenarioTree],
     ['damage', 'damage', scenarioDamage],

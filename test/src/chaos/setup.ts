@@ -44,7 +44,7 @@ export const P = SHORT
       pg: { hosts: 3, workers: 3, tasks: 2000, open: 10, taskMs: [300, 1200] as const, workerKills: 1000, killMs: [100, 300] as const, supKills: 30, partitions: 6, gapMs: [2000, 6000] as const, partitionExtraMs: [2000, 4000] as const, leaseS: 3, heartbeatTimeoutS: 6, budgetS: 1200, drainS: 180 },
     };
 
-export const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 8 : PG_ONLY ? 30 : 55) * 60_000 });
+export const h = new Harness({ prefix: 'ks-chaos-', keep: FLAGS.keep, deadlineMs: (SHORT ? 10 : PG_ONLY ? 30 : 60) * 60_000 });
 export const res = new Results();
 export const want = (name: string) => (PG_ONLY ? name === 'pg' : !FLAGS.only || FLAGS.only.has(name));
 

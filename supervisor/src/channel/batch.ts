@@ -1,0 +1,303 @@
+/**
+ * Group commit of the reports that come through the report channel (server.ts).
+ *
+ * Reports wait in one queue; everything queued is applied in ONE board transaction: the tick's own
+ * (TickTx drains the queue when it begins and before each of its commits) when a tick is running,
+ * else a small "report commit" of this module, started at once when nothing is in flight, or a
+ * short window (BATCH_WINDOW_MS) after the commit in flight ended. At most one commit is in flight;
+ * what arrives meanwhile goes into the next. Each report goes through the board's own fenced
+ * worker operation, in a savepoint of its own (a fenced or invalid report undoes only itself and
+ * is answered so); every answer is sent only once the transaction committed, so an answer is
+ * durable. A transaction lost as a whole (WriteGroupLostError), or closed without its commit,
+ * answers `unavailable` to each of its reports: their workers write them directly (same seq,
+ * applied at most once). Heartbeats of one run queued together are applied once (the last one,
+ * with the last progress given), and every one of them is answered.
+ *
+ * The supervisor's loop holds the batch while it ticks (hold/release): the board connection has
+ * one transaction at a time, and the tick's carries the reports then.
+ */
+import { BoardInputError, NotCurrentError, WriteGroupLostError, classifyError, type Board, type BoardTx, type Json } from '@kanban-supervisor/board';
+import type { Report, WireAnswer } from '@kanban-supervisor/worker-runtime';
+import type { Logger } from '../logger.js';
+import type { ChannelOutcome, SupervisorMetrics } from '../metrics/registry.js';
+
+/**
+ * How long a report commit waits after the previous one, ms, to gather what arrived meanwhile
+ * (REPORT_BATCH_WINDOW_MS overrides it; policies' config table has the same default). Chosen by the
+ * bench part `channel`, whose heartbeat series runs the window at 0, 2 and 5 ms: 2 ms had the lowest
+ * heartbeat p99 at the same supervisor CPU (--short, 16 workers at 1 Hz, 2-core VM under load
+ * 11-17: p99 122 / 56 / 74 ms at 0 / 2 / 5 ms, CPU 3.7-3.8 % each; one run on a loaded machine,
+ * to be confirmed by the full run, whose figures go in the README).
+ */
+export const BATCH_WINDOW_MS = 2;
+
+type Body<T> = T extends unknown ? Omit<T, 'id'> : never;
+/** An answer without its request id (the connection adds it). */
+export type AnswerBody = Body<WireAnswer>;
+export type Reply = (a: AnswerBody) => void;
+
+interface Item {
+  report: Report;
+  /** When the supervisor received it (the time recorded on the board). */
+  at: number;
+  replies: Reply[];
+}
+
+/** Reports applied in a transaction, answered once it committed (or lost). */
+export class Applied {
+  private settled = false;
+  constructor(
+    private readonly results: Array<[Item, AnswerBody]>,
+    private readonly answer: (it: Item, a: AnswerBody) => void,
+  ) {}
+
+  /** Queued reports applied (coalesced heartbeats count once). */
+  get size(): number {
+    return this.results.length;
+  }
+
+  /** Reports answered by it (every heartbeat of a coalesced one). */
+  get reports(): number {
+    let n = 0;
+    for (const [it] of this.results) n += it.replies.length;
+    return n;
+  }
+
+  /** The transaction committed (`lost` null) or not: answer each report. Idempotent. */
+  settle(lost: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    const down = lost === null ? null : unavailable(lost);
+    for (const [it, a] of this.results) this.answer(it, down ?? a);
+  }
+}
+
+function unavailable(e: unknown): AnswerBody {
+  return { ok: false, code: 'unavailable', error: e instanceof Error ? e.message : String(e) };
+}
+
+export interface BatchStats {
+  /** Reports answered, by their answer (applied and duplicates only once their transaction committed). */
+  applied: number;
+  duplicates: number;
+  fenced: number;
+  invalid: number;
+  unavailable: number;
+  /** Transactions committed with reports in them (report commits and ticks). */
+  commits: number;
+}
+
+/** The wire op of a report (the metrics' `op` label). */
+export function wireOp(r: Report): string {
+  if (r.op !== 'end') return r.op;
+  return r.report.outcome === 'completed' ? 'complete' : r.report.outcome === 'failed' ? 'fail' : 'defer';
+}
+
+function outcomeOf(a: AnswerBody): ChannelOutcome {
+  if (a.ok) return a.duplicate ? 'duplicate' : 'applied';
+  return a.code;
+}
+
+export class ReportBatch {
+  private queue: Item[] = [];
+  /** Heartbeats in the queue, by run id (coalesced). */
+  private readonly beats = new Map<string, Item>();
+  private inFlight: Promise<void> | null = null;
+  private held = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  readonly stats: BatchStats = { applied: 0, duplicates: 0, fenced: 0, invalid: 0, unavailable: 0, commits: 0 };
+  private readonly answerItem = (it: Item, a: AnswerBody): void => this.answer(it, a);
+
+  constructor(
+    private readonly deps: {
+      /** The board to commit on; null when it cannot be written (not open, quarantined): reports are answered unavailable. */
+      board: () => Board | null;
+      log: Logger;
+      /** REPORT_BATCH_WINDOW_MS (default BATCH_WINDOW_MS). */
+      windowMs?: number;
+      /** The supervisor's metrics: reports answered, batch sizes, report commit durations. */
+      metrics?: SupervisorMetrics;
+    },
+  ) {}
+
+  /** Every answer goes through here: counted (stats, metrics), then sent to each reply of the report. */
+  private answer(it: Item, a: AnswerBody): void {
+    const outcome = outcomeOf(a);
+    const n = it.replies.length;
+    if (outcome === 'duplicate') this.stats.duplicates += n;
+    else this.stats[outcome] += n;
+    this.deps.metrics?.channelAnswered(wireOp(it.report), outcome, n);
+    for (const r of it.replies) r(a);
+  }
+
+  /** Reports waiting to be applied. */
+  get size(): number {
+    return this.queue.length;
+  }
+
+  /** Queue a report; `reply` gets its answer once it is committed (or refused, or not applied). */
+  push(report: Report, reply: Reply, at = Date.now()): void {
+    if (report.op === 'heartbeat') {
+      const prev = this.beats.get(report.cred.runId);
+      if (prev && prev.report.op === 'heartbeat' && prev.report.cred.token === report.cred.token && prev.report.cred.taskId === report.cred.taskId) {
+        // One write for both: the later time, and the last progress given (a heartbeat without one keeps it).
+        const progress: Json | undefined = report.progress !== undefined ? report.progress : prev.report.progress;
+        prev.report = { ...report, progress };
+        prev.at = at;
+        prev.replies.push(reply);
+        return;
+      }
+    }
+    const it: Item = { report, at, replies: [reply] };
+    this.queue.push(it);
+    if (report.op === 'heartbeat') this.beats.set(report.cred.runId, it);
+    this.kick(false);
+  }
+
+  /**
+   * The loop ticks: wait for a report commit in flight, and start none until release(). The tick's
+   * transaction applies the queue meanwhile (TickTx).
+   */
+  async hold(): Promise<void> {
+    this.held++;
+    this.cancelTimers();
+    while (this.inFlight) await this.inFlight;
+  }
+
+  release(): void {
+    this.held = Math.max(0, this.held - 1);
+    this.kick(true);
+  }
+
+  /** Answer every queued report `unavailable` (the supervisor stops; quarantine). */
+  failAll(why: string): void {
+    for (const it of this.take()) this.answer(it, { ok: false, code: 'unavailable', error: why });
+  }
+
+  private take(): Item[] {
+    const items = this.queue;
+    this.queue = [];
+    this.beats.clear();
+    return items;
+  }
+
+  private cancelTimers(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.timer = null;
+    this.immediate = null;
+  }
+
+  /** Start a report commit: at once when nothing was in flight, after the window when one just ended. */
+  private kick(afterCommit: boolean): void {
+    if (this.held > 0 || this.inFlight || this.timer || this.immediate || this.queue.length === 0) return;
+    const run = () => {
+      this.timer = null;
+      this.immediate = null;
+      if (this.held > 0 || this.inFlight || this.queue.length === 0) return;
+      this.inFlight = this.commitOwn().finally(() => {
+        this.inFlight = null;
+        this.kick(true);
+      });
+    };
+    const windowMs = this.deps.windowMs ?? BATCH_WINDOW_MS;
+    if (afterCommit && windowMs > 0) this.timer = setTimeout(run, windowMs);
+    else this.immediate = setImmediate(run);
+  }
+
+  /** A report commit of its own (no tick running). */
+  private async commitOwn(): Promise<void> {
+    const board = this.deps.board();
+    if (!board) return this.failAll('the supervisor cannot write the board now');
+    const begun = performance.now();
+    let tx: BoardTx;
+    try {
+      tx = board.begin();
+    } catch (e) {
+      return this.failAll((e as Error).message);
+    }
+    try {
+      const applied = await this.applyQueued(tx);
+      try {
+        await tx.commit();
+        this.committed(applied, performance.now() - begun);
+      } catch (e) {
+        this.lost(applied, e);
+      }
+    } catch (e) {
+      // Lost while applying: applyQueued answered its reports.
+      this.deps.log.warn({ event: 'report_commit_failed', errorClass: classifyError(e), err: e }, 'a report commit was lost; its workers write their reports directly');
+    } finally {
+      tx.close();
+    }
+  }
+
+  /**
+   * A transaction with reports committed: answer them. `commitMs`: a report commit's duration
+   * (begin → commit returned); null for a tick's transaction (its duration is the tick's).
+   */
+  committed(applied: Applied, commitMs: number | null = null): void {
+    if (applied.size === 0) return;
+    this.stats.commits++;
+    this.deps.metrics?.channelCommitted(applied.reports, commitMs);
+    applied.settle(null);
+  }
+
+  /** A transaction with reports did not commit: each is answered unavailable. */
+  lost(applied: Applied, e: unknown): void {
+    if (applied.size === 0) return;
+    applied.settle(e);
+  }
+
+  /**
+   * Apply everything queued in `tx`, each report in a savepoint of its own. Returns the reports'
+   * answers, to settle once `tx` committed (or not). A lost transaction (WriteGroupLostError)
+   * answers every report of it unavailable and is thrown on.
+   */
+  async applyQueued(tx: BoardTx): Promise<Applied> {
+    const items = this.take();
+    const results: Array<[Item, AnswerBody]> = [];
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      try {
+        results.push([it, await applyOne(tx, it)]);
+      } catch (e) {
+        if (e instanceof WriteGroupLostError) {
+          new Applied(items.map((x) => [x, unavailable(e)]), this.answerItem).settle(e);
+          throw e;
+        }
+        if (e instanceof NotCurrentError) results.push([it, { ok: false, code: 'fenced', error: e.message }]);
+        else if (e instanceof BoardInputError) results.push([it, { ok: false, code: 'invalid', error: e.message }]);
+        // Busy, I/O: not applied; its worker writes it directly.
+        else results.push([it, unavailable(e)]);
+      }
+    }
+    return new Applied(results, this.answerItem);
+  }
+}
+
+/** One report, through the board's fenced worker operation in `tx`. */
+async function applyOne(tx: BoardTx, it: Item): Promise<AnswerBody> {
+  const r = it.report;
+  const dup = (w: 'applied' | 'duplicate'): AnswerBody => (w === 'duplicate' ? { ok: true, duplicate: true } : { ok: true });
+  switch (r.op) {
+    case 'heartbeat':
+      await tx.heartbeat(r.cred, r.progress, it.at);
+      return { ok: true };
+    case 'event':
+      return dup(await tx.workerEvent(r.cred, r.kind, r.data, it.at, r.seq));
+    case 'end':
+      return dup(await tx.report(r.cred, r.report, it.at, r.seq));
+    case 'stop':
+      return dup(await tx.recordStop(r.cred, r.signal, it.at, r.seq));
+    case 'payload': {
+      const { task } = await tx.loadRun(r.cred);
+      // The parents' results with it (one round trip at a worker's start): {} without parents.
+      const parents = await tx.parentResults(r.cred);
+      return { ok: true, task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload }, parents };
+    }
+    case 'parents':
+      return { ok: true, parents: await tx.parentResults(r.cred) };
+  }
+}
