@@ -76,7 +76,7 @@ export async function runPeers(flags: PeersFlags): Promise<number> {
         continue;
       }
       const about = series.about();
-      if (key.startsWith('bullmq-')) out.label = `BullMQ ${bullmq} + ${about.split(' (')[0]}`;
+      if (key.startsWith('bullmq-')) out.label = `BullMQ ${bullmq} + ${about.split(' (')[0]}, appendfsync ${key === 'bullmq-always' ? 'always' : 'everysec'}`;
       if (key === 'graphile') out.label = `graphile-worker ${graphile} + ${/PostgreSQL [\d.]+/.exec(about)?.[0] ?? 'PostgreSQL'}`;
       active.push({ series, out });
     }
