@@ -44,6 +44,11 @@ interface KsKind {
   label?(channel: boolean): string;
 }
 
+const OWN_REPORT = "SQLite WAL, synchronous=FULL: the task's own fenced report";
+const GROUP_COMMIT = "SQLite WAL, synchronous=FULL: the supervisor's group commit";
+/** What makes a reporting worker's completion durable: its own report, or the supervisor's commit of what it sent. */
+const durabilityOf = (channel: boolean) => (channel ? GROUP_COMMIT : OWN_REPORT);
+
 const BENCH = join(FIXTURES, 'bench');
 const haveSqlite3 = () => spawnSync('sqlite3', ['-version'], { encoding: 'utf8' }).status === 0;
 const via = (channel: boolean) => (channel ? 'through the report channel' : 'direct board writes');
@@ -121,6 +126,7 @@ export function ksSeries(ctx: Ctx, key: string): Series {
       } catch {
         /* no log: no socket shown */
       }
+      const channel = /socket/i.test(log);
       const seconds = (r.t1 - r.t0) / 1000;
       const cpu = poll.between(r.t0, r.t1);
       return {
@@ -129,7 +135,7 @@ export function ksSeries(ctx: Ctx, key: string): Series {
         cpu,
         cpuParts: { supervisor: cpu },
         lifetimeCpu,
-        ...(kind.label ? { label: kind.label(/socket/i.test(log)) } : {}),
+        ...(kind.label ? { label: kind.label(channel), durability: durabilityOf(channel) } : {}),
       };
     },
     about: () => '',

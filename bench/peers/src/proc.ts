@@ -32,8 +32,9 @@ export interface RoundResult {
   cpuParts: Record<string, number>;
   /** The same with the worker's or supervisor's whole life (start-up and shutdown included). */
   lifetimeCpu: number;
-  /** The series' label when the round found out something about it (e.g. channel or direct). */
+  /** The series' label and durability when the round found out something about them (channel or direct). */
   label?: string;
+  durability?: string;
 }
 
 /**

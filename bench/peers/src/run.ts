@@ -90,6 +90,7 @@ export async function runPeers(flags: PeersFlags): Promise<number> {
           const limit = await limitRound(ctx, `limit-${series.key}-${round}`);
           const sys = await series.round(round);
           if (sys.label) out.label = sys.label;
+          if (sys.durability) out.durability = sys.durability;
           out.rounds.push({ limit, sys, ratio: sys.tps / limit.tps });
           process.stdout.write(
             `  round ${round + 1}/${rounds} ${series.key.padEnd(16)} ${fmt(sys.tps, 0).padStart(5)} tasks/s ÷ limit ${fmt(limit.tps, 0)} = ${fmt(sys.tps / limit.tps, 2)}; own CPU ${fmt((sys.cpu / ctx.n) * 1000, 2)} ms/task\n`,
