@@ -164,7 +164,9 @@ describe.skipIf(SKIP !== null)('a board workers can no longer open (chmod 000 wh
     const sc = command(MODE, [process.execPath, CLI, '--db', db, 'run']);
     const sup = spawn(sc.cmd, sc.args, {
       ...sc.opts,
-      env: cleanEnv({ TICK_INTERVAL_MS: '100', MAX_CONCURRENT_WORKERS: '6', FAILURE_LIMIT: '2', BACKOFF_BASE_SECONDS: '0.2', CRASH_GRACE_SECONDS: '1', STORM_DISTINCT_TASKS: '0' }),
+      // The direct path and its spool (REPORT_CHANNEL=off): through the channel, the workers' reports
+      // never need the board file (the supervisor's connection applies them).
+      env: cleanEnv({ TICK_INTERVAL_MS: '100', MAX_CONCURRENT_WORKERS: '6', FAILURE_LIMIT: '2', BACKOFF_BASE_SECONDS: '0.2', CRASH_GRACE_SECONDS: '1', STORM_DISTINCT_TASKS: '0', REPORT_CHANNEL: 'off' }),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -64,9 +64,9 @@ describe('the cost of a tick', () => {
       expect(live).toHaveLength(64);
       // Every field as the run itself reads (getRun), plus the task's and skill's limits.
       for (const r of live) {
-        const { taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, ...run } = r as LiveRun;
+        const { taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, skillReport, ...run } = r as LiveRun;
         expect(run).toEqual(await b.getRun(r.id));
-        expect({ taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb }).toEqual({
+        expect({ taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, skillReport }).toEqual({
           taskStatus: 'running',
           taskSkill: 'hb',
           taskMaxRuntimeSeconds: 600,
@@ -74,6 +74,7 @@ describe('the cost of a tick', () => {
           skillHeartbeatTimeoutSeconds: 30,
           skillReclaimGraceSeconds: 5,
           skillMaxRssMb: null,
+          skillReport: 'board',
         });
       }
       expect(live[0]!.progress).toEqual({ step: 3, of: 10 });

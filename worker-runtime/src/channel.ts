@@ -65,7 +65,9 @@ export class ReportChannel {
     const sock = await this.connect();
     const id = this.nextId++;
     const line = JSON.stringify({ v: PROTOCOL_VERSION, id, ...fields, ...(cred ? { task: cred.taskId, run: cred.runId, token: cred.token } : {}) });
-    if (Buffer.byteLength(line) > MAX_FRAME_BYTES) throw new BoardInputError(`the report is larger than the report channel's ${MAX_FRAME_BYTES} bytes`);
+    // Larger than a frame (the board takes JSON values up to 4 MiB): this one report goes directly
+    // to the board (the channel stays up for the others).
+    if (Buffer.byteLength(line) > MAX_FRAME_BYTES) throw new ChannelDownError(`the report is larger than the report channel's ${MAX_FRAME_BYTES} bytes: written directly`);
     return new Promise<Ok>((resolve, reject) => {
       const timer = setTimeout(() => this.down(`no answer within ${this.opts.timeoutMs ?? CHANNEL_TIMEOUT_MS} ms`), this.opts.timeoutMs ?? CHANNEL_TIMEOUT_MS);
       this.waiting.set(id, { resolve, reject, cred, timer });

@@ -20,7 +20,7 @@ export function graphConformance(factory: BoardFactory): void {
       b = opened.board;
     });
 
-    const add = (title: string, after: string[] = []): Promise<Task> => b.createTask({ skill: 'echo', title, after });
+    const add = (title: string, after: string[] = [], priority = 0): Promise<Task> => b.createTask({ skill: 'echo', title, after, priority });
 
     /** Claim the task `id` (it must be the only ready one), spawn it and report it completed with `result`. */
     async function complete(id: string, result: unknown = { from: id }, board: Board = b): Promise<void> {
@@ -58,7 +58,8 @@ export function graphConformance(factory: BoardFactory): void {
     it('diamond A→B,C→D: D waits until both B and C are done, then is ready in the same transaction as the last report', async () => {
       await skill();
       const A = await add('A');
-      const B = await add('B', [A.id]);
+      // B before C by priority (both ready at once; made in one millisecond, their order would be their ids').
+      const B = await add('B', [A.id], 1);
       const C = await add('C', [A.id]);
       const D = await add('D', [B.id, C.id]);
       await complete(A.id);
