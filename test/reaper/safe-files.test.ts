@@ -70,7 +70,17 @@ function checkBoundedLog(text: string, lastSeq: number): { head: string[]; marke
   const seqs = tail.slice(0, -1).filter((l) => l.startsWith('L')).map((l) => Number(l.slice(1, 10)));
   expect(seqs.length).toBeGreaterThan(100);
   expect(seqs.at(-1)).toBe(lastSeq);
-  for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBe(seqs[i - 1]! + 1);
+  // Consecutive, except where a whole 64 KiB write (1,024 lines) landed between the bounding's last
+  // size check and its truncation: the race safe-fs.ts documents (a file cannot be shortened
+  // atomically with respect to another process's appends). Seen once in a loaded full suite; never
+  // a torn line, never more than one write at a time.
+  const gaps: number[] = [];
+  for (let i = 1; i < seqs.length; i++) {
+    expect(seqs[i]).toBeGreaterThan(seqs[i - 1]!);
+    if (seqs[i] !== seqs[i - 1]! + 1) gaps.push(seqs[i]! - seqs[i - 1]! - 1);
+  }
+  expect(gaps.every((g) => g === 1024), `gaps of ${gaps.join(', ')} lines`).toBe(true);
+  expect(gaps.length).toBeLessThanOrEqual(2);
   return { head, marker, tail };
 }
 
