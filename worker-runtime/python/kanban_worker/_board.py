@@ -128,7 +128,9 @@ class DirectBoard:
         self.db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         try:
-            for p in ("cell_size_check = ON", "trusted_schema = OFF", "foreign_keys = ON", "synchronous = FULL", "secure_delete = ON",
+            # trusted_schema stays at its default here: older SQLite builds (3.40, Debian 12's Python) refuse the
+            # board's CHECK constraints (json_valid) with it OFF. A worker opens the board its supervisor made.
+            for p in ("cell_size_check = ON", "foreign_keys = ON", "synchronous = FULL", "secure_delete = ON",
                       f"journal_size_limit = {JOURNAL_SIZE_LIMIT}", f"wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"):
                 self.db.execute(f"PRAGMA {p}")
             version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
