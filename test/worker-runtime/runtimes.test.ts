@@ -4,25 +4,12 @@
  * (test/fixtures/runtimes/skill.{mjs,py}), real supervisors, real processes and real signals.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Cleanups, FIXTURES, ROOT, cli, exited, killQuietly, logEvents, sleep, waitFor } from '../src/common.js';
+import { Cleanups, cli, exited, killQuietly, logEvents, sleep, waitFor } from '../src/common.js';
 import { boardSetup, claimRun, integrity, spawnWorker } from '../fixtures/worker/harness.js';
-
-export const PYTHON = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
-export const PY_PATH = join(ROOT, 'worker-runtime', 'python');
-
-export interface Runtime {
-  name: 'node' | 'python';
-  argv: string[];
-  env: Record<string, string>;
-}
-export const RUNTIMES: Runtime[] = [
-  { name: 'node', argv: [process.execPath, join(FIXTURES, 'runtimes', 'skill.mjs')], env: {} },
-  { name: 'python', argv: [PYTHON, join(FIXTURES, 'runtimes', 'skill.py')], env: { PYTHONPATH: PY_PATH } },
-];
+import { RUNTIMES, type Runtime } from '../fixtures/runtimes/runtimes.js';
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
@@ -77,7 +64,7 @@ interface Scenario {
   run(rt: Runtime): Promise<void>;
 }
 
-export const SCENARIOS: Scenario[] = [
+const SCENARIOS: Scenario[] = [
   {
     name: 'complete: the payload in, heartbeat with progress, an event, the result out (exit 0)',
     async run(rt) {

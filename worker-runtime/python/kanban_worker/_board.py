@@ -85,7 +85,7 @@ def report_seq(seq: Optional[str]) -> Optional[str]:
     if seq is None:
         return None
     if not isinstance(seq, str) or not _SEQ.match(seq):
-        raise InvalidReport(f"a report's seq must be 1-20 decimal digits, got {seq!r}")
+        raise InvalidReport(f"a report's seq must be 1-20 decimal digits, got {dumps(seq) if isinstance(seq, str) else repr(seq)}")
     return seq
 
 
