@@ -3,7 +3,7 @@
  * heartbeats; cancelled mid-call, its shutdown hook aborts the request and it exits 143 at once.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Cleanups, ROOT, cli, exited, waitFor } from '../src/common.js';
@@ -21,6 +21,24 @@ function row(db: string, sql: string, ...args: unknown[]): Record<string, unknow
     d.close();
   }
 }
+
+describe('the README\'s Python skill', () => {
+  it('runs as written, under a supervisor, to its result', async () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Writing a skill in Python'));
+    const code = /```python\n([\s\S]*?)```/.exec(section)![1]!;
+    const { dir, db } = cleanups.boardDir('ks-pyreadme-');
+    const file = join(dir, 'shout.py');
+    writeFileSync(file, code);
+    expect((await cli(db, ['skill', 'add', 'shout', '--heartbeat-timeout', '30', '--env', `PYTHONPATH=${PY_PATH}`, '--', PYTHON, file])).code).toBe(0);
+    const id = (await cli(db, ['add', '--skill', 'shout', '--payload', '{"text":"the quick brown fox"}'])).stdout.trim();
+    const sup = await cli(db, ['run', '--until-idle'], { TICK_INTERVAL_MS: '100', KANBAN_HTTP: 'off' });
+    expect(sup.code, sup.stderr).toBe(0);
+    expect(JSON.parse(String(row(db, 'SELECT result FROM tasks WHERE id = ?', id)!.result))).toEqual({ shout: 'THE QUICK BROWN FOX' });
+    expect(JSON.parse(String(row(db, 'SELECT progress FROM runs WHERE task_id = ?', id)!.progress))).toEqual({ step: 'shouting' });
+    expect(JSON.parse(String(row(db, `SELECT data FROM events WHERE task_id = ? AND kind = 'note'`, id)!.data))).toEqual({ chars: 19 });
+  });
+});
 
 describe('examples/python/slow_fetch.py', () => {
   it('completes with heartbeats and its result; cancelled mid-call it stops at once (143)', async () => {
