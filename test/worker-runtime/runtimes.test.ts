@@ -4,7 +4,8 @@
  * (test/fixtures/runtimes/skill.{mjs,py}), real supervisors, real processes and real signals.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readSpool } from '@kanban-supervisor/worker-runtime';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Cleanups, cli, exited, killQuietly, logEvents, sleep, waitFor } from '../src/common.js';
@@ -184,6 +185,38 @@ const SCENARIOS: Scenario[] = [
       expect(d.task.status).toBe('cancelled');
       expect(d.events.map((x) => x.kind)).not.toContain('late');
       expect(d.events.map((x) => x.kind)).not.toContain('reported');
+    },
+  },
+  {
+    name: 'board unusable (no channel, the board file damaged): the handler does not run, the run ends deferred through the spool (exit 75); a missing board fails (exit 1)',
+    async run(rt) {
+      const { dir, board } = await setup();
+      const run = await claimRun(board, null);
+      const spool = join(dir, 'spool');
+      const missing = await spawnWorker(null, run, rt.argv, { ...rt.env, MODE: 'return', KANBAN_DB: join(dir, 'gone', 'kanban.db'), KANBAN_SPOOL_DIR: spool });
+      expect((await missing.done).code, missing.output()).toBe(1);
+      expect(missing.output()).toContain(`${join(dir, 'gone', 'kanban.db')} does not exist`);
+      expect(existsSync(spool)).toBe(false);
+      const damaged = join(dir, 'damaged.db');
+      writeFileSync(damaged, 'this is not a SQLite database, not at all; '.repeat(200));
+      const w = await spawnWorker(board, run, rt.argv, { ...rt.env, MODE: 'return', KANBAN_DB: damaged, KANBAN_SPOOL_DIR: spool });
+      const e = await w.done;
+      expect(e.code, w.output()).toBe(75);
+      const entries = readSpool(board.location, spool);
+      expect(entries).toHaveLength(1);
+      const entry = entries[0]!;
+      expect('entry' in entry && entry.entry, JSON.stringify(entry)).toMatchObject({
+        version: 1,
+        taskId: run.taskId,
+        runId: run.runId,
+        token: run.token,
+        report: { outcome: 'deferred', seconds: 5, reason: expect.stringContaining('could not be opened') },
+        seq: expect.stringMatching(/^\d+$/),
+      });
+      expect(statSync(entry.path).mode & 0o777).toBe(0o600);
+      expect(readdirSync(spool)).toEqual([`${run.runId}.json`]);
+      // Nothing reached the board: the supervisor applies the spool entry at its next tick.
+      expect(eventsOf(board.location, run.taskId).map((x) => x.kind)).not.toContain('note');
     },
   },
   {

@@ -120,7 +120,8 @@ class DirectBoard:
     def __init__(self, path: str) -> None:
         self.path = path
         if not os.path.exists(path):
-            raise BoardError(f"board {path} does not exist", "io")
+            # Not the board's fault but the configuration's (as the Node runtime: the run fails, exit 1).
+            raise BoardError(f"board {path} does not exist (run `kanban-supervisor init`)", "other")
         try:
             self.db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
