@@ -126,7 +126,9 @@ const SCENARIOS: Scenario[] = [
     async run(rt) {
       const { dir, db } = cleanups.boardDir('ks-rt-');
       const f = (n: string) => join(dir, n);
-      const flags = ['--heartbeat-timeout', '0.9', '--reclaim-grace', '3'];
+      // 1.5 s: a Python worker on a loaded machine takes a while to start; stalled before its handler runs,
+      // it has no hooks to run yet.
+      const flags = ['--heartbeat-timeout', '1.5', '--reclaim-grace', '3'];
       await addSkill(db, 'beats', rt, { MODE: 'wait', READY: f('ready-a'), REASON: f('reason-a') }, flags);
       await addSkill(db, 'silent', rt, { MODE: 'wait', AUTO_HB: '0', READY: f('ready-b'), REASON: f('reason-b'), HOOK_MS: '100', HOOK_FILE: f('hooks-b') }, flags);
       const a = await addTask(db, 'beats', null);
@@ -137,10 +139,11 @@ const SCENARIOS: Scenario[] = [
       expect(exitOf(db, b)).toMatchObject({ exit_code: 143 });
       expect(readFileSync(f('hooks-b'), 'utf8')).toBe('hook stopped\n');
       // The beating one outlived three timeouts and is still the task's one live run.
-      await waitFor(() => Date.now() - Number(runsOf(db, a)[0]?.started_at ?? Date.now()) > 2700, 10_000);
+      await waitFor(() => Date.now() - Number(runsOf(db, a)[0]?.started_at ?? Date.now()) > 4500, 10_000);
       expect(runsOf(db, a)).toHaveLength(1);
       expect(runsOf(db, a)[0]).toMatchObject({ stop_reason: null, exited_at: null });
       expect(Number(runsOf(db, a)[0]!.heartbeat_at)).toBeGreaterThan(Date.now() - 1500);
+      expect(existsSync(f('ready-b'))).toBe(true);
       sup.kill('SIGTERM');
       expect((await exited(sup)).code, sup.output()).toBe(0);
     },

@@ -80,7 +80,7 @@ class _Worker:
         self.signal: Optional[str] = None
         self.exit_code: Optional[int] = None
         self.exiting = False
-        self._hooks_ran = False
+        self._hook_threads: Optional[List[threading.Thread]] = None
         self._wake = threading.Event()
         self._signalled = threading.Event()
         self._skip = threading.Event()
@@ -88,7 +88,7 @@ class _Worker:
         self._last_beat = 0.0
         self._hb_failing = False
         self._hb_warned = False
-        self._exit_lock = threading.Lock()
+        self._exit_lock = threading.RLock()
 
     # ------------------------------------------------------------ the main thread
 
@@ -153,21 +153,21 @@ class _Worker:
             t.join(min(0.05, max(0.0, deadline - time.monotonic())))
 
     def _run_hooks(self, deadline: float) -> None:
-        if self._hooks_ran:
-            return
-        self._hooks_ran = True
-        reason = self.ctx.stop_reason if self.ctx is not None and self.ctx.stop_reason is not None else WorkerStopped(self.signal or "SIGTERM")
-        threads = []
-        for h in self.hooks[:]:
-            def one(h: ShutdownHook = h) -> None:
-                try:
-                    _call(h, reason)
-                except Exception as e:  # noqa: BLE001
-                    say(f"kanban worker: a shutdown hook failed: {_message(e)}")
-            t = threading.Thread(target=one, daemon=True)
-            t.start()
-            threads.append(t)
-        for t in threads:
+        """Start the hooks once (each in a thread); every caller waits for them until its deadline."""
+        with self._exit_lock:
+            if self._hook_threads is None:
+                reason = self.ctx.stop_reason if self.ctx is not None and self.ctx.stop_reason is not None else WorkerStopped(self.signal or "SIGTERM")
+                self._hook_threads = []
+                for h in self.hooks[:]:
+                    def one(h: ShutdownHook = h) -> None:
+                        try:
+                            _call(h, reason)
+                        except Exception as e:  # noqa: BLE001
+                            say(f"kanban worker: a shutdown hook failed: {_message(e)}")
+                    t = threading.Thread(target=one, daemon=True)
+                    t.start()
+                    self._hook_threads.append(t)
+        for t in self._hook_threads:
             while t.is_alive() and time.monotonic() < deadline and not self._skip.is_set():
                 t.join(min(0.05, max(0.0, deadline - time.monotonic())))
 
