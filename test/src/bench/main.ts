@@ -26,7 +26,7 @@ import { benchLatency } from './latency.js';
 import { benchLoad } from './load.js';
 import { benchMetrics } from './metrics.js';
 import { benchOverhead } from './overhead.js';
-import { benchPython } from './python.js';
+import { benchPython, benchPythonFleet } from './python.js';
 import { benchReclaim } from './reclaim.js';
 import { benchRetention } from './retention.js';
 import { PG, SHORT, h, res, status, want } from './setup.js';
@@ -49,7 +49,10 @@ async function main(): Promise<number> {
         ['flat', 'flat cost in board size', benchFlat],
         ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
         ['channel', 'the report channel: throughput channel vs direct, heartbeats by batching window', benchChannel],
-        ['python', 'the Python runtime: one heartbeat through the channel vs the worker CLI, a worker\'s memory', benchPython],
+        ['python', 'the Python runtime: one heartbeat through the channel vs the worker CLI, a worker\'s memory', async () => {
+          await benchPython();
+          await benchPythonFleet();
+        }],
         ['load', 'under load: churn, supervisor restarts', benchLoad],
         ['reclaim', 'reclaim precision', benchReclaim],
         ['metrics', '/metrics scrape at 100,000 tasks', benchMetrics],
