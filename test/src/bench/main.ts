@@ -5,7 +5,7 @@
  * figures as JSON to bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could
  * not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,channel,load,reclaim,metrics,web,retention] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,channel,python,load,reclaim,metrics,web,retention] [--keep]
  *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
  *
  * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
@@ -26,6 +26,7 @@ import { benchLatency } from './latency.js';
 import { benchLoad } from './load.js';
 import { benchMetrics } from './metrics.js';
 import { benchOverhead } from './overhead.js';
+import { benchPython, benchPythonFleet } from './python.js';
 import { benchReclaim } from './reclaim.js';
 import { benchRetention } from './retention.js';
 import { PG, SHORT, h, res, status, want } from './setup.js';
@@ -48,6 +49,10 @@ async function main(): Promise<number> {
         ['flat', 'flat cost in board size', benchFlat],
         ['overhead', 'supervisor overhead and heartbeat latency', benchOverhead],
         ['channel', 'the report channel: throughput channel vs direct, heartbeats by batching window', benchChannel],
+        ['python', 'the Python runtime: one heartbeat through the channel vs the worker CLI, a worker\'s memory', async () => {
+          await benchPython();
+          await benchPythonFleet();
+        }],
         ['load', 'under load: churn, supervisor restarts', benchLoad],
         ['reclaim', 'reclaim precision', benchReclaim],
         ['metrics', '/metrics scrape at 100,000 tasks', benchMetrics],

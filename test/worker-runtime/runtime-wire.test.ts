@@ -1,0 +1,96 @@
+/**
+ * What each runtime (Node, Python) says on the report channel (issue 19): against a scripted server
+ * on a Unix socket, every line a runtime sends passes the supervisor's parseRequest and carries what
+ * docs/worker-protocol.md says (v, id, the run, a seq on events and final reports); a `fenced` answer
+ * stops the worker (exit 3, nothing more sent); an `unavailable` answer sends the report to the board
+ * directly with the same seq.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { parseRequest } from '@kanban-supervisor/worker-runtime';
+import { Cleanups } from '../src/common.js';
+import { boardSetup, claimRun, spawnWorker } from '../fixtures/worker/harness.js';
+import { RUNTIMES } from '../fixtures/runtimes/runtimes.js';
+
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const setup = boardSetup('ks-wire-');
+
+type Req = Record<string, unknown> & { id: number; op: string };
+
+/** A server that answers each request with `answer(req)` (null: ok) and records what it got. */
+async function scripted(path: string, answer: (r: Req) => Record<string, unknown> | null): Promise<{ got: Req[]; server: Server }> {
+  const got: Req[] = [];
+  const server = createServer((s: Socket) => {
+    let buf = '';
+    s.on('error', () => undefined);
+    s.on('data', (d) => {
+      buf += String(d);
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        const r = JSON.parse(line) as Req;
+        parseRequest(r); // throws (and fails the test through the worker's exit) on a bad request
+        got.push(r);
+        const a = answer(r) ?? { ok: true };
+        s.write(JSON.stringify({ id: r.id, ...a }) + '\n');
+      }
+    });
+  });
+  await new Promise<void>((res) => server.listen(path, () => res()));
+  cleanups.push(() => new Promise<void>((res) => server.close(() => res())));
+  return { got, server };
+}
+
+describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
+  it('speaks the documented requests; fenced stops it; unavailable goes to the board with the same seq', async () => {
+    const { dir, board } = await setup();
+    // 1. Every request as documented.
+    const a = await claimRun(board, { result: { n: 1 } });
+    const task = { id: a.taskId, title: 'test', skill: 'test', payload: { result: { n: 1 } } };
+    const s1 = await scripted(join(dir, 'one.sock'), (r) => (r.op === 'payload' ? { ok: true, task, parents: {} } : null));
+    const w1 = await spawnWorker(board, a, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'one.sock') });
+    expect((await w1.done).code, w1.output()).toBe(0);
+    expect(s1.got.map((r) => r.op)).toEqual(['payload', 'heartbeat', 'event', 'complete']);
+    for (const r of s1.got) {
+      expect(r).toMatchObject({ v: 1, id: expect.any(Number), task: a.taskId, run: a.runId, token: a.token });
+      if (r.op === 'event' || r.op === 'complete') expect(r.seq).toMatch(/^\d{1,20}$/);
+    }
+    expect(s1.got[1]).toMatchObject({ progress: { step: 1 } });
+    expect(s1.got[2]).toMatchObject({ kind: 'note', data: { n: 1 } });
+    expect(s1.got[3]).toMatchObject({ result: { n: 1 } });
+    expect(BigInt(s1.got[3]!.seq as string)).toBeGreaterThan(BigInt(s1.got[2]!.seq as string));
+    expect(new Set(s1.got.map((r) => r.id)).size).toBe(4);
+    // The channel answered: nothing on the board.
+    expect((await board.getTask(a.taskId))!.status).toBe('running');
+
+    // 2. Fenced on the event: exit 3, no final report sent.
+    const b = await claimRun(board, { result: 2 });
+    const s2 = await scripted(join(dir, 'two.sock'), (r) =>
+      r.op === 'payload' ? { ok: true, task: { ...task, id: b.taskId }, parents: {} } : r.op === 'event' ? { ok: false, code: 'fenced', error: `run ${b.runId} is no longer current for task ${b.taskId}` } : null,
+    );
+    const w2 = await spawnWorker(board, b, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'two.sock'), HOOK_FILE: join(dir, 'hooks2') });
+    expect((await w2.done).code, w2.output()).toBe(3);
+    expect(s2.got.map((r) => r.op)).toEqual(['payload', 'heartbeat', 'event']);
+
+    // 3. Unavailable on the final report: written to the board directly, with the seq the channel saw.
+    const c = await claimRun(board, { result: 3 });
+    const s3 = await scripted(join(dir, 'three.sock'), (r) =>
+      r.op === 'payload' ? { ok: true, task: { ...task, id: c.taskId, payload: { result: 3 } }, parents: {} } : r.op === 'complete' ? { ok: false, code: 'unavailable', error: 'SQLITE_BUSY: database is locked' } : null,
+    );
+    const w3 = await spawnWorker(board, c, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'three.sock') });
+    expect((await w3.done).code, w3.output()).toBe(0);
+    const complete = s3.got.find((r) => r.op === 'complete')!;
+    const d = (await board.showTask(c.taskId))!;
+    expect(d.task).toMatchObject({ status: 'done', result: 3 });
+    const db = new Database(board.location, { readonly: true });
+    try {
+      expect(db.prepare('SELECT report_seq FROM runs WHERE id = ?').get(c.runId)).toEqual({ report_seq: complete.seq });
+      expect(db.prepare(`SELECT seq FROM events WHERE run_id = ? AND kind = 'reported'`).get(c.runId)).toEqual({ seq: complete.seq });
+    } finally {
+      db.close();
+    }
+  });
+});

@@ -1,0 +1,144 @@
+"""The worker's side of the report channel (docs/worker-protocol.md; mirrors worker-runtime/src/channel.ts).
+
+One connection to KANBAN_SOCKET, opened at the first request. Requests are sent one at a time
+under a lock (a thread's request waits for the one in flight), each answered once the supervisor
+committed it. A request that cannot be answered (no socket, refused, broken, no answer within
+TIMEOUT_SECONDS, or `unavailable`) raises ChannelDown, and the caller writes it directly with the
+same seq; the channel then stays down for RETRY_SECONDS. `fenced` raises NotCurrent, `invalid`
+raises InvalidReport.
+"""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from ._env import Credentials
+from ._errors import ChannelDown, InvalidReport, NotCurrent
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1024 * 1024
+TIMEOUT_SECONDS = 5.0
+RETRY_SECONDS = 5.0
+
+
+def dumps(v: Any) -> str:
+    """JSON as the Node side writes it (JSON.stringify): compact, UTF-8, no NaN."""
+    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class ReportChannel:
+    def __init__(self, path: str, timeout: float = TIMEOUT_SECONDS, retry: float = RETRY_SECONDS) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.retry = retry
+        self._sock: Optional[socket.socket] = None
+        self._buf = b""
+        self._next_id = 1
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+        self.last_error: Optional[str] = None
+
+    def request(self, fields: Dict[str, Any], cred: Optional[Credentials], deadline: Optional[float] = None) -> Dict[str, Any]:
+        """Send a request, return its ok answer (raises ChannelDown, NotCurrent or InvalidReport)."""
+        if time.monotonic() < self._down_until:
+            raise ChannelDown(f"the report channel {self.path} is down: {self.last_error or 'unknown'}")
+        limit = self.timeout if deadline is None else max(0.05, min(self.timeout, deadline - time.monotonic()))
+        if not self._lock.acquire(timeout=limit):
+            raise ChannelDown(f"the report channel {self.path} is busy")
+        try:
+            return self._request(fields, cred, time.monotonic() + limit)
+        finally:
+            self._lock.release()
+
+    def _request(self, fields: Dict[str, Any], cred: Optional[Credentials], until: float) -> Dict[str, Any]:
+        rid = self._next_id
+        self._next_id += 1
+        msg: Dict[str, Any] = {"v": PROTOCOL_VERSION, "id": rid, **fields}
+        if cred is not None:
+            msg.update(task=cred.task_id, run=cred.run_id, token=cred.token)
+        try:
+            line = dumps(msg).encode("utf-8")
+        except (TypeError, ValueError) as e:
+            raise InvalidReport(f"the report is not serialisable as JSON: {e}") from None
+        if len(line) > MAX_FRAME_BYTES:
+            raise ChannelDown(f"the report is larger than the report channel's {MAX_FRAME_BYTES} bytes: written directly")
+        try:
+            sock = self._connect(until)
+            sock.settimeout(max(0.01, until - time.monotonic()))
+            sock.sendall(line + b"\n")
+            answer = self._read_answer(sock, rid, until)
+        except ChannelDown as e:
+            self._down(str(e))
+            raise
+        except (OSError, ValueError) as e:
+            why = "no answer in time" if isinstance(e, socket.timeout) else str(e)
+            self._down(why)
+            raise ChannelDown(f"the report channel {self.path} failed: {why}") from None
+        if answer.get("ok") is True:
+            return answer
+        code = answer.get("code")
+        if code == "fenced" and cred is not None:
+            raise NotCurrent(cred.run_id, cred.task_id)
+        if code == "invalid":
+            raise InvalidReport(str(answer.get("error", "invalid request")))
+        raise ChannelDown(f"the supervisor could not apply the report: {answer.get('error')}")
+
+    def _connect(self, until: float) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(max(0.01, until - time.monotonic()))
+            s.connect(self.path)
+        except OSError as e:
+            s.close()
+            raise ChannelDown(f"the report channel {self.path} is unreachable: {e}") from None
+        self._sock = s
+        self._buf = b""
+        return s
+
+    def _read_answer(self, sock: socket.socket, rid: int, until: float) -> Dict[str, Any]:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                a = json.loads(line.decode("utf-8"))
+                if isinstance(a, dict) and a.get("id") == rid:
+                    return a
+                continue  # an answer to a request given up on earlier
+            if len(self._buf) > MAX_FRAME_BYTES:
+                raise ChannelDown("an answer longer than the frame limit")
+            left = until - time.monotonic()
+            if left <= 0:
+                raise ChannelDown(f"no answer within {self.timeout:g} s")
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ChannelDown("the supervisor closed the connection")
+            self._buf += chunk
+
+    def _down(self, why: str, retry: Optional[float] = None) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._buf = b""
+        self.last_error = why
+        self._down_until = time.monotonic() + (self.retry if retry is None else retry)
+
+    def settled(self, timeout: float) -> None:
+        """Wait (at most `timeout`) for the request in flight to be answered."""
+        if self._lock.acquire(timeout=max(0.0, timeout)):
+            self._lock.release()
+
+    def close(self) -> None:
+        if self._lock.acquire(timeout=0.05):
+            try:
+                self._down("closed by the worker", 0)
+            finally:
+                self._lock.release()

@@ -1,0 +1,134 @@
+"""How a worker's reports reach the board, in order (mirrors worker-runtime/src/reporter.ts):
+1. the report channel (KANBAN_SOCKET), when set and answering;
+2. the board directly (SQLite; opened at the first report that needs it, then kept), same fence, same seq;
+3. for a final report the board cannot take either: the spool, with its seq.
+A PostgreSQL board has no direct path here (no driver in the standard library): its reports go
+through the channel, and a final report the channel cannot take is spooled (KANBAN_SPOOL_DIR)."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+
+from ._board import BoardError, DirectBoard, Report
+from ._channel import ReportChannel
+from ._env import WorkerEnv
+from ._errors import ChannelDown, InvalidReport, NotCurrent
+from ._spool import write_spool
+
+T = TypeVar("T")
+_seq_lock = threading.Lock()
+_last_seq = 0
+
+
+def next_seq() -> str:
+    """CLOCK_MONOTONIC in nanoseconds (system-wide, as the Node runtime's), strictly increasing in this process."""
+    global _last_seq
+    with _seq_lock:
+        n = time.monotonic_ns()
+        if n <= _last_seq:
+            n = _last_seq + 1
+        _last_seq = n
+        return str(n)
+
+
+class Reporter:
+    def __init__(self, env: WorkerEnv) -> None:
+        self.env = env
+        self.channel: Optional[ReportChannel] = ReportChannel(env.socket_path) if env.socket_path else None
+        self.board: Optional[DirectBoard] = None
+        self._open_lock = threading.Lock()
+
+    def open_board(self) -> DirectBoard:
+        with self._open_lock:
+            if self.board is None:
+                if self.env.is_postgres:
+                    raise BoardError("the Python runtime reaches a PostgreSQL board through the report channel only, and it did not answer", "io")
+                self.board = DirectBoard(self.env.db)
+            return self.board
+
+    def _via(self, fields: Optional[Dict[str, Any]], direct: Callable[[DirectBoard], T], on_answer: Callable[[Dict[str, Any]], T]) -> T:
+        if self.channel is not None and fields is not None:
+            try:
+                return on_answer(self.channel.request(fields, self.env.cred))
+            except ChannelDown:
+                pass
+        return direct(self.open_board())
+
+    def load_task_and_parents(self) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        return self._via({"op": "payload"}, lambda b: b.load_task_and_parents(self.env.cred),
+                         lambda a: (a["task"], a.get("parents") or {}))
+
+    def heartbeat(self, progress: Any = None, has_progress: bool = False) -> None:
+        fields: Dict[str, Any] = {"op": "heartbeat", **({"progress": progress} if has_progress else {})}
+        self._via(fields, lambda b: b.heartbeat(self.env.cred, progress, has_progress), lambda a: None)
+
+    def event(self, kind: str, data: Any) -> None:
+        seq = next_seq()
+        self._via({"op": "event", "kind": kind, "data": data, "seq": seq},
+                  lambda b: b.event(self.env.cred, kind, data, seq), lambda a: None)
+
+    def stop(self, signal: str, deadline: Optional[float] = None) -> None:
+        seq = next_seq()
+        if self.channel is not None:
+            try:
+                self.channel.request({"op": "stop", "signal": signal, "seq": seq}, self.env.cred, deadline)
+                return
+            except ChannelDown:
+                pass
+        self.open_board().record_stop(self.env.cred, signal, seq)
+
+    def deliver(self, report: Report, open_error: Optional[BaseException] = None) -> Tuple[str, Optional[str], Optional[str]]:
+        """The final report: ('channel'|'board'|'spool', spool path, cause). Raises NotCurrent, InvalidReport."""
+        seq = next_seq()
+        if self.channel is not None:
+            try:
+                self.channel.request({**_fields(report), "seq": seq}, self.env.cred)
+                return ("channel", None, None)
+            except ChannelDown:
+                pass
+        at = int(time.time() * 1000)
+        cause: BaseException = open_error or Exception("the board could not be opened")
+        board: Optional[DirectBoard] = self.board
+        if board is None and open_error is None:
+            try:
+                board = self.open_board()
+            except BoardError as e:
+                cause = e
+        if board is not None:
+            delay = 0.25
+            for attempt in range(1, 4):
+                try:
+                    board.report(self.env.cred, report, seq, at)
+                    return ("board", None, None)
+                except (NotCurrent, InvalidReport):
+                    raise
+                except BoardError as e:
+                    cause = e
+                    if e.kind == "damaged" or attempt >= 3:
+                        break
+                    time.sleep(delay)
+                    delay *= 2
+        why = str(cause)
+        return ("spool", write_spool(self.env, self.env.cred, report, at, why, seq), why)
+
+    def set_busy_timeout(self, seconds: float) -> None:
+        if self.board is not None:
+            self.board.set_busy_timeout(seconds)
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _fields(report: Report) -> Dict[str, Any]:
+    if report.outcome == "completed":
+        return {"op": "complete", "result": report.result}
+    if report.outcome == "failed":
+        return {"op": "fail", "error": report.error}
+    out: Dict[str, Any] = {"op": "defer", "seconds": report.seconds}
+    if report.reason is not None:
+        out["reason"] = report.reason
+    return out
