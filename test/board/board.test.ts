@@ -1,6 +1,6 @@
 import { describe, expect, it, afterEach } from 'vitest';
 import Database from 'better-sqlite3';
-import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BoardDamagedError,
@@ -15,7 +15,7 @@ import {
   initLockPath,
   type Claim,
 } from '@kanban-supervisor/board';
-import { Cleanups, FIXTURES, run } from '../src/common.js';
+import { Cleanups, FIXTURES, run, waitFor } from '../src/common.js';
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
@@ -141,7 +141,9 @@ describe('claims and fencing', () => {
     for (let i = 0; i < N; i++) await b.createTask({ skill: 'echo', title: `t${i}` });
     const go = join(dir, 'go');
     const procs = Array.from({ length: 6 }, () => run(process.execPath, [join(FIXTURES, 'claimer.mjs'), b.path, go]));
-    await new Promise((r) => setTimeout(r, 700));
+    // Every claimer has the board open before any starts (a fixed 700 ms was not enough on a loaded
+    // CI machine: one claimer took all 300 before the others had started).
+    await waitFor(() => readdirSync(dir).filter((f) => f.startsWith('go.ready.')).length === 6, 60_000);
     writeFileSync(go, '');
     const results = await Promise.all(procs);
     for (const r of results) expect(r.code, r.stderr).toBe(0);
