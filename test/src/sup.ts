@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { openBoard as openBoardAt, openDatabase, type Board, type Db } from '@kanban-supervisor/board';
-import { CLI, sleep } from './common.js';
+import { CLI, cpuSeconds, sleep } from './common.js';
 import { MARK_VAR, type Harness } from './harness.js';
 
 // ---------------------------------------------------------------------------- supervisor
@@ -123,6 +123,20 @@ export class Sup {
   }
 
   /** Wait for the process to exit by itself (e.g. --until-idle), SIGKILL at the timeout. */
+  /** waitExit, sampling the supervisor's own CPU seconds every 100 ms: `cpu` is the last sample before it exited. */
+  async waitExitWithCpu(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean; cpu: number }> {
+    let cpu = 0;
+    const poll = setInterval(() => {
+      const c = cpuSeconds(this.pid);
+      if (c !== null) cpu = c;
+    }, 100);
+    try {
+      return { ...(await this.waitExit(timeoutMs)), cpu };
+    } finally {
+      clearInterval(poll);
+    }
+  }
+
   async waitExit(timeoutMs: number): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean }> {
     const r = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
     if (r) return { ...r, timedOut: false };

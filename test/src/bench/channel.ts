@@ -18,7 +18,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, Sup, cpuSeconds, fmt, median, openBoard, openSql, quantile } from '../lib.js';
+import { CLI, Sup, fmt, median, openBoard, openSql, quantile } from '../lib.js';
 import { physicalLimit, workerBaseEnv } from './limits.js';
 import { heartbeatRun } from './overhead.js';
 import { BENCH, P, SHORT, h, res, status } from './setup.js';
@@ -46,13 +46,8 @@ async function supervised(dir: string, argv: string[], skillEnv: Record<string, 
   spawnSync('sync');
   const logFile = join(dir, 'supervisor.log');
   const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc), REPORT_CHANNEL: channel ? 'on' : 'off' }, args: ['--until-idle'], logFile, direct: true });
-  let cpu = 0;
-  const cpuPoll = setInterval(() => {
-    const c = cpuSeconds(sup.pid);
-    if (c !== null) cpu = c;
-  }, 100);
-  const fin = await sup.waitExit(n * 2000 + 60_000);
-  clearInterval(cpuPoll);
+  const fin = await sup.waitExitWithCpu(n * 2000 + 60_000);
+  const cpu = fin.cpu;
   const c = openSql(db);
   const r = c.prepare(`SELECT sum(t.status = 'done') AS done, min(r.started_at) AS t0, max(r.accounted_at) AS t1, count(DISTINCT r.id) AS runs FROM tasks t JOIN runs r ON r.task_id = t.id`).get() as {
     done: number;

@@ -12,7 +12,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Sup, cpuSeconds, fmt, openBoard, openSql } from '../lib.js';
+import { Sup, fmt, openBoard, openSql } from '../lib.js';
 import { physicalLimit, workerBaseEnv } from './limits.js';
 import { BENCH, HAVE_SQLITE3, P, h, res, status } from './setup.js';
 
@@ -41,13 +41,8 @@ export async function benchExitSkill(): Promise<void> {
     await b.close();
     spawnSync('sync');
     const sup = new Sup(h, db, { env: { MAX_CONCURRENT_WORKERS: String(P.conc) }, args: ['--until-idle'], logFile: join(dir, 'supervisor.log'), direct: true });
-    let cpu = 0;
-    const cpuPoll = setInterval(() => {
-      const c = cpuSeconds(sup.pid);
-      if (c !== null) cpu = c;
-    }, 100);
-    const fin = await sup.waitExit(n * 2000 + 60_000);
-    clearInterval(cpuPoll);
+    const fin = await sup.waitExitWithCpu(n * 2000 + 60_000);
+    const cpu = fin.cpu;
     const c = openSql(db);
     const r = c.prepare(`SELECT count(*) AS n, sum(t.status = 'done') AS done, min(r.started_at) AS t0, max(r.accounted_at) AS t1, count(DISTINCT r.id) AS runs
                               FROM tasks t JOIN runs r ON r.task_id = t.id`).get() as { n: number; done: number; t0: number; t1: number; runs: number };
