@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, TypeVar
 
+from urllib.parse import quote
+
 from ._channel import dumps
 from ._env import Credentials
 from ._errors import InvalidReport, NotCurrent
@@ -123,7 +125,7 @@ class DirectBoard:
             # Not the board's fault but the configuration's (as the Node runtime: the run fails, exit 1).
             raise BoardError(f"board {path} does not exist (run `kanban-supervisor init`)", "other")
         try:
-            self.db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
+            self.db = sqlite3.connect(f"file:{quote(path, safe='/')}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise BoardError(f"cannot open board {path}: {e}", classify(e)) from None
         self.db.row_factory = sqlite3.Row
@@ -253,6 +255,8 @@ class DirectBoard:
             if not isinstance(rep.seconds, (int, float)) or not math.isfinite(rep.seconds) or rep.seconds < 0:
                 raise InvalidReport(f"defer seconds must be a non-negative number, got {rep.seconds}")
             defer_ms = _js_round(rep.seconds * 1000)
+            if defer_ms > MAX_DEFER_MS:
+                raise InvalidReport(f"defer seconds must be at most {MAX_DEFER_MS // 1000}, got {rep.seconds}")
         elif rep.outcome != "failed":
             raise InvalidReport(f"unknown outcome {rep.outcome!r}")
 
@@ -331,6 +335,10 @@ class DirectBoard:
 def _parse(text: Optional[str]) -> Any:
     import json
     return None if text is None else json.loads(text)
+
+
+# The largest deferral SQLite's INTEGER column holds as a time (now + it stays within 2**63 - 1 ms).
+MAX_DEFER_MS = 2**62
 
 
 def _js_round(x: float) -> int:

@@ -10,6 +10,7 @@ raises InvalidReport.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -24,9 +25,15 @@ TIMEOUT_SECONDS = 5.0
 RETRY_SECONDS = 5.0
 
 
+_SURROGATE = re.compile('[\ud800-\udfff]')
+
+
 def dumps(v: Any) -> str:
     """JSON as the Node side writes it (JSON.stringify): compact, UTF-8, no NaN."""
-    return json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    s = json.dumps(v, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # A lone surrogate (an undecodable file name, surrogateescape) cannot be encoded as UTF-8: escape
+    # it as JSON.stringify does ("\udcff"), so the text is the Node runtime's and always encodable.
+    return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), s)
 
 
 class ReportChannel:

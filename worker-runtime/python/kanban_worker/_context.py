@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, NoReturn, Optional
 
+from ._board import MAX_DEFER_MS
 from ._errors import DeferRequest
 
 if TYPE_CHECKING:
@@ -57,6 +58,8 @@ class Context:
         """End the run deferred: the task is ready again `seconds` later. Raises DeferRequest (the run ends deferred even if it is caught)."""
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"ctx.defer needs a non-negative number of seconds, got {seconds!r}")
+        if seconds * 1000 > MAX_DEFER_MS:
+            raise ValueError(f"ctx.defer: {seconds!r} seconds is longer than the board can hold (at most {MAX_DEFER_MS // 1000} s)")
         if self.defer_request is None:
             self.defer_request = DeferRequest(seconds, reason)
         raise self.defer_request

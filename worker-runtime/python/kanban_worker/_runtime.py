@@ -210,6 +210,10 @@ class _Worker:
         except NotCurrent as e:
             say(str(e))
             return self._done(E.EXIT_NOT_CURRENT)
+        except RecursionError:
+            # JSON nested deeper than Python's json module parses (~1,000 levels; the board takes it):
+            # this worker cannot be given its task. Said, and recorded as the run's failure.
+            return self._fail_unloadable("the task's payload or a parent's result is nested deeper than Python's json module can parse (about 1,000 levels)")
         except BoardError as e:
             if self.signal:
                 return
@@ -263,6 +267,21 @@ class _Worker:
         if self.signal:
             return
         self._done(E.EXIT_OK if report.outcome == "completed" else E.EXIT_TEMPFAIL if report.outcome == "deferred" else E.EXIT_FAILED)
+
+    def _fail_unloadable(self, why: str) -> None:
+        """The task could not be loaded for a reason of its own: the run fails (counted) saying why."""
+        assert self.reporter is not None
+        say(f"kanban worker: {why}")
+        try:
+            via, path, cause = self.reporter.deliver(Report("failed", error=why))
+            if via == "spool":
+                say(f"kanban worker: the board could not take the final report ({cause}); it was spooled to {path}")
+        except NotCurrent as e:
+            say(str(e))
+            return self._done(E.EXIT_NOT_CURRENT)
+        except Exception as e:  # noqa: BLE001
+            say(f"kanban worker: cannot record the failed outcome: {_message(e)}")
+        return self._done(E.EXIT_FAILED)
 
     def _defer_unavailable(self, cause: BoardError, what: str) -> None:
         if not cause.is_board_fault:
