@@ -111,7 +111,9 @@ describe('per-skill caps and scheduling with a real supervisor', () => {
     const logs = (await b.listRuns({ limit: 100 })).map((r) => r.logPath!);
     expect(logs.length).toBe(5);
     expect(logs.every((l) => existsSync(l))).toBe(true);
-    await waitFor(async () => (await b.counts()).tasks.done === 0, 20_000);
+    await waitFor(async () => (await b.counts()).tasks.done === 0, 20_000).catch(async (e: Error) => {
+      throw new Error(`${e.message}: ${JSON.stringify(await b.listRuns({ limit: 100 }))}\n${p.output()}`);
+    });
     for (const id of ids) expect(await b.getTask(id)).toBeNull();
     expect(await b.getTask(blocked)).not.toBeNull();
     expect(logs.some((l) => existsSync(l)), 'log files removed').toBe(false);
