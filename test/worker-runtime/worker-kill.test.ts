@@ -47,15 +47,19 @@ describe('workers SIGKILLed mid-write', () => {
         const run = runs[i]!;
         const ledger = join(dir, 'ledger', run.runId);
         const w = await spawnWorker(board, run, [process.execPath, SKILL], { MODE: 'write-loop', LEDGER: ledger });
-        // A random moment. Every other worker: anywhere from start-up and opening the board to the
-        // loop of writes; the others: a random moment after their first acknowledged write.
-        if (i % 2 === 0) await sleep(Math.random() * 600);
-        else {
-          await waitFor(() => ledgerSeqs(ledger).length > 0 || w.exitCode !== null, 10_000, 10);
-          await sleep(Math.random() * 250);
+        try {
+          // A random moment. Every other worker: anywhere from start-up and opening the board to the
+          // loop of writes; the others: a random moment after their first acknowledged write.
+          if (i % 2 === 0) await sleep(Math.random() * 600);
+          else {
+            await waitFor(() => ledgerSeqs(ledger).length > 0 || w.exitCode !== null, 10_000, 10);
+            await sleep(Math.random() * 250);
+          }
+          if (ledgerSeqs(ledger).length > 0) killedWithWrites++;
+        } finally {
+          // Killed whatever happened above (a wait that timed out must not leave it writing on).
+          w.kill('SIGKILL');
         }
-        if (ledgerSeqs(ledger).length > 0) killedWithWrites++;
-        w.kill('SIGKILL');
         const e = await w.done;
         exits.push({ code: e.code, signal: e.signal });
         if (e.signal !== 'SIGKILL') throw new Error(`worker ${run.runId} ended on its own (${e.code}): ${w.output()}`);
