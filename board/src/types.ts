@@ -484,6 +484,19 @@ export interface BoardTx extends SupervisorOps, WorkerWrites {
   readonly longestHoldMs: number;
 }
 
+/** How a BoardTx commits. */
+export interface TxOptions {
+  /**
+   * Commit without waiting for the disk: for a transaction whose loss at a power failure or an OS
+   * crash harms nothing (the report channel's bare heartbeats: a liveness time, no data). Such a
+   * commit is atomic and never corrupts the board; a process crash (the supervisor SIGKILLed) loses
+   * nothing; a power failure may lose it (and only it, and other relaxed commits after the last
+   * durable one). SQLite: `synchronous = NORMAL` for that transaction (WAL: no fsync at its
+   * commit; the next durable commit's fsync covers it). PostgreSQL: `synchronous_commit = off` for it.
+   */
+  relaxed?: boolean;
+}
+
 export type BoardKind = 'sqlite' | 'postgres';
 
 export interface Board extends BoardReads, OperatorOps, SupervisorOps, WorkerOps {
@@ -494,7 +507,7 @@ export interface Board extends BoardReads, OperatorOps, SupervisorOps, WorkerOps
    * Open a transaction for the supervisor's writes. One at a time per board object: while it is
    * open, writes on the board object itself are refused (write through the transaction).
    */
-  begin(): BoardTx;
+  begin(opts?: TxOptions): BoardTx;
   close(): Promise<void>;
 }
 

@@ -95,6 +95,8 @@ export interface SupervisorConfig {
   reportChannel: boolean;
   /** How long a report commit of the channel waits after the previous one to gather more reports, ms (REPORT_BATCH_WINDOW_MS). */
   reportBatchWindowMs: number;
+  /** How long heartbeats alone wait for company before a report commit of their own, ms (REPORT_HEARTBEAT_WINDOW_MS). */
+  reportHeartbeatWindowMs: number;
 }
 
 /** Where the HTTP server listens. `host` is an IP literal (IPv6 without brackets) or a host name. */
@@ -190,6 +192,7 @@ export const CONFIG_VARS: readonly VarSpec[] = [
   { key: 'httpToken', env: 'KANBAN_HTTP_TOKEN', flag: '(env only)', kind: 'secret', def: '', envOnly: true, shownDefault: 'generated', help: 'HTTP bearer token (16-256 of A-Z a-z 0-9 . _ ~ + / = -); default: generated at first start, stored 0600 next to the board (loopback only)' },
   { key: 'reportChannel', env: 'REPORT_CHANNEL', flag: '--report-channel', kind: 'onoff', def: 'on', help: 'workers report through a local socket of the supervisor (group commit; no board connection per worker): on or off' },
   { key: 'reportBatchWindowMs', env: 'REPORT_BATCH_WINDOW_MS', flag: '--report-batch-window-ms', kind: 'number', def: '2' /* = BATCH_WINDOW_MS (supervisor/src/channel/batch.ts: why 2) */, range: { min: 0, max: 1000 }, help: 'report channel: how long a report commit waits after the previous one to gather the reports arriving meanwhile (0: at once)' },
+  { key: 'reportHeartbeatWindowMs', env: 'REPORT_HEARTBEAT_WINDOW_MS', flag: '--report-heartbeat-window-ms', kind: 'number', def: '5' /* = HEARTBEAT_WINDOW_MS (supervisor/src/channel/batch.ts) */, range: { min: 0, max: 1000 }, help: 'report channel: how long heartbeats alone wait for other reports before their commit (any other report starts it at once; 0: no wait)' },
   { key: 'stateDir', env: 'KANBAN_STATE_DIR', flag: '--state-dir', kind: 'dir', def: '', shownDefault: '~/.local/state/…', help: 'PostgreSQL board: local state folder (run logs, spool, status file); default $XDG_STATE_HOME (or ~/.local/state)/kanban-supervisor/<hash of the masked URL and schema>' },
 ];
 

@@ -64,7 +64,7 @@ export class Supervisor {
     this.channel = cfg.reportChannel
       ? new ReportServer(
           this.ctx,
-          new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log, windowMs: cfg.reportBatchWindowMs, metrics: this.ctx.metrics }),
+          new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log, windowMs: cfg.reportBatchWindowMs, heartbeatWindowMs: cfg.reportHeartbeatWindowMs, metrics: this.ctx.metrics }),
         )
       : null;
   }

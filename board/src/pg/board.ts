@@ -38,6 +38,7 @@ import type {
   SkillInput,
   SpawnInfo,
   Task,
+  TxOptions,
   TaskDetail,
   TaskInput,
   TaskPage,
@@ -125,8 +126,8 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     await this.c.end();
   }
 
-  begin(): BoardTx {
-    const { g, w } = this.tx.open();
+  begin(opts: TxOptions = {}): BoardTx {
+    const { g, w } = this.tx.open(opts.relaxed === true);
     const tx = this.tx;
     const me = this.me;
     const out: BoardTx & Partial<LeaseRenewal> = {

@@ -29,6 +29,8 @@ export interface Writer {
 export interface TxState {
   client: pg.PoolClient | null;
   begun: boolean;
+  /** TxOptions.relaxed: `synchronous_commit = off` for each transaction it begins. */
+  relaxed: boolean;
   broken: unknown;
   begunAt: number;
   closed: boolean;
@@ -103,9 +105,9 @@ export class Transactions {
 
   // ---------------------------------------------------------------- BoardTx
 
-  open(): { g: TxState; w: Writer } {
+  open(relaxed = false): { g: TxState; w: Writer } {
     if (this.openTx) throw new Error(`a transaction is already open on board ${this.c.location}`);
-    const g: TxState = { client: null, begun: false, broken: null, begunAt: 0, closed: false, longestHoldMs: 0, queue: Promise.resolve() };
+    const g: TxState = { client: null, begun: false, relaxed, broken: null, begunAt: 0, closed: false, longestHoldMs: 0, queue: Promise.resolve() };
     this.openTx = g;
     return { g, w: { read: (fn) => this.serial(g, () => this.txRead(g, fn)), write: (fn) => this.serial(g, () => this.txWrite(g, fn)) } };
   }
@@ -160,7 +162,8 @@ export class Transactions {
     const q = new Q(client, this.c);
     try {
       if (!g.begun) {
-        await client.query(this.c.beginSql());
+        // A relaxed transaction (TxOptions.relaxed) commits without waiting for the WAL flush.
+        await client.query(g.relaxed ? `${this.c.beginSql()}; SET LOCAL synchronous_commit = off` : this.c.beginSql());
         g.begun = true;
         g.begunAt = performance.now();
       }

@@ -31,6 +31,7 @@ import type {
   SkillInput,
   SpawnInfo,
   Task,
+  TxOptions,
   TaskDetail,
   TaskInput,
   TaskPage,
@@ -100,8 +101,8 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   // ---------------------------------------------------------------- transactions
 
-  begin(): BoardTx {
-    const { g, w } = this.tx.open();
+  begin(opts: TxOptions = {}): BoardTx {
+    const { g, w } = this.tx.open(opts.relaxed === true);
     const c = this.c;
     const tx = this.tx;
     return {

@@ -21,6 +21,8 @@ export interface Writer {
 /** The state of one BoardTx: its transaction (if begun), the error that broke it, if any. */
 export interface TxState {
   begun: boolean;
+  /** A relaxed transaction (TxOptions.relaxed): the connection is at synchronous = NORMAL while it is begun. */
+  relaxed: boolean;
   broken: unknown;
   begunAt: number;
   closed: boolean;
@@ -94,9 +96,9 @@ export class Transactions {
   // ---------------------------------------------------------------- BoardTx
 
   /** Open a BoardTx: its state and the Writer its operations run through. One at a time. */
-  open(): { g: TxState; w: Writer } {
+  open(relaxed = false): { g: TxState; w: Writer } {
     if (this.openTx) throw new Error(`a transaction is already open on board ${this.c.path}`);
-    const g = newTxState();
+    const g = newTxState(relaxed);
     this.openTx = g;
     return { g, w: { read: (fn) => this.txRead(g, fn), write: (fn) => this.txWrite(g, fn) } };
   }
@@ -121,6 +123,7 @@ export class Transactions {
       const e = g.broken;
       g.broken = null;
       g.begun = false;
+      this.durable(g);
       throw new WriteGroupLostError(this.c.path, e);
     }
     if (!g.begun) return;
@@ -131,6 +134,7 @@ export class Transactions {
       this.c.rollbackQuietly();
       throw new WriteGroupLostError(this.c.path, this.c.wrap(e));
     } finally {
+      this.durable(g);
       this.noteHold(g);
     }
   }
@@ -144,8 +148,18 @@ export class Transactions {
     if (g.begun) {
       g.begun = false;
       this.c.rollbackQuietly();
+      this.durable(g);
       this.noteHold(g);
     }
+  }
+
+  /**
+   * Back to synchronous = FULL after a relaxed transaction ended (the pragma cannot change inside a
+   * transaction: it is set before BEGIN and reset after COMMIT or ROLLBACK). Every other
+   * transaction of this connection commits durably.
+   */
+  private durable(g: TxState): void {
+    if (g.relaxed && !this.c.db.inTransaction) this.c.stmt('PRAGMA synchronous = FULL').run();
   }
 
   /**
@@ -162,10 +176,12 @@ export class Transactions {
     // re-check before every attempt.
     for (let attempt = 0; !g.begun; attempt++) {
       try {
+        if (g.relaxed) this.c.stmt('PRAGMA synchronous = NORMAL').run();
         this.c.stmt('BEGIN IMMEDIATE').run();
         g.begun = true;
         g.begunAt = performance.now();
       } catch (e) {
+        this.durable(g);
         if (isBusy(e) && attempt < this.busyRetries) {
           await sleep(this.busyDelayMs(attempt));
           if (g.closed) throw new Error('the transaction was closed while a write waited for the lock');
@@ -183,6 +199,7 @@ export class Transactions {
     } catch (e) {
       if (!this.c.db.inTransaction) {
         g.broken = this.c.wrap(e);
+        this.durable(g);
         throw new WriteGroupLostError(this.c.path, g.broken);
       }
       try {
@@ -196,6 +213,6 @@ export class Transactions {
   }
 }
 
-function newTxState(): TxState {
-  return { begun: false, broken: null, begunAt: 0, closed: false, longestHoldMs: 0 };
+function newTxState(relaxed: boolean): TxState {
+  return { begun: false, relaxed, broken: null, begunAt: 0, closed: false, longestHoldMs: 0 };
 }

@@ -101,6 +101,36 @@ export function transactionsConformance(factory: BoardFactory): void {
       }
     });
 
+    it('a relaxed transaction (TxOptions.relaxed: bare heartbeats) commits like any other; the ones after it, and the board\'s own writes, as before', async () => {
+      await skill();
+      const now = Date.now();
+      const a = await running(now, 'a');
+      const other = await h.openAnother();
+      const tx = b.begin({ relaxed: true });
+      try {
+        await tx.heartbeat(a.cred, undefined, now + 10);
+        expect((await other.getRun(a.claim.run.id))!.heartbeatAt).not.toBe(now + 10);
+        await tx.commit();
+        expect((await other.getRun(a.claim.run.id))!.heartbeatAt).toBe(now + 10);
+        // The same object commits again (a new relaxed transaction).
+        await tx.heartbeat(a.cred, undefined, now + 20);
+        await tx.commit();
+        expect((await other.getRun(a.claim.run.id))!.heartbeatAt).toBe(now + 20);
+      } finally {
+        tx.close();
+      }
+      const durable = b.begin();
+      try {
+        await durable.heartbeat(a.cred, { step: 1 }, now + 30);
+        await durable.commit();
+      } finally {
+        durable.close();
+      }
+      await b.report(a.cred, { outcome: 'completed', result: 1 }, now + 40);
+      expect(await other.getRun(a.claim.run.id)).toMatchObject({ heartbeatAt: now + 30, progress: { step: 1 } });
+      expect(await task(a.task.id, other)).toMatchObject({ status: 'done' });
+    });
+
     it('close rolls back what was not committed and ends the transaction; the board writes again', async () => {
       await skill();
       const t = await b.createTask({ skill: 'echo' });
