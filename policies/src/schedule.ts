@@ -73,3 +73,28 @@ export function nextPruneBatchSize(size: number, holdMs: number): number {
 export function prunePauseMs(holdMs: number): number {
   return Math.max(30, Math.ceil(3 * holdMs));
 }
+
+/**
+ * Spawn slices. A spawn blocks the supervisor's event loop until the child has exec'd (posix_spawn
+ * waits for it): a few ms on an idle host, 50-100 ms when the CPUs are saturated (a fleet of
+ * workers starting at once). Claiming every free slot in one tick would then hold the loop for
+ * seconds, and no report on the channel is answered meanwhile (workers time out and write the board
+ * directly, which makes it worse). So a tick claims only as many tasks as it can spawn within
+ * `budgetMs`, judged from the recent spawn durations, at least `min`; the next tick follows at once
+ * while slots are still free (the reports that arrived meanwhile ride its transaction).
+ */
+export const SPAWN_SLICE = { budgetMs: 50, min: 2, first: 8 } as const;
+
+/** How many tasks a tick claims: `free` slots, given the recent spawn duration (ms; null: none yet). */
+export function spawnSlice(free: number, spawnMs: number | null): number {
+  if (free <= 0) return 0;
+  if (spawnMs === null) return Math.min(free, SPAWN_SLICE.first);
+  const fit = Math.floor(SPAWN_SLICE.budgetMs / Math.max(0.1, spawnMs));
+  return Math.min(free, Math.max(SPAWN_SLICE.min, fit));
+}
+
+/** The recent spawn duration after one more spawn took `ms` (moving average, weight 0.3 to the new one). */
+export function nextSpawnMs(prev: number | null, ms: number): number {
+  if (!Number.isFinite(ms) || ms < 0) return prev ?? 0;
+  return prev === null ? ms : prev * 0.7 + ms * 0.3;
+}

@@ -122,6 +122,10 @@ export interface SupervisorState {
   lastDataVersion: number;
   /** A spawn failed for a fault of the supervisor's own: no claim before this time (ms). */
   spawnHeldUntil: number;
+  /** The recent spawn duration, ms (policies nextSpawnMs; null before the first spawn): sizes a tick's claims. */
+  spawnMs: number | null;
+  /** The last dispatch claimed a full slice while slots stayed free: the loop ticks again at once. */
+  dispatchMore: boolean;
   /** Whether the run logs' folder was usable at the last dispatch (changes are logged once). */
   logDirOk: boolean;
   /** Inherited runs already looked for by their run id in /proc environ (one scan per run). */
@@ -197,6 +201,8 @@ export function initialState(now = Date.now()): SupervisorState {
     committedOnce: false,
     lastDataVersion: -1,
     spawnHeldUntil: 0,
+    spawnMs: null,
+    dispatchMore: false,
     logDirOk: true,
     envScanned: new Set(),
     unstartedSeen: new Map(),

@@ -289,8 +289,10 @@ export class Supervisor {
       } finally {
         reports?.release();
       }
-      if (this.wakeRequested) {
+      // A wake-up asked for meanwhile, or a dispatch that claimed a slice of the free slots only.
+      if (this.wakeRequested || this.state.dispatchMore) {
         this.wakeRequested = false;
+        this.state.dispatchMore = false;
         await new Promise((r) => setImmediate(r));
         continue;
       }

@@ -23,6 +23,9 @@ import {
   warnUnreachable,
   DEFAULT_STORM,
   RUN_OUTCOMES,
+  SPAWN_SLICE,
+  spawnSlice,
+  nextSpawnMs,
 } from '@kanban-supervisor/policies';
 
 const backoff = { baseSeconds: 1, factor: 4, maxSeconds: 300, jitter: 0 };
@@ -223,5 +226,25 @@ describe('accountInput', () => {
     const input = accountInput({ ...run, outcome: 'failed' }, { ...task, currentRunId: 'r2' }, 1000, 0.5);
     expect(input.taskStatus).toBe('cancelled');
     expect(decideAccounting(input, { failureLimit: 3, backoff: { baseSeconds: 1, factor: 2, maxSeconds: 60 } })).toEqual({ action: 'leave' });
+  });
+});
+
+describe('spawn slices (spawnSlice, nextSpawnMs)', () => {
+  it('claims what fits in the budget at the recent spawn duration, at least the minimum, never more than the free slots', () => {
+    expect(spawnSlice(0, 1)).toBe(0);
+    expect(spawnSlice(-3, null)).toBe(0);
+    expect(spawnSlice(100, null)).toBe(SPAWN_SLICE.first);
+    expect(spawnSlice(3, null)).toBe(3);
+    expect(spawnSlice(1000, 2)).toBe(Math.floor(SPAWN_SLICE.budgetMs / 2));
+    expect(spawnSlice(1000, 500)).toBe(SPAWN_SLICE.min);
+    expect(spawnSlice(1, 500)).toBe(1);
+    expect(spawnSlice(10, 0)).toBe(10); // instant spawns: every free slot
+  });
+  it('the recent spawn duration is a moving average; a nonsense sample changes nothing', () => {
+    expect(nextSpawnMs(null, 10)).toBe(10);
+    expect(nextSpawnMs(10, 20)).toBeCloseTo(13);
+    expect(nextSpawnMs(10, NaN)).toBe(10);
+    expect(nextSpawnMs(10, -1)).toBe(10);
+    expect(nextSpawnMs(null, Infinity)).toBe(0);
   });
 });

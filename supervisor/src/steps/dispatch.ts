@@ -12,7 +12,7 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { dispatchPaused } from '@kanban-supervisor/policies';
+import { dispatchPaused, nextSpawnMs, spawnSlice } from '@kanban-supervisor/policies';
 import { isOwnDirectory, resolveExecutable } from '@kanban-supervisor/reaper';
 import { payloadEnv, removePayloadFile } from '../exit-skills.js';
 import { probeAccess } from '../services/access-probe.js';
@@ -37,8 +37,11 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
   if (free <= 0) return;
   // A worker could not open the board: hold the claims until it can (logged once by the probe).
   if (!probeAccess(ctx, now)) return;
-  // One write claims as many tasks as there are free slots.
-  const claims = await tx.claimBatch(free, Date.now(), (runId) => join(ctx.logDir, `${runId}.log`));
+  // One write claims as many tasks as there are free slots, or as the tick can spawn without
+  // holding the event loop long (a slice, policies spawnSlice); the next tick follows at once.
+  const slice = spawnSlice(free, s.spawnMs);
+  const claims = await tx.claimBatch(slice, Date.now(), (runId) => join(ctx.logDir, `${runId}.log`));
+  s.dispatchMore = slice < free && claims.length === slice;
   if (claims.length === 0) return;
   // The claims (with every other write of this tick) are on the board before any worker starts.
   await tx.commit();
@@ -90,6 +93,7 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
     const spawnStart = performance.now();
     const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
     const spawnMs = performance.now() - spawnStart;
+    s.spawnMs = nextSpawnMs(s.spawnMs, spawnMs);
     if (!res.ok) {
       if (payloadFile) removePayloadFile(ctx, run.id);
       const ours = res.fault === 'supervisor';
