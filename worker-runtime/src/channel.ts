@@ -27,6 +27,17 @@ export class ChannelDownError extends Error {
   override name = 'ChannelDownError';
 }
 
+/**
+ * A heartbeat not answered in time on a connection that is still open: the supervisor is alive but
+ * busy (a fleet starting, a long tick). Only that heartbeat fails and the channel stays up: writing
+ * it directly would add a writer on the board's lock exactly when the supervisor cannot keep up,
+ * so the caller drops it (the next one goes through the channel; the heartbeat timeout is many
+ * beats long). Any other late report takes the channel down and goes directly, as before.
+ */
+export class ChannelLateError extends ChannelDownError {
+  override name = 'ChannelLateError';
+}
+
 type Ok = Extract<WireAnswer, { ok: true }>;
 
 interface Waiter {
@@ -69,7 +80,14 @@ export class ReportChannel {
     // to the board (the channel stays up for the others).
     if (Buffer.byteLength(line) > MAX_FRAME_BYTES) throw new ChannelDownError(`the report is larger than the report channel's ${MAX_FRAME_BYTES} bytes: written directly`);
     return new Promise<Ok>((resolve, reject) => {
-      const timer = setTimeout(() => this.down(`no answer within ${this.opts.timeoutMs ?? CHANNEL_TIMEOUT_MS} ms`), this.opts.timeoutMs ?? CHANNEL_TIMEOUT_MS);
+      const ms = this.opts.timeoutMs ?? CHANNEL_TIMEOUT_MS;
+      const timer = setTimeout(() => {
+        if (fields.op !== 'heartbeat') return this.down(`no answer within ${ms} ms`);
+        // A late heartbeat fails alone (its answer, if it comes, finds no waiter and is ignored).
+        this.waiting.delete(id);
+        if (this.waiting.size === 0) this.sock?.unref();
+        reject(new ChannelLateError(`the supervisor did not answer the heartbeat within ${ms} ms (busy): not recorded; the next one goes through the channel`));
+      }, ms);
       this.waiting.set(id, { resolve, reject, cred, timer });
       sock.ref();
       sock.write(line + '\n');

@@ -46,5 +46,5 @@ export {
   type WireAnswer,
   type AnswerCode,
 } from './protocol.js';
-export { ReportChannel, ChannelDownError, CHANNEL_TIMEOUT_MS, CHANNEL_RETRY_MS } from './channel.js';
+export { ReportChannel, ChannelDownError, ChannelLateError, CHANNEL_TIMEOUT_MS, CHANNEL_RETRY_MS } from './channel.js';
 export { Reporter } from './reporter.js';

@@ -12,7 +12,7 @@
  */
 import { localConnectionOf, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
 import { deliverReport, openWorkerBoard, setBusyTimeout, type Delivery } from './board-io.js';
-import { ChannelDownError, ReportChannel } from './channel.js';
+import { ChannelDownError, ChannelLateError, ReportChannel } from './channel.js';
 import type { WorkerEnv } from './env.js';
 import { nextSeq, reportFields } from './protocol.js';
 
@@ -53,7 +53,8 @@ export class Reporter {
       try {
         return await viaChannel;
       } catch (e) {
-        if (!(e instanceof ChannelDownError)) throw e;
+        // A late heartbeat is dropped, not written directly (channel.ts ChannelLateError).
+        if (!(e instanceof ChannelDownError) || e instanceof ChannelLateError) throw e;
       }
     }
     return direct(await this.openBoard());

@@ -1,0 +1,78 @@
+/**
+ * A heartbeat the supervisor does not answer in time, on a connection still open (the supervisor
+ * alive but busy): only that heartbeat fails (ChannelLateError), it is NOT written to the board
+ * directly (another writer on the lock is what a busy supervisor needs least), and the channel
+ * stays up for the next report. A late report of any other kind takes the channel down and goes
+ * to the board directly, as before.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { ChannelDownError, ChannelLateError, Reporter } from '@kanban-supervisor/worker-runtime';
+import { Cleanups } from '../src/common.js';
+import { boardSetup, claimRun } from '../fixtures/worker/harness.js';
+
+const cleanups = new Cleanups();
+afterEach(() => cleanups.run());
+const setup = boardSetup('ks-late-');
+
+/** A supervisor stand-in that never answers heartbeats, answers everything else ok unless `silent`. */
+async function busyServer(path: string, silent: Set<string> = new Set(['heartbeat'])): Promise<string[]> {
+  const got: string[] = [];
+  const server = createServer((s: Socket) => {
+    let buf = '';
+    s.on('error', () => undefined);
+    s.on('data', (d) => {
+      buf += String(d);
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        const r = JSON.parse(buf.slice(0, i)) as { id: number; op: string };
+        buf = buf.slice(i + 1);
+        got.push(r.op);
+        if (!silent.has(r.op)) s.write(JSON.stringify({ id: r.id, ok: true }) + '\n');
+      }
+    });
+  });
+  await new Promise<void>((res) => server.listen(path, () => res()));
+  cleanups.push(() => new Promise<void>((res) => server.close(() => res())));
+  return got;
+}
+
+describe('a late answer on the report channel', () => {
+  it('a late heartbeat fails alone: not written directly, the channel stays up for the next report', async () => {
+    const { dir, board } = await setup();
+    const a = await claimRun(board);
+    const sock = join(dir, 'busy.sock');
+    const got = await busyServer(sock);
+    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock }, { timeoutMs: 300 });
+    cleanups.push(() => r.channel?.close());
+    const t0 = Date.now();
+    await expect(r.heartbeat(undefined)).rejects.toBeInstanceOf(ChannelLateError);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect((await board.getRun(a.runId))!.heartbeatAt, 'not written to the board directly').toBeNull();
+    expect(r.openedBoard, 'the board was not even opened').toBeNull();
+    // The channel is still up: the next report goes through it, on the same connection.
+    await r.event('note', { n: 1 });
+    expect(got).toEqual(['heartbeat', 'event']);
+    expect(r.openedBoard).toBeNull();
+    expect((await board.showTask(a.taskId))!.events.filter((e) => e.kind === 'note')).toEqual([]); // the stand-in applied nothing
+  });
+
+  it('a late event takes the channel down and goes to the board directly', async () => {
+    const { dir, board } = await setup();
+    const a = await claimRun(board);
+    const sock = join(dir, 'busy2.sock');
+    const got = await busyServer(sock, new Set(['event']));
+    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock }, { timeoutMs: 300 });
+    cleanups.push(async () => {
+      r.channel?.close();
+      await r.openedBoard?.close();
+    });
+    await r.event('note', { n: 2 });
+    expect((await board.showTask(a.taskId))!.events.filter((e) => e.kind === 'note').map((e) => e.data)).toEqual([{ n: 2 }]);
+    // Down: the next heartbeat goes directly too (not late: the channel is not tried).
+    await r.heartbeat(undefined);
+    expect((await board.getRun(a.runId))!.heartbeatAt).not.toBeNull();
+    expect(got).toEqual(['event']);
+    await expect(r.channel!.request({ op: 'heartbeat' }, null)).rejects.toBeInstanceOf(ChannelDownError);
+  });
+});
