@@ -14,12 +14,13 @@
  *
  * Per fleet: heartbeat p50/p99/max over the whole run and over its last 20 s (7 s with --short),
  * beats lost (fleet-records.ts), runs that did not complete (runs' outcomes; at the stop, runs
- * ended `abandoned` by the supervisor's shutdown are expected), the supervisor's CPU (% of one core)
+ * ended `abandoned` by the supervisor's shutdown are expected), the supervisor's tick steps that
+ * failed on lock contention (`tick_step_failed`, class busy), the supervisor's CPU (% of one core)
  * and RSS and open files (max, from /proc), board commits carrying reports per second (the
  * supervisor's `stopped` line), and how the start-up storm went (spawn → task loaded, the time to
  * spawn N). Targets, on the largest Python fleet of the run (1,000 in the full run): heartbeat p99
  * ≤ 50 ms and max ≤ 1 s over the whole run, 0 beats lost, supervisor ≤ 10 % of a core and ≤ 150 MB;
- * 0 runs failed on every fleet. A markdown table of the fleets ends the part.
+ * 0 runs failed and 0 ticks failed busy on every fleet. A markdown table of the fleets ends the part.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -104,6 +105,8 @@ export interface FleetFigures {
   reportsPerCommit: number;
   /** Reports the supervisor answered unavailable (their workers wrote them directly). */
   unavailable: number;
+  /** The supervisor's tick steps that failed, by error class (tick_step_failed). */
+  tickFailures: Record<string, number>;
   seconds: number;
 }
 
@@ -209,8 +212,14 @@ async function fleetRun(spec: FleetSpec): Promise<FleetFigures> {
     const procStarts = runs.flatMap((r) => (r.procStart !== null ? [r.procStart] : [])).sort((a, z) => a - z);
     const spawnNS = procStarts.length >= n ? (procStarts[n - 1]! - procStarts[0]!) / clockTicks() : NaN;
 
-    const stopped = readFileSync(logFile, 'utf8')
-      .split('\n')
+    const log = readFileSync(logFile, 'utf8').split('\n');
+    // Ticks whose step failed, by error class (busy: the board's write lock held by workers writing it directly).
+    const tickFailures: Record<string, number> = {};
+    for (const l of log.filter((x) => x.includes('"event":"tick_step_failed"'))) {
+      const c = String((JSON.parse(l) as { errorClass?: string }).errorClass ?? '?');
+      tickFailures[c] = (tickFailures[c] ?? 0) + 1;
+    }
+    const stopped = log
       .filter((l) => l.includes('"event":"stopped"'))
       .map((l) => JSON.parse(l) as { time?: number; reports?: { applied: number; unavailable: number; commits: number } })
       .at(-1);
@@ -236,6 +245,7 @@ async function fleetRun(spec: FleetSpec): Promise<FleetFigures> {
       commitsPerS: rep.commits / seconds,
       reportsPerCommit: rep.applied / Math.max(1, rep.commits),
       unavailable: rep.unavailable,
+      tickFailures,
       seconds,
     };
   } catch (e) {
@@ -291,6 +301,16 @@ function report(f: FleetFigures, targets: boolean): void {
       .map(([o, c]) => `${o} ${c}`)
       .join(', '),
   });
+  const busy = f.tickFailures.busy ?? 0;
+  res.add({
+    scenario: S,
+    figure: `${L}: supervisor tick steps failed on lock contention (busy)`,
+    value: String(busy),
+    number: busy,
+    target: '0',
+    pass: busy === 0,
+    note: Object.keys(f.tickFailures).length ? `all tick_step_failed by class: ${JSON.stringify(f.tickFailures)}` : undefined,
+  });
   res.add({
     scenario: S,
     figure: `${L}: supervisor CPU, whole run (steady)`,
@@ -321,12 +341,12 @@ function report(f: FleetFigures, targets: boolean): void {
 /** The issue's table: one row per fleet. */
 export function fleetTable(figs: FleetFigures[]): string {
   const lines = [
-    '| N | kind | heartbeat p50 / p99 / max, whole run | p99 / max, steady | beats lost (written directly) | runs failed | supervisor CPU (steady) | supervisor RSS | commits/s | N spawned in | spawn → task loaded p99 |',
+    '| N | kind | heartbeat p50 / p99 / max, whole run | p99 / max, steady | beats lost (written directly) | runs failed / ticks failed busy | supervisor CPU (steady) | supervisor RSS | commits/s | N spawned in | spawn → task loaded p99 |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const f of figs) {
     lines.push(
-      `| ${fmt(f.n)} | ${f.kind} | ${trio(f.whole.latency)} | ${ms(f.steady.latency.p99)} / ${ms(f.steady.latency.max)} | ${fmt(f.whole.lost)} of ${fmt(f.whole.sent + f.whole.missed)}${f.kind === 'python' ? ` (${fmt(f.whole.direct)} direct)` : ''} | ${f.failed} | ${fmt(f.cpuPct, 1)} % (${fmt(f.cpuPctSteady, 1)} %) | ${fmt(f.rssMaxMb, 0)} MB | ${fmt(f.commitsPerS, 0)} | ${fmt(f.spawnNS, 1)} s | ${ms(f.startup.p99)} |`,
+      `| ${fmt(f.n)} | ${f.kind} | ${trio(f.whole.latency)} | ${ms(f.steady.latency.p99)} / ${ms(f.steady.latency.max)} | ${fmt(f.whole.lost)} of ${fmt(f.whole.sent + f.whole.missed)}${f.kind === 'python' ? ` (${fmt(f.whole.direct)} direct)` : ''} | ${f.failed} / ${f.tickFailures.busy ?? 0} | ${fmt(f.cpuPct, 1)} % (${fmt(f.cpuPctSteady, 1)} %) | ${fmt(f.rssMaxMb, 0)} MB | ${fmt(f.commitsPerS, 0)} | ${fmt(f.spawnNS, 1)} s | ${ms(f.startup.p99)} |`,
     );
   }
   return lines.join('\n');
