@@ -5,7 +5,7 @@
  * figures as JSON to bench-results/bench-<timestamp>.json. Exit status 0 unless a measurement could
  * not be made.
  *
- *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,channel,python,load,reclaim,metrics,web,retention] [--keep]
+ *   node test/dist/bench.js [--short] [--only throughput,exit-skill,latency,flat,overhead,channel,python,fleet,load,reclaim,metrics,web,retention] [--keep]
  *   node test/dist/bench.js --pg [--short] [--only latency,flat,throughput] [--keep]
  *
  * `--pg` runs the PostgreSQL figures instead (and only them: the SQLite run stays as it is without
@@ -22,6 +22,7 @@ import { ROOT, fmt, gitRev, machine, machineLine, runParts } from '../lib.js';
 import { benchExitSkill } from './exit-skill.js';
 import { benchChannel } from './channel.js';
 import { benchFlat } from './flat.js';
+import { benchFleet } from './fleet.js';
 import { benchLatency } from './latency.js';
 import { benchLoad } from './load.js';
 import { benchMetrics } from './metrics.js';
@@ -53,6 +54,7 @@ async function main(): Promise<number> {
           await benchPython();
           await benchPythonFleet();
         }],
+        ['fleet', 'fleet scale: N workers heartbeating at 1 Hz through the channel, with churn, start-up included', benchFleet],
         ['load', 'under load: churn, supervisor restarts', benchLoad],
         ['reclaim', 'reclaim precision', benchReclaim],
         ['metrics', '/metrics scrape at 100,000 tasks', benchMetrics],

@@ -30,10 +30,18 @@ interface Side {
   cpuMs: number;
 }
 
+/**
+ * The python3 interpreter itself (sys.executable), not a wrapper in PATH (a pyenv shim is a shell
+ * script that costs more than the interpreter's own start-up: a figure per worker would count it).
+ */
+export function pythonExecutable(): string {
+  return execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+}
+
 export async function benchPython(): Promise<void> {
   const n = SHORT ? 200 : 2000;
   const m = SHORT ? 10 : 50;
-  const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+  const python = pythonExecutable();
   const dir = h.dir('python');
   const db = join(dir, 'board', 'kanban.db');
   const out = join(dir, 'figures.json');
@@ -79,7 +87,7 @@ function pss(pid: number): number | null {
 export async function benchPythonFleet(): Promise<void> {
   const workers = SHORT ? 30 : 200;
   const windowS = SHORT ? 10 : 30;
-  const python = execFileSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).trim();
+  const python = pythonExecutable();
   const dir = h.dir('python-fleet');
   const db = join(dir, 'board', 'kanban.db');
   const b = await openBoard(db);
