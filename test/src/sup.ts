@@ -21,6 +21,9 @@ export interface LogLine {
 }
 
 /** A real `kanban-supervisor run` process, its JSON log lines parsed as they come. */
+/** The Node flags the daemon runs with (supervisor/bin/kanban-supervisor.js's #! line, `npm start`). */
+export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=2'];
+
 export class Sup {
   readonly proc: ChildProcess;
   readonly pid: number;
@@ -40,7 +43,7 @@ export class Sup {
      */
     opts: { args?: string[]; env?: Record<string, string>; logFile: string; direct?: boolean },
   ) {
-    const args = [CLI, '--db', db, 'run', '--pass-env', MARK_VAR, ...(opts.args ?? [])];
+    const args = [...DAEMON_NODE_FLAGS, CLI, '--db', db, 'run', '--pass-env', MARK_VAR, ...(opts.args ?? [])];
     const file = opts.logFile;
     mkdirSync(dirname(file), { recursive: true });
     const fd = opts.direct ? openSync(file, 'a') : undefined;

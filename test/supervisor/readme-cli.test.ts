@@ -17,6 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, npmEnv, run, type CmdResult } from '../src/common.js';
+import { DAEMON_NODE_FLAGS } from '../src/sup.js';
 
 const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
 
@@ -85,6 +86,18 @@ describe('README CLI examples through npx kanban-supervisor', () => {
     const r = await npx(['--help'], npmEnv());
     expect(r.code, fail('npx kanban-supervisor --help', r)).toBe(0);
     expect(r.stdout).toMatch(/^Usage: kanban-supervisor/);
+  });
+
+  it('the linked bin, `npm start` and the bench run the daemon with the same Node flags (a small young generation)', async () => {
+    const shebang = readFileSync(join(ROOT, 'supervisor', 'bin', 'kanban-supervisor.js'), 'utf8').split('\n')[0]!;
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${DAEMON_NODE_FLAGS.join(' ')} --`);
+    const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
+    expect(start).toContain(`node ${DAEMON_NODE_FLAGS.join(' ')} supervisor/dist/cli.js run`);
+    // Through the link, the flag reaches V8: its new space is 2 × 2 MB semi-spaces, not 2 × 16 MB.
+    const bin = join(ROOT, 'node_modules', '.bin', 'kanban-supervisor');
+    const probe = await run(bin, ['--help'], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '--require ' + join(ROOT, 'test', 'fixtures', 'ops', 'new-space.cjs') }, timeoutMs: 30_000 });
+    expect(probe.code, fail('kanban-supervisor --help with the probe', probe)).toBe(0);
+    expect(Number(/new_space (\d+)/.exec(probe.stderr)?.[1]), probe.stderr).toBeLessThanOrEqual(4 * 1048576);
   });
 
   it('the Quick start runs verbatim and leaves every task done', async () => {
