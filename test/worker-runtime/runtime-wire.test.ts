@@ -50,7 +50,7 @@ describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
     // 1. Every request as documented.
     const a = await claimRun(board, { result: { n: 1 } });
     const task = { id: a.taskId, title: 'test', skill: 'test', payload: { result: { n: 1 } } };
-    const s1 = await scripted(join(dir, 'one.sock'), (r) => (r.op === 'payload' ? { ok: true, task, parents: {} } : null));
+    const s1 = await scripted(join(dir, 'one.sock'), (r) => (r.op === 'payload' ? { ok: true, task, parentIds: [] } : null));
     const w1 = await spawnWorker(board, a, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'one.sock') });
     expect((await w1.done).code, w1.output()).toBe(0);
     expect(s1.got.map((r) => r.op)).toEqual(['payload', 'heartbeat', 'event', 'complete']);
@@ -69,7 +69,7 @@ describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
     // 2. Fenced on the event: exit 3, no final report sent.
     const b = await claimRun(board, { result: 2 });
     const s2 = await scripted(join(dir, 'two.sock'), (r) =>
-      r.op === 'payload' ? { ok: true, task: { ...task, id: b.taskId }, parents: {} } : r.op === 'event' ? { ok: false, code: 'fenced', error: `run ${b.runId} is no longer current for task ${b.taskId}` } : null,
+      r.op === 'payload' ? { ok: true, task: { ...task, id: b.taskId }, parentIds: [] } : r.op === 'event' ? { ok: false, code: 'fenced', error: `run ${b.runId} is no longer current for task ${b.taskId}` } : null,
     );
     const w2 = await spawnWorker(board, b, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'two.sock'), HOOK_FILE: join(dir, 'hooks2') });
     expect((await w2.done).code, w2.output()).toBe(3);
@@ -78,7 +78,7 @@ describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
     // 3. Unavailable on the final report: written to the board directly, with the seq the channel saw.
     const c = await claimRun(board, { result: 3 });
     const s3 = await scripted(join(dir, 'three.sock'), (r) =>
-      r.op === 'payload' ? { ok: true, task: { ...task, id: c.taskId, payload: { result: 3 } }, parents: {} } : r.op === 'complete' ? { ok: false, code: 'unavailable', error: 'SQLITE_BUSY: database is locked' } : null,
+      r.op === 'payload' ? { ok: true, task: { ...task, id: c.taskId, payload: { result: 3 } }, parentIds: [] } : r.op === 'complete' ? { ok: false, code: 'unavailable', error: 'SQLITE_BUSY: database is locked' } : null,
     );
     const w3 = await spawnWorker(board, c, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'three.sock') });
     expect((await w3.done).code, w3.output()).toBe(0);

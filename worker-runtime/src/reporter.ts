@@ -68,10 +68,14 @@ export class Reporter {
     return (await this.loadTaskAndParents()).task;
   }
 
-  /** The task and its parents' results (task graph; {} without parents): one request over the channel. */
+  /**
+   * The task and its parents' results (task graph; {} without parents). Over the channel: `payload`
+   * (the task and its parents' ids), then the parents' results page by page (`parents`).
+   */
   async loadTaskAndParents(): Promise<{ task: Pick<Task, 'id' | 'title' | 'skill' | 'payload'>; parents: Record<string, Json | null> }> {
     return this.via(
-      () => this.ask({ op: 'payload' })?.then((a) => ({ task: a.task!, parents: a.parents ?? {} })) ?? null,
+      () =>
+        this.ask({ op: 'payload' })?.then(async (a) => ({ task: a.task!, parents: a.parentIds && a.parentIds.length > 0 ? await this.parentPages() : {} })) ?? null,
       async (b) => ({ task: (await b.loadRun(this.env.cred)).task, parents: await b.parentResults(this.env.cred) }),
     );
   }
@@ -79,9 +83,25 @@ export class Reporter {
   /** The results of the task's parents (task graph), by task id. */
   async loadParents(): Promise<Record<string, Json | null>> {
     return this.via(
-      () => this.ask({ op: 'parents' })?.then((a) => a.parents ?? {}) ?? null,
+      () => (this.channel ? this.parentPages() : null),
       (b) => b.parentResults(this.env.cred),
     );
+  }
+
+  /** Every page of the parents' results over the channel (rejects as a request does: ChannelDownError → read directly). */
+  private async parentPages(): Promise<Record<string, Json | null>> {
+    const out: Record<string, Json | null> = {};
+    let after: string | null = null;
+    for (let page = 0; ; page++) {
+      // At most one page per parent (a task has at most 100).
+      if (page > 1000) throw new ChannelDownError('the parents op did not reach its last page');
+      const a = await this.channel!.request(after === null ? { op: 'parents' } : { op: 'parents', after }, this.env.cred);
+      Object.assign(out, a.parents ?? {});
+      const next = a.next ?? null;
+      if (next === null) return out;
+      if (next === after) throw new ChannelDownError(`the parents op answered the same cursor again (${next})`);
+      after = next;
+    }
   }
 
   async heartbeat(progress: Json | undefined): Promise<void> {

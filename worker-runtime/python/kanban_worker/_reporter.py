@@ -56,8 +56,30 @@ class Reporter:
         return direct(self.open_board())
 
     def load_task_and_parents(self) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-        return self._via({"op": "payload"}, lambda b: b.load_task_and_parents(self.env.cred),
-                         lambda a: (a["task"], a.get("parents") or {}))
+        """The task and its parents' results. Over the channel: `payload` (the task, its parents' ids), then
+        the parents' results page by page (`parents`); a channel that goes down meanwhile: all read directly."""
+        if self.channel is not None:
+            try:
+                a = self.channel.request({"op": "payload"}, self.env.cred)
+                return a["task"], (self._parent_pages() if a.get("parentIds") else {})
+            except ChannelDown:
+                pass
+        return self.open_board().load_task_and_parents(self.env.cred)
+
+    def _parent_pages(self) -> Dict[str, Any]:
+        assert self.channel is not None
+        out: Dict[str, Any] = {}
+        after: Optional[str] = None
+        for _ in range(1001):  # at most one page per parent (a task has at most 100)
+            a = self.channel.request({"op": "parents"} if after is None else {"op": "parents", "after": after}, self.env.cred)
+            out.update(a.get("parents") or {})
+            nxt = a.get("next")
+            if nxt is None:
+                return out
+            if nxt == after:
+                raise ChannelDown(f"the parents op answered the same cursor again ({nxt})")
+            after = str(nxt)
+        raise ChannelDown("the parents op did not reach its last page")
 
     def heartbeat(self, progress: Any = None, has_progress: bool = False) -> None:
         fields: Dict[str, Any] = {"op": "heartbeat", **({"progress": progress} if has_progress else {})}
