@@ -2,8 +2,8 @@
  * What each runtime (Node, Python) says on the report channel (issue 19): against a scripted server
  * on a Unix socket, every line a runtime sends passes the supervisor's parseRequest and carries what
  * docs/worker-protocol.md says (v, id, the run, a seq on events and final reports); a `fenced` answer
- * stops the worker (exit 3, nothing more sent); an `unavailable` answer sends the report to the board
- * directly with the same seq.
+ * stops the worker (exit 3, nothing more sent); an `unavailable` answer sends that report to the board
+ * directly with the same seq, and the channel stays up for the next one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -91,6 +91,25 @@ describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
       expect(db.prepare(`SELECT seq FROM events WHERE run_id = ? AND kind = 'reported'`).get(c.runId)).toEqual({ seq: complete.seq });
     } finally {
       db.close();
+    }
+
+    // 4. Unavailable on an event: that event goes to the board directly (same seq); the channel stays
+    // up (docs/worker-protocol.md §2-3): the final report after it goes over the channel again.
+    const e = await claimRun(board, { result: 4 });
+    const s4 = await scripted(join(dir, 'four.sock'), (r) =>
+      r.op === 'payload' ? { ok: true, task: { ...task, id: e.taskId, payload: { result: 4 } }, parentIds: [] } : r.op === 'event' ? { ok: false, code: 'unavailable', error: 'SQLITE_BUSY: database is locked' } : null,
+    );
+    const w4 = await spawnWorker(board, e, rt.argv, { ...rt.env, MODE: 'return', KANBAN_SOCKET: join(dir, 'four.sock') });
+    expect((await w4.done).code, w4.output()).toBe(0);
+    expect(s4.got.map((r) => r.op)).toEqual(['payload', 'heartbeat', 'event', 'complete']);
+    const d4 = (await board.showTask(e.taskId))!;
+    expect(d4.task.status, 'the complete went to the (scripted) channel, not the board').toBe('running');
+    expect(d4.events.find((x) => x.kind === 'note')).toMatchObject({ data: { n: 1 } });
+    const db4 = new Database(board.location, { readonly: true });
+    try {
+      expect(db4.prepare(`SELECT seq FROM events WHERE run_id = ? AND kind = 'note'`).get(e.runId)).toEqual({ seq: s4.got[2]!.seq });
+    } finally {
+      db4.close();
     }
   });
 });

@@ -9,8 +9,10 @@
  * board with the same seq (applied at most once: see protocol.ts). A `fenced` answer rejects with
  * the board's NotCurrentError, an `invalid` one with BoardInputError, as a direct write would.
  *
- * Once down, the channel stays down for CHANNEL_RETRY_MS (the reports go directly meanwhile), then
- * a report tries to connect again (a supervisor that restarted listens again). The socket keeps the
+ * A request that got no usable answer takes the channel down: it stays down for CHANNEL_RETRY_MS
+ * (the reports go directly meanwhile), then a report tries to connect again (a supervisor that
+ * restarted listens again). An `unavailable` answer does not: the connection answered, only that
+ * report's transaction failed, and the next report tries the channel again. The socket keeps the
  * process alive only while a request waits for its answer.
  */
 import { createConnection, type Socket } from 'node:net';

@@ -4,8 +4,9 @@ One connection to KANBAN_SOCKET, opened at the first request. Requests are sent 
 under a lock (a thread's request waits for the one in flight), each answered once the supervisor
 committed it. A request that cannot be answered (no socket, refused, broken, no answer within
 TIMEOUT_SECONDS, or `unavailable`) raises ChannelDown, and the caller writes it directly with the
-same seq; the channel then stays down for RETRY_SECONDS. `fenced` raises NotCurrent, `invalid`
-raises InvalidReport.
+same seq. A request without a usable answer takes the channel down for RETRY_SECONDS; an `unavailable`
+answer does not (the next request tries the channel again), as in channel.ts. `fenced` raises
+NotCurrent, `invalid` raises InvalidReport.
 """
 from __future__ import annotations
 
