@@ -33,7 +33,7 @@ BUSY_TIMEOUT_SECONDS = 2.0  # worker-runtime/src/board-io.ts WORKER_BUSY_TIMEOUT
 BUSY_RETRIES = 10  # WORKER_BUSY_RETRIES
 JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024  # board/src/open.ts
 WAL_AUTOCHECKPOINT_PAGES = 1000
-MAX_JSON_CHARS = 4 * 1024 * 1024
+MAX_JSON_CHARS = 4 * 1024 * 1024  # UTF-16 code units of JSON text (validate.ts: a JS string's length)
 RUN_ERROR_MAX_CHARS = 8192
 EVENT_ERROR_MAX_CHARS = 1024
 _EVENT_KIND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
@@ -72,9 +72,34 @@ def json_text(what: str, v: Any) -> str:
         s = dumps(v)
     except (TypeError, ValueError) as e:
         raise InvalidReport(f"{what} is not serialisable as JSON: {e}") from None
-    if len(s) > MAX_JSON_CHARS:
+    if utf16_length(s) > MAX_JSON_CHARS:
         raise InvalidReport(f"{what} is larger than 4 MiB of JSON")
     return s
+
+
+def utf16_length(s: str) -> int:
+    """The length JavaScript gives a string: UTF-16 code units (a character beyond U+FFFF counts 2).
+    `s` holds no lone surrogate (dumps escapes them), so it always encodes."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
+
+
+def js_prefix(s: str, n: int) -> str:
+    """validate.ts prefix: the first n UTF-16 code units (how the board cuts errors), never ending inside a
+    pair (a character beyond U+FFFF that would be cut in half is left out)."""
+    if s.isascii():
+        return s[:n]
+    if len(s) * 2 <= n:
+        return s
+    out = s.encode("utf-16-le", "surrogatepass")[: 2 * n].decode("utf-16-le", "surrogatepass")
+    return out[:-1] if out and "\ud800" <= out[-1] <= "\udbff" else out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _as_stored(s: str) -> str:
+    """A text column as the Node driver stores it: a lone surrogate (not UTF-8) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", s)
 
 
 def event_kind(kind: str) -> str:
@@ -275,8 +300,8 @@ class DirectBoard:
                 self._release_children(cred.task_id, at)
             elif rep.outcome == "failed":
                 self.db.execute("UPDATE runs SET status = 'ended', outcome = 'failed', error = ?, ended_at = ? WHERE id = ?",
-                                (rep.error[:RUN_ERROR_MAX_CHARS], at, cred.run_id))
-                self._event(cred.task_id, cred.run_id, "reported", {"outcome": "failed", "error": rep.error[:EVENT_ERROR_MAX_CHARS]}, at, s)
+                                (_as_stored(js_prefix(rep.error, RUN_ERROR_MAX_CHARS)), at, cred.run_id))
+                self._event(cred.task_id, cred.run_id, "reported", {"outcome": "failed", "error": js_prefix(rep.error, EVENT_ERROR_MAX_CHARS)}, at, s)
             else:
                 until = at + defer_ms
                 self.db.execute("UPDATE runs SET status = 'ended', outcome = 'deferred', defer_until = ?, error = ?, ended_at = ? WHERE id = ?",
