@@ -21,7 +21,7 @@ const setup = boardSetup('ks-wire-');
 type Req = Record<string, unknown> & { id: number; op: string };
 
 /** A server that answers each request with `answer(req)` (null: ok) and records what it got. */
-async function scripted(path: string, answer: (r: Req) => Record<string, unknown> | null): Promise<{ got: Req[]; server: Server }> {
+async function scripted(path: string, answer: (r: Req) => Record<string, unknown> | null | Promise<Record<string, unknown> | null>): Promise<{ got: Req[]; server: Server }> {
   const got: Req[] = [];
   const server = createServer((s: Socket) => {
     let buf = '';
@@ -34,8 +34,7 @@ async function scripted(path: string, answer: (r: Req) => Record<string, unknown
         const r = JSON.parse(line) as Req;
         parseRequest(r); // throws (and fails the test through the worker's exit) on a bad request
         got.push(r);
-        const a = answer(r) ?? { ok: true };
-        s.write(JSON.stringify({ id: r.id, ...a }) + '\n');
+        void Promise.resolve(answer(r)).then((a) => s.write(JSON.stringify({ id: r.id, ...(a ?? { ok: true }) }) + '\n'));
       }
     });
   });
@@ -111,5 +110,28 @@ describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
     } finally {
       db4.close();
     }
+  });
+
+  it('sends the final report only once every report before it was answered or given up (here: written directly)', async () => {
+    const { dir, board } = await setup();
+    const task = { title: 'test', skill: 'test' };
+    const f = await claimRun(board, { result: 5 });
+    const onBoard = () => board.showTask(f.taskId).then((d) => d!.events.some((x) => x.kind === 'fired'));
+    let firedAtComplete: boolean | null = null;
+    // The event is answered late (400 ms), unavailable: the runtime writes it to the board directly.
+    const s5 = await scripted(join(dir, 'five.sock'), async (r) => {
+      if (r.op === 'payload') return { ok: true, task: { ...task, id: f.taskId, payload: { result: 5 } }, parentIds: [] };
+      if (r.op === 'event') {
+        await new Promise((res) => setTimeout(res, 400));
+        return { ok: false, code: 'unavailable', error: 'SQLITE_BUSY: database is locked' };
+      }
+      if (r.op === 'complete') firedAtComplete = await onBoard();
+      return null;
+    });
+    const w = await spawnWorker(board, f, rt.argv, { ...rt.env, MODE: 'fire', AUTO_HB: '0', KANBAN_SOCKET: join(dir, 'five.sock') });
+    expect((await w.done).code, w.output()).toBe(0);
+    expect(s5.got.map((r) => r.op)).toEqual(['payload', 'event', 'complete']);
+    expect(firedAtComplete, 'the event was on the board when the complete was sent').toBe(true);
+    expect(BigInt(s5.got[2]!.seq as string)).toBeGreaterThan(BigInt(s5.got[1]!.seq as string));
   });
 });

@@ -20,6 +20,8 @@ export class Reporter {
   readonly channel: ReportChannel | null;
   private board: Board | null = null;
   private opening: Promise<Board> | null = null;
+  /** Reports on their way (heartbeats, events), until answered or given up on every path. */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly env: WorkerEnv,
@@ -104,7 +106,29 @@ export class Reporter {
     }
   }
 
+  /**
+   * Resolves once every report sent before (heartbeats, events) was answered or given up on every
+   * path (a direct write after the channel failed included); never rejects. A final report and the
+   * stop record are sent only after it (docs/worker-protocol.md §3, Order).
+   */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    const done: Promise<void> = p.then(
+      () => void this.inFlight.delete(done),
+      () => void this.inFlight.delete(done),
+    );
+    this.inFlight.add(done);
+    return p;
+  }
+
   async heartbeat(progress: Json | undefined): Promise<void> {
+    return this.track(this.sendHeartbeat(progress));
+  }
+
+  private async sendHeartbeat(progress: Json | undefined): Promise<void> {
     const cred = this.env.cred;
     await this.via(
       () => this.ask(progress === undefined ? { op: 'heartbeat' } : { op: 'heartbeat', progress })?.then(() => undefined) ?? null,
@@ -113,6 +137,10 @@ export class Reporter {
   }
 
   async event(kind: string, data: Json | null): Promise<void> {
+    return this.track(this.sendEvent(kind, data));
+  }
+
+  private async sendEvent(kind: string, data: Json | null): Promise<void> {
     const seq = nextSeq();
     await this.via<unknown>(
       () => this.ask({ op: 'event', kind, data, seq }) ?? null,
@@ -120,8 +148,9 @@ export class Reporter {
     );
   }
 
-  /** Record that the worker stopped on a signal. */
+  /** Record that the worker stopped on a signal (after the reports on their way: settled()). */
   async stop(signal: string): Promise<void> {
+    await this.settled();
     const seq = nextSeq();
     await this.via<unknown>(
       () => this.ask({ op: 'stop', signal, seq }) ?? null,
@@ -134,6 +163,9 @@ export class Reporter {
    * why the board could not be opened or read before (a deferral of a worker that never ran).
    */
   async deliver(report: WorkerReport, opts: { openError?: unknown } = {}): Promise<Delivery> {
+    // Never ahead of a report sent before it: one still waiting could otherwise be applied after
+    // the run ended (fenced, lost), or the run end before it on another path.
+    await this.settled();
     const seq = nextSeq();
     const viaChannel = this.ask({ ...reportFields(report), seq });
     if (viaChannel) {

@@ -38,6 +38,30 @@ class Reporter:
         self.channel: Optional[ReportChannel] = ReportChannel(env.socket_path) if env.socket_path else None
         self.board: Optional[DirectBoard] = None
         self._open_lock = threading.Lock()
+        # Reports on their way (heartbeats, events from any thread), until answered or given up on every path.
+        self._in_flight = 0
+        self._settled = threading.Condition()
+
+    def settled(self, deadline: Optional[float] = None) -> bool:
+        """Wait until every report sent before was answered or given up on every path (a direct write after
+        the channel failed included), at most until `deadline` (monotonic). Whether they all were."""
+        with self._settled:
+            while self._in_flight > 0:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._settled.wait(left)
+            return True
+
+    def _tracked(self, fn: Callable[[], T]) -> T:
+        with self._settled:
+            self._in_flight += 1
+        try:
+            return fn()
+        finally:
+            with self._settled:
+                self._in_flight -= 1
+                self._settled.notify_all()
 
     def open_board(self) -> DirectBoard:
         with self._open_lock:
@@ -83,14 +107,16 @@ class Reporter:
 
     def heartbeat(self, progress: Any = None, has_progress: bool = False) -> None:
         fields: Dict[str, Any] = {"op": "heartbeat", **({"progress": progress} if has_progress else {})}
-        self._via(fields, lambda b: b.heartbeat(self.env.cred, progress, has_progress), lambda a: None)
+        self._tracked(lambda: self._via(fields, lambda b: b.heartbeat(self.env.cred, progress, has_progress), lambda a: None))
 
     def event(self, kind: str, data: Any) -> None:
         seq = next_seq()
-        self._via({"op": "event", "kind": kind, "data": data, "seq": seq},
-                  lambda b: b.event(self.env.cred, kind, data, seq), lambda a: None)
+        self._tracked(lambda: self._via({"op": "event", "kind": kind, "data": data, "seq": seq},
+                                        lambda b: b.event(self.env.cred, kind, data, seq), lambda a: None))
 
     def stop(self, signal: str, deadline: Optional[float] = None) -> None:
+        """Record the stop, after the reports on their way (settled), within `deadline`."""
+        self.settled(deadline)
         seq = next_seq()
         if self.channel is not None:
             try:
@@ -101,7 +127,9 @@ class Reporter:
         self.open_board().record_stop(self.env.cred, signal, seq)
 
     def deliver(self, report: Report, open_error: Optional[BaseException] = None) -> Tuple[str, Optional[str], Optional[str]]:
-        """The final report: ('channel'|'board'|'spool', spool path, cause). Raises NotCurrent, InvalidReport."""
+        """The final report: ('channel'|'board'|'spool', spool path, cause). Raises NotCurrent, InvalidReport.
+        Sent only after every report sent before it was answered or given up (settled)."""
+        self.settled()
         seq = next_seq()
         if self.channel is not None:
             try:

@@ -128,15 +128,13 @@ class _Worker:
         grace = env.reclaim_grace_seconds
         self._run_hooks(t0 + E.shutdown_budget_seconds(grace))
         # Record the stop within what is left of the grace (keep ~100 ms to close the board),
-        # after the report in flight on the channel.
+        # after the reports on their way (reporter.stop waits for them).
         left = max(0.05, grace - (time.monotonic() - t0) - 0.1)
         deadline = time.monotonic() + left
         reporter.set_busy_timeout(min(2.0, left))
 
         def stop() -> None:
             try:
-                if reporter.channel is not None:
-                    reporter.channel.settled(deadline - time.monotonic())
                 reporter.stop(sig, deadline)
             except NotCurrent:
                 pass
