@@ -155,6 +155,9 @@ class DirectBoard:
             raise BoardError(f"cannot open board {path}: {e}", classify(e)) from None
         self.db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # A shutdown's end (monotonic; set_deadline): no write waits on a busy board past it.
+        self._deadline: Optional[float] = None
+        self._busy_timeout = BUSY_TIMEOUT_SECONDS
         try:
             # trusted_schema stays at its default here: older SQLite builds (3.40, Debian 12's Python) refuse the
             # board's CHECK constraints (json_valid) with it OFF. A worker opens the board its supervisor made.
@@ -181,15 +184,31 @@ class DirectBoard:
 
     def _retry_locked(self, fn: Callable[[], T]) -> T:
         for attempt in range(BUSY_RETRIES + 1):
+            self._bound_wait()
             try:
                 return fn()
             except sqlite3.Error as e:
                 kind = classify(e)
                 if kind == "busy" and attempt < BUSY_RETRIES:
-                    time.sleep(min(0.2, 0.005 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
+                    pause = min(0.2, 0.005 * 2 ** min(attempt, 5)) * (0.5 + random.random())
+                    if self._deadline is not None and time.monotonic() + pause >= self._deadline:
+                        raise BoardError(f"board {self.path}: {e} (the shutdown's time is up)", kind) from None
+                    time.sleep(pause)
                     continue
                 raise BoardError(f"board {self.path}: {e}", kind) from None
         raise AssertionError("unreachable")
+
+    def _bound_wait(self) -> None:
+        """Under the lock, before an attempt: the busy timeout never reaches past the shutdown's deadline."""
+        if self._deadline is None:
+            return
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise BoardError(f"board {self.path}: the shutdown's time is up", "busy")
+        want = min(BUSY_TIMEOUT_SECONDS, left)
+        if want < self._busy_timeout:
+            self.db.execute(f"PRAGMA busy_timeout = {max(1, int(want * 1000))}")
+            self._busy_timeout = want
 
     def _write(self, fn: Callable[[], T]) -> T:
         def tx() -> T:
@@ -333,15 +352,18 @@ class DirectBoard:
             return "applied"
         return self._write(w)
 
-    def set_busy_timeout(self, seconds: float) -> None:
-        try:
-            self.db.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
-        except sqlite3.Error:
-            pass
+    def set_deadline(self, deadline: float) -> None:
+        """A shutdown ends at `deadline` (monotonic): every later attempt waits on a busy board at most until then,
+        and none starts after it. Runs no SQL here (another thread may be inside a busy wait on the connection,
+        holding SQLite's mutex): the next attempt applies it."""
+        self._deadline = deadline
 
-    def close(self) -> None:
-        if not self._lock.acquire(timeout=0.2):
-            return  # a write is in flight in another thread: the process exit ends the connection
+    def close(self, wait: float = 0.2) -> None:
+        """Checkpoint what is free and close; a write in flight in another thread is waited for at most `wait` s
+        (then the process exit ends the connection: SQLite recovers as from a crash)."""
+        got = self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        if not got:
+            return
         self._close()
 
     def _close(self) -> None:

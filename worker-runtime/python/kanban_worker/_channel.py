@@ -149,8 +149,9 @@ class ReportChannel:
         if self._lock.acquire(timeout=max(0.0, timeout)):
             self._lock.release()
 
-    def close(self) -> None:
-        if self._lock.acquire(timeout=0.05):
+    def close(self, wait: float = 0.05) -> None:
+        got = self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        if got:
             try:
                 self._down("closed by the worker", 0)
             finally:

@@ -40,6 +40,7 @@ class Reporter:
         self._open_lock = threading.Lock()
         # Reports on their way (heartbeats, events from any thread), until answered or given up on every path.
         self._in_flight = 0
+        self._deadline: Optional[float] = None
         self._settled = threading.Condition()
 
     def settled(self, deadline: Optional[float] = None) -> bool:
@@ -69,6 +70,8 @@ class Reporter:
                 if self.env.is_postgres:
                     raise BoardError("the Python runtime reaches a PostgreSQL board through the report channel only, and it did not answer", "io")
                 self.board = DirectBoard(self.env.db)
+                if self._deadline is not None:
+                    self.board.set_deadline(self._deadline)
             return self.board
 
     def _via(self, fields: Optional[Dict[str, Any]], direct: Callable[[DirectBoard], T], on_answer: Callable[[Dict[str, Any]], T]) -> T:
@@ -162,15 +165,21 @@ class Reporter:
         why = str(cause)
         return ("spool", write_spool(self.env, self.env.cred, report, at, why, seq), why)
 
-    def set_busy_timeout(self, seconds: float) -> None:
+    def set_deadline(self, deadline: float) -> None:
+        """A shutdown ends at `deadline` (monotonic): the board (opened now or later) waits on a busy lock at most
+        until then (the Node runtime's setBusyTimeout, plus its retries bounded)."""
+        self._deadline = deadline
         if self.board is not None:
-            self.board.set_busy_timeout(seconds)
+            self.board.set_deadline(deadline)
 
-    def close(self) -> None:
+    def close(self, until: Optional[float] = None) -> None:
+        """Close the channel and the board; a write in flight in another thread is waited for at most until
+        `until` (monotonic), else 0.2 s."""
+        wait = 0.2 if until is None else min(0.2, until - time.monotonic())
         if self.channel is not None:
-            self.channel.close()
+            self.channel.close(min(0.05, max(0.0, wait)))
         if self.board is not None:
-            self.board.close()
+            self.board.close(wait)
 
 
 def _fields(report: Report) -> Dict[str, Any]:
