@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { parseRequest } from '@kanban-supervisor/worker-runtime';
+import { parseRequest, readSpool } from '@kanban-supervisor/worker-runtime';
 import { Cleanups } from '../src/common.js';
 import { boardSetup, claimRun, spawnWorker } from '../fixtures/worker/harness.js';
 import { RUNTIMES } from '../fixtures/runtimes/runtimes.js';
@@ -42,6 +42,25 @@ async function scripted(path: string, answer: (r: Req) => Record<string, unknown
   cleanups.push(() => new Promise<void>((res) => server.close(() => res())));
   return { got, server };
 }
+
+describe('the Python runtime on a PostgreSQL board', () => {
+  it('has no direct path (no driver in the standard library): a final report the channel cannot take is spooled, with the seq the channel saw', async () => {
+    const { dir, board } = await setup();
+    const py = RUNTIMES.find((r) => r.name === 'python')!;
+    const g = await claimRun(board, { result: 6 });
+    const task = { id: g.taskId, title: 'test', skill: 'test', payload: { result: 6 } };
+    const s6 = await scripted(join(dir, 'six.sock'), (r) => (r.op === 'payload' ? { ok: true, task, parentIds: [] } : r.op === 'complete' ? { ok: false, code: 'unavailable', error: 'the supervisor is stopping' } : null));
+    const spool = join(dir, 'spool-pg');
+    // Nothing listens at this URL: the runtime must never try it (it has no driver).
+    const w = await spawnWorker(null, g, py.argv, { ...py.env, MODE: 'return', KANBAN_DB: 'postgres://kanban@127.0.0.1:1/kanban', KANBAN_SPOOL_DIR: spool, KANBAN_SOCKET: join(dir, 'six.sock') });
+    expect((await w.done).code, w.output()).toBe(0);
+    expect(w.output()).toContain('reaches a PostgreSQL board through the report channel only');
+    const complete = s6.got.find((r) => r.op === 'complete')!;
+    const entries = readSpool(board.location, spool);
+    expect(entries).toHaveLength(1);
+    expect('entry' in entries[0]! && entries[0].entry).toMatchObject({ taskId: g.taskId, runId: g.runId, report: { outcome: 'completed', result: 6 }, seq: complete.seq });
+  });
+});
 
 describe.each(RUNTIMES)('the $name runtime on the wire', (rt) => {
   it('speaks the documented requests; fenced stops it; unavailable goes to the board with the same seq', async () => {
