@@ -50,3 +50,20 @@ export function cycleOf(edges: Array<{ id: string; via: string | null }>, from: 
   }
   return null;
 }
+
+/**
+ * Which parents' results one page holds (a worker reading them in pages: the report channel's
+ * `parents` op): in id order, as many as fit in `maxBytes` of stored JSON text (UTF-8 bytes), and
+ * always at least one (a result larger than a page is a page of its own). `next`: the cursor of the
+ * next page (the last id of this one), null when this is the last.
+ */
+export function parentPageIds(sizes: Array<{ id: string; bytes: number }>, maxBytes: number): { ids: string[]; next: string | null } {
+  const ids: string[] = [];
+  let total = 0;
+  for (const s of sizes) {
+    if (ids.length > 0 && total + s.bytes > maxBytes) break;
+    ids.push(s.id);
+    total += s.bytes;
+  }
+  return { ids, next: ids.length < sizes.length ? ids[ids.length - 1]! : null };
+}

@@ -453,8 +453,23 @@ export interface WorkerWrites {
   recordStop(cred: RunCredentials, signal: string, now: number, seq?: string | null): Promise<WriteResult>;
   /** The run and its task, fenced as a write is (a worker reading its payload). */
   loadRun(cred: RunCredentials): Promise<{ task: Task; run: Run }>;
-  /** The results of the task's parents (task graph), by id, read fenced like loadRun. */
+  /** The results of the task's parents (task graph), by id, read fenced like loadRun (all at once: a worker's own direct read). */
   parentResults(cred: RunCredentials): Promise<Record<string, Json | null>>;
+  /** The ids of the task's parents, in id order, read fenced like loadRun (no result read). */
+  parentIds(cred: RunCredentials): Promise<string[]>;
+  /**
+   * One page of the parents' results, in id order after `after` (null: from the first), read fenced
+   * like loadRun: as many as fit in `maxBytes` of stored JSON text, at least one (graph-rules.ts
+   * parentPageIds). Only the results of the page are read (the sizes come from the store).
+   */
+  parentPage(cred: RunCredentials, after: string | null, maxBytes: number): Promise<ParentPage>;
+}
+
+/** A page of a task's parents' results (WorkerWrites.parentPage). */
+export interface ParentPage {
+  results: Record<string, Json | null>;
+  /** The cursor of the next page (pass it as `after`), null after the last. */
+  next: string | null;
 }
 
 /** Worker operations, each fenced by run id + token + run still current, each one transaction. */

@@ -250,12 +250,22 @@ export type ValidReport =
   | { outcome: 'failed'; error: string; eventError: string }
   | { outcome: 'deferred'; deferMs: number; reason: string | null };
 
+/**
+ * The first `n` UTF-16 code units of `s`, never ending inside a surrogate pair (half a character
+ * is not UTF-8: a store would keep it as invalid bytes or a replacement character).
+ */
+export function prefix(s: string, n: number): string {
+  const out = s.slice(0, n);
+  const last = out.charCodeAt(out.length - 1);
+  return last >= 0xd800 && last <= 0xdbff && out.length === n && s.length > n ? out.slice(0, -1) : out;
+}
+
 export function validReport(report: WorkerReport): ValidReport {
   switch (report.outcome) {
     case 'completed':
       return { outcome: 'completed', resultText: jsonText('result', report.result ?? null) ?? 'null' };
     case 'failed':
-      return { outcome: 'failed', error: report.error.slice(0, RUN_ERROR_MAX_CHARS), eventError: report.error.slice(0, EVENT_ERROR_MAX_CHARS) };
+      return { outcome: 'failed', error: prefix(report.error, RUN_ERROR_MAX_CHARS), eventError: prefix(report.error, EVENT_ERROR_MAX_CHARS) };
     case 'deferred':
       if (!Number.isFinite(report.seconds) || report.seconds < 0) {
         throw new BoardInputError(`defer seconds must be a non-negative number, got ${String(report.seconds)}`);

@@ -168,4 +168,6 @@ export class TickTx implements BoardTx {
   recordStop: BoardTx['recordStop'] = (cred, signal, now, seq) => this.tx.recordStop(cred, signal, now, seq);
   loadRun: BoardTx['loadRun'] = (cred) => this.tx.loadRun(cred);
   parentResults: BoardTx['parentResults'] = (cred) => this.tx.parentResults(cred);
+  parentIds: BoardTx['parentIds'] = (cred) => this.tx.parentIds(cred);
+  parentPage: BoardTx['parentPage'] = (cred, after, maxBytes) => this.tx.parentPage(cred, after, maxBytes);
 }

@@ -150,11 +150,11 @@ describe('the report channel', () => {
     const big = await RawClient.connect(socket);
     big.sock.write('{"v":1,"id":1,"op":"hello","pad":"' + 'x'.repeat(1024 * 1024 + 10));
     await big.waitClosed();
-    // Never reads: its answers pile up past 1 MiB.
+    // Never reads: its answers pile up past MAX_ANSWER_BYTES + MAX_UNREAD_BYTES (17 MiB).
     const deaf = await RawClient.connect(socket);
     deaf.sock.pause();
     const hellos = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ v: 1, id: i, op: 'hello' }) + '\n').join('');
-    for (let k = 0; k < 60 && !deaf.closed; k++) {
+    for (let k = 0; k < 600 && !deaf.closed; k++) {
       deaf.sock.write(hellos);
       await new Promise((r) => setTimeout(r, 10));
     }

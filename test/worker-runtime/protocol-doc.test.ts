@@ -11,8 +11,10 @@ import { heartbeatIntervalMs, shutdownBudgetMs, FENCED_SIGNAL_WAIT_MS, EXIT } fr
 import {
   CHANNEL_RETRY_MS,
   CHANNEL_TIMEOUT_MS,
+  MAX_ANSWER_BYTES,
   MAX_FRAME_BYTES,
   OPS,
+  PARENTS_PAGE_BYTES,
   PROTOCOL_VERSION,
   PROTOCOL_VERSIONS,
   REQUIRED_VARS,
@@ -20,6 +22,7 @@ import {
   parseRequest,
   readSpool,
 } from '@kanban-supervisor/worker-runtime';
+import { MAX_JSON_CHARS } from '@kanban-supervisor/board';
 import { ROOT, tempDir } from '../src/common.js';
 
 const DOC = join(ROOT, 'docs', 'worker-protocol.md');
@@ -35,7 +38,7 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 
 function checkAnswer(a: Record<string, unknown>): void {
   expect(Number.isSafeInteger(a.id), JSON.stringify(a)).toBe(true);
-  const allowed = a.ok === true ? ['id', 'ok', 'duplicate', 'versions', 'task', 'parents'] : ['id', 'ok', 'code', 'error'];
+  const allowed = a.ok === true ? ['id', 'ok', 'duplicate', 'versions', 'task', 'parentIds', 'parents', 'next'] : ['id', 'ok', 'code', 'error'];
   expect(Object.keys(a).filter((k) => !allowed.includes(k)), JSON.stringify(a)).toEqual([]);
   if (a.ok === true) {
     if ('duplicate' in a) expect(a.duplicate).toBe(true);
@@ -43,7 +46,12 @@ function checkAnswer(a: Record<string, unknown>): void {
     if ('task' in a) {
       expect(Object.keys(a.task as object).sort()).toEqual(['id', 'payload', 'skill', 'title']);
     }
-    if ('parents' in a) expect(isObj(a.parents)).toBe(true);
+    if ('parentIds' in a) expect(Array.isArray(a.parentIds) && a.parentIds.every((x) => typeof x === 'string')).toBe(true);
+    if ('parents' in a) {
+      expect(isObj(a.parents)).toBe(true);
+      // A page of results always says where the next one starts (null: the last).
+      expect(a.next === null || typeof a.next === 'string', JSON.stringify(a)).toBe(true);
+    }
   } else {
     expect(a.ok).toBe(false);
     expect(['fenced', 'invalid', 'unavailable']).toContain(a.code);
@@ -113,6 +121,9 @@ describe('docs/worker-protocol.md', () => {
 
   it('states the code’s numbers: frame, timeouts, env, exit statuses, heartbeat interval', () => {
     expect(text).toContain(`${MAX_FRAME_BYTES.toLocaleString('en-US')} bytes`);
+    expect(text).toContain(`an answer at most ${MAX_ANSWER_BYTES / 1024 / 1024} MiB (${MAX_ANSWER_BYTES.toLocaleString('en-US')} bytes)`);
+    expect(text.replace(/\s+/g, ' ')).toContain(`up to ${PARENTS_PAGE_BYTES / 1024 / 1024} MiB (${PARENTS_PAGE_BYTES.toLocaleString('en-US')} bytes) of stored JSON text`);
+    expect(text).toContain(`${MAX_JSON_CHARS.toLocaleString('en-US')}) UTF-16 code units`);
     expect(text).toContain(`within **${CHANNEL_TIMEOUT_MS / 1000} s**`);
     expect(text).toContain(`alone for **${CHANNEL_RETRY_MS / 1000} s**`);
     expect(text.replace(/\s+/g, ' ')).toContain(`busy timeout of ${WORKER_BUSY_TIMEOUT_MS / 1000} s`);

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { BoardInputError, NotCurrentError, SCHEMA_VERSION, openBoard, type Board, type Json, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, MAX_JSON_CHARS, NotCurrentError, SCHEMA_VERSION, openBoard, type Board, type Json, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
 import { Cleanups, FIXTURES } from '../src/common.js';
 import { PYTHON, PY_PATH } from '../fixtures/runtimes/runtimes.js';
 
@@ -97,7 +97,18 @@ async function scenario(dir: string): Promise<{ board: Board; ops: Op[]; ids: st
     const k = (await board.claimBatch(1, Date.now(), () => '/dev/null'))[0]!;
     expect(k.task.id).toBe(c.id);
     ids.push(k.run.id);
-    return [{ op: 'load', cred: { taskId: c.id, runId: k.run.id, token: k.token } }];
+    const C = { taskId: c.id, runId: k.run.id, token: k.token };
+    // The 4 MiB limit counts the JSON text in UTF-16 code units (validate.ts jsonText: JS string
+    // length): an astral character is 2. At the limit exactly, then one character over.
+    const astral = (n: number) => '\u{1F600}'.repeat(n);
+    const atLimit = (MAX_JSON_CHARS - 2) / 2;
+    return [
+      { op: 'load', cred: C },
+      { op: 'event', cred: C, kind: 'astral', data: astral(atLimit), seq: '400', now: T0 + 20 },
+      { op: 'event', cred: C, kind: 'astral', data: astral(atLimit + 1), seq: '401', now: T0 + 21 },
+      // An error is cut at 8,192 (the run) and 1,024 (its event) UTF-16 units: here inside a pair.
+      { op: 'report', cred: C, report: { outcome: 'failed', error: 'a' + astral(5000) }, seq: '402', now: T0 + 22 },
+    ];
   };
   return { board, ops, ids, more };
 }
@@ -146,7 +157,11 @@ describe('the Python direct path mirrors the Node one', () => {
     ]);
     const ra = labelled(rows(a.board.location), a.ids) as Record<string, unknown[]>;
     const rb = labelled(rows(b.board.location), b.ids);
+    expect(na.slice(-3)).toEqual(['applied', 'invalid: event data is larger than 4 MiB of JSON', 'applied']);
     expect(ra.events!.length).toBeGreaterThan(6);
+    // The astral error was cut before the pair the limit falls in (8,191 units: no half character).
+    const cut = (ra.runs as Array<{ error: string | null }>).find((r) => r.error?.startsWith('a\u{1F600}'))!.error!;
+    expect([cut.length, cut.includes('\uFFFD'), cut.endsWith('\u{1F600}')]).toEqual([8191, false, true]);
     expect(JSON.stringify(ra)).not.toMatch(/"[tr][a-z0-9]{10,}"/);
     expect(rb).toEqual(ra);
   });

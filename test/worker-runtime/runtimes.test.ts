@@ -170,6 +170,34 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'SIGTERM while a writer holds the board (direct path): the stop is given up within the grace, exit 143 before the SIGKILL would come',
+    async run(rt) {
+      const { dir, board } = await setup();
+      const f = (n: string) => join(dir, n);
+      const run = await claimRun(board, null, { KANBAN_RECLAIM_GRACE_SECONDS: '1' });
+      // No channel: the worker opened the board itself (its payload, its heartbeats).
+      const w = await spawnWorker(board, run, rt.argv, { ...rt.env, MODE: 'wait', READY: f('ready'), REASON: f('reason'), HOOK_FILE: f('hooks') });
+      await waitFor(() => existsSync(f('ready')) || w.exitCode !== null, 20_000);
+      const writer = new Database(board.location);
+      writer.pragma('busy_timeout = 5000');
+      writer.exec('BEGIN IMMEDIATE');
+      try {
+        const t0 = Date.now();
+        w.kill('SIGTERM');
+        const e = await w.done;
+        const took = e.at - t0;
+        expect(e.code, w.output()).toBe(143);
+        // The grace is 1 s: the supervisor SIGKILLs then. The hooks ran, the stop could not be written.
+        expect(took, w.output()).toBeLessThan(1000);
+        expect(readFileSync(f('hooks'), 'utf8')).toBe('hook stopped\n');
+      } finally {
+        writer.exec('ROLLBACK');
+        writer.close();
+      }
+      expect(integrity(board.location)).toBe('ok');
+    },
+  },
+  {
     name: 'fenced-out late write: refused, nothing written, the run ends with exit 3',
     async run(rt) {
       const { dir, board } = await setup();

@@ -9,13 +9,15 @@
  * board with the same seq (applied at most once: see protocol.ts). A `fenced` answer rejects with
  * the board's NotCurrentError, an `invalid` one with BoardInputError, as a direct write would.
  *
- * Once down, the channel stays down for CHANNEL_RETRY_MS (the reports go directly meanwhile), then
- * a report tries to connect again (a supervisor that restarted listens again). The socket keeps the
+ * A request that got no usable answer takes the channel down: it stays down for CHANNEL_RETRY_MS
+ * (the reports go directly meanwhile), then a report tries to connect again (a supervisor that
+ * restarted listens again). An `unavailable` answer does not: the connection answered, only that
+ * report's transaction failed, and the next report tries the channel again. The socket keeps the
  * process alive only while a request waits for its answer.
  */
 import { createConnection, type Socket } from 'node:net';
 import { BoardInputError, NotCurrentError, type RunCredentials } from '@kanban-supervisor/board';
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION, type WireAnswer, type WireRequest } from './protocol.js';
+import { MAX_ANSWER_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION, type WireAnswer, type WireRequest } from './protocol.js';
 
 /** How long a request waits for its answer before the report goes directly to the board, ms. */
 export const CHANNEL_TIMEOUT_MS = 5000;
@@ -52,7 +54,9 @@ export class ReportChannel {
   private connecting: Promise<Socket> | null = null;
   private nextId = 1;
   private readonly waiting = new Map<number, Waiter>();
-  private buf = '';
+  /** The answer line being received, in pieces (an answer may be up to MAX_ANSWER_BYTES). */
+  private parts: Buffer[] = [];
+  private partBytes = 0;
   private downUntil = 0;
   /** Why the channel went down last (for messages). */
   lastError: string | null = null;
@@ -125,8 +129,7 @@ export class ReportChannel {
       s.once('connect', () => {
         clearTimeout(t);
         s.removeAllListeners('error');
-        s.setEncoding('utf8');
-        s.on('data', (d: string) => this.onData(d));
+        s.on('data', (d: Buffer) => this.onData(d));
         s.on('error', (e) => this.down(e.message));
         s.on('close', () => this.down('the supervisor closed the connection'));
         s.unref();
@@ -138,16 +141,25 @@ export class ReportChannel {
     return this.connecting;
   }
 
-  private onData(d: string): void {
-    this.buf += d;
+  /** Answer lines out of the stream; only the new chunk is searched for the newline (answers may be MiBs). */
+  private onData(d: Buffer): void {
+    let start = 0;
     for (;;) {
-      const nl = this.buf.indexOf('\n');
+      const nl = d.indexOf(10, start);
       if (nl < 0) break;
-      const line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      this.onAnswer(line);
+      const piece = d.subarray(start, nl);
+      start = nl + 1;
+      const line = this.parts.length ? Buffer.concat([...this.parts, piece]) : piece;
+      this.parts = [];
+      this.partBytes = 0;
+      this.onAnswer(line.toString('utf8'));
+      if (!this.sock) return; // went down on this answer
     }
-    if (this.buf.length > MAX_FRAME_BYTES) this.down('an answer longer than the frame limit');
+    if (start >= d.length) return;
+    const rest = d.subarray(start);
+    this.parts.push(rest);
+    this.partBytes += rest.length;
+    if (this.partBytes > MAX_ANSWER_BYTES) this.down(`an answer longer than the ${MAX_ANSWER_BYTES} bytes an answer may have`);
   }
 
   private onAnswer(line: string): void {
@@ -172,7 +184,8 @@ export class ReportChannel {
   private down(why: string, retryMs = this.opts.retryMs ?? CHANNEL_RETRY_MS): void {
     const s = this.sock;
     this.sock = null;
-    this.buf = '';
+    this.parts = [];
+    this.partBytes = 0;
     if (s) {
       s.removeAllListeners('close');
       s.destroy();

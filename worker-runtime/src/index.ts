@@ -34,6 +34,8 @@ export {
   PROTOCOL_VERSION,
   PROTOCOL_VERSIONS,
   MAX_FRAME_BYTES,
+  MAX_ANSWER_BYTES,
+  PARENTS_PAGE_BYTES,
   OPS,
   ProtocolError,
   parseRequest,

@@ -8,8 +8,10 @@
  *   hello                      → `{"id":…,"ok":true,"versions":[1]}` (no run needed)
  *   heartbeat [progress]       the run's heartbeat (no seq needed: idempotent)
  *   event kind [data]          an event on the task's history
- *   payload                    → `{"id":…,"ok":true,"task":{"id","title","skill","payload"},"parents":{…}}`
- *   parents                    → `{"id":…,"ok":true,"parents":{"<parent task id>":<its result>,…}}`
+ *   payload                    → `{"id":…,"ok":true,"task":{"id","title","skill","payload"},"parentIds":[…]}`
+ *   parents [after]            → `{"id":…,"ok":true,"parents":{"<parent task id>":<its result>,…},"next":<cursor>|null}`:
+ *                                one page of the parents' results (PARENTS_PAGE_BYTES; a larger result alone),
+ *                                in id order after the cursor `after`; `next` is the cursor of the next page
  *   complete [result] | fail error | defer seconds [reason]   the run's end
  *   stop signal                the worker stopped on a signal (allowed while it is reclaimed)
  * An answer: `{"id":…,"ok":true[,"duplicate":true]}` once what the report wrote is committed, or
@@ -19,6 +21,9 @@
  *
  * `seq` (1-20 decimal digits, per run, increasing) makes a report apply at most once: the same seq
  * again, over the channel or written directly, is answered `duplicate` and writes nothing.
+ *
+ * A request is at most MAX_FRAME_BYTES; an answer at most MAX_ANSWER_BYTES (it may carry a board
+ * value: up to 4 Mi UTF-16 units of JSON text, so up to 12 MiB of UTF-8).
  */
 import type { Json, RunCredentials, WorkerReport } from '@kanban-supervisor/board';
 
@@ -26,6 +31,18 @@ export const PROTOCOL_VERSIONS = [1] as const;
 export const PROTOCOL_VERSION = 1;
 /** The longest line either side accepts, bytes (the newline excluded). */
 export const MAX_FRAME_BYTES = 1024 * 1024;
+/**
+ * The longest answer line, bytes (the newline excluded): the largest board value (MAX_JSON_CHARS
+ * UTF-16 units of JSON text, at most 3 UTF-8 bytes each: 12 MiB) plus its envelope (the task's id,
+ * title, skill; up to 100 parent ids), with room to spare. An answer that would be longer is not sent:
+ * the request is answered `invalid`, saying so.
+ */
+export const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
+/**
+ * How much of the parents' results (stored JSON text, bytes) one `parents` answer carries; a single
+ * result larger than this is a page of its own (still within MAX_ANSWER_BYTES).
+ */
+export const PARENTS_PAGE_BYTES = 2 * 1024 * 1024;
 
 export const OPS = ['hello', 'heartbeat', 'event', 'payload', 'parents', 'complete', 'fail', 'defer', 'stop'] as const;
 export type Op = (typeof OPS)[number];
@@ -49,10 +66,24 @@ export interface WireRequest {
   seconds?: number;
   reason?: string;
   signal?: string;
+  /** `parents`: the cursor (the `next` of the previous page); absent: the first page. */
+  after?: string;
 }
 
 export type WireAnswer =
-  | { id: number; ok: true; duplicate?: true; versions?: readonly number[]; task?: { id: string; title: string; skill: string; payload: Json }; parents?: Record<string, Json | null> }
+  | {
+      id: number;
+      ok: true;
+      duplicate?: true;
+      versions?: readonly number[];
+      task?: { id: string; title: string; skill: string; payload: Json };
+      /** `payload`: the ids of the task's parents, in id order (their results: the `parents` op). */
+      parentIds?: string[];
+      /** `parents`: one page of the parents' results, by id. */
+      parents?: Record<string, Json | null>;
+      /** `parents`: the cursor of the next page, null after the last. */
+      next?: string | null;
+    }
   | { id: number; ok: false; code: AnswerCode; error: string };
 
 /** A checked request, as the supervisor applies it. */
@@ -60,7 +91,7 @@ export type Report =
   | { op: 'heartbeat'; cred: RunCredentials; progress: Json | undefined }
   | { op: 'event'; cred: RunCredentials; seq: string | null; kind: string; data: Json | null }
   | { op: 'payload'; cred: RunCredentials }
-  | { op: 'parents'; cred: RunCredentials }
+  | { op: 'parents'; cred: RunCredentials; after: string | null }
   | { op: 'end'; cred: RunCredentials; seq: string | null; report: WorkerReport }
   | { op: 'stop'; cred: RunCredentials; seq: string | null; signal: string };
 
@@ -109,7 +140,7 @@ export function parseRequest(v: unknown): 'hello' | Report {
     case 'payload':
       return { op: 'payload', cred };
     case 'parents':
-      return { op: 'parents', cred };
+      return { op: 'parents', cred, after: v.after === undefined || v.after === null ? null : str(v, 'after') };
     case 'complete':
       return { op: 'end', cred, seq, report: { outcome: 'completed', result: v.result === undefined ? null : (v.result as Json) } };
     case 'fail':

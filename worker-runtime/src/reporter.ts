@@ -20,6 +20,8 @@ export class Reporter {
   readonly channel: ReportChannel | null;
   private board: Board | null = null;
   private opening: Promise<Board> | null = null;
+  /** Reports on their way (heartbeats, events), until answered or given up on every path. */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly env: WorkerEnv,
@@ -69,10 +71,14 @@ export class Reporter {
     return (await this.loadTaskAndParents()).task;
   }
 
-  /** The task and its parents' results (task graph; {} without parents): one request over the channel. */
+  /**
+   * The task and its parents' results (task graph; {} without parents). Over the channel: `payload`
+   * (the task and its parents' ids), then the parents' results page by page (`parents`).
+   */
   async loadTaskAndParents(): Promise<{ task: Pick<Task, 'id' | 'title' | 'skill' | 'payload'>; parents: Record<string, Json | null> }> {
     return this.via(
-      () => this.ask({ op: 'payload' })?.then((a) => ({ task: a.task!, parents: a.parents ?? {} })) ?? null,
+      () =>
+        this.ask({ op: 'payload' })?.then(async (a) => ({ task: a.task!, parents: a.parentIds && a.parentIds.length > 0 ? await this.parentPages() : {} })) ?? null,
       async (b) => ({ task: (await b.loadRun(this.env.cred)).task, parents: await b.parentResults(this.env.cred) }),
     );
   }
@@ -80,12 +86,50 @@ export class Reporter {
   /** The results of the task's parents (task graph), by task id. */
   async loadParents(): Promise<Record<string, Json | null>> {
     return this.via(
-      () => this.ask({ op: 'parents' })?.then((a) => a.parents ?? {}) ?? null,
+      () => (this.channel ? this.parentPages() : null),
       (b) => b.parentResults(this.env.cred),
     );
   }
 
+  /** Every page of the parents' results over the channel (rejects as a request does: ChannelDownError → read directly). */
+  private async parentPages(): Promise<Record<string, Json | null>> {
+    const out: Record<string, Json | null> = {};
+    let after: string | null = null;
+    for (let page = 0; ; page++) {
+      // At most one page per parent (a task has at most 100).
+      if (page > 1000) throw new ChannelDownError('the parents op did not reach its last page');
+      const a = await this.channel!.request(after === null ? { op: 'parents' } : { op: 'parents', after }, this.env.cred);
+      Object.assign(out, a.parents ?? {});
+      const next = a.next ?? null;
+      if (next === null) return out;
+      if (next === after) throw new ChannelDownError(`the parents op answered the same cursor again (${next})`);
+      after = next;
+    }
+  }
+
+  /**
+   * Resolves once every report sent before (heartbeats, events) was answered or given up on every
+   * path (a direct write after the channel failed included); never rejects. A final report and the
+   * stop record are sent only after it (docs/worker-protocol.md §3, Order).
+   */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    const done: Promise<void> = p.then(
+      () => void this.inFlight.delete(done),
+      () => void this.inFlight.delete(done),
+    );
+    this.inFlight.add(done);
+    return p;
+  }
+
   async heartbeat(progress: Json | undefined): Promise<void> {
+    return this.track(this.sendHeartbeat(progress));
+  }
+
+  private async sendHeartbeat(progress: Json | undefined): Promise<void> {
     const cred = this.env.cred;
     await this.via(
       () => this.ask(progress === undefined ? { op: 'heartbeat' } : { op: 'heartbeat', progress })?.then(() => undefined) ?? null,
@@ -94,6 +138,10 @@ export class Reporter {
   }
 
   async event(kind: string, data: Json | null): Promise<void> {
+    return this.track(this.sendEvent(kind, data));
+  }
+
+  private async sendEvent(kind: string, data: Json | null): Promise<void> {
     const seq = nextSeq();
     await this.via<unknown>(
       () => this.ask({ op: 'event', kind, data, seq }) ?? null,
@@ -101,8 +149,9 @@ export class Reporter {
     );
   }
 
-  /** Record that the worker stopped on a signal. */
+  /** Record that the worker stopped on a signal (after the reports on their way: settled()). */
   async stop(signal: string): Promise<void> {
+    await this.settled();
     const seq = nextSeq();
     await this.via<unknown>(
       () => this.ask({ op: 'stop', signal, seq }) ?? null,
@@ -115,6 +164,9 @@ export class Reporter {
    * why the board could not be opened or read before (a deferral of a worker that never ran).
    */
   async deliver(report: WorkerReport, opts: { openError?: unknown } = {}): Promise<Delivery> {
+    // Never ahead of a report sent before it: one still waiting could otherwise be applied after
+    // the run ended (fenced, lost), or the run end before it on another path.
+    await this.settled();
     const seq = nextSeq();
     const viaChannel = this.ask({ ...reportFields(report), seq });
     if (viaChannel) {

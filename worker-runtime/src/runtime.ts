@@ -412,13 +412,10 @@ class WorkerProcess {
     const budget = shutdownBudgetMs(env.reclaimGraceSeconds);
     await Promise.race([this.runHooks(), sleep(budget), this.skipped]);
     // Record the stop within what is left of the grace (keep ~100 ms to close a board it opened),
-    // after the reports still waiting for their answers on the channel.
+    // after the reports still on their way (reporter.stop waits for them).
     const left = Math.max(50, graceMs - (Date.now() - t0) - 100);
     reporter.setBusyTimeout(Math.min(WORKER_BUSY_TIMEOUT_MS, left));
-    const stop = (async () => {
-      await reporter.channel?.settled();
-      await reporter.stop(sig);
-    })().catch((e: unknown) => {
+    const stop = reporter.stop(sig).catch((e: unknown) => {
       if (!(e instanceof NotCurrentError)) say(`kanban worker: could not record the stop: ${messageOf(e)}`);
     });
     await Promise.race([stop, sleep(left), this.skipped]);

@@ -25,6 +25,7 @@ import type {
   Json,
   LiveRun,
   OwnerInfo,
+  ParentPage,
   Run,
   RunCredentials,
   RunFilter,
@@ -151,6 +152,8 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
       recordStop: (cred, signal, now, seq) => worker.recordStop(w, cred, signal, now, seq, me?.id ?? null),
       loadRun: (cred) => worker.loadRun(w, cred, me?.id ?? null),
       parentResults: (cred) => graph.parentResults(w, cred, me?.id ?? null),
+      parentIds: (cred) => graph.parentIds(w, cred, me?.id ?? null),
+      parentPage: (cred, after, maxBytes) => graph.parentPage(w, cred, after, maxBytes, me?.id ?? null),
       commit: () => tx.commit(g),
       close: () => tx.close(g),
       get longestHoldMs() {
@@ -317,6 +320,14 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
 
   parentResults(cred: RunCredentials): Promise<Record<string, Json | null>> {
     return graph.parentResults(this.w, cred);
+  }
+
+  parentIds(cred: RunCredentials): Promise<string[]> {
+    return graph.parentIds(this.w, cred);
+  }
+
+  parentPage(cred: RunCredentials, after: string | null, maxBytes: number): Promise<ParentPage> {
+    return graph.parentPage(this.w, cred, after, maxBytes);
   }
 
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())

@@ -12,8 +12,8 @@
  * become done unseen before the link commits (its finishing transaction then finds the link).
  */
 import { BoardInputError } from '../errors.js';
-import type { Json, LinkedTask, RunCredentials, Task, WaitingFor } from '../types.js';
-import { CASCADE_MAX, cycleOf, GRAPH_SCAN, notLinkable } from '../graph-rules.js';
+import type { Json, LinkedTask, ParentPage, RunCredentials, Task, WaitingFor } from '../types.js';
+import { CASCADE_MAX, cycleOf, GRAPH_SCAN, notLinkable, parentPageIds } from '../graph-rules.js';
 import type { Q } from './connection.js';
 import { PG_HOT_SQL } from './hot-sql.js';
 import { parseJson, toTask, type Row } from './rows.js';
@@ -206,5 +206,31 @@ export async function parentResults(w: Writer, cred: RunCredentials, owner: stri
       out[String(r.id)] = parseJson(r.result);
     }
     return out;
+  });
+}
+
+export async function parentIds(w: Writer, cred: RunCredentials, owner: string | null = null): Promise<string[]> {
+  return w.read(async (q) => {
+    await fence(q, cred, { lock: false, owner });
+    return (await q.all('SELECT parent FROM links WHERE child = $1 ORDER BY parent', [cred.taskId])).map((r) => String(r.parent));
+  });
+}
+
+/** octet_length of a TOASTed value reads its size, not the value. */
+export async function parentPage(w: Writer, cred: RunCredentials, after: string | null, maxBytes: number, owner: string | null = null): Promise<ParentPage> {
+  return w.read(async (q) => {
+    await fence(q, cred, { lock: false, owner });
+    const sizes = (
+      await q.all('SELECT l.parent AS id, octet_length(t.result) AS bytes FROM links l JOIN tasks t ON t.id = l.parent WHERE l.child = $1 AND l.parent > $2 ORDER BY l.parent', [
+        cred.taskId,
+        after ?? '',
+      ])
+    ).map((r) => ({ id: String(r.id), bytes: Number(r.bytes ?? 0) }));
+    const { ids, next } = parentPageIds(sizes, maxBytes);
+    const results: Record<string, Json | null> = {};
+    if (ids.length > 0) {
+      for (const r of await q.all('SELECT id, result FROM tasks WHERE id = ANY($1::text[]) ORDER BY id', [ids])) results[String(r.id)] = parseJson(r.result);
+    }
+    return { results, next };
   });
 }

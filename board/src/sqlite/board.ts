@@ -23,6 +23,7 @@ import type {
   LiveRun,
   LocalConnection,
   OwnerInfo,
+  ParentPage,
   Run,
   RunCredentials,
   RunFilter,
@@ -125,6 +126,8 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
       recordStop: (cred, signal, now, seq) => worker.recordStop(c, w, cred, signal, now, seq),
       loadRun: (cred) => worker.loadRun(c, w, cred),
       parentResults: (cred) => graph.parentResults(c, w, cred),
+      parentIds: (cred) => graph.parentIds(c, w, cred),
+      parentPage: (cred, after, maxBytes) => graph.parentPage(c, w, cred, after, maxBytes),
       commit: () => tx.commit(g),
       close: () => tx.close(g),
       get longestHoldMs() {
@@ -270,6 +273,14 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
 
   parentResults(cred: RunCredentials): Promise<Record<string, Json | null>> {
     return graph.parentResults(this.c, this.w, cred);
+  }
+
+  parentIds(cred: RunCredentials): Promise<string[]> {
+    return graph.parentIds(this.c, this.w, cred);
+  }
+
+  parentPage(cred: RunCredentials, after: string | null, maxBytes: number): Promise<ParentPage> {
+    return graph.parentPage(this.c, this.w, cred, after, maxBytes);
   }
 
   // ---------------------------------------------------------------- supervisor (each its own transaction; see begin())

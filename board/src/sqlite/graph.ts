@@ -6,8 +6,8 @@
  * The functions taking only a Conn run inside their caller's write (one transaction).
  */
 import { BoardInputError } from '../errors.js';
-import type { Json, LinkedTask, RunCredentials, Task, WaitingFor } from '../types.js';
-import { cycleOf, GRAPH_SCAN, CASCADE_MAX, notLinkable } from '../graph-rules.js';
+import type { Json, LinkedTask, ParentPage, RunCredentials, Task, WaitingFor } from '../types.js';
+import { cycleOf, GRAPH_SCAN, CASCADE_MAX, notLinkable, parentPageIds } from '../graph-rules.js';
 import type { Conn } from './connection.js';
 import { HOT_SQL } from './hot-sql.js';
 import { parseJson, toTask, type Row } from './rows.js';
@@ -185,5 +185,30 @@ export async function parentResults(c: Conn, w: Writer, cred: RunCredentials): P
       out[String(r.id)] = parseJson(r.result);
     }
     return out;
+  });
+}
+
+export async function parentIds(c: Conn, w: Writer, cred: RunCredentials): Promise<string[]> {
+  return w.read(() => {
+    fence(c, cred);
+    return c.all('SELECT parent FROM links WHERE child = ? ORDER BY parent', cred.taskId).map((r) => String(r.parent));
+  });
+}
+
+/** octet_length reads a value's size from its record header, not the value (SQLite 3.43+). */
+export async function parentPage(c: Conn, w: Writer, cred: RunCredentials, after: string | null, maxBytes: number): Promise<ParentPage> {
+  return w.read(() => {
+    fence(c, cred);
+    const sizes = c
+      .all('SELECT l.parent AS id, octet_length(t.result) AS bytes FROM links l JOIN tasks t ON t.id = l.parent WHERE l.child = ? AND l.parent > ? ORDER BY l.parent', cred.taskId, after ?? '')
+      .map((r) => ({ id: String(r.id), bytes: Number(r.bytes ?? 0) }));
+    const { ids, next } = parentPageIds(sizes, maxBytes);
+    const results: Record<string, Json | null> = {};
+    if (ids.length > 0) {
+      for (const r of c.all(`SELECT id, result FROM tasks WHERE id IN (${ids.map(() => '?').join(', ')}) ORDER BY id`, ...ids)) {
+        results[String(r.id)] = parseJson(r.result);
+      }
+    }
+    return { results, next };
   });
 }

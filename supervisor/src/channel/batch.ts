@@ -17,7 +17,7 @@
  * one transaction at a time, and the tick's carries the reports then.
  */
 import { BoardInputError, NotCurrentError, WriteGroupLostError, classifyError, type Board, type BoardTx, type Json } from '@kanban-supervisor/board';
-import type { Report, WireAnswer } from '@kanban-supervisor/worker-runtime';
+import { PARENTS_PAGE_BYTES, type Report, type WireAnswer } from '@kanban-supervisor/worker-runtime';
 import type { Logger } from '../logger.js';
 import type { ChannelOutcome, SupervisorMetrics } from '../metrics/registry.js';
 
@@ -328,11 +328,13 @@ async function applyOne(tx: BoardTx, it: Item): Promise<AnswerBody> {
       return dup(await tx.recordStop(r.cred, r.signal, it.at, r.seq));
     case 'payload': {
       const { task } = await tx.loadRun(r.cred);
-      // The parents' results with it (one round trip at a worker's start): {} without parents.
-      const parents = await tx.parentResults(r.cred);
-      return { ok: true, task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload }, parents };
+      // The parents' ids only: their results come page by page (`parents`), each answer bounded.
+      const parentIds = await tx.parentIds(r.cred);
+      return { ok: true, task: { id: task.id, title: task.title, skill: task.skill, payload: task.payload }, parentIds };
     }
-    case 'parents':
-      return { ok: true, parents: await tx.parentResults(r.cred) };
+    case 'parents': {
+      const page = await tx.parentPage(r.cred, r.after, PARENTS_PAGE_BYTES);
+      return { ok: true, parents: page.results, next: page.next };
+    }
   }
 }

@@ -10,9 +10,9 @@
  * supervisor (the board's fence).
  *
  * Nothing a client does can block or crash the supervisor: a line longer than MAX_FRAME_BYTES, one
- * that is not a JSON request, or a client whose unread answers pass MAX_UNREAD_BYTES closes that
- * connection, logged once; a client with too many reports waiting is not read until they are
- * answered.
+ * that is not a JSON request, or a client whose unread answers pass MAX_ANSWER_BYTES +
+ * MAX_UNREAD_BYTES closes that connection, logged once; a client with too many reports waiting is
+ * not read until they are answered. An answer is at most MAX_ANSWER_BYTES (the `parents` op pages).
  *
  * A socket file left by a dead supervisor is replaced; one a live process answers on is never
  * touched (the channel stays off, said in the log: workers then report to the board directly).
@@ -20,14 +20,17 @@
 import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { peerUidOf, peerUidSupported } from '@kanban-supervisor/reaper';
-import { MAX_FRAME_BYTES, OPS, PROTOCOL_VERSIONS, ProtocolError, parseRequest, requestId } from '@kanban-supervisor/worker-runtime';
+import { MAX_ANSWER_BYTES, MAX_FRAME_BYTES, OPS, PROTOCOL_VERSIONS, ProtocolError, parseRequest, requestId } from '@kanban-supervisor/worker-runtime';
 import type { ChannelDrop } from '../metrics/registry.js';
 import type { TickContext } from '../state.js';
 import type { AnswerBody, ReportBatch } from './batch.js';
 
 /** The longest socket path a sockaddr_un holds (108 bytes with its NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107;
-/** Answers a client has not read, bytes, before it is dropped. */
+/**
+ * Answers a client has not read, bytes, beyond one answer of the largest size (MAX_ANSWER_BYTES: a
+ * client reading a large answer is not dropped for the small ones that follow it), before it is dropped.
+ */
 export const MAX_UNREAD_BYTES = 1024 * 1024;
 /** Reports of one connection waiting for their answers before it is no longer read. */
 const PAUSE_AT = 4096;
@@ -204,8 +207,15 @@ class Connection {
 
   private answer(id: number, a: AnswerBody): void {
     if (this.closed) return;
-    this.socket.write(JSON.stringify({ id, ...a }) + '\n');
-    if (this.socket.writableLength > MAX_UNREAD_BYTES) this.close(['slow_reader', `a client that does not read its answers (over ${MAX_UNREAD_BYTES} bytes unread)`]);
+    let line = JSON.stringify({ id, ...a });
+    const bytes = Buffer.byteLength(line);
+    if (bytes > MAX_ANSWER_BYTES) {
+      // Only a task whose title and payload together pass the bound (the payload alone cannot).
+      line = JSON.stringify({ id, ok: false, code: 'invalid', error: `the answer would be ${bytes} bytes, more than the ${MAX_ANSWER_BYTES} an answer may have` });
+    }
+    this.socket.write(line + '\n');
+    const limit = MAX_ANSWER_BYTES + MAX_UNREAD_BYTES;
+    if (this.socket.writableLength > limit) this.close(['slow_reader', `a client that does not read its answers (over ${limit} bytes unread)`]);
   }
 }
 

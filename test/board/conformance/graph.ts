@@ -6,7 +6,7 @@
  * Part of the board conformance suite (index.ts); every test runs on a fresh board (helpers.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { BoardInputError, NotCurrentError, type Board, type Task } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, type Board, type ParentPage, type Task } from '@kanban-supervisor/board';
 import type { BoardFactory, BoardUnderTest } from './index.js';
 import { accountAll, credOf, rejection, spawnInfo, useBoard } from './helpers.js';
 
@@ -353,6 +353,48 @@ export function graphConformance(factory: BoardFactory): void {
       await expect(b.parentResults({ ...credOf(cl), token: 'x'.repeat(43) })).rejects.toBeInstanceOf(NotCurrentError);
       expect(await b.beginReclaim(cl.run.id, 'cancelled', now)).toBe(true);
       await expect(b.parentResults(credOf(cl))).rejects.toBeInstanceOf(NotCurrentError);
+    });
+
+    it("parentIds and parentPage: the parents' ids, and their results in pages of a byte budget (a larger result alone), read fenced", async () => {
+      await skill();
+      // Results of 10, 10, 50, 10 bytes of JSON text (a "…" is 3 UTF-8 bytes), in id order p0 < p1 < p2 < p3.
+      const sizes = ['x'.repeat(8), 'é'.repeat(4), '…'.repeat(16), 'y'.repeat(8)];
+      const ps: Task[] = [];
+      for (const [i, v] of sizes.entries()) {
+        const p = await b.createTask({ skill: 'echo', title: `p${i}` });
+        await complete(p.id, v);
+        ps.push(p);
+      }
+      const byId = new Map(ps.map((p, i) => [p.id, sizes[i]!]));
+      const ids = [...byId.keys()].sort();
+      const c = await add('c', ids);
+      const now = Date.now();
+      const cl = await claimOne(now);
+      expect(cl.task.id).toBe(c.id);
+      await b.recordSpawns([{ runId: cl.run.id, info: spawnInfo(5006) }], now);
+      expect(await b.parentIds(credOf(cl))).toEqual(ids);
+      // Walk the pages with a budget of 25 bytes: every result once, in id order, each page within
+      // the budget unless it holds a single result.
+      const seen: string[] = [];
+      let after: string | null = null;
+      for (let n = 0; n < 10; n++) {
+        const page: ParentPage = await b.parentPage(credOf(cl), after, 25);
+        const keys = Object.keys(page.results);
+        expect(keys.length).toBeGreaterThan(0);
+        const bytes = keys.reduce((t, k) => t + Buffer.byteLength(JSON.stringify(byId.get(k))), 0);
+        if (keys.length > 1) expect(bytes).toBeLessThanOrEqual(25);
+        for (const k of keys) expect(page.results[k]).toEqual(byId.get(k));
+        seen.push(...keys);
+        if (page.next === null) break;
+        expect(page.next).toBe(keys[keys.length - 1]);
+        after = page.next;
+      }
+      expect(seen).toEqual(ids);
+      // One page holds all of them with a budget large enough; none after the last id.
+      expect(await b.parentPage(credOf(cl), null, 1000)).toEqual({ results: Object.fromEntries(ids.map((id) => [id, byId.get(id)])), next: null });
+      expect(await b.parentPage(credOf(cl), ids[ids.length - 1]!, 1000)).toEqual({ results: {}, next: null });
+      await expect(b.parentPage({ ...credOf(cl), token: 'x'.repeat(43) }, null, 1000)).rejects.toBeInstanceOf(NotCurrentError);
+      await expect(b.parentIds({ ...credOf(cl), token: 'x'.repeat(43) })).rejects.toBeInstanceOf(NotCurrentError);
     });
   });
 }

@@ -8,8 +8,8 @@
 
     run_worker(handle)
 """
-from ._board import SCHEMA_VERSION, DirectBoard, Report
-from ._channel import MAX_FRAME_BYTES, PROTOCOL_VERSION, ReportChannel
+from ._board import SCHEMA_VERSION, BoardError, DirectBoard, Report
+from ._channel import MAX_ANSWER_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION, ReportChannel
 from ._context import Context, Task
 from ._env import (EXIT_FAILED, EXIT_NOT_CURRENT, EXIT_OK, EXIT_SIGINT, EXIT_SIGTERM, EXIT_TEMPFAIL, EXIT_USAGE, WorkerEnv,
                    heartbeat_interval_seconds, read_worker_env, shutdown_budget_seconds)
@@ -21,8 +21,9 @@ __version__ = "0.1.0"
 PROTOCOL_VERSIONS = (PROTOCOL_VERSION,)
 
 __all__ = [
-    "run_worker", "Context", "Task", "NotCurrent", "InvalidReport", "WorkerStopped", "DeferRequest", "WorkerEnvError",
+    "run_worker", "Context", "Task", "NotCurrent", "InvalidReport", "BoardError", "WorkerStopped", "DeferRequest", "WorkerEnvError",
     "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_CURRENT", "EXIT_TEMPFAIL", "EXIT_SIGINT", "EXIT_SIGTERM",
     "Reporter", "ReportChannel", "DirectBoard", "Report", "WorkerEnv", "read_worker_env", "next_seq",
     "heartbeat_interval_seconds", "shutdown_budget_seconds", "SCHEMA_VERSION", "PROTOCOL_VERSION", "PROTOCOL_VERSIONS", "MAX_FRAME_BYTES",
+    "MAX_ANSWER_BYTES",
 ]

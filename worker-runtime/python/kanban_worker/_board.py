@@ -33,7 +33,7 @@ BUSY_TIMEOUT_SECONDS = 2.0  # worker-runtime/src/board-io.ts WORKER_BUSY_TIMEOUT
 BUSY_RETRIES = 10  # WORKER_BUSY_RETRIES
 JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024  # board/src/open.ts
 WAL_AUTOCHECKPOINT_PAGES = 1000
-MAX_JSON_CHARS = 4 * 1024 * 1024
+MAX_JSON_CHARS = 4 * 1024 * 1024  # UTF-16 code units of JSON text (validate.ts: a JS string's length)
 RUN_ERROR_MAX_CHARS = 8192
 EVENT_ERROR_MAX_CHARS = 1024
 _EVENT_KIND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
@@ -72,9 +72,34 @@ def json_text(what: str, v: Any) -> str:
         s = dumps(v)
     except (TypeError, ValueError) as e:
         raise InvalidReport(f"{what} is not serialisable as JSON: {e}") from None
-    if len(s) > MAX_JSON_CHARS:
+    if utf16_length(s) > MAX_JSON_CHARS:
         raise InvalidReport(f"{what} is larger than 4 MiB of JSON")
     return s
+
+
+def utf16_length(s: str) -> int:
+    """The length JavaScript gives a string: UTF-16 code units (a character beyond U+FFFF counts 2).
+    `s` holds no lone surrogate (dumps escapes them), so it always encodes."""
+    return len(s) if s.isascii() else len(s.encode("utf-16-le")) // 2
+
+
+def js_prefix(s: str, n: int) -> str:
+    """validate.ts prefix: the first n UTF-16 code units (how the board cuts errors), never ending inside a
+    pair (a character beyond U+FFFF that would be cut in half is left out)."""
+    if s.isascii():
+        return s[:n]
+    if len(s) * 2 <= n:
+        return s
+    out = s.encode("utf-16-le", "surrogatepass")[: 2 * n].decode("utf-16-le", "surrogatepass")
+    return out[:-1] if out and "\ud800" <= out[-1] <= "\udbff" else out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _as_stored(s: str) -> str:
+    """A text column as the Node driver stores it: a lone surrogate (not UTF-8) becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", s)
 
 
 def event_kind(kind: str) -> str:
@@ -130,6 +155,9 @@ class DirectBoard:
             raise BoardError(f"cannot open board {path}: {e}", classify(e)) from None
         self.db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # A shutdown's end (monotonic; set_deadline): no write waits on a busy board past it.
+        self._deadline: Optional[float] = None
+        self._busy_timeout = BUSY_TIMEOUT_SECONDS
         try:
             # trusted_schema stays at its default here: older SQLite builds (3.40, Debian 12's Python) refuse the
             # board's CHECK constraints (json_valid) with it OFF. A worker opens the board its supervisor made.
@@ -156,15 +184,31 @@ class DirectBoard:
 
     def _retry_locked(self, fn: Callable[[], T]) -> T:
         for attempt in range(BUSY_RETRIES + 1):
+            self._bound_wait()
             try:
                 return fn()
             except sqlite3.Error as e:
                 kind = classify(e)
                 if kind == "busy" and attempt < BUSY_RETRIES:
-                    time.sleep(min(0.2, 0.005 * 2 ** min(attempt, 5)) * (0.5 + random.random()))
+                    pause = min(0.2, 0.005 * 2 ** min(attempt, 5)) * (0.5 + random.random())
+                    if self._deadline is not None and time.monotonic() + pause >= self._deadline:
+                        raise BoardError(f"board {self.path}: {e} (the shutdown's time is up)", kind) from None
+                    time.sleep(pause)
                     continue
                 raise BoardError(f"board {self.path}: {e}", kind) from None
         raise AssertionError("unreachable")
+
+    def _bound_wait(self) -> None:
+        """Under the lock, before an attempt: the busy timeout never reaches past the shutdown's deadline."""
+        if self._deadline is None:
+            return
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise BoardError(f"board {self.path}: the shutdown's time is up", "busy")
+        want = min(BUSY_TIMEOUT_SECONDS, left)
+        if want < self._busy_timeout:
+            self.db.execute(f"PRAGMA busy_timeout = {max(1, int(want * 1000))}")
+            self._busy_timeout = want
 
     def _write(self, fn: Callable[[], T]) -> T:
         def tx() -> T:
@@ -275,8 +319,8 @@ class DirectBoard:
                 self._release_children(cred.task_id, at)
             elif rep.outcome == "failed":
                 self.db.execute("UPDATE runs SET status = 'ended', outcome = 'failed', error = ?, ended_at = ? WHERE id = ?",
-                                (rep.error[:RUN_ERROR_MAX_CHARS], at, cred.run_id))
-                self._event(cred.task_id, cred.run_id, "reported", {"outcome": "failed", "error": rep.error[:EVENT_ERROR_MAX_CHARS]}, at, s)
+                                (_as_stored(js_prefix(rep.error, RUN_ERROR_MAX_CHARS)), at, cred.run_id))
+                self._event(cred.task_id, cred.run_id, "reported", {"outcome": "failed", "error": js_prefix(rep.error, EVENT_ERROR_MAX_CHARS)}, at, s)
             else:
                 until = at + defer_ms
                 self.db.execute("UPDATE runs SET status = 'ended', outcome = 'deferred', defer_until = ?, error = ?, ended_at = ? WHERE id = ?",
@@ -308,15 +352,18 @@ class DirectBoard:
             return "applied"
         return self._write(w)
 
-    def set_busy_timeout(self, seconds: float) -> None:
-        try:
-            self.db.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
-        except sqlite3.Error:
-            pass
+    def set_deadline(self, deadline: float) -> None:
+        """A shutdown ends at `deadline` (monotonic): every later attempt waits on a busy board at most until then,
+        and none starts after it. Runs no SQL here (another thread may be inside a busy wait on the connection,
+        holding SQLite's mutex): the next attempt applies it."""
+        self._deadline = deadline
 
-    def close(self) -> None:
-        if not self._lock.acquire(timeout=0.2):
-            return  # a write is in flight in another thread: the process exit ends the connection
+    def close(self, wait: float = 0.2) -> None:
+        """Checkpoint what is free and close; a write in flight in another thread is waited for at most `wait` s
+        (then the process exit ends the connection: SQLite recovers as from a crash)."""
+        got = self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        if not got:
+            return
         self._close()
 
     def _close(self) -> None:

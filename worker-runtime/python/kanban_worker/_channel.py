@@ -4,8 +4,9 @@ One connection to KANBAN_SOCKET, opened at the first request. Requests are sent 
 under a lock (a thread's request waits for the one in flight), each answered once the supervisor
 committed it. A request that cannot be answered (no socket, refused, broken, no answer within
 TIMEOUT_SECONDS, or `unavailable`) raises ChannelDown, and the caller writes it directly with the
-same seq; the channel then stays down for RETRY_SECONDS. `fenced` raises NotCurrent, `invalid`
-raises InvalidReport.
+same seq. A request without a usable answer takes the channel down for RETRY_SECONDS; an `unavailable`
+answer does not (the next request tries the channel again), as in channel.ts. `fenced` raises
+NotCurrent, `invalid` raises InvalidReport.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from ._env import Credentials
 from ._errors import ChannelDown, InvalidReport, NotCurrent
 
 PROTOCOL_VERSION = 1
-MAX_FRAME_BYTES = 1024 * 1024
+MAX_FRAME_BYTES = 1024 * 1024  # a request line (protocol.ts MAX_FRAME_BYTES)
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # an answer line (protocol.ts MAX_ANSWER_BYTES)
 TIMEOUT_SECONDS = 5.0
 RETRY_SECONDS = 5.0
 
@@ -42,7 +44,7 @@ class ReportChannel:
         self.timeout = timeout
         self.retry = retry
         self._sock: Optional[socket.socket] = None
-        self._buf = b""
+        self._buf = bytearray()
         self._next_id = 1
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -104,25 +106,29 @@ class ReportChannel:
             s.close()
             raise ChannelDown(f"the report channel {self.path} is unreachable: {e}") from None
         self._sock = s
-        self._buf = b""
+        self._buf = bytearray()
         return s
 
     def _read_answer(self, sock: socket.socket, rid: int, until: float) -> Dict[str, Any]:
+        searched = 0  # the buffer before this holds no newline (answers may be MiBs: never search it twice)
         while True:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", searched)
             if nl >= 0:
-                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                line = bytes(self._buf[:nl])
+                del self._buf[: nl + 1]
+                searched = 0
                 a = json.loads(line.decode("utf-8"))
                 if isinstance(a, dict) and a.get("id") == rid:
                     return a
                 continue  # an answer to a request given up on earlier
-            if len(self._buf) > MAX_FRAME_BYTES:
-                raise ChannelDown("an answer longer than the frame limit")
+            searched = len(self._buf)
+            if len(self._buf) > MAX_ANSWER_BYTES:
+                raise ChannelDown(f"an answer longer than the {MAX_ANSWER_BYTES} bytes an answer may have")
             left = until - time.monotonic()
             if left <= 0:
                 raise ChannelDown(f"no answer within {self.timeout:g} s")
             sock.settimeout(left)
-            chunk = sock.recv(65536)
+            chunk = sock.recv(1 << 20)
             if not chunk:
                 raise ChannelDown("the supervisor closed the connection")
             self._buf += chunk
@@ -134,7 +140,7 @@ class ReportChannel:
             except OSError:
                 pass
         self._sock = None
-        self._buf = b""
+        self._buf = bytearray()
         self.last_error = why
         self._down_until = time.monotonic() + (self.retry if retry is None else retry)
 
@@ -143,8 +149,9 @@ class ReportChannel:
         if self._lock.acquire(timeout=max(0.0, timeout)):
             self._lock.release()
 
-    def close(self) -> None:
-        if self._lock.acquire(timeout=0.05):
+    def close(self, wait: float = 0.05) -> None:
+        got = self._lock.acquire(timeout=wait) if wait > 0 else self._lock.acquire(blocking=False)
+        if got:
             try:
                 self._down("closed by the worker", 0)
             finally:

@@ -83,6 +83,7 @@ class _Worker:
         self._hook_threads: Optional[List[threading.Thread]] = None
         self._wake = threading.Event()
         self._signalled = threading.Event()
+        self._signal_at = 0.0
         self._skip = threading.Event()
         self._hb_stop = threading.Event()
         self._last_beat = 0.0
@@ -112,12 +113,13 @@ class _Worker:
             self._skip.set()  # a second signal: skip the hooks and any wait
             return
         self.signal = "SIGINT" if signum == signal.SIGINT else "SIGTERM"
+        self._signal_at = time.monotonic()  # the grace counts from here
         self._signalled.set()
         self._wake.set()
 
     def _shutdown(self, sig: str) -> None:
         code = E.EXIT_SIGINT if sig == "SIGINT" else E.EXIT_SIGTERM
-        t0 = time.monotonic()
+        t0 = self._signal_at or time.monotonic()
         self._hb_stop.set()
         if self.ctx is not None:
             self.ctx._cancel(WorkerStopped(sig))
@@ -128,22 +130,22 @@ class _Worker:
         grace = env.reclaim_grace_seconds
         self._run_hooks(t0 + E.shutdown_budget_seconds(grace))
         # Record the stop within what is left of the grace (keep ~100 ms to close the board),
-        # after the report in flight on the channel.
+        # after the reports on their way (reporter.stop waits for them).
         left = max(0.05, grace - (time.monotonic() - t0) - 0.1)
         deadline = time.monotonic() + left
-        reporter.set_busy_timeout(min(2.0, left))
+        reporter.set_deadline(deadline)
 
         def stop() -> None:
             try:
-                if reporter.channel is not None:
-                    reporter.channel.settled(deadline - time.monotonic())
                 reporter.stop(sig, deadline)
             except NotCurrent:
                 pass
             except Exception as e:  # noqa: BLE001
                 say(f"kanban worker: could not record the stop: {_message(e)}")
         self._bounded(stop, deadline)
-        self._exit(code)
+        # Closing waits for a write still in flight only until the stop's deadline (~100 ms left to exit):
+        # a connection left open is ended by the exit (SQLite recovers from it as from a crash).
+        self._exit(code, deadline)
 
     def _bounded(self, fn: Callable[[], None], deadline: float) -> None:
         """Run fn in a thread; return when it is done, at the deadline, or on a second signal."""
@@ -171,12 +173,12 @@ class _Worker:
             while t.is_alive() and time.monotonic() < deadline and not self._skip.is_set():
                 t.join(min(0.05, max(0.0, deadline - time.monotonic())))
 
-    def _exit(self, code: int) -> None:
+    def _exit(self, code: int, until: Optional[float] = None) -> None:
         with self._exit_lock:
             self.exiting = True
             self._hb_stop.set()
             if self.reporter is not None:
-                self.reporter.close()
+                self.reporter.close(until)
             for s in (sys.stdout, sys.stderr):
                 try:
                     s.flush()
