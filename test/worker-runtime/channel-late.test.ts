@@ -6,10 +6,11 @@
  * to the board directly, as before.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ChannelDownError, ChannelLateError, Reporter } from '@kanban-supervisor/worker-runtime';
-import { Cleanups } from '../src/common.js';
+import { Cleanups, ROOT } from '../src/common.js';
 import { boardSetup, claimRun } from '../fixtures/worker/harness.js';
 
 const cleanups = new Cleanups();
@@ -74,5 +75,54 @@ describe('a late answer on the report channel', () => {
     expect((await board.getRun(a.runId))!.heartbeatAt).not.toBeNull();
     expect(got).toEqual(['event']);
     await expect(r.channel!.request({ op: 'heartbeat' }, null)).rejects.toBeInstanceOf(ChannelDownError);
+  });
+
+  it('the Python runtime: the same (a late heartbeat dropped, the channel up; a late event goes directly)', async () => {
+    const { dir, board } = await setup();
+    const a = await claimRun(board);
+    const b2 = await claimRun(board);
+    const sock = join(dir, 'busy-py.sock');
+    const got = await busyServer(sock);
+    const sock2 = join(dir, 'busy-py2.sock');
+    const got2 = await busyServer(sock2, new Set(['event']));
+    const script = `
+import json, sys, time
+from kanban_worker._env import Credentials, WorkerEnv
+from kanban_worker._reporter import Reporter
+from kanban_worker._channel import ReportChannel
+from kanban_worker._errors import ChannelLate
+db, sock, sock2, t1, r1, k1, t2, r2, k2 = sys.argv[1:]
+out = {}
+rep = Reporter(WorkerEnv(db, db + '.spool', Credentials(t1, r1, k1), 5.0, 0.0, sock))
+rep.channel = ReportChannel(sock, timeout=0.3)
+t0 = time.monotonic()
+try:
+    rep.heartbeat()
+    out['late'] = 'none'
+except ChannelLate:
+    out['late'] = 'ChannelLate'
+out['waited'] = time.monotonic() - t0
+out['opened'] = rep.board is not None
+rep.event('note', {'n': 1})
+out['opened_after_event'] = rep.board is not None
+rep2 = Reporter(WorkerEnv(db, db + '.spool', Credentials(t2, r2, k2), 5.0, 0.0, sock2))
+rep2.channel = ReportChannel(sock2, timeout=0.3)
+rep2.event('note', {'n': 2})
+out['opened2'] = rep2.board is not None
+print(json.dumps(out))
+`;
+    const res = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+      execFile('python3', ['-c', script, board.location, sock, sock2, a.taskId, a.runId, a.token, b2.taskId, b2.runId, b2.token], { env: { ...process.env, PYTHONPATH: join(ROOT, 'worker-runtime', 'python') } }, (e, stdout, stderr) =>
+        resolve({ code: e ? Number((e as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      ),
+    );
+    expect(res.code, res.stderr).toBe(0);
+    const out = JSON.parse(res.stdout) as { late: string; waited: number; opened: boolean; opened_after_event: boolean; opened2: boolean };
+    expect(out).toMatchObject({ late: 'ChannelLate', opened: false, opened_after_event: false, opened2: true });
+    expect(out.waited).toBeGreaterThanOrEqual(0.25);
+    expect(got).toEqual(['heartbeat', 'event']);
+    expect(got2).toEqual(['event']);
+    expect((await board.getRun(a.runId))!.heartbeatAt, 'not written directly').toBeNull();
+    expect((await board.showTask(b2.taskId))!.events.filter((e) => e.kind === 'note').map((e) => e.data)).toEqual([{ n: 2 }]);
   });
 });

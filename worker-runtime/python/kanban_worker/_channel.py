@@ -5,7 +5,9 @@ under a lock (a thread's request waits for the one in flight), each answered onc
 committed it. A request that cannot be answered (no socket, refused, broken, no answer within
 TIMEOUT_SECONDS, or `unavailable`) raises ChannelDown, and the caller writes it directly with the
 same seq. A request without a usable answer takes the channel down for RETRY_SECONDS; an `unavailable`
-answer does not (the next request tries the channel again), as in channel.ts. `fenced` raises
+answer does not (the next request tries the channel again), as in channel.ts. A heartbeat not
+answered in time on a connection still open raises ChannelLate and leaves the channel up (the
+supervisor is alive but busy: the heartbeat is dropped, not written directly). `fenced` raises
 NotCurrent, `invalid` raises InvalidReport.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from typing import Any, Dict, Optional
 
 from ._env import Credentials
-from ._errors import ChannelDown, InvalidReport, NotCurrent
+from ._errors import ChannelDown, ChannelLate, InvalidReport, NotCurrent
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1024 * 1024  # a request line (protocol.ts MAX_FRAME_BYTES)
@@ -36,6 +38,10 @@ def dumps(v: Any) -> str:
     # A lone surrogate (an undecodable file name, surrogateescape) cannot be encoded as UTF-8: escape
     # it as JSON.stringify does ("\udcff"), so the text is the Node runtime's and always encodable.
     return _SURROGATE.sub(lambda m: "\\u%04x" % ord(m.group()), s)
+
+
+class _Late(Exception):
+    """No answer by the request's time (the caller decides: ChannelLate for a heartbeat, else down)."""
 
 
 class ReportChannel:
@@ -56,6 +62,8 @@ class ReportChannel:
             raise ChannelDown(f"the report channel {self.path} is down: {self.last_error or 'unknown'}")
         limit = self.timeout if deadline is None else max(0.05, min(self.timeout, deadline - time.monotonic()))
         if not self._lock.acquire(timeout=limit):
+            if fields.get("op") == "heartbeat":
+                raise ChannelLate(f"the report channel {self.path} is busy with another request: heartbeat not recorded")
             raise ChannelDown(f"the report channel {self.path} is busy")
         try:
             return self._request(fields, cred, time.monotonic() + limit)
@@ -78,7 +86,16 @@ class ReportChannel:
             sock = self._connect(until)
             sock.settimeout(max(0.01, until - time.monotonic()))
             sock.sendall(line + b"\n")
-            answer = self._read_answer(sock, rid, until)
+            try:
+                answer = self._read_answer(sock, rid, until)
+            except (socket.timeout, _Late):
+                if fields.get("op") != "heartbeat":
+                    raise ChannelDown(f"no answer within {self.timeout:g} s") from None
+                # A late heartbeat fails alone: the connection stays (its answer, if it comes, is skipped by id).
+                raise ChannelLate(f"the supervisor did not answer the heartbeat within {self.timeout:g} s (busy): "
+                                  "not recorded; the next one goes through the channel") from None
+        except ChannelLate:
+            raise
         except ChannelDown as e:
             self._down(str(e))
             raise
@@ -126,7 +143,7 @@ class ReportChannel:
                 raise ChannelDown(f"an answer longer than the {MAX_ANSWER_BYTES} bytes an answer may have")
             left = until - time.monotonic()
             if left <= 0:
-                raise ChannelDown(f"no answer within {self.timeout:g} s")
+                raise _Late()
             sock.settimeout(left)
             chunk = sock.recv(1 << 20)
             if not chunk:

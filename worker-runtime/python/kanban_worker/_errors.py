@@ -42,5 +42,10 @@ class ChannelDown(Exception):
     """The report channel could not deliver a request (or the supervisor could not apply it): write it directly."""
 
 
+class ChannelLate(ChannelDown):
+    """A heartbeat not answered in time on a connection still open (the supervisor alive but busy): that
+    heartbeat is dropped, not written directly, and the channel stays up (channel.ts ChannelLateError)."""
+
+
 class BoardUnavailable(Exception):
     """The board cannot be reached directly (not the worker's fault: damaged, busy, unwritable, PostgreSQL)."""

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 from ._board import BoardError, DirectBoard, Report
 from ._channel import ReportChannel
 from ._env import WorkerEnv
-from ._errors import ChannelDown, InvalidReport, NotCurrent
+from ._errors import ChannelDown, ChannelLate, InvalidReport, NotCurrent
 from ._spool import write_spool
 
 T = TypeVar("T")
@@ -78,6 +78,8 @@ class Reporter:
         if self.channel is not None and fields is not None:
             try:
                 return on_answer(self.channel.request(fields, self.env.cred))
+            except ChannelLate:
+                raise  # a late heartbeat is dropped, not written directly
             except ChannelDown:
                 pass
         return direct(self.open_board())
