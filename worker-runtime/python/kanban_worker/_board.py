@@ -15,17 +15,30 @@ import math
 import os
 import random
 import re
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
 
 from urllib.parse import quote
 
 from ._channel import dumps
 from ._env import Credentials
 from ._errors import InvalidReport, NotCurrent
+
+if TYPE_CHECKING:
+    import sqlite3
+else:
+    class _Lazy:
+        """sqlite3, imported at its first use: a worker whose reports all go through the channel never
+        loads it (start-up is what a fleet of light workers pays most for)."""
+
+        def __getattr__(self, name: str) -> Any:
+            import sqlite3 as mod
+            globals()["sqlite3"] = mod
+            return getattr(mod, name)
+
+    sqlite3 = _Lazy()
 
 # The board schema this module writes (board/src/schema.ts SCHEMA_VERSION).
 SCHEMA_VERSION = 8

@@ -1,7 +1,6 @@
 """What a skill's handler works with (mirrors worker-runtime/src/api.ts WorkerContext)."""
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 from dataclasses import dataclass
@@ -77,6 +76,8 @@ class Context:
 
     async def wait_cancelled(self) -> Optional[BaseException]:
         """asyncio: wait until the run is cancelled; returns the stop reason."""
+        import asyncio  # here, not at the top: most handlers are not coroutines (start-up cost)
+
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[None]" = loop.create_future()
 

@@ -8,7 +8,6 @@ Exit statuses: 0 completed, 1 failed, 2 bad environment, 3 fenced out, 75 deferr
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import signal
@@ -47,6 +46,8 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
     """Call fn; an async function (or a returned coroutine) is run to completion in this thread."""
     out = fn(*args)
     if inspect.iscoroutine(out):
+        import asyncio  # only for a coroutine handler (start-up cost)
+
         return asyncio.run(out)
     return out
 
