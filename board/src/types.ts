@@ -507,7 +507,9 @@ export interface TxOptions {
    * commit is atomic and never corrupts the board; a process crash (the supervisor SIGKILLed) loses
    * nothing; a power failure may lose it (and only it, and other relaxed commits after the last
    * durable one). SQLite: `synchronous = NORMAL` for that transaction (WAL: no fsync at its
-   * commit; the next durable commit's fsync covers it). PostgreSQL: `synchronous_commit = off` for it.
+   * commit; the next durable commit's fsync covers it). PostgreSQL: a hint it does not take
+   * (`synchronous_commit = off` would lose answered commits at a server crash, which a SIGKILLed
+   * backend causes): the commit is durable as any other.
    */
   relaxed?: boolean;
 }

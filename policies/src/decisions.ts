@@ -215,17 +215,26 @@ export function pastCrashGrace(startedAt: number, now: number, crashGraceSeconds
 export const FENCED_SIGNAL_WAIT_MS = 1500;
 
 /**
+ * How long a worker waits for the report channel's answer before it takes another path, ms (the
+ * worker runtimes' channel timeout; docs/worker-protocol.md). A heartbeat not answered in that time
+ * is dropped and the next one goes to the board directly, so a worker whose supervisor is stuck
+ * still learns within about one more heartbeat that its run was fenced out.
+ */
+export const REPORT_ANSWER_TIMEOUT_MS = 5000;
+
+/**
  * Shared boards: when a supervisor takes over the runs of another whose lease expired, the tasks
  * are claimable again only after this delay, the time a fenced worker still running on the lost
- * host needs to stop by itself: its next automatic heartbeat is refused (one heartbeat interval),
- * it runs its shutdown hooks (within the grace), waits for a SIGTERM that does not come
+ * host needs to stop by itself: its next automatic heartbeat is refused (one heartbeat interval;
+ * through the report channel of a supervisor that is stuck, a beat waits REPORT_ANSWER_TIMEOUT_MS
+ * for nothing and the next goes to the board directly), it runs its shutdown hooks (within the grace), waits for a SIGTERM that does not come
  * (FENCED_SIGNAL_WAIT_MS) and exits 3; plus a margin. A worker that never heartbeats is only
  * stopped by its own supervisor coming back (or its host going down): give such skills a
  * heartbeat timeout on shared boards.
  */
 export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, graceSeconds: number): number {
   // Two heartbeat intervals: a beat sent just before the fence closed passes, and timers run late on a busy host.
-  return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
+  return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + REPORT_ANSWER_TIMEOUT_MS + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
 }
 
 /** Interval between automatic worker heartbeats for a heartbeat timeout (seconds). */

@@ -80,6 +80,7 @@ export async function spawn(state: ReaperState, req: SpawnRequest): Promise<Spaw
   }
   if (state.nativeSpawn && (cwd === undefined || state.native!.spawnCanChdir)) return spawnNative(state, req, lookup.file, fd);
   let child: ChildProcess;
+  const began = performance.now();
   try {
     child = spawnChild(lookup.file, req.argv.slice(1), {
       cwd,
@@ -96,6 +97,7 @@ export async function spawn(state: ReaperState, req: SpawnRequest): Promise<Spaw
     return fail(e.code ?? 'ESPAWN', e.message);
   }
   // uv_spawn forked (and waited for exec) synchronously: the child holds its own copy now.
+  const durationMs = performance.now() - began;
   fs.closeSync(fd);
   child.on('error', () => {}); // errors after the spawn (e.g. from kill()) are not ours to throw
 
@@ -124,11 +126,11 @@ export async function spawn(state: ReaperState, req: SpawnRequest): Promise<Spaw
     child.once('spawn', resolve);
     child.once('error', () => resolve());
   });
-  return trackSpawned(state, pid, raw);
+  return trackSpawned(state, pid, raw, durationMs);
 }
 
 /** Start tracking a child we just spawned (its own group leader), from its /proc stat. */
-function trackSpawned(state: ReaperState, pid: number, raw: RawStat | null): SpawnResult {
+function trackSpawned(state: ReaperState, pid: number, raw: RawStat | null, durationMs: number): SpawnResult {
   if (!raw) return { ok: false, code: 'ESRCH', message: `spawned pid ${pid} vanished before it could be identified`, fault: 'skill' };
   const identity: ProcessIdentity = { pid, pgid: pid, startTime: raw.startTime, bootId: bootId() };
   const t = newTracked(identity);
@@ -136,7 +138,7 @@ function trackSpawned(state: ReaperState, pid: number, raw: RawStat | null): Spa
   t.cursor = lastAllocatedPid();
   t.everProven = true;
   state.tracked.set(pid, t);
-  return { ok: true, identity };
+  return { ok: true, identity, durationMs };
 }
 
 /**
@@ -153,6 +155,7 @@ function spawnNative(state: ReaperState, req: SpawnRequest, file: string, fd: nu
     envp.push(`${k}=${v}`);
   }
   let rc: number;
+  const began = performance.now();
   try {
     // Synchronous on purpose: measured faster end to end than the same call on a pool thread
     // (the tick waits for its spawns either way), and no child exists unknown to us meanwhile.
@@ -162,6 +165,7 @@ function spawnNative(state: ReaperState, req: SpawnRequest, file: string, fd: nu
   } finally {
     fs.closeSync(fd); // the child has its own copies on 1 and 2
   }
+  const durationMs = performance.now() - began;
   if (rc < 0) {
     const code = errnoName(-rc);
     const why = code === 'ENOEXEC' ? 'not an executable format (a script needs a #! line)' : code;
@@ -177,7 +181,7 @@ function spawnNative(state: ReaperState, req: SpawnRequest, file: string, fd: nu
     // A signal listener does not keep the event loop alive (Node unrefs it).
     process.on('SIGCHLD', () => collectNativeExits());
   }
-  return trackSpawned(state, pid, raw);
+  return trackSpawned(state, pid, raw, durationMs);
 }
 
 /** An own child exited (Node's exit event, or the SIGCHLD collector for native children). */

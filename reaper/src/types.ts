@@ -13,7 +13,11 @@ export interface SpawnRequest {
  * memory). The supervisor's faults must never count against a task.
  */
 export type SpawnFault = 'skill' | 'supervisor';
-export type SpawnResult = { ok: true; identity: ProcessIdentity } | { ok: false; code: string; message: string; fault: SpawnFault };
+/**
+ * `durationMs`: how long the spawn held the caller's thread (fork/posix_spawn until the child
+ * exec'd), measured around that synchronous call alone: what sizes the supervisor's spawn slices.
+ */
+export type SpawnResult = { ok: true; identity: ProcessIdentity; durationMs: number } | { ok: false; code: string; message: string; fault: SpawnFault };
 
 export interface ExitRecord {
   pid: number;

@@ -2,8 +2,9 @@
  * A heartbeat the supervisor does not answer in time, on a connection still open (the supervisor
  * alive but busy): only that heartbeat fails (ChannelLateError), it is NOT written to the board
  * directly (another writer on the lock is what a busy supervisor needs least), and the channel
- * stays up for the next report. A late report of any other kind takes the channel down and goes
- * to the board directly, as before.
+ * stays up for the next report; the heartbeat after it goes to the board directly, once (a stuck
+ * supervisor cannot tell its worker that the run was fenced out; the board can). A late report of
+ * any other kind takes the channel down and goes to the board directly, as before.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
@@ -56,6 +57,14 @@ describe('a late answer on the report channel', () => {
     expect(got).toEqual(['heartbeat', 'event']);
     expect(r.openedBoard).toBeNull();
     expect((await board.showTask(a.taskId))!.events.filter((e) => e.kind === 'note')).toEqual([]); // the stand-in applied nothing
+    // The heartbeat after a late one goes to the board directly (a stuck supervisor cannot say "fenced"; the board can) ...
+    await r.heartbeat(undefined);
+    expect((await board.getRun(a.runId))!.heartbeatAt).not.toBeNull();
+    expect(got).toEqual(['heartbeat', 'event']);
+    // ... once: the next tries the channel again.
+    await expect(r.heartbeat(undefined)).rejects.toBeInstanceOf(ChannelLateError);
+    expect(got).toEqual(['heartbeat', 'event', 'heartbeat']);
+    cleanups.push(() => r.openedBoard?.close());
   });
 
   it('a late event takes the channel down and goes to the board directly', async () => {
@@ -105,6 +114,8 @@ out['waited'] = time.monotonic() - t0
 out['opened'] = rep.board is not None
 rep.event('note', {'n': 1})
 out['opened_after_event'] = rep.board is not None
+rep.heartbeat()
+out['direct_after_late'] = rep.board is not None
 rep2 = Reporter(WorkerEnv(db, db + '.spool', Credentials(t2, r2, k2), 5.0, 0.0, sock2))
 rep2.channel = ReportChannel(sock2, timeout=0.3)
 rep2.event('note', {'n': 2})
@@ -117,12 +128,12 @@ print(json.dumps(out))
       ),
     );
     expect(res.code, res.stderr).toBe(0);
-    const out = JSON.parse(res.stdout) as { late: string; waited: number; opened: boolean; opened_after_event: boolean; opened2: boolean };
-    expect(out).toMatchObject({ late: 'ChannelLate', opened: false, opened_after_event: false, opened2: true });
+    const out = JSON.parse(res.stdout) as { late: string; waited: number; opened: boolean; opened_after_event: boolean; direct_after_late: boolean; opened2: boolean };
+    expect(out).toMatchObject({ late: 'ChannelLate', opened: false, opened_after_event: false, direct_after_late: true, opened2: true });
     expect(out.waited).toBeGreaterThanOrEqual(0.25);
     expect(got).toEqual(['heartbeat', 'event']);
     expect(got2).toEqual(['event']);
-    expect((await board.getRun(a.runId))!.heartbeatAt, 'not written directly').toBeNull();
+    expect((await board.getRun(a.runId))!.heartbeatAt, 'the heartbeat after the late one, directly').not.toBeNull();
     expect((await board.showTask(b2.taskId))!.events.filter((e) => e.kind === 'note').map((e) => e.data)).toEqual([{ n: 2 }]);
   });
 });

@@ -17,10 +17,11 @@
  */
 import { createConnection, type Socket } from 'node:net';
 import { BoardInputError, NotCurrentError, type RunCredentials } from '@kanban-supervisor/board';
+import { REPORT_ANSWER_TIMEOUT_MS } from '@kanban-supervisor/policies';
 import { MAX_ANSWER_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION, type WireAnswer, type WireRequest } from './protocol.js';
 
 /** How long a request waits for its answer before the report goes directly to the board, ms. */
-export const CHANNEL_TIMEOUT_MS = 5000;
+export const CHANNEL_TIMEOUT_MS = REPORT_ANSWER_TIMEOUT_MS;
 /** How long a channel that went down is left alone before a report tries it again, ms. */
 export const CHANNEL_RETRY_MS = 5000;
 
@@ -31,10 +32,12 @@ export class ChannelDownError extends Error {
 
 /**
  * A heartbeat not answered in time on a connection that is still open: the supervisor is alive but
- * busy (a fleet starting, a long tick). Only that heartbeat fails and the channel stays up: writing
- * it directly would add a writer on the board's lock exactly when the supervisor cannot keep up,
- * so the caller drops it (the next one goes through the channel; the heartbeat timeout is many
- * beats long). Any other late report takes the channel down and goes directly, as before.
+ * busy (a fleet starting, a long tick) or stuck. Only that heartbeat fails and the channel stays up:
+ * writing every late beat directly would add a writer on the board's lock exactly when the
+ * supervisor cannot keep up, so the caller drops it, and sends the NEXT heartbeat to the board
+ * directly (reporter.ts): a supervisor that is stuck cannot tell its worker that the run was fenced
+ * out, the board can (policies takeoverRequeueDelayMs counts on it). Any other late report takes
+ * the channel down and goes directly, as before.
  */
 export class ChannelLateError extends ChannelDownError {
   override name = 'ChannelLateError';

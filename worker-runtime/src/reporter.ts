@@ -19,6 +19,8 @@ import { nextSeq, reportFields } from './protocol.js';
 export class Reporter {
   readonly channel: ReportChannel | null;
   private board: Board | null = null;
+  /** The last heartbeat through the channel was late: the next one goes to the board directly. */
+  private beatLate = false;
   private opening: Promise<Board> | null = null;
   /** Reports on their way (heartbeats, events), until answered or given up on every path. */
   private readonly inFlight = new Set<Promise<void>>();
@@ -129,12 +131,24 @@ export class Reporter {
     return this.track(this.sendHeartbeat(progress));
   }
 
+  /**
+   * Through the channel; a late one (ChannelLateError) is dropped, and the next goes to the board
+   * directly, once: only the board can tell a worker whose supervisor is stuck that its run was
+   * fenced out (then the channel again).
+   */
   private async sendHeartbeat(progress: Json | undefined): Promise<void> {
     const cred = this.env.cred;
-    await this.via(
-      () => this.ask(progress === undefined ? { op: 'heartbeat' } : { op: 'heartbeat', progress })?.then(() => undefined) ?? null,
-      (b) => b.heartbeat(cred, progress, Date.now()),
-    );
+    const afterLate = this.beatLate;
+    this.beatLate = false;
+    try {
+      await this.via(
+        () => (afterLate ? null : (this.ask(progress === undefined ? { op: 'heartbeat' } : { op: 'heartbeat', progress })?.then(() => undefined) ?? null)),
+        (b) => b.heartbeat(cred, progress, Date.now()),
+      );
+    } catch (e) {
+      if (e instanceof ChannelLateError) this.beatLate = true;
+      throw e;
+    }
   }
 
   async event(kind: string, data: Json | null): Promise<void> {

@@ -41,7 +41,6 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
   // holding the event loop long (a slice, policies spawnSlice); the next tick follows at once.
   const slice = spawnSlice(free, s.spawnMs);
   const claims = await tx.claimBatch(slice, Date.now(), (runId) => join(ctx.logDir, `${runId}.log`));
-  s.dispatchMore = slice < free && claims.length === slice;
   if (claims.length === 0) return;
   // The claims (with every other write of this tick) are on the board before any worker starts.
   await tx.commit();
@@ -92,7 +91,9 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
     }
     const spawnStart = performance.now();
     const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
-    const spawnMs = performance.now() - spawnStart;
+    // The spawns of a slice run one after another (each holds the thread until its child exec'd):
+    // a spawn's own duration is the reaper's measure, not the time until this line runs again.
+    const spawnMs = res.ok ? res.durationMs : performance.now() - spawnStart;
     s.spawnMs = nextSpawnMs(s.spawnMs, spawnMs);
     if (!res.ok) {
       if (payloadFile) removePayloadFile(ctx, run.id);
@@ -138,6 +139,10 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
   for (const { claim, id, fields } of started) {
     log.info({ event: 'spawned', ...fields, workerPid: id.pid, attempt: claim.task.consecutiveFailures + 1, log: claim.run.logPath }, 'worker spawned');
   }
+  // A full slice committed and started while slots stay free: the loop ticks again at once. Only
+  // then: a commit that failed (a full disk) or spawns that all failed wait for the next tick,
+  // never a loop of ticks as fast as they fail.
+  s.dispatchMore = slice < free && claims.length === slice && started.length > 0;
   const failed = [...settled, ...written].find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
 }

@@ -41,6 +41,8 @@ class Reporter:
         # Reports on their way (heartbeats, events from any thread), until answered or given up on every path.
         self._in_flight = 0
         self._deadline: Optional[float] = None
+        # The last heartbeat through the channel was late: the next goes to the board directly.
+        self._beat_late = False
         self._settled = threading.Condition()
 
     def settled(self, deadline: Optional[float] = None) -> bool:
@@ -111,8 +113,17 @@ class Reporter:
         raise ChannelDown("the parents op did not reach its last page")
 
     def heartbeat(self, progress: Any = None, has_progress: bool = False) -> None:
-        fields: Dict[str, Any] = {"op": "heartbeat", **({"progress": progress} if has_progress else {})}
-        self._tracked(lambda: self._via(fields, lambda b: b.heartbeat(self.env.cred, progress, has_progress), lambda a: None))
+        """Through the channel; a late one (ChannelLate) is dropped and the next goes to the board directly,
+        once: only the board can tell a worker whose supervisor is stuck that its run was fenced out."""
+        fields: Optional[Dict[str, Any]] = {"op": "heartbeat", **({"progress": progress} if has_progress else {})}
+        if self._beat_late:
+            self._beat_late = False
+            fields = None  # straight to the board (the `via` of a request-less report)
+        try:
+            self._tracked(lambda: self._via(fields, lambda b: b.heartbeat(self.env.cred, progress, has_progress), lambda a: None))
+        except ChannelLate:
+            self._beat_late = True
+            raise
 
     def event(self, kind: str, data: Any) -> None:
         seq = next_seq()
