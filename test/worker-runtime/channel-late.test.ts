@@ -67,6 +67,21 @@ describe('a late answer on the report channel', () => {
     cleanups.push(() => r.openedBoard?.close());
   });
 
+  it('a late heartbeat with progress (data of the worker) is not dropped: it goes to the board directly', async () => {
+    const { dir, board } = await setup();
+    const a = await claimRun(board);
+    const sock = join(dir, 'busy3.sock');
+    const got = await busyServer(sock);
+    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock }, { timeoutMs: 300 });
+    cleanups.push(async () => {
+      r.channel?.close();
+      await r.openedBoard?.close();
+    });
+    await r.heartbeat({ step: 7 });
+    expect(got).toEqual(['heartbeat']);
+    expect(await board.getRun(a.runId)).toMatchObject({ progress: { step: 7 } });
+  });
+
   it('a late event takes the channel down and goes to the board directly', async () => {
     const { dir, board } = await setup();
     const a = await claimRun(board);
@@ -116,6 +131,10 @@ rep.event('note', {'n': 1})
 out['opened_after_event'] = rep.board is not None
 rep.heartbeat()
 out['direct_after_late'] = rep.board is not None
+rep3 = Reporter(WorkerEnv(db, db + '.spool', Credentials(t1, r1, k1), 5.0, 0.0, sock))
+rep3.channel = ReportChannel(sock, timeout=0.3)
+rep3.heartbeat({'step': 7}, True)
+out['progress_direct'] = rep3.board is not None
 rep2 = Reporter(WorkerEnv(db, db + '.spool', Credentials(t2, r2, k2), 5.0, 0.0, sock2))
 rep2.channel = ReportChannel(sock2, timeout=0.3)
 rep2.event('note', {'n': 2})
@@ -128,10 +147,10 @@ print(json.dumps(out))
       ),
     );
     expect(res.code, res.stderr).toBe(0);
-    const out = JSON.parse(res.stdout) as { late: string; waited: number; opened: boolean; opened_after_event: boolean; direct_after_late: boolean; opened2: boolean };
-    expect(out).toMatchObject({ late: 'ChannelLate', opened: false, opened_after_event: false, direct_after_late: true, opened2: true });
+    const out = JSON.parse(res.stdout) as { late: string; waited: number; opened: boolean; opened_after_event: boolean; direct_after_late: boolean; progress_direct: boolean; opened2: boolean };
+    expect(out).toMatchObject({ late: 'ChannelLate', opened: false, opened_after_event: false, direct_after_late: true, progress_direct: true, opened2: true });
     expect(out.waited).toBeGreaterThanOrEqual(0.25);
-    expect(got).toEqual(['heartbeat', 'event']);
+    expect(got).toEqual(['heartbeat', 'event', 'heartbeat']);
     expect(got2).toEqual(['event']);
     expect((await board.getRun(a.runId))!.heartbeatAt, 'the heartbeat after the late one, directly').not.toBeNull();
     expect((await board.showTask(b2.taskId))!.events.filter((e) => e.kind === 'note').map((e) => e.data)).toEqual([{ n: 2 }]);

@@ -31,7 +31,7 @@ export class ChannelDownError extends Error {
 }
 
 /**
- * A heartbeat not answered in time on a connection that is still open: the supervisor is alive but
+ * A bare heartbeat (no progress) not answered in time on a connection that is still open: the supervisor is alive but
  * busy (a fleet starting, a long tick) or stuck. Only that heartbeat fails and the channel stays up:
  * writing every late beat directly would add a writer on the board's lock exactly when the
  * supervisor cannot keep up, so the caller drops it, and sends the NEXT heartbeat to the board
@@ -89,7 +89,8 @@ export class ReportChannel {
     return new Promise<Ok>((resolve, reject) => {
       const ms = this.opts.timeoutMs ?? CHANNEL_TIMEOUT_MS;
       const timer = setTimeout(() => {
-        if (fields.op !== 'heartbeat') return this.down(`no answer within ${ms} ms`);
+        // Only a bare heartbeat (a liveness time, no data) may be dropped; one with progress is data.
+        if (fields.op !== 'heartbeat' || 'progress' in fields) return this.down(`no answer within ${ms} ms`);
         // A late heartbeat fails alone (its answer, if it comes, finds no waiter and is ignored).
         this.waiting.delete(id);
         if (this.waiting.size === 0) this.sock?.unref();

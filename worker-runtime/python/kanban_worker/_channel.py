@@ -6,7 +6,7 @@ committed it. A request that cannot be answered (no socket, refused, broken, no 
 TIMEOUT_SECONDS, or `unavailable`) raises ChannelDown, and the caller writes it directly with the
 same seq. A request without a usable answer takes the channel down for RETRY_SECONDS; an `unavailable`
 answer does not (the next request tries the channel again), as in channel.ts. A heartbeat not
-answered in time on a connection still open raises ChannelLate and leaves the channel up (the
+answered in time (a bare one: no progress) on a connection still open raises ChannelLate and leaves the channel up (the
 supervisor is alive but busy: the heartbeat is dropped, not written directly). `fenced` raises
 NotCurrent, `invalid` raises InvalidReport.
 """
@@ -62,7 +62,7 @@ class ReportChannel:
             raise ChannelDown(f"the report channel {self.path} is down: {self.last_error or 'unknown'}")
         limit = self.timeout if deadline is None else max(0.05, min(self.timeout, deadline - time.monotonic()))
         if not self._lock.acquire(timeout=limit):
-            if fields.get("op") == "heartbeat":
+            if fields.get("op") == "heartbeat" and "progress" not in fields:
                 raise ChannelLate(f"the report channel {self.path} is busy with another request: heartbeat not recorded")
             raise ChannelDown(f"the report channel {self.path} is busy")
         try:
@@ -89,7 +89,8 @@ class ReportChannel:
             try:
                 answer = self._read_answer(sock, rid, until)
             except (socket.timeout, _Late):
-                if fields.get("op") != "heartbeat":
+                # Only a bare heartbeat (a liveness time, no data) may be dropped; one with progress is data.
+                if fields.get("op") != "heartbeat" or "progress" in fields:
                     raise ChannelDown(f"no answer within {self.timeout:g} s") from None
                 # A late heartbeat fails alone: the connection stays (its answer, if it comes, is skipped by id).
                 raise ChannelLate(f"the supervisor did not answer the heartbeat within {self.timeout:g} s (busy): "
