@@ -8,35 +8,20 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ChannelDownError, ChannelLateError, Reporter } from '@kanban-supervisor/worker-runtime';
 import { Cleanups, ROOT } from '../src/common.js';
+import { scriptedServer } from '../src/scripted-server.js';
 import { boardSetup, claimRun } from '../fixtures/worker/harness.js';
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
 const setup = boardSetup('ks-late-');
 
-/** A supervisor stand-in that never answers heartbeats, answers everything else ok unless `silent`. */
-async function busyServer(path: string, silent: Set<string> = new Set(['heartbeat'])): Promise<string[]> {
-  const got: string[] = [];
-  const server = createServer((s: Socket) => {
-    let buf = '';
-    s.on('error', () => undefined);
-    s.on('data', (d) => {
-      buf += String(d);
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const r = JSON.parse(buf.slice(0, i)) as { id: number; op: string };
-        buf = buf.slice(i + 1);
-        got.push(r.op);
-        if (!silent.has(r.op)) s.write(JSON.stringify({ id: r.id, ok: true }) + '\n');
-      }
-    });
-  });
-  await new Promise<void>((res) => server.listen(path, () => res()));
-  cleanups.push(() => new Promise<void>((res) => server.close(() => res())));
-  return got;
+/** A supervisor stand-in that never answers the ops in `silent` (heartbeats), answers everything else ok. */
+async function busyServer(path: string, silent: Set<string> = new Set(['heartbeat'])): Promise<() => string[]> {
+  const { got } = await scriptedServer(path, cleanups, (r) => (silent.has(r.op) ? undefined : null));
+  return () => got.map((r) => r.op);
 }
 
 describe('a late answer on the report channel', () => {
@@ -54,16 +39,16 @@ describe('a late answer on the report channel', () => {
     expect(r.openedBoard, 'the board was not even opened').toBeNull();
     // The channel is still up: the next report goes through it, on the same connection.
     await r.event('note', { n: 1 });
-    expect(got).toEqual(['heartbeat', 'event']);
+    expect(got()).toEqual(['heartbeat', 'event']);
     expect(r.openedBoard).toBeNull();
     expect((await board.showTask(a.taskId))!.events.filter((e) => e.kind === 'note')).toEqual([]); // the stand-in applied nothing
     // The heartbeat after a late one goes to the board directly (a stuck supervisor cannot say "fenced"; the board can) ...
     await r.heartbeat(undefined);
     expect((await board.getRun(a.runId))!.heartbeatAt).not.toBeNull();
-    expect(got).toEqual(['heartbeat', 'event']);
+    expect(got()).toEqual(['heartbeat', 'event']);
     // ... once: the next tries the channel again.
     await expect(r.heartbeat(undefined)).rejects.toBeInstanceOf(ChannelLateError);
-    expect(got).toEqual(['heartbeat', 'event', 'heartbeat']);
+    expect(got()).toEqual(['heartbeat', 'event', 'heartbeat']);
     cleanups.push(() => r.openedBoard?.close());
   });
 
@@ -78,7 +63,7 @@ describe('a late answer on the report channel', () => {
       await r.openedBoard?.close();
     });
     await r.heartbeat({ step: 7 });
-    expect(got).toEqual(['heartbeat']);
+    expect(got()).toEqual(['heartbeat']);
     expect(await board.getRun(a.runId)).toMatchObject({ progress: { step: 7 } });
   });
 
@@ -97,7 +82,7 @@ describe('a late answer on the report channel', () => {
     // Down: the next heartbeat goes directly too (not late: the channel is not tried).
     await r.heartbeat(undefined);
     expect((await board.getRun(a.runId))!.heartbeatAt).not.toBeNull();
-    expect(got).toEqual(['event']);
+    expect(got()).toEqual(['event']);
     await expect(r.channel!.request({ op: 'heartbeat' }, null)).rejects.toBeInstanceOf(ChannelDownError);
   });
 
@@ -150,8 +135,8 @@ print(json.dumps(out))
     const out = JSON.parse(res.stdout) as { late: string; waited: number; opened: boolean; opened_after_event: boolean; direct_after_late: boolean; progress_direct: boolean; opened2: boolean };
     expect(out).toMatchObject({ late: 'ChannelLate', opened: false, opened_after_event: false, direct_after_late: true, progress_direct: true, opened2: true });
     expect(out.waited).toBeGreaterThanOrEqual(0.25);
-    expect(got).toEqual(['heartbeat', 'event', 'heartbeat']);
-    expect(got2).toEqual(['event']);
+    expect(got()).toEqual(['heartbeat', 'event', 'heartbeat']);
+    expect(got2()).toEqual(['event']);
     expect((await board.getRun(a.runId))!.heartbeatAt, 'the heartbeat after the late one, directly').not.toBeNull();
     expect((await board.showTask(b2.taskId))!.events.filter((e) => e.kind === 'note').map((e) => e.data)).toEqual([{ n: 2 }]);
   });

@@ -6,11 +6,11 @@
  * directly with the same seq, and the channel stays up for the next one.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { parseRequest, readSpool } from '@kanban-supervisor/worker-runtime';
 import { Cleanups } from '../src/common.js';
+import { scriptedServer, type ScriptedRequest } from '../src/scripted-server.js';
 import { boardSetup, claimRun, spawnWorker } from '../fixtures/worker/harness.js';
 import { RUNTIMES } from '../fixtures/runtimes/runtimes.js';
 
@@ -18,29 +18,12 @@ const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
 const setup = boardSetup('ks-wire-');
 
-type Req = Record<string, unknown> & { id: number; op: string };
+type Req = ScriptedRequest;
 
-/** A server that answers each request with `answer(req)` (null: ok) and records what it got. */
-async function scripted(path: string, answer: (r: Req) => Record<string, unknown> | null | Promise<Record<string, unknown> | null>): Promise<{ got: Req[]; server: Server }> {
-  const got: Req[] = [];
-  const server = createServer((s: Socket) => {
-    let buf = '';
-    s.on('error', () => undefined);
-    s.on('data', (d) => {
-      buf += String(d);
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        const r = JSON.parse(line) as Req;
-        parseRequest(r); // throws (and fails the test through the worker's exit) on a bad request
-        got.push(r);
-        void Promise.resolve(answer(r)).then((a) => s.write(JSON.stringify({ id: r.id, ...(a ?? { ok: true }) }) + '\n'));
-      }
-    });
-  });
-  await new Promise<void>((res) => server.listen(path, () => res()));
-  cleanups.push(() => new Promise<void>((res) => server.close(() => res())));
-  return { got, server };
+/** A server that answers each request with `answer(req)` (null: ok) and records what it got; every request must pass parseRequest. */
+function scripted(path: string, answer: (r: Req) => Record<string, unknown> | null | Promise<Record<string, unknown> | null>): Promise<{ got: Req[] }> {
+  // A bad request throws (and fails the test through the worker's exit).
+  return scriptedServer(path, cleanups, answer, (r) => void parseRequest(r));
 }
 
 describe('the Python runtime on a PostgreSQL board', () => {
