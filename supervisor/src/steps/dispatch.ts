@@ -89,12 +89,12 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
         return null;
       }
     }
-    const spawnStart = performance.now();
     const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
     // The spawns of a slice run one after another (each holds the thread until its child exec'd):
-    // a spawn's own duration is the reaper's measure, not the time until this line runs again.
-    const spawnMs = res.ok ? res.durationMs : performance.now() - spawnStart;
-    s.spawnMs = nextSpawnMs(s.spawnMs, spawnMs);
+    // a spawn's own duration is the reaper's measure, not the time until this line runs again (that
+    // counts every spawn of the slice before it). A spawn that failed measured nothing.
+    const spawnMs = res.ok ? res.durationMs : 0;
+    if (res.ok) s.spawnMs = nextSpawnMs(s.spawnMs, spawnMs);
     if (!res.ok) {
       if (payloadFile) removePayloadFile(ctx, run.id);
       const ours = res.fault === 'supervisor';

@@ -151,18 +151,22 @@ export async function scenarioCrash(): Promise<void> {
       const thisAt = runStart.get(q.run_id);
       if (nextAt === undefined) continue;
       if (nextAt < q.nb - 2) early++;
-      // The earliest the try may start: its not_before, pushed past every storm pause it falls into.
-      let earliest = q.nb;
-      for (let moved = true; moved; ) {
-        moved = false;
-        for (const p of pauses) {
-          if (earliest >= p.from && earliest < p.until) {
-            earliest = p.until;
-            moved = true;
-          }
-        }
+      // How long the try waited while it was due and dispatch was not paused: from its not_before to
+      // its start, less the storm pauses in between (merged). A pause that began after the try fell
+      // due holds it too (the supervisor spawns a tick's claims in slices: a storm found by the first
+      // crashes of a wave pauses the rest of the wave, which is the breaker's job).
+      const spans = pauses
+        .map((p) => [Math.max(p.from, q.nb), Math.min(p.until, nextAt)] as const)
+        .filter(([a, b]) => b > a)
+        .sort((x, y) => x[0] - y[0]);
+      let paused = 0;
+      let reach = -Infinity;
+      for (const [a, b] of spans) {
+        const from = Math.max(a, reach);
+        if (b > from) paused += b - from;
+        reach = Math.max(reach, b);
       }
-      lateness.push(nextAt - earliest);
+      lateness.push(nextAt - q.nb - paused);
       if (thisAt !== undefined) ratios.push((nextAt - thisAt) / expected);
     }
     res.add({
@@ -176,7 +180,7 @@ export async function scenarioCrash(): Promise<void> {
     res.add({ scenario: S, figure: 'tries started before their backoff expired', value: String(early), number: early, target: '0', pass: early === 0, hard: true });
     res.add({
       scenario: S,
-      figure: 'try start after its backoff (and any storm pause) ended, p50 / p99',
+      figure: 'try start after its backoff ended, storm pauses in between not counted, p50 / p99',
       value: `${fmt(median(lateness), 0)} / ${fmt(quantile(lateness, 0.99), 0)} ms`,
       number: quantile(lateness, 0.99),
       target: 'p99 ≤ 1000 ms',
