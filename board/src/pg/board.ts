@@ -127,8 +127,9 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
     await this.c.end();
   }
 
-  begin(opts: TxOptions = {}): BoardTx {
-    const { g, w } = this.tx.open(opts.relaxed === true);
+  /** TxOptions.relaxed is not taken on PostgreSQL (tx.ts txWrite says why): every commit is durable. */
+  begin(_opts: TxOptions = {}): BoardTx {
+    const { g, w } = this.tx.open();
     const tx = this.tx;
     const me = this.me;
     const out: BoardTx & Partial<LeaseRenewal> = {

@@ -29,8 +29,6 @@ export interface Writer {
 export interface TxState {
   client: pg.PoolClient | null;
   begun: boolean;
-  /** TxOptions.relaxed, as asked (not taken on PostgreSQL: see txWrite). */
-  relaxed: boolean;
   broken: unknown;
   begunAt: number;
   closed: boolean;
@@ -105,9 +103,9 @@ export class Transactions {
 
   // ---------------------------------------------------------------- BoardTx
 
-  open(relaxed = false): { g: TxState; w: Writer } {
+  open(): { g: TxState; w: Writer } {
     if (this.openTx) throw new Error(`a transaction is already open on board ${this.c.location}`);
-    const g: TxState = { client: null, begun: false, relaxed, broken: null, begunAt: 0, closed: false, longestHoldMs: 0, queue: Promise.resolve() };
+    const g: TxState = { client: null, begun: false, broken: null, begunAt: 0, closed: false, longestHoldMs: 0, queue: Promise.resolve() };
     this.openTx = g;
     return { g, w: { read: (fn) => this.serial(g, () => this.txRead(g, fn)), write: (fn) => this.serial(g, () => this.txWrite(g, fn)) } };
   }
