@@ -52,5 +52,6 @@ export {
   type LogBoundOptions,
   type LogBoundResult,
 } from './safe-fs.js';
+export { watchFd, type FdWatch } from './fd-watch.js';
 export { peerUidOf, peerUidSupported } from './native.js';
 export { sdNotify, SystemdNotifier, STATUS_MIN_INTERVAL_MS, type SdNotifyResult, type NotifierOptions } from './notify.js';

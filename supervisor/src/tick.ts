@@ -145,6 +145,8 @@ export class Tick {
       tx.close();
       this.tx = null;
     }
+    // The logs of the workers it spawned are bounded from now on, not from the next tick.
+    await this.guard('logs', () => this.logs.track());
     if (leaseLost) await this.guard('register', () => reRegister(ctx));
     // Another supervisor of this host owns the board now: leave its workers to it (exit 4).
     if (s.host?.taken) return 'displaced';

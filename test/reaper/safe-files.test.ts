@@ -334,6 +334,25 @@ describe('log bounding', () => {
     expect(p.output()).toContain('log_truncated');
   });
 
+  it('a log quiet long enough to be watched instead of polled, then moved away and flooded: bounded between the (rare) ticks, from its first write', async () => {
+    const { dir, db } = setup();
+    const stats = join(dir, 'stats.jsonl');
+    // Quiet for 1.5 s (polled 100 ms, then watched), renamed, then 50 MiB/s for 3 s. Ticks every
+    // 5 s: were the quiet log only looked at by them, it would reach ~150 MiB (the slack is 64 MiB).
+    const env = ['--env', 'FLOOD_QUIET_MS=1500', '--env', 'FLOOD_MOVE_LOG=1'];
+    expect((await cli(db, ['skill', 'add', 'flood', ...env, '--', process.execPath, join(LOGS, 'flood.mjs'), stats, '150', '50', '3'])).code).toBe(0);
+    expect((await cli(db, ['add', '--skill', 'flood'])).code).toBe(0);
+    const p = supervise(db, ['--until-idle'], { LOG_MAX_BYTES: String(MiB), TICK_INTERVAL_MS: '5000' });
+    expect((await exited(p)).code, p.output()).toBe(0);
+    const s = JSON.parse(readFileSync(stats, 'utf8').trim()) as { peak: number; total: number; lastSeq: number };
+    expect(s.total).toBeGreaterThanOrEqual(100 * MiB);
+    expect(s.peak, `peak ${s.peak} bytes`).toBeLessThanOrEqual(MiB + 64 * MiB);
+    const log = onlyLog(db);
+    expect(log).toMatch(/\.moved\.log$/);
+    expect(statSync(log).size).toBeLessThanOrEqual(MiB);
+    checkBoundedLog(readFileSync(log, 'utf8'), s.lastSeq);
+  });
+
   it('a background descendant that keeps writing after the leader exited: the log is still bounded', async () => {
     const { dir, db } = setup();
     const stats = join(dir, 'stats.jsonl');
