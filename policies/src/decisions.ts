@@ -237,6 +237,43 @@ export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, g
   return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + REPORT_ANSWER_TIMEOUT_MS + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
 }
 
+/**
+ * How long after the supervisor's last tick commit (and, on a shared board, its last lease
+ * renewal) it may still answer a run's bare heartbeat from memory, ms: two ticks and a second,
+ * and on a shared board at most half the lease. A supervisor whose ticks stop committing (a stuck
+ * board, a lost lease) stops answering from memory well before its lease can expire: its workers'
+ * beats go through a transaction again, and a worker whose run was taken over learns it as
+ * takeoverRequeueDelayMs counts on.
+ */
+export function memoryBeatFreshMs(tickIntervalMs: number, leaseMs: number | null): number {
+  const fresh = 2 * tickIntervalMs + 1000;
+  return leaseMs === null ? fresh : Math.min(fresh, Math.floor(leaseMs / 2));
+}
+
+/**
+ * Whether the supervisor may answer a bare heartbeat (no progress) of a run whose credentials a
+ * committed heartbeat already proved from memory, its time written with its next transaction:
+ * the run's worker is live and not being stopped, the supervisor is neither stopping nor
+ * quarantined, and its ticks (and lease) committed recently (memoryBeatFreshMs). Otherwise the
+ * beat goes through a transaction, fenced, and is answered once that committed.
+ */
+export function heartbeatFromMemory(o: {
+  now: number;
+  workerLive: boolean;
+  stopping: boolean;
+  quarantined: boolean;
+  tickIntervalMs: number;
+  /** When a tick transaction last committed (0: never). */
+  tickCommittedAt: number;
+  /** Shared board: the lease, ms, and when it was last renewed (null: never); null on a board of one host. */
+  lease: { ms: number; renewedAt: number | null } | null;
+}): boolean {
+  if (!o.workerLive || o.stopping || o.quarantined) return false;
+  const fresh = memoryBeatFreshMs(o.tickIntervalMs, o.lease?.ms ?? null);
+  if (o.now - o.tickCommittedAt > fresh) return false;
+  return o.lease === null || (o.lease.renewedAt !== null && o.now - o.lease.renewedAt <= fresh);
+}
+
 /** Interval between automatic worker heartbeats for a heartbeat timeout (seconds). */
 export function heartbeatIntervalMs(heartbeatTimeoutSeconds: number | null): number {
   if (!heartbeatTimeoutSeconds || heartbeatTimeoutSeconds <= 0) return 30_000;

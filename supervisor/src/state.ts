@@ -118,6 +118,10 @@ export interface SupervisorState {
   quarantine: Quarantine | null;
   /** Some tick transaction of ours committed (READY=1 waits for it). */
   committedOnce: boolean;
+  /** When a tick transaction of ours last committed (0: never): bare heartbeats are answered from memory only while it is recent (policies heartbeatFromMemory). */
+  tickCommittedAt: number;
+  /** A shared board: when this supervisor's lease was last renewed (null: not yet). */
+  leaseRenewedAt: number | null;
   /** The board's change version at the last poll. */
   lastDataVersion: number;
   /** A spawn failed for a fault of the supervisor's own: no claim before this time (ms). */
@@ -199,6 +203,8 @@ export function initialState(now = Date.now()): SupervisorState {
     stopped: false,
     quarantine: null,
     committedOnce: false,
+    tickCommittedAt: 0,
+    leaseRenewedAt: null,
     lastDataVersion: -1,
     spawnHeldUntil: 0,
     spawnMs: null,

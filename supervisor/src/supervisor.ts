@@ -8,7 +8,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { OwnerLock, changeFeedOf, isPgLocation, localConnectionOf, resolveBoardPath, supervisorRegistryOf } from '@kanban-supervisor/board';
-import { EXIT, type SupervisorConfig } from '@kanban-supervisor/policies';
+import { EXIT, heartbeatFromMemory, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
 import { ReportBatch } from './channel/batch.js';
 import { ReportServer } from './channel/server.js';
@@ -64,7 +64,26 @@ export class Supervisor {
     this.channel = cfg.reportChannel
       ? new ReportServer(
           this.ctx,
-          new ReportBatch({ board: () => (this.state.quarantine ? null : this.state.board), log, windowMs: cfg.reportBatchWindowMs, heartbeatWindowMs: cfg.reportHeartbeatWindowMs, metrics: this.ctx.metrics }),
+          new ReportBatch({
+            board: () => (this.state.quarantine ? null : this.state.board),
+            log,
+            windowMs: cfg.reportBatchWindowMs,
+            heartbeatWindowMs: cfg.reportHeartbeatWindowMs,
+            metrics: this.ctx.metrics,
+            memoryBeat: (runId, now) => {
+              const s = this.state;
+              const w = s.workers.get(runId);
+              return heartbeatFromMemory({
+                now,
+                workerLive: w !== undefined && w.stopReason === null && w.term === null && w.leaderExit === null && w.cleanup === null,
+                stopping: s.stopping !== null || s.stopped,
+                quarantined: s.quarantine !== null || s.board === null,
+                tickIntervalMs: cfg.tickIntervalMs,
+                tickCommittedAt: s.tickCommittedAt,
+                lease: this.ctx.kind === 'postgres' ? { ms: cfg.leaseSeconds * 1000, renewedAt: s.leaseRenewedAt } : null,
+              });
+            },
+          }),
         )
       : null;
   }

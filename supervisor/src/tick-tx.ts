@@ -50,6 +50,7 @@ export class TickTx implements BoardTx {
     }
     for (const a of reports) this.state.reports?.committed(a);
     this.state.committedOnce = true;
+    this.state.tickCommittedAt = Date.now();
     this.carried = { obs: [], spawns: [] };
     const logs = this.afterCommit;
     this.afterCommit = [];

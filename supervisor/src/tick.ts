@@ -113,6 +113,7 @@ export class Tick {
         else await takeover(ctx, ltx, now);
         await ltx.commit();
         leased = renewed !== false;
+        if (leased) s.leaseRenewedAt = now;
       });
     }
     // Every other write of the tick goes into one transaction (one commit, one fsync): exits, crash

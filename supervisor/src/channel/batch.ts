@@ -13,6 +13,16 @@
  * applied at most once). Heartbeats of one run queued together are applied once (the last one,
  * with the last progress given), and every one of them is answered.
  *
+ * One exception to "answered once committed": a *bare* heartbeat (no progress: a liveness time, no
+ * data of the worker's) of a run whose credentials a committed heartbeat already proved is answered
+ * from memory when the supervisor says its worker is live and not being stopped and its ticks
+ * commit (deps.memoryBeat); its time goes on the board with the next transaction (the tick's, at
+ * the latest one tick later), fenced as any report, and a fenced one withdraws the proof (the run's
+ * next beat goes through a transaction and is refused). What such an answer promises is what the
+ * supervisor knows: the run is its current worker's. What a SIGKILL of the supervisor can lose is
+ * liveness times of the last tick, never a worker's data (a heartbeat with progress, an event, a
+ * result is always committed before it is answered).
+ *
  * The supervisor's loop holds the batch while it ticks (hold/release): the board connection has
  * one transaction at a time, and the tick's carries the reports then.
  */
@@ -116,6 +126,10 @@ export class ReportBatch {
   private queue: Item[] = [];
   /** Heartbeats in the queue, by run id (coalesced). */
   private readonly beats = new Map<string, Item>();
+  /** Runs whose credentials a committed heartbeat proved current, by run id: token and task. */
+  private readonly proven = new Map<string, { token: string; taskId: string }>();
+  /** Bare heartbeats answered from memory, by run id (the latest), for the next transaction. */
+  private readonly remembered = new Map<string, Item>();
   private inFlight: Promise<void> | null = null;
   private held = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -136,12 +150,23 @@ export class ReportBatch {
       heartbeatWindowMs?: number;
       /** The supervisor's metrics: reports answered, batch sizes, report commit durations. */
       metrics?: SupervisorMetrics;
+      /**
+       * Whether a bare heartbeat of this (proven) run may be answered from memory now: its worker
+       * is live and not being stopped, and the supervisor's ticks commit. Absent: never.
+       */
+      memoryBeat?: (runId: string, now: number) => boolean;
     },
   ) {}
 
   /** Every answer goes through here: counted (stats, metrics), then sent to each reply of the report. */
   private answer(it: Item, a: AnswerBody): void {
     const outcome = outcomeOf(a);
+    const r = it.report;
+    if (r.op === 'heartbeat') {
+      // A committed heartbeat proves the run's credentials; a fenced one withdraws the proof.
+      if (outcome === 'applied') this.proven.set(r.cred.runId, { token: r.cred.token, taskId: r.cred.taskId });
+      else if (outcome === 'fenced' && this.proven.get(r.cred.runId)?.token === r.cred.token) this.proven.delete(r.cred.runId);
+    }
     const n = it.replies.length;
     if (outcome === 'duplicate') this.stats.duplicates += n;
     else this.stats[outcome] += n;
@@ -149,13 +174,32 @@ export class ReportBatch {
     for (const r of it.replies) r(a);
   }
 
-  /** Reports waiting to be applied. */
+  /** Reports waiting to be applied (heartbeats answered from memory among them). */
   get size(): number {
-    return this.queue.length;
+    return this.queue.length + this.remembered.size;
   }
 
-  /** Queue a report; `reply` gets its answer once it is committed (or refused, or not applied). */
+  /** A run is no longer supervised: its heartbeats are not answered from memory again. */
+  forget(runId: string): void {
+    this.proven.delete(runId);
+  }
+
+  /**
+   * Queue a report; `reply` gets its answer once it is committed (or refused, or not applied), or
+   * at once for a bare heartbeat answered from memory (see the module's comment).
+   */
   push(report: Report, reply: Reply, at = Date.now()): void {
+    if (bareBeat(report) && this.fromMemory(report, at)) {
+      const prev = this.remembered.get(report.cred.runId);
+      if (prev) {
+        prev.report = report;
+        prev.at = at;
+      } else this.remembered.set(report.cred.runId, { report, at, replies: [] });
+      this.stats.applied++;
+      this.deps.metrics?.channelAnswered('heartbeat', 'applied', 1);
+      reply({ ok: true });
+      return;
+    }
     if (report.op === 'heartbeat') {
       const prev = this.beats.get(report.cred.runId);
       if (prev && prev.report.op === 'heartbeat' && prev.report.cred.token === report.cred.token && prev.report.cred.taskId === report.cred.taskId) {
@@ -188,15 +232,30 @@ export class ReportBatch {
     this.kick(true);
   }
 
-  /** Answer every queued report `unavailable` (the supervisor stops; quarantine). */
+  /** Answer every queued report `unavailable` (the supervisor stops; quarantine); beats answered from memory are dropped. */
   failAll(why: string): void {
     for (const it of this.take()) this.answer(it, { ok: false, code: 'unavailable', error: why });
   }
 
+  /** Whether a bare heartbeat can be answered from memory (see the module's comment). */
+  private fromMemory(r: Report, now: number): boolean {
+    const p = this.proven.get(r.cred.runId);
+    return p !== undefined && p.token === r.cred.token && p.taskId === r.cred.taskId && (this.deps.memoryBeat?.(r.cred.runId, now) ?? false);
+  }
+
   private take(): Item[] {
     const items = this.queue;
+    // Beats answered from memory go on the board with this transaction (already answered: their
+    // outcome only updates the proof). A run with a beat queued too is written once, by that one,
+    // with the later time.
+    for (const [runId, it] of this.remembered) {
+      const queued = this.beats.get(runId);
+      if (queued) queued.at = Math.max(queued.at, it.at);
+      else items.push(it);
+    }
     this.queue = [];
     this.beats.clear();
+    this.remembered.clear();
     return items;
   }
 
