@@ -97,6 +97,16 @@ describe('bare heartbeats answered from memory', () => {
     expect((await send(batch, beat(c1), 6_000)).sync).toBe(false);
   });
 
+  it('a run the supervisor never vouched for is never proven, however many of its beats commit', async () => {
+    const { creds, batch, live } = await setup(1);
+    const c = creds[0]!;
+    live.delete(c.runId); // not one of its live workers (another supervisor's, or already stopping)
+    for (let i = 1; i <= 3; i++) expect(await send(batch, beat(c), i * 1_000)).toEqual({ a: { ok: true }, sync: false });
+    live.add(c.runId);
+    expect((await send(batch, beat(c), 4_000)).sync, 'its first beat while vouched for proves it').toBe(false);
+    expect((await send(batch, beat(c), 5_000)).sync).toBe(true);
+  });
+
   it('a run fenced behind the supervisor\'s back (cancelled by another process): the flush withdraws the proof, the next beat is refused', async () => {
     const { b, creds, batch } = await setup(1);
     const cred = creds[0]!;

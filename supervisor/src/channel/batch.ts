@@ -163,8 +163,11 @@ export class ReportBatch {
     const outcome = outcomeOf(a);
     const r = it.report;
     if (r.op === 'heartbeat') {
-      // A committed heartbeat proves the run's credentials; a fenced one withdraws the proof.
-      if (outcome === 'applied') this.proven.set(r.cred.runId, { token: r.cred.token, taskId: r.cred.taskId });
+      // A committed heartbeat proves the run's credentials (kept only for a run the supervisor
+      // vouches for now: its own live workers, forgotten with them); a fenced one withdraws the proof.
+      if (outcome === 'applied') {
+        if (this.deps.memoryBeat?.(r.cred.runId, Date.now())) this.proven.set(r.cred.runId, { token: r.cred.token, taskId: r.cred.taskId });
+      }
       else if (outcome === 'fenced' && this.proven.get(r.cred.runId)?.token === r.cred.token) this.proven.delete(r.cred.runId);
     }
     const n = it.replies.length;
