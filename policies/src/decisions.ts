@@ -255,7 +255,9 @@ export function memoryBeatFreshMs(tickIntervalMs: number, leaseMs: number | null
  * committed heartbeat already proved from memory, its time written with its next transaction:
  * the run's worker is live and not being stopped, the supervisor is neither stopping nor
  * quarantined, and its ticks (and lease) committed recently (memoryBeatFreshMs). Otherwise the
- * beat goes through a transaction, fenced, and is answered once that committed.
+ * beat goes through a transaction, fenced, and is answered once that committed. Every time here
+ * (now, tickCommittedAt, lease.renewedAt) is on a monotonic clock (performance.now()): on the wall
+ * clock, a step back while the tick is stuck kept an old commit "recent" for as long as the step.
  */
 export function heartbeatFromMemory(o: {
   now: number;
@@ -263,14 +265,14 @@ export function heartbeatFromMemory(o: {
   stopping: boolean;
   quarantined: boolean;
   tickIntervalMs: number;
-  /** When a tick transaction last committed (0: never). */
-  tickCommittedAt: number;
+  /** When a tick transaction last committed, monotonic ms (null: never). */
+  tickCommittedAt: number | null;
   /** Shared board: the lease, ms, and when it was last renewed (null: never); null on a board of one host. */
   lease: { ms: number; renewedAt: number | null } | null;
 }): boolean {
   if (!o.workerLive || o.stopping || o.quarantined) return false;
   const fresh = memoryBeatFreshMs(o.tickIntervalMs, o.lease?.ms ?? null);
-  if (o.now - o.tickCommittedAt > fresh) return false;
+  if (o.tickCommittedAt === null || o.now - o.tickCommittedAt > fresh) return false;
   return o.lease === null || (o.lease.renewedAt !== null && o.now - o.lease.renewedAt <= fresh);
 }
 

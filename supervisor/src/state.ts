@@ -118,9 +118,9 @@ export interface SupervisorState {
   quarantine: Quarantine | null;
   /** Some tick transaction of ours committed (READY=1 waits for it). */
   committedOnce: boolean;
-  /** When a tick transaction of ours last committed (0: never): bare heartbeats are answered from memory only while it is recent (policies heartbeatFromMemory). */
-  tickCommittedAt: number;
-  /** A shared board: when this supervisor's lease was last renewed (null: not yet). */
+  /** When a tick transaction of ours last committed, monotonic ms (performance.now(); null: never): bare heartbeats are answered from memory only while it is recent (policies heartbeatFromMemory). */
+  tickCommittedAt: number | null;
+  /** A shared board: when this supervisor's lease was last renewed, monotonic ms (performance.now() at the tick's start; null: not yet). */
   leaseRenewedAt: number | null;
   /** The board's change version at the last poll. */
   lastDataVersion: number;
@@ -203,7 +203,7 @@ export function initialState(now = Date.now()): SupervisorState {
     stopped: false,
     quarantine: null,
     committedOnce: false,
-    tickCommittedAt: 0,
+    tickCommittedAt: null,
     leaseRenewedAt: null,
     lastDataVersion: -1,
     spawnHeldUntil: 0,

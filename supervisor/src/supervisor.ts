@@ -70,8 +70,11 @@ export class Supervisor {
             windowMs: cfg.reportBatchWindowMs,
             heartbeatWindowMs: cfg.reportHeartbeatWindowMs,
             metrics: this.ctx.metrics,
-            memoryBeat: (runId, now) => {
+            // The wall-clock `now` is not used: freshness is measured on a monotonic clock (a
+            // wall clock stepped back must not keep an old tick commit or lease renewal recent).
+            memoryBeat: (runId) => {
               const s = this.state;
+              const now = performance.now();
               const w = s.workers.get(runId);
               return heartbeatFromMemory({
                 now,

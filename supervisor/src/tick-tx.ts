@@ -50,7 +50,7 @@ export class TickTx implements BoardTx {
     }
     for (const a of reports) this.state.reports?.committed(a);
     this.state.committedOnce = true;
-    this.state.tickCommittedAt = Date.now();
+    this.state.tickCommittedAt = performance.now(); // monotonic: see policies heartbeatFromMemory
     this.carried = { obs: [], spawns: [] };
     const logs = this.afterCommit;
     this.afterCommit = [];

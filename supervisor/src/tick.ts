@@ -84,6 +84,7 @@ export class Tick {
     const ctx = this.ctx;
     const s = this.ctx.state;
     const now = Date.now();
+    const monoNow = performance.now(); // the lease's renewal time for memory heartbeats (monotonic)
     if (s.quarantine) {
       // Workers are still supervised from memory and /proc; nothing touches the board.
       await this.guard('reap', () => reap(ctx, now));
@@ -113,7 +114,7 @@ export class Tick {
         else await takeover(ctx, ltx, now);
         await ltx.commit();
         leased = renewed !== false;
-        if (leased) s.leaseRenewedAt = now;
+        if (leased) s.leaseRenewedAt = monoNow;
       });
     }
     // Every other write of the tick goes into one transaction (one commit, one fsync): exits, crash
