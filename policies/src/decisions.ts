@@ -167,6 +167,13 @@ export interface LiveRunView {
   endedAt: number | null;
   /** Shared boards: another supervisor took the run over (its fence closed, stop reason lease_lost) and no SIGTERM was sent yet. */
   leaseLost?: boolean;
+  /**
+   * When this supervisor adopted the run's worker (null: it spawned it). Counts as a heartbeat: the
+   * previous supervisor may have answered the worker's last beats from memory and died before it
+   * wrote their time (at most MEMORY_BEAT_FLUSH_MS of them), so a live worker is never judged
+   * stalled on the board's time alone right after a restart.
+   */
+  adoptedAt?: number | null;
 }
 
 /** Seconds a worker may linger after it reported its outcome before it is reclaimed. */
@@ -181,8 +188,8 @@ export function reclaimReason(run: LiveRunView, now: number): ReclaimReason | nu
   if (run.taskCancelled) return 'cancelled';
   if (run.maxRuntimeSeconds && now - run.startedAt >= run.maxRuntimeSeconds * 1000) return 'timed_out';
   if (run.heartbeatTimeoutSeconds) {
-    // A fresh run has not heartbeated yet: its start counts as the first beat.
-    const last = Math.max(run.heartbeatAt ?? 0, run.startedAt);
+    // A fresh run has not heartbeated yet: its start counts as the first beat (its adoption too).
+    const last = Math.max(run.heartbeatAt ?? 0, run.startedAt, run.adoptedAt ?? 0);
     if (now - last >= run.heartbeatTimeoutSeconds * 1000) return 'stalled';
   }
   if (run.maxRssMb && run.rssBytes != null && run.rssBytes > run.maxRssMb * 1024 * 1024) return 'memory_exceeded';

@@ -49,6 +49,8 @@ export interface Worker {
   identity: ProcessIdentity;
   /** Spawned by this supervisor (exit events come from Node) or adopted (liveness from /proc). */
   own: boolean;
+  /** When this supervisor adopted it (null: spawned by it); a stall is judged from then at the earliest (policies reclaimReason). */
+  adoptedAt: number | null;
   leaderExit: ExitRecord | null;
   term: TerminationState | null;
   graceMs: number;

@@ -31,6 +31,7 @@ export function register(
     skill: o.skill ?? 'unknown',
     identity,
     own: o.own,
+    adoptedAt: o.own ? null : Date.now(),
     leaderExit: null,
     term: null,
     graceMs: Math.round((o.graceSeconds ?? ctx.cfg.reclaimGraceSeconds) * 1000),

@@ -186,6 +186,13 @@ describe('reclaim decisions', () => {
     expect(reclaimReason({ ...run, endedAt: 100 }, 5000)).toBeNull();
     expect(reclaimReason({ ...run, endedAt: 100 }, 10_100)).toBe('hung_after_report');
   });
+  it('an adopted worker is judged stalled from its adoption at the earliest (its last beats may never have reached the board)', () => {
+    const adopted = { ...run, maxRuntimeSeconds: null, heartbeatAt: 1000, adoptedAt: 3500 };
+    expect(reclaimReason({ ...adopted, adoptedAt: null }, 4000)).toBe('stalled');
+    expect(reclaimReason(adopted, 4000)).toBeNull();
+    expect(reclaimReason(adopted, 6499)).toBeNull();
+    expect(reclaimReason(adopted, 6500)).toBe('stalled');
+  });
   it('deadline, heartbeat interval and shutdown budget', () => {
     expect(killDeadline(1000, 30)).toBe(31_000);
     expect(heartbeatIntervalMs(0)).toBe(30_000);

@@ -11,8 +11,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { SqliteBoard, type RunCredentials } from '@kanban-supervisor/board';
 import { heartbeatFromMemory, memoryBeatFreshMs } from '@kanban-supervisor/policies';
-import { ReportBatch, type AnswerBody } from '../../supervisor/dist/channel/batch.js';
-import { Cleanups } from '../src/common.js';
+import { MEMORY_BEAT_FLUSH_MS, ReportBatch, type AnswerBody } from '../../supervisor/dist/channel/batch.js';
+import { Cleanups, waitFor } from '../src/common.js';
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
@@ -71,6 +71,19 @@ describe('bare heartbeats answered from memory', () => {
     expect((await b.getRun(cred.runId))!.heartbeatAt).toBe(3_000);
     expect(batch.size).toBe(0);
     expect(batch.stats.applied).toBe(3);
+  });
+
+  it('with no tick to take them, beats answered from memory are written within MEMORY_BEAT_FLUSH_MS by a commit of their own', async () => {
+    const { b, creds, batch } = await setup(1);
+    const cred = creds[0]!;
+    await send(batch, beat(cred), 1_000);
+    const t0 = performance.now();
+    expect((await send(batch, beat(cred), 2_000)).sync).toBe(true);
+    await waitFor(async () => (await b.getRun(cred.runId))!.heartbeatAt === 2_000, 5_000);
+    const took = performance.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(MEMORY_BEAT_FLUSH_MS - 50);
+    expect(took).toBeLessThan(MEMORY_BEAT_FLUSH_MS + 3_000);
+    expect(batch.size).toBe(0);
   });
 
   it('a heartbeat with progress, or of a run the supervisor does not vouch for, or with another token, waits for its commit', async () => {

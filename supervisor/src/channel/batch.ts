@@ -50,6 +50,15 @@ export const BATCH_WINDOW_MS = 2;
  */
 export const HEARTBEAT_WINDOW_MS = 5;
 
+/**
+ * The longest a heartbeat answered from memory waits for a transaction to write its time, ms: the
+ * tick's takes it when one comes first (every TICK_INTERVAL_MS, 1 s by default), else a report commit
+ * of its own (relaxed: bare heartbeats only). So the board's heartbeat times lag by at most this much
+ * whatever the tick interval, and a supervisor SIGKILLed and restarted does not find a live worker's
+ * heartbeat older than its interval plus this (a stall verdict counts on it).
+ */
+export const MEMORY_BEAT_FLUSH_MS = 1000;
+
 /** Whether a report is a bare heartbeat (no progress: a liveness time, no data of the worker's). */
 function bareBeat(r: Report): boolean {
   return r.op === 'heartbeat' && r.progress === undefined;
@@ -136,6 +145,8 @@ export class ReportBatch {
   /** The timer is the heartbeats' wait (cut short by any other report). */
   private beatWait = false;
   private immediate: NodeJS.Immediate | null = null;
+  /** The timer that writes beats answered from memory when no transaction came for them (MEMORY_BEAT_FLUSH_MS). */
+  private flushTimer: NodeJS.Timeout | null = null;
   readonly stats: BatchStats = { applied: 0, duplicates: 0, fenced: 0, invalid: 0, unavailable: 0, commits: 0 };
   private readonly answerItem = (it: Item, a: AnswerBody): void => this.answer(it, a);
 
@@ -198,6 +209,7 @@ export class ReportBatch {
         prev.report = report;
         prev.at = at;
       } else this.remembered.set(report.cred.runId, { report, at, replies: [] });
+      this.flushSoon(MEMORY_BEAT_FLUSH_MS);
       this.stats.applied++;
       this.deps.metrics?.channelAnswered('heartbeat', 'applied', 1);
       reply({ ok: true });
@@ -240,6 +252,24 @@ export class ReportBatch {
     for (const it of this.take()) this.answer(it, { ok: false, code: 'unavailable', error: why });
   }
 
+  /**
+   * Write the beats answered from memory within `ms` if no transaction takes them first: a report
+   * commit of their own once the batch is neither held (a tick, which takes them) nor committing.
+   */
+  private flushSoon(ms: number): void {
+    if (this.flushTimer) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      if (this.remembered.size === 0) return;
+      if (this.held > 0 || this.inFlight) return this.flushSoon(50);
+      this.inFlight = this.commitOwn().finally(() => {
+        this.inFlight = null;
+        this.kick(true);
+      });
+    }, ms);
+    this.flushTimer.unref();
+  }
+
   /** Whether a bare heartbeat can be answered from memory (see the module's comment). */
   private fromMemory(r: Report, now: number): boolean {
     const p = this.proven.get(r.cred.runId);
@@ -259,6 +289,8 @@ export class ReportBatch {
     this.queue = [];
     this.beats.clear();
     this.remembered.clear();
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
     return items;
   }
 

@@ -52,6 +52,7 @@ export async function reclaim(ctx: TickContext, tx: TickTx | null, live: LiveRun
         endedAt: run.status === 'ended' ? run.endedAt : null,
         // Taken over by another supervisor while this one was away: its fence is closed, stop it now.
         leaseLost: run.stopReason === 'lease_lost' && run.sigtermAt === null,
+        adoptedAt: w.adoptedAt,
       },
       now,
     );
