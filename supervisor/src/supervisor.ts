@@ -70,8 +70,8 @@ export class Supervisor {
             windowMs: cfg.reportBatchWindowMs,
             heartbeatWindowMs: cfg.reportHeartbeatWindowMs,
             metrics: this.ctx.metrics,
-            // The wall-clock `now` is not used: freshness is measured on a monotonic clock (a
-            // wall clock stepped back must not keep an old tick commit or lease renewal recent).
+            // Freshness on a monotonic clock: a wall clock stepped back must not keep an old tick
+            // commit or lease renewal recent.
             memoryBeat: (runId) => {
               const s = this.state;
               const now = performance.now();

@@ -16,12 +16,12 @@
  * One exception to "answered once committed": a *bare* heartbeat (no progress: a liveness time, no
  * data of the worker's) of a run whose credentials a committed heartbeat already proved is answered
  * from memory when the supervisor says its worker is live and not being stopped and its ticks
- * commit (deps.memoryBeat); its time goes on the board with the next transaction (the tick's, at
- * the latest one tick later), fenced as any report, and a fenced one withdraws the proof (the run's
- * next beat goes through a transaction and is refused). What such an answer promises is what the
- * supervisor knows: the run is its current worker's. What a SIGKILL of the supervisor can lose is
- * liveness times of the last tick, never a worker's data (a heartbeat with progress, an event, a
- * result is always committed before it is answered).
+ * commit (deps.memoryBeat); its time goes on the board with the next transaction (the tick's, or
+ * one of its own within MEMORY_BEAT_FLUSH_MS), fenced as any report, and a fenced one withdraws the
+ * proof (the run's next beat goes through a transaction and is refused). What such an answer
+ * promises is what the supervisor knows: the run is its current worker's. What a SIGKILL of the
+ * supervisor can lose is liveness times of the last MEMORY_BEAT_FLUSH_MS, never a worker's data (a
+ * heartbeat with progress, an event, a result is always committed before it is answered).
  *
  * The supervisor's loop holds the batch while it ticks (hold/release): the board connection has
  * one transaction at a time, and the tick's carries the reports then.
@@ -163,9 +163,10 @@ export class ReportBatch {
       metrics?: SupervisorMetrics;
       /**
        * Whether a bare heartbeat of this (proven) run may be answered from memory now: its worker
-       * is live and not being stopped, and the supervisor's ticks commit. Absent: never.
+       * is live and not being stopped, and the supervisor's ticks commit (its own clock: see policies
+       * heartbeatFromMemory). Absent: never.
        */
-      memoryBeat?: (runId: string, now: number) => boolean;
+      memoryBeat?: (runId: string) => boolean;
     },
   ) {}
 
@@ -176,9 +177,7 @@ export class ReportBatch {
     if (r.op === 'heartbeat') {
       // A committed heartbeat proves the run's credentials (kept only for a run the supervisor
       // vouches for now: its own live workers, forgotten with them); a fenced one withdraws the proof.
-      if (outcome === 'applied') {
-        if (this.deps.memoryBeat?.(r.cred.runId, Date.now())) this.proven.set(r.cred.runId, { token: r.cred.token, taskId: r.cred.taskId });
-      }
+      if (outcome === 'applied' && this.deps.memoryBeat?.(r.cred.runId)) this.proven.set(r.cred.runId, { token: r.cred.token, taskId: r.cred.taskId });
       else if (outcome === 'fenced' && this.proven.get(r.cred.runId)?.token === r.cred.token) this.proven.delete(r.cred.runId);
     }
     const n = it.replies.length;
@@ -203,7 +202,7 @@ export class ReportBatch {
    * at once for a bare heartbeat answered from memory (see the module's comment).
    */
   push(report: Report, reply: Reply, at = Date.now()): void {
-    if (bareBeat(report) && this.fromMemory(report, at)) {
+    if (bareBeat(report) && this.fromMemory(report)) {
       const prev = this.remembered.get(report.cred.runId);
       if (prev) {
         prev.report = report;
@@ -271,9 +270,9 @@ export class ReportBatch {
   }
 
   /** Whether a bare heartbeat can be answered from memory (see the module's comment). */
-  private fromMemory(r: Report, now: number): boolean {
+  private fromMemory(r: Report): boolean {
     const p = this.proven.get(r.cred.runId);
-    return p !== undefined && p.token === r.cred.token && p.taskId === r.cred.taskId && (this.deps.memoryBeat?.(r.cred.runId, now) ?? false);
+    return p !== undefined && p.token === r.cred.token && p.taskId === r.cred.taskId && (this.deps.memoryBeat?.(r.cred.runId) ?? false);
   }
 
   private take(): Item[] {
