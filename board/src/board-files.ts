@@ -36,6 +36,8 @@ export interface BoardFiles {
   /** The supervisor's report channel (a Unix socket, 0600) and its folder (`sockets/`, 0700). */
   socketDir: string;
   socketPath: string;
+  /** The workers' heartbeat slots (one 16-byte file per run, policies beat-slot.ts), in the socket's folder. */
+  beatDir: string;
 }
 
 /** The state folder's name for a PostgreSQL board: a hash of its masked URL and schema (host-independent). */
@@ -72,6 +74,7 @@ export function boardFiles(location: string, env: NodeJS.ProcessEnv = process.en
       ownerLock: `${location}.owner-lock`,
       socketDir,
       socketPath: join(socketDir, `${basename(location)}.sock`),
+      beatDir: join(socketDir, `${basename(location)}.beats`),
     };
   }
   const explicit = stateDir === undefined ? env.KANBAN_STATE_DIR : stateDir;
@@ -86,6 +89,7 @@ export function boardFiles(location: string, env: NodeJS.ProcessEnv = process.en
     ownerLock: null,
     socketDir,
     socketPath: join(socketDir, 'report.sock'),
+    beatDir: join(socketDir, 'beats'),
   };
 }
 

@@ -169,6 +169,12 @@ export interface LiveRun extends Run {
   taskSkill: string;
   /** How the skill's workers report ('board' when the skill is gone). */
   skillReport: ReportMode;
+  /**
+   * The run's token: for the supervisor that adopts the run's worker (it writes the heartbeats it
+   * reads from the worker's heartbeat slot with it, fenced as the worker's own). A secret: never
+   * logged, never served.
+   */
+  token: string;
 }
 
 export interface Claim {

@@ -5,3 +5,4 @@ export * from './limits.js';
 export * from './reasons.js';
 export * from './schedule.js';
 export * from './exit-skills.js';
+export * from './beat-slot.js';

@@ -12,6 +12,7 @@ import { bootId, type ExitRecord, type ProcessIdentity, type Reaper, type Termin
 import type { Logger } from './logger.js';
 import type { BoardAccessProblem } from './board-access.js';
 import type { ReportBatch } from './channel/batch.js';
+import type { BeatSlots } from './services/beat-slots.js';
 import { hostIdOf, leaseMsOf } from './host-owner.js';
 import { SupervisorMetrics } from './metrics/registry.js';
 import { selfIdentity } from './owner.js';
@@ -156,6 +157,8 @@ export interface SupervisorState {
   reports: ReportBatch | null;
   /** The report channel's socket once it listens (workers get it as KANBAN_SOCKET); null: off. */
   socketPath: string | null;
+  /** The workers' heartbeat slots (services/beat-slots.ts), with the channel; null: off. */
+  slots: BeatSlots | null;
 }
 
 /** What every tick step and service takes: what does not change, and the shared state. */
@@ -225,6 +228,7 @@ export function initialState(now = Date.now()): SupervisorState {
     httpUrl: null,
     reports: null,
     socketPath: null,
+    slots: null,
   };
 }
 

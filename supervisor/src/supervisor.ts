@@ -17,6 +17,7 @@ import { acquireSharedBoard } from './host-owner.js';
 import { HttpSide } from './http.js';
 import type { Logger } from './logger.js';
 import { acquireOwnerLock } from './owner.js';
+import { BeatSlots } from './services/beat-slots.js';
 import { LogBound } from './services/log-bound.js';
 import { openAtStart } from './startup.js';
 import { createContext, type SupervisorOptions, type TickContext } from './state.js';
@@ -70,25 +71,32 @@ export class Supervisor {
             windowMs: cfg.reportBatchWindowMs,
             heartbeatWindowMs: cfg.reportHeartbeatWindowMs,
             metrics: this.ctx.metrics,
-            // Freshness on a monotonic clock: a wall clock stepped back must not keep an old tick
-            // commit or lease renewal recent.
-            memoryBeat: (runId) => {
-              const s = this.state;
-              const now = performance.now();
-              const w = s.workers.get(runId);
-              return heartbeatFromMemory({
-                now,
-                workerLive: w !== undefined && w.stopReason === null && w.term === null && w.leaderExit === null && w.cleanup === null,
-                stopping: s.stopping !== null || s.stopped,
-                quarantined: s.quarantine !== null || s.board === null,
-                tickIntervalMs: cfg.tickIntervalMs,
-                tickCommittedAt: s.tickCommittedAt,
-                lease: this.ctx.kind === 'postgres' ? { ms: cfg.leaseSeconds * 1000, renewedAt: s.leaseRenewedAt } : null,
-              });
-            },
+            memoryBeat: (runId) => this.vouches(runId),
+            fenced: (runId, token) => this.state.slots?.fenced(runId, token),
           }),
         )
       : null;
+  }
+
+  /**
+   * Whether this supervisor vouches for a run's worker now: a bare heartbeat of it may be answered
+   * from memory, and one read in its heartbeat slot acknowledged (policies heartbeatFromMemory).
+   * Freshness on a monotonic clock: a wall clock stepped back must not keep an old tick commit or
+   * lease renewal recent.
+   */
+  private vouches(runId: string): boolean {
+    const cfg = this.cfg;
+    const s = this.state;
+    const w = s.workers.get(runId);
+    return heartbeatFromMemory({
+      now: performance.now(),
+      workerLive: w !== undefined && w.stopReason === null && w.term === null && w.leaderExit === null && w.cleanup === null,
+      stopping: s.stopping !== null || s.stopped,
+      quarantined: s.quarantine !== null || s.board === null,
+      tickIntervalMs: cfg.tickIntervalMs,
+      tickCommittedAt: s.tickCommittedAt,
+      lease: this.ctx.kind === 'postgres' ? { ms: cfg.leaseSeconds * 1000, renewedAt: s.leaseRenewedAt } : null,
+    });
   }
 
   private get state() {
@@ -142,7 +150,14 @@ export class Supervisor {
     // The report channel, before the first worker is spawned (workers get its path).
     if (this.channel) {
       s.socketPath = await this.channel.start();
-      if (s.socketPath) s.reports = this.channel.batch;
+      if (s.socketPath) {
+        const batch = (s.reports = this.channel.batch);
+        s.slots = new BeatSlots({ dir: this.ctx.files.beatDir, log: this.log, vouch: (runId) => this.vouches(runId), beat: (cred, at) => {
+            batch.slotBeat(cred, at);
+            this.ctx.metrics.slotBeats.inc();
+          },
+        });
+      }
     }
     writeStatusFile(this.ctx);
     if (!s.quarantine) await s.board!.setOwner(ownerRow(this.ctx));
@@ -252,6 +267,8 @@ export class Supervisor {
     }
     // The channel closes once nothing more can be committed (what is left is answered unavailable).
     await this.channel?.stop();
+    s.slots?.stop();
+    s.slots = null;
     s.reports = null;
     s.socketPath = null;
     if (!displaced) writeStatusFile(this.ctx, 'stopped');

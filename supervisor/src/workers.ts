@@ -56,6 +56,7 @@ export function forget(ctx: TickContext, w: Worker): void {
   if (byPid.get(w.identity.pid) === w.runId) byPid.delete(w.identity.pid);
   ctx.reaper.untrack(w.identity.pid);
   ctx.state.reports?.forget(w.runId);
+  ctx.state.slots?.close(w.runId);
   if (w.report === 'exit') removePayloadFile(ctx, w.runId);
 }
 

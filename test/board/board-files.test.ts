@@ -13,7 +13,7 @@ const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
 
 describe('boardFiles', () => {
-  it('a SQLite board: logs/, spool/, <board>.supervisor.json, <board>.owner-lock and sockets/<board>.sock next to it', () => {
+  it('a SQLite board: logs/, spool/, <board>.supervisor.json, <board>.owner-lock and sockets/<board>.sock (and <board>.beats) next to it', () => {
     expect(boardFiles('/srv/k/kanban.db', {})).toEqual({
       kind: 'sqlite',
       dir: '/srv/k',
@@ -23,6 +23,7 @@ describe('boardFiles', () => {
       ownerLock: '/srv/k/kanban.db.owner-lock',
       socketDir: '/srv/k/sockets',
       socketPath: '/srv/k/sockets/kanban.db.sock',
+      beatDir: '/srv/k/sockets/kanban.db.beats',
     });
   });
 
@@ -37,7 +38,7 @@ describe('boardFiles', () => {
     expect(c.dir).not.toBe(a.dir); // the schema is
     expect(e.dir).toBe(d.dir); // the default schema, named or not
     expect(a.dir).not.toContain('secret1');
-    expect(a).toMatchObject({ kind: 'postgres', logDir: `${a.dir}/logs`, spoolDir: `${a.dir}/spool`, statusFile: `${a.dir}/supervisor.json`, ownerLock: null, socketPath: `${a.dir}/sockets/report.sock` });
+    expect(a).toMatchObject({ kind: 'postgres', logDir: `${a.dir}/logs`, spoolDir: `${a.dir}/spool`, statusFile: `${a.dir}/supervisor.json`, ownerLock: null, socketPath: `${a.dir}/sockets/report.sock`, beatDir: `${a.dir}/sockets/beats` });
     expect(boardFiles('postgres://u@h/app', { HOME: '/home/q', KANBAN_STATE_DIR: '/var/lib/ks' }).dir).toBe('/var/lib/ks');
     expect(boardFiles('postgres://u@h/app', { XDG_STATE_HOME: 'relative' }).dir).toMatch(/\/\.local\/state\/kanban-supervisor\/[0-9a-f]{24}$/);
   });

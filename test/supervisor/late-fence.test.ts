@@ -29,11 +29,16 @@ const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
 
 describe('late heartbeats and the fence', () => {
-  it('a fenced worker whose supervisor is stuck learns it within the takeover requeue delay', async () => {
+  // MODE=watch: explicit heartbeats through the channel; MODE=idle: only the automatic ones, which
+  // go in the heartbeat slot while the supervisor acknowledges them (policies beat-slot.ts).
+  it.each([
+    ['explicit heartbeats through the channel', 'watch'],
+    ['automatic heartbeats in its heartbeat slot', 'idle'],
+  ])('a fenced worker whose supervisor is stuck learns it within the takeover requeue delay (%s)', async (_what, mode) => {
     const { dir, db } = cleanups.boardDir('ks-rlate-');
     const ready = join(dir, 'ready');
     // heartbeat timeout 3 s: a beat every 1 s; grace 1 s
-    expect((await cli(db, ['skill', 'add', 'w', '--heartbeat-timeout', '3', '--env', 'MODE=watch', '--env', `READY=${ready}`, '--env', `REASON=${join(dir, 'reason')}`, '--', process.execPath, SKILL])).code).toBe(0);
+    expect((await cli(db, ['skill', 'add', 'w', '--heartbeat-timeout', '3', '--env', `MODE=${mode}`, '--env', `READY=${ready}`, '--env', `REASON=${join(dir, 'reason')}`, '--', process.execPath, SKILL])).code).toBe(0);
     const id = (await cli(db, ['add', '--skill', 'w'])).stdout.trim();
     const sup = cleanups.startCli(db, ['run'], { TICK_INTERVAL_MS: '100', LOG_LEVEL: 'info', KANBAN_HTTP: 'off', RECLAIM_GRACE_SECONDS: '1' });
     await waitFor(() => existsSync(ready));

@@ -44,7 +44,16 @@ describe('HTTP on a PostgreSQL board', () => {
       ...Array.from({ length: 4 }, (_, i) => cli(url, ['--json', 'add', '--skill', 'sleep', '--title', `cli ${i}`], env).then((r) => JSON.parse(r.stdout).id as string)),
     ]);
     const created = () => a.events.filter((e) => e.event === 'transition' && e.data.kind === 'created').map((e) => e.data.task_id);
-    await waitFor(() => created().length >= made.length);
+    await waitFor(() => created().length >= made.length).catch(async (e: Error) => {
+      // What the feed held back, and why (the transactions the server had running), for a failure's report.
+      const why = await admin(await dbUrl(), async (c) => ({
+        events: (await c.query(`SELECT id, txid::text, kind, task_id FROM web_${process.pid}.events ORDER BY txid, id`)).rows,
+        snapshot: (await c.query('SELECT pg_current_snapshot()::text AS s')).rows[0],
+        running: (await c.query('SELECT pid, datname, backend_xid::text, state, xact_start, left(query, 120) AS query FROM pg_stat_activity WHERE backend_xid IS NOT NULL')).rows,
+      })).catch((x: unknown) => String(x));
+      const seen = a.events.map((x) => `${x.event} ${x.id} ${x.data?.kind ?? ''} ${x.data?.task_id ?? ''}`);
+      throw new Error(`${e.message}: made ${made.join(' ')}; stream ${JSON.stringify(seen)}; board ${JSON.stringify(why)}; supervisor output: ${s.child.output().slice(-4000)}`);
+    });
     expect(new Set(created())).toEqual(new Set(made));
     const ids = a.events.filter((e) => e.event === 'transition').map((e) => e.id);
     expect(new Set(ids).size).toBe(ids.length);

@@ -30,7 +30,7 @@ describe('a late answer on the report channel', () => {
     const a = await claimRun(board);
     const sock = join(dir, 'busy.sock');
     const got = await busyServer(sock);
-    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock }, { timeoutMs: 300 });
+    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock, heartbeatSlot: null }, { timeoutMs: 300 });
     cleanups.push(() => r.channel?.close());
     const t0 = Date.now();
     await expect(r.heartbeat(undefined)).rejects.toBeInstanceOf(ChannelLateError);
@@ -57,7 +57,7 @@ describe('a late answer on the report channel', () => {
     const a = await claimRun(board);
     const sock = join(dir, 'busy3.sock');
     const got = await busyServer(sock);
-    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock }, { timeoutMs: 300 });
+    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock, heartbeatSlot: null }, { timeoutMs: 300 });
     cleanups.push(async () => {
       r.channel?.close();
       await r.openedBoard?.close();
@@ -72,7 +72,7 @@ describe('a late answer on the report channel', () => {
     const a = await claimRun(board);
     const sock = join(dir, 'busy2.sock');
     const got = await busyServer(sock, new Set(['event']));
-    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock }, { timeoutMs: 300 });
+    const r = new Reporter({ dbPath: board.location, spoolDir: join(dir, 'spool'), cred: { taskId: a.taskId, runId: a.runId, token: a.token }, reclaimGraceSeconds: 5, heartbeatTimeoutSeconds: 0, socketPath: sock, heartbeatSlot: null }, { timeoutMs: 300 });
     cleanups.push(async () => {
       r.channel?.close();
       await r.openedBoard?.close();

@@ -32,6 +32,8 @@ export interface WorkerEnv {
   heartbeatTimeoutSeconds: number;
   /** The supervisor's report channel (KANBAN_SOCKET, an absolute path); null: reports go to the board directly. */
   socketPath: string | null;
+  /** The run's heartbeat slot (KANBAN_HEARTBEAT_SLOT, an absolute path: policies beat-slot.ts); null: none. */
+  heartbeatSlot: string | null;
 }
 
 function defaultGraceSeconds(): number {
@@ -49,11 +51,11 @@ function optionalLimit(env: NodeJS.ProcessEnv, name: string, range: LimitRange, 
   return r.value;
 }
 
-/** KANBAN_SOCKET: the report channel's socket, an absolute path (unset or empty: none). */
-function socketOf(env: NodeJS.ProcessEnv): string | null {
-  const raw = (env.KANBAN_SOCKET ?? '').trim();
+/** KANBAN_SOCKET or KANBAN_HEARTBEAT_SLOT: an absolute path (unset or empty: none). */
+function pathVar(env: NodeJS.ProcessEnv, name: 'KANBAN_SOCKET' | 'KANBAN_HEARTBEAT_SLOT'): string | null {
+  const raw = (env[name] ?? '').trim();
   if (raw === '') return null;
-  if (!isAbsolute(raw)) throw new WorkerEnvError(`KANBAN_SOCKET must be an absolute path, got ${JSON.stringify(raw)}`);
+  if (!isAbsolute(raw)) throw new WorkerEnvError(`${name} must be an absolute path, got ${JSON.stringify(raw)}`);
   return raw;
 }
 
@@ -76,6 +78,7 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv): WorkerEnv {
     cred: { taskId: env.KANBAN_TASK_ID!.trim(), runId: env.KANBAN_RUN_ID!.trim(), token: env.KANBAN_RUN_TOKEN!.trim() },
     reclaimGraceSeconds: optionalLimit(env, 'KANBAN_RECLAIM_GRACE_SECONDS', LIMITS.reclaimGraceSeconds, defaultGraceSeconds()),
     heartbeatTimeoutSeconds: optionalLimit(env, 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', LIMITS.heartbeatTimeoutSeconds, 0),
-    socketPath: socketOf(env),
+    socketPath: pathVar(env, 'KANBAN_SOCKET'),
+    heartbeatSlot: pathVar(env, 'KANBAN_HEARTBEAT_SLOT'),
   };
 }

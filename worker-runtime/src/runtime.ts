@@ -18,7 +18,8 @@
  * What the handler sees (its context, result, options, errors) is api.ts.
  */
 import { BoardInputError, NotCurrentError, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
-import { FENCED_SIGNAL_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs } from '@kanban-supervisor/policies';
+import { FENCED_SIGNAL_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, slotTrusted } from '@kanban-supervisor/policies';
+import { openSlot, readAck, writeBeat } from '@kanban-supervisor/reaper/beat-slot';
 import { checkpointAndClose, closeRemote, isBoardFault, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
 import { DeferRequest, WorkerStoppedError, type RunWorkerOptions, type ShutdownHook, type StopReason, type WorkerContext, type WorkerHandler, type WorkerResult } from './api.js';
@@ -100,6 +101,8 @@ class WorkerProcess {
   private onSignalled: () => void = () => {};
   private readonly signalled = new Promise<void>((r) => (this.onSignalled = r));
   private hbTimer: NodeJS.Timeout | null = null;
+  /** The run's heartbeat slot (policies beat-slot.ts): its descriptor, the beats written, the last value. */
+  private slot: { fd: number; count: number; last: bigint | null } | null = null;
   private hbInFlight = false;
   private lastBeatAt = 0;
   private hbWarned = false;
@@ -337,6 +340,12 @@ class WorkerProcess {
 
   private startHeartbeats(env: WorkerEnv): void {
     if (this.opts.autoHeartbeat === false) return;
+    if (env.heartbeatSlot !== null) {
+      // Not a slot (missing, a symlink, a FIFO, not ours, the wrong size): every beat is reported.
+      const r = openSlot(env.heartbeatSlot);
+      if (r.fd !== null) this.slot = { fd: r.fd, count: 0, last: null };
+      else say(`kanban worker: heartbeat slot not used (${r.why}): heartbeats go to the supervisor as reports`);
+    }
     const ms = this.opts.heartbeatIntervalMs ?? heartbeatIntervalMs(env.heartbeatTimeoutSeconds || null);
     this.hbTimer = setInterval(() => void this.autoBeat(env, ms), ms);
     // The heartbeat alone must not keep the process alive.
@@ -351,6 +360,12 @@ class WorkerProcess {
   private async autoBeat(env: WorkerEnv, ms: number): Promise<void> {
     if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.reporter) return;
     if (Date.now() - this.lastBeatAt < ms / 2) return; // an explicit heartbeat just happened
+    // The slot first: this beat goes there only while the supervisor acknowledged the previous one
+    // (it is alive, vouches for this run and reads the slot); otherwise it is reported as well.
+    if (this.slot && this.slotBeat()) {
+      this.lastBeatAt = Date.now();
+      return;
+    }
     this.hbInFlight = true;
     try {
       await this.reporter.heartbeat(undefined);
@@ -363,6 +378,23 @@ class WorkerProcess {
       }
     } finally {
       this.hbInFlight = false;
+    }
+  }
+
+  /** Write a beat in the slot; whether the previous one was acknowledged (this one needs no report). */
+  private slotBeat(): boolean {
+    const slot = this.slot!;
+    try {
+      const ack = readAck(slot.fd);
+      const trusted = ack !== null && slot.last !== null && slotTrusted(ack, [slot.last]);
+      const v = slotBeatValue(process.pid, ++slot.count);
+      writeBeat(slot.fd, v);
+      slot.last = v;
+      return trusted;
+    } catch (e) {
+      say(`kanban worker: heartbeat slot failed (${messageOf(e)}): heartbeats go to the supervisor as reports`);
+      this.slot = null;
+      return false;
     }
   }
 

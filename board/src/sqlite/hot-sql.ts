@@ -19,7 +19,7 @@ export const HOT_SQL = {
         r.heartbeat_at, r.progress, r.ended_at, r.exit_code, r.signal, r.error, r.log_path, r.stop_reason,
         r.sigterm_at, r.sigkill_at, r.exited_at, r.accounted_at, r.defer_until, r.stopped_on_request,
         t.status, t.max_runtime_seconds, s.max_runtime_seconds, s.heartbeat_timeout_seconds,
-        s.reclaim_grace_seconds, s.max_rss_mb, t.skill, s.report
+        s.reclaim_grace_seconds, s.max_rss_mb, t.skill, s.report, r.token
    FROM runs r JOIN tasks t ON t.id = r.task_id LEFT JOIN skills s ON s.name = t.skill
   WHERE r.exited_at IS NULL ORDER BY r.started_at`,
   // Run columns aliased r_* (toRun(row, 'r_')), task columns as they are (toTask).

@@ -104,6 +104,7 @@ export function toLiveRun(v: unknown[]): LiveRun {
     skillMaxRssMb: num(v[28]),
     taskSkill: String(v[29]),
     skillReport: v[30] === 'exit' ? 'exit' : 'board',
+    token: String(v[31]),
   };
 }
 

@@ -167,6 +167,8 @@ export class ReportBatch {
        * heartbeatFromMemory). Absent: never.
        */
       memoryBeat?: (runId: string) => boolean;
+      /** A heartbeat of this run and token was refused as fenced (the heartbeat slots stop acknowledging it). */
+      fenced?: (runId: string, token: string) => void;
     },
   ) {}
 
@@ -178,7 +180,10 @@ export class ReportBatch {
       // A committed heartbeat proves the run's credentials (kept only for a run the supervisor
       // vouches for now: its own live workers, forgotten with them); a fenced one withdraws the proof.
       if (outcome === 'applied' && this.deps.memoryBeat?.(r.cred.runId)) this.proven.set(r.cred.runId, { token: r.cred.token, taskId: r.cred.taskId });
-      else if (outcome === 'fenced' && this.proven.get(r.cred.runId)?.token === r.cred.token) this.proven.delete(r.cred.runId);
+      else if (outcome === 'fenced') {
+        if (this.proven.get(r.cred.runId)?.token === r.cred.token) this.proven.delete(r.cred.runId);
+        this.deps.fenced?.(r.cred.runId, r.cred.token);
+      }
     }
     const n = it.replies.length;
     if (outcome === 'duplicate') this.stats.duplicates += n;
@@ -229,6 +234,20 @@ export class ReportBatch {
     this.queue.push(it);
     if (report.op === 'heartbeat') this.beats.set(report.cred.runId, it);
     this.kick(false);
+  }
+
+  /**
+   * A bare heartbeat the supervisor read in its worker's heartbeat slot (services/beat-slots.ts),
+   * already vouched for: written with the next transaction, as a heartbeat answered from memory.
+   */
+  slotBeat(cred: { runId: string; taskId: string; token: string }, at: number): void {
+    const report: Report = { op: 'heartbeat', cred, progress: undefined };
+    const prev = this.remembered.get(cred.runId);
+    if (prev) {
+      prev.report = report;
+      prev.at = Math.max(prev.at, at);
+    } else this.remembered.set(cred.runId, { report, at, replies: [] });
+    this.flushSoon(MEMORY_BEAT_FLUSH_MS);
   }
 
   /**

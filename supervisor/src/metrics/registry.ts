@@ -92,6 +92,11 @@ export class SupervisorMetrics {
   });
   readonly workerRss = this.gauge('kanban_worker_rss_bytes', "Resident memory of this supervisor's live workers (group and tree) by skill, at the last sample.", ['skill']);
   readonly boardSize = this.gauge('kanban_board_size_bytes', 'Size of the SQLite board files: file="db" (the board) and file="wal" (its write-ahead log).', ['file']);
+  readonly slotBeats = new Counter({
+    name: 'kanban_heartbeat_slot_beats_total',
+    help: "Workers' automatic heartbeats read in their heartbeat slots (no report sent), acknowledged and written on the board with the next transaction.",
+    registers: [this.registry],
+  });
   readonly channelReports = new Counter({
     name: 'kanban_channel_reports_total',
     help: 'Reports answered on the report channel, by op and outcome (applied and duplicate only once their transaction committed; unavailable: the worker writes it directly).',

@@ -27,6 +27,8 @@ export async function housekeeping(ctx: TickContext, now: number): Promise<void>
     await checkpointingOf(board)?.checkpoint('PASSIVE');
     await board.setOwner(ownerRow(ctx, s.stopping ? 'stopping' : 'running'));
   }
+  // Heartbeat slots nobody holds (runs of a supervisor that died), at most every ten minutes.
+  s.slots?.sweep(now);
   if (now - s.lastPruneAt > PRUNE_INTERVAL_MS) {
     s.lastPruneAt = now;
     pruneLogs(ctx);

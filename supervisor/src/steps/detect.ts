@@ -131,6 +131,8 @@ function adopt(ctx: TickContext, run: LiveRun, id: ProcessIdentity, escapees: Pr
     skill: run.taskSkill,
     report: run.skillReport,
   });
+  // Its heartbeat slot, when it has one: its beats keep reaching the board through this supervisor.
+  if (run.skillReport !== 'exit' && run.stopReason === null) ctx.state.slots?.adopt({ taskId: run.taskId, runId: run.id, token: run.token });
   if (run.stopReason !== null && run.sigtermAt !== null) {
     // Its reclaim had begun under the previous supervisor: resume it where it stood (SIGTERM
     // again, SIGKILL at the original SIGTERM time + grace, or at once if that has passed).

@@ -89,6 +89,11 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
         return null;
       }
     }
+    // A reporting worker's heartbeat slot (services/beat-slots.ts), made before it starts.
+    if (skill.report !== 'exit' && s.slots) {
+      const slot = s.slots.create({ taskId: task.id, runId: run.id, token });
+      if (slot) env.KANBAN_HEARTBEAT_SLOT = slot;
+    }
     const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
     // The spawns of a slice run one after another (each holds the thread until its child exec'd):
     // a spawn's own duration is the reaper's measure, not the time until this line runs again (that
@@ -97,6 +102,7 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
     if (res.ok) s.spawnMs = nextSpawnMs(s.spawnMs, spawnMs);
     if (!res.ok) {
       if (payloadFile) removePayloadFile(ctx, run.id);
+      s.slots?.close(run.id);
       const ours = res.fault === 'supervisor';
       const error = ours
         ? `the supervisor could not start the worker (not the task's fault, not counted): ${res.message}`
