@@ -58,16 +58,17 @@ export function openSlot(path: string): { fd: number } | { fd: null; why: string
   return { fd: opened.fd };
 }
 
+/** One buffer for every read and write (they are synchronous): no allocation per beat. */
+const word = Buffer.alloc(8);
+
 function read64(fd: number, at: number): bigint | null {
-  const b = Buffer.alloc(8);
-  const n = fs.readSync(fd, b, 0, 8, at);
-  return n === 8 ? b.readBigUInt64LE(0) : null;
+  const n = fs.readSync(fd, word, 0, 8, at);
+  return n === 8 ? word.readBigUInt64LE(0) : null;
 }
 
 function write64(fd: number, at: number, v: bigint): void {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64LE(BigInt.asUintN(64, v));
-  fs.writeSync(fd, b, 0, 8, at);
+  word.writeBigUInt64LE(BigInt.asUintN(64, v));
+  fs.writeSync(fd, word, 0, 8, at);
 }
 
 /** The worker's last beat value (null: the file was cut short). */

@@ -45,12 +45,19 @@ export interface HttpSup {
   get(path: string, headers?: Record<string, string>): Promise<HttpReply>;
 }
 
-/** `run` on `db` with `--http 127.0.0.1:0` (unless env sets KANBAN_HTTP); resolves once it listens. */
+/** `run` on `db` with `--http 127.0.0.1:0` (unless env sets KANBAN_HTTP); resolves once it listens and (unless `--standby`) owns the board. */
 export async function startHttpSup(db: string, env: NodeJS.ProcessEnv = {}, args: string[] = [], tokenFile = `${db}.http-token`): Promise<HttpSup> {
   const child = startProcess(process.execPath, [CLI, '--db', db, 'run', ...args], { LOG_FORMAT: 'json', KANBAN_HTTP: '127.0.0.1:0', ...env });
   const started = await waitFor(() => logEvents(child.output(), 'http_started')[0] ?? (child.exitCode !== null ? { failed: child.output() } : null), 20_000);
   if ('failed' in started) throw new Error(`the supervisor exited: ${String(started.failed)}`);
   const url = String(started.url).replace(/\/$/, '');
+  // HTTP listens before the board is owned (readyz says standby, writes are refused 503 meanwhile): a
+  // supervisor that is to own the board is waited for (its `started` line), or a test's first write
+  // can race its start-up on a slow machine.
+  if (!args.includes('--standby')) {
+    const owned = await waitFor(() => logEvents(child.output(), 'started')[0] ?? (child.exitCode !== null ? { failed: child.output() } : null), 30_000);
+    if ('failed' in owned) throw new Error(`the supervisor exited: ${String(owned.failed)}`);
+  }
   const token = env.KANBAN_HTTP_TOKEN ?? readFileSync(tokenFile, 'utf8').trim();
   const auth = { authorization: `Bearer ${token}` };
   return {

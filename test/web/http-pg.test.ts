@@ -40,8 +40,18 @@ describe('HTTP on a PostgreSQL board', () => {
     expect(a.events[0]!.id).toMatch(/^\d+\.\d+$/);
     // Writers in parallel: the API (the supervisor's operator connection) and CLI processes.
     const made = await Promise.all([
-      ...Array.from({ length: 6 }, (_, i) => s.post('/api/tasks', { skill: 'sleep', title: `api ${i}` }).then((r) => r.json.id as string)),
-      ...Array.from({ length: 4 }, (_, i) => cli(url, ['--json', 'add', '--skill', 'sleep', '--title', `cli ${i}`], env).then((r) => JSON.parse(r.stdout).id as string)),
+      ...Array.from({ length: 6 }, (_, i) =>
+        s.post('/api/tasks', { skill: 'sleep', title: `api ${i}` }).then((r) => {
+          expect(r.status, r.body).toBe(201);
+          return r.json.id as string;
+        }),
+      ),
+      ...Array.from({ length: 4 }, (_, i) =>
+        cli(url, ['--json', 'add', '--skill', 'sleep', '--title', `cli ${i}`], env).then((r) => {
+          expect(r.code, r.stderr).toBe(0);
+          return JSON.parse(r.stdout).id as string;
+        }),
+      ),
     ]);
     const created = () => a.events.filter((e) => e.event === 'transition' && e.data.kind === 'created').map((e) => e.data.task_id);
     await waitFor(() => created().length >= made.length).catch(async (e: Error) => {

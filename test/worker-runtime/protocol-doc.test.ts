@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { heartbeatIntervalMs, shutdownBudgetMs, FENCED_SIGNAL_WAIT_MS, EXIT } from '@kanban-supervisor/policies';
+import { BEAT_SLOT, SLOT_READ_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, FENCED_SIGNAL_WAIT_MS, EXIT } from '@kanban-supervisor/policies';
 import {
   CHANNEL_RETRY_MS,
   CHANNEL_TIMEOUT_MS,
@@ -127,7 +127,14 @@ describe('docs/worker-protocol.md', () => {
     expect(text).toContain(`within **${CHANNEL_TIMEOUT_MS / 1000} s**`);
     expect(text).toContain(`alone for **${CHANNEL_RETRY_MS / 1000} s**`);
     expect(text.replace(/\s+/g, ' ')).toContain(`busy timeout of ${WORKER_BUSY_TIMEOUT_MS / 1000} s`);
-    for (const v of [...REQUIRED_VARS, 'KANBAN_SOCKET', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_SPOOL_DIR']) {
+    // The heartbeat slot: its size, its fields, how often the supervisor reads it.
+    const flat = text.replace(/\s+/g, ' ');
+    expect(flat).toContain(`makes a ${BEAT_SLOT.bytes}-byte file per run`);
+    expect(flat).toContain(`bytes ${BEAT_SLOT.beat}-${BEAT_SLOT.ack - 1} are the worker's last beat`);
+    expect(flat).toContain(`bytes ${BEAT_SLOT.ack}-${BEAT_SLOT.bytes - 1} are the supervisor's acknowledgement`);
+    expect(flat).toContain(`reads every slot every ${SLOT_READ_MS} ms`);
+    expect(slotBeatValue(7, 3)).toBe(7n * 2n ** 32n + 3n); // "pid × 2^32 + count"
+    for (const v of [...REQUIRED_VARS, 'KANBAN_SOCKET', 'KANBAN_HEARTBEAT_SLOT', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_SPOOL_DIR']) {
       expect(text).toContain(`| \`${v}\` |`);
     }
     for (const code of [EXIT.ok, EXIT.failed, EXIT.usage, EXIT.notCurrent, EXIT.tempFail, EXIT.sigterm]) expect(text).toMatch(new RegExp(`^\\| ${code} \\|`, 'm'));
