@@ -194,7 +194,9 @@ describe('kanban-supervisor run', () => {
     expect(env.KANBAN_RUN_TOKEN).toMatch(/^[0-9a-f]{32}$/);
     // The report channel (on by default): its socket next to the board.
     expect(env.KANBAN_SOCKET).toBe(join(dirname(db), 'sockets', 'kanban.db.sock'));
-    const allowed = new Set(['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR', 'SKILL_VAR', 'PASSED_VAR', 'KANBAN_DB', 'KANBAN_TASK_ID', 'KANBAN_RUN_ID', 'KANBAN_RUN_TOKEN', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_CLI', 'KANBAN_SOCKET', 'PWD', 'SHLVL', '_', 'OLDPWD']);
+    // Its heartbeat slot, with the socket.
+    expect(env.KANBAN_HEARTBEAT_SLOT).toBe(join(dirname(db), 'sockets', 'kanban.db.beats', `${env.KANBAN_RUN_ID}.beat`));
+    const allowed = new Set(['PATH', 'HOME', 'LANG', 'TZ', 'TMPDIR', 'SKILL_VAR', 'PASSED_VAR', 'KANBAN_DB', 'KANBAN_TASK_ID', 'KANBAN_RUN_ID', 'KANBAN_RUN_TOKEN', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_CLI', 'KANBAN_SOCKET', 'KANBAN_HEARTBEAT_SLOT', 'PWD', 'SHLVL', '_', 'OLDPWD']);
     expect(Object.keys(env).filter((k) => !allowed.has(k))).toEqual([]);
     // The token never reaches the supervisor's logs.
     expect(p.output()).not.toContain(env.KANBAN_RUN_TOKEN);

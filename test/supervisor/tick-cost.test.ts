@@ -64,8 +64,9 @@ describe('the cost of a tick', () => {
       expect(live).toHaveLength(64);
       // Every field as the run itself reads (getRun), plus the task's and skill's limits.
       for (const r of live) {
-        const { taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, skillReport, ...run } = r as LiveRun;
+        const { taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, skillReport, token, ...run } = r as LiveRun;
         expect(run).toEqual(await b.getRun(r.id));
+        expect(token, 'the run token (an adopting supervisor writes slot heartbeats with it)').toMatch(/^[0-9a-f]{32}$/);
         expect({ taskStatus, taskSkill, taskMaxRuntimeSeconds, skillMaxRuntimeSeconds, skillHeartbeatTimeoutSeconds, skillReclaimGraceSeconds, skillMaxRssMb, skillReport }).toEqual({
           taskStatus: 'running',
           taskSkill: 'hb',
