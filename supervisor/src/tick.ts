@@ -123,7 +123,10 @@ export class Tick {
     let live: LiveRun[] = [];
     const tx = (this.tx = new TickTx(s));
     try {
-      // The channel's reports first (a run that reported before it exited is not judged unreported).
+      // The heartbeat slots as they are now (services/beat-slots.ts), then the channel's reports (a run
+      // that reported before it exited is not judged unreported): the stall verdicts below see every
+      // beat a worker made before this tick, not one up to a slot read period old.
+      await this.guard('slots', () => s.slots?.read(Date.now()));
       await this.guard('reports', () => tx.drainReports());
       await this.guard('detect', async () => {
         live = await tx.liveRuns();

@@ -1,6 +1,6 @@
 /**
  * Heartbeat slots with a real supervisor and real workers (policies beat-slot.ts): a worker's
- * automatic heartbeats go in its slot, not through the channel, and still reach the board; a worker
+ * automatic heartbeats (Node and Python runtimes) go in its slot, not through the channel, and still reach the board; a worker
  * whose beats stop is reclaimed as stalled; a supervisor SIGKILLed and started again reopens its
  * adopted workers' slots (their beats go on reaching the board without a report each); a FIFO or a
  * symlink planted at a slot's name blocks and steers nothing (that worker reports its beats); and
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { boardFiles, openBoard } from '@kanban-supervisor/board';
 import { Cleanups, FIXTURES, cli, exited, logEvents, sleep, waitFor } from '../src/common.js';
 import { startHttpSup, type HttpSup } from '../src/http-client.js';
+import { RUNTIMES } from '../fixtures/runtimes/runtimes.js';
 
 const SKILL = join(FIXTURES, 'worker', 'skill.mjs');
 const cleanups = new Cleanups();
@@ -61,11 +62,12 @@ async function startSup(cl: Cleanups, db: string): Promise<HttpSup> {
 }
 
 describe('heartbeat slots (real supervisor)', () => {
-  it("automatic heartbeats go in the slot, reach the board without a report each; a worker whose beats stop is reclaimed as stalled; the slot is gone after the run", async () => {
+  it.each(RUNTIMES)("automatic heartbeats go in the slot, reach the board without a report each; a worker whose beats stop is reclaimed as stalled; the slot is gone after the run ($name runtime)", async (rt) => {
     const { dir, db } = cleanups.boardDir('ks-slotrun-');
     const ready = join(dir, 'ready');
+    const env = Object.entries({ ...rt.env, MODE: 'wait', READY: ready, REASON: join(dir, 'reason') }).flatMap(([k, v]) => ['--env', `${k}=${v}`]);
     // heartbeat timeout 3 s: a beat every second
-    expect((await cli(db, ['skill', 'add', 'w', '--heartbeat-timeout', '3', '--env', 'MODE=idle', '--env', `READY=${ready}`, '--env', `REASON=${join(dir, 'reason')}`, '--', process.execPath, SKILL])).code).toBe(0);
+    expect((await cli(db, ['skill', 'add', 'w', '--heartbeat-timeout', '3', ...env, '--', ...rt.argv])).code).toBe(0);
     const id = (await cli(db, ['add', '--skill', 'w'])).stdout.trim();
     const s = await startSup(cleanups, db);
     await waitFor(() => existsSync(ready));

@@ -41,6 +41,8 @@ class WorkerEnv:
     reclaim_grace_seconds: float
     heartbeat_timeout_seconds: float
     socket_path: Optional[str]
+    # KANBAN_HEARTBEAT_SLOT: the run's heartbeat slot (policies beat-slot.ts); None: every beat is a report.
+    heartbeat_slot: Optional[str] = None
 
     @property
     def is_postgres(self) -> bool:
@@ -79,6 +81,9 @@ def read_worker_env(env: Optional[Mapping[str, str]] = None) -> WorkerEnv:
     sock = e.get("KANBAN_SOCKET", "").strip()
     if sock and not os.path.isabs(sock):
         raise WorkerEnvError(f"KANBAN_SOCKET must be an absolute path, got {sock!r}")
+    slot = e.get("KANBAN_HEARTBEAT_SLOT", "").strip()
+    if slot and not os.path.isabs(slot):
+        raise WorkerEnvError(f"KANBAN_HEARTBEAT_SLOT must be an absolute path, got {slot!r}")
     spool = e.get("KANBAN_SPOOL_DIR", "").strip()
     if spool:
         spool_dir = os.path.abspath(spool)
@@ -93,6 +98,7 @@ def read_worker_env(env: Optional[Mapping[str, str]] = None) -> WorkerEnv:
         reclaim_grace_seconds=_limit(e, "KANBAN_RECLAIM_GRACE_SECONDS", _GRACE_RANGE, DEFAULT_GRACE_SECONDS),
         heartbeat_timeout_seconds=_limit(e, "KANBAN_HEARTBEAT_TIMEOUT_SECONDS", _HB_TIMEOUT_RANGE, 0.0),
         socket_path=sock or None,
+        heartbeat_slot=slot or None,
     )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import inspect
 import os
 import signal
+import stat
+import struct
 import sys
 import threading
 import time
@@ -87,6 +89,7 @@ class _Worker:
         self._signal_at = 0.0
         self._skip = threading.Event()
         self._hb_stop = threading.Event()
+        self._slot: Optional[_Slot] = None
         self._last_beat = 0.0
         self._hb_failing = False
         self._hb_warned = False
@@ -355,6 +358,12 @@ class _Worker:
         if not self.auto_heartbeat:
             return
         interval = self.hb_interval or E.heartbeat_interval_seconds(env.heartbeat_timeout_seconds)
+        if env.heartbeat_slot:
+            # Not a slot (missing, a symlink, a FIFO, not ours, the wrong size): every beat is reported.
+            try:
+                self._slot = _Slot(env.heartbeat_slot)
+            except (OSError, ValueError) as e:
+                say(f"kanban worker: heartbeat slot not used ({_message(e)}): heartbeats go to the supervisor as reports")
         threading.Thread(target=self._beat_loop, args=(interval,), name="kanban-heartbeat", daemon=True).start()
 
     def _beat_loop(self, interval: float) -> None:
@@ -363,6 +372,16 @@ class _Worker:
                 return
             if time.monotonic() - self._last_beat < interval / 2:
                 continue  # an explicit heartbeat just happened
+            # The slot first: this beat goes there only while the supervisor acknowledged the previous
+            # one (alive, vouching for this run, reading the slot); otherwise it is reported as well.
+            if self._slot is not None:
+                try:
+                    if self._slot.beat():
+                        self._last_beat = time.monotonic()
+                        continue
+                except OSError as e:
+                    say(f"kanban worker: heartbeat slot failed ({_message(e)}): heartbeats go to the supervisor as reports")
+                    self._slot = None
             try:
                 self.reporter.heartbeat()
                 self._last_beat = time.monotonic()
@@ -373,3 +392,36 @@ class _Worker:
                 if not self._hb_warned and not self.exiting:
                     self._hb_warned = True
                     say(f"kanban worker: automatic heartbeat failed (will keep trying): {_message(e)}")
+
+
+class _Slot:
+    """The run's heartbeat slot (policies/src/beat-slot.ts): 16 bytes, little-endian u64 beat at 0, the
+    supervisor's acknowledgement at 8. Opened without following a symlink or blocking on a FIFO; only a
+    regular file of this user, one link, at least 16 bytes."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{path} is not a regular file")
+            if st.st_uid != os.geteuid() or st.st_nlink != 1:
+                raise ValueError(f"{path} is not this user's, or has several links")
+            if st.st_size < 16:
+                raise ValueError(f"{path} is {st.st_size} bytes, not a heartbeat slot (16)")
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.count = 0
+        self.last: Optional[int] = None
+
+    def beat(self) -> bool:
+        """Write a beat; whether the previous one was acknowledged (this one needs no report)."""
+        raw = os.pread(self.fd, 8, 8)
+        trusted = len(raw) == 8 and self.last is not None and struct.unpack("<Q", raw)[0] == self.last
+        self.count += 1
+        v = ((os.getpid() << 32) | (self.count & 0xFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
+        os.pwrite(self.fd, struct.pack("<Q", v), 0)
+        self.last = v
+        return trusted
