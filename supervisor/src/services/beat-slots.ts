@@ -140,8 +140,11 @@ export class BeatSlots {
         continue;
       }
       if (v === null || v === 0n || v === s.last) continue;
-      if (!this.deps.vouch(s.cred.runId)) continue;
+      // Seen now, whether vouched for or not: a beat read while not vouching is never counted later
+      // (it gets no acknowledgement, so the worker reports it); counted at a later read, it would
+      // be a heartbeat at that read's time of a worker that may have been frozen since.
       s.last = v;
+      if (!this.deps.vouch(s.cred.runId)) continue;
       try {
         writeAck(s.fd, v);
       } catch {
