@@ -128,6 +128,28 @@ describe('heartbeat slots', () => {
     expect(existsSync(join(elsewhere, 'r1.beat'))).toBe(false);
   });
 
+  it('the folder checked at every use: removed, it is made again; replaced by a symlink, nothing is made, removed or swept through it', () => {
+    const { s, dir } = slots();
+    expect(s.create(cred('r1'))).not.toBeNull();
+    // A worker (same user) removes the folder: the next run's slot is made in a new one.
+    execFileSync('rm', ['-rf', dir]);
+    const p2 = s.create(cred('r2'));
+    expect(p2, 'made again').toBe(join(dir, 'r2.beat'));
+    expect(existsSync(p2!)).toBe(true);
+    // It puts a symlink to a folder of its choice in its place: never followed.
+    const elsewhere = join(dir, '..', 'elsewhere');
+    execFileSync('mkdir', [elsewhere]);
+    const old = (Date.now() - SLOT_STALE_MS - 60_000) / 1000;
+    writeFileSync(join(elsewhere, 'victim.beat'), Buffer.alloc(16));
+    utimesSync(join(elsewhere, 'victim.beat'), old, old);
+    renameSync(dir, join(dir, '..', 'moved'));
+    symlinkSync(elsewhere, dir);
+    expect(s.create(cred('r3'))).toBeNull();
+    expect(existsSync(join(elsewhere, 'r3.beat')), 'a slot made through the symlink').toBe(false);
+    expect(s.sweep(Date.now())).toBe(0);
+    expect(existsSync(join(elsewhere, 'victim.beat')), 'swept through the symlink').toBe(true);
+  });
+
   it("an adopted worker's slot is reopened only when it is one: a FIFO, a symlink, a short file are refused at once", () => {
     const { s, dir, beats } = slots();
     s.create(cred('r0'));
