@@ -369,12 +369,15 @@ class WorkerProcess {
     // The slot first: this beat goes there only while the supervisor acknowledged the previous one
     // (it is alive, vouches for this run and reads the slot); otherwise it is reported as well.
     // One that went there only must be acknowledged itself within SLOT_ACK_WAIT_MS, else it is
-    // reported then: the previous beat's acknowledgement is an interval old.
+    // reported then: the previous beat's acknowledgement is an interval old. (Beats at most that
+    // far apart need no timer: the next beat's own check comes first.)
     if (this.slot && this.slotBeat()) {
       const at = (this.lastBeatAt = Date.now());
       const v = this.slot.last;
-      this.slotCheck = setTimeout(() => this.slotAcked(v, at), SLOT_ACK_WAIT_MS);
-      this.slotCheck.unref();
+      if (ms > SLOT_ACK_WAIT_MS) {
+        this.slotCheck = setTimeout(() => this.slotAcked(v, at), SLOT_ACK_WAIT_MS);
+        this.slotCheck.unref();
+      }
       return;
     }
     await this.reportBeat();
