@@ -12,8 +12,14 @@
  * heartbeatFromMemory). The worker trusts the slot while its previous beat (SLOT_TRUSTED_BEATS) was
  * acknowledged; otherwise (the supervisor dead, stopped, slow, no longer vouching, the run
  * fenced) that beat goes the reporting way (the channel, else the board), whose answer tells it.
- * So a worker whose supervisor died or stopped still learns within two of its heartbeat intervals
- * that its run was fenced out (what takeoverRequeueDelayMs counts on), as with answered heartbeats.
+ * A beat that went in the slot only is answered by its own acknowledgement: one not there within
+ * SLOT_ACK_WAIT_MS is reported then. So every beat is either vouched for by the supervisor within
+ * SLOT_ACK_WAIT_MS of it or reported, as a heartbeat answered from memory is vouched for when it
+ * is answered, and a worker whose supervisor died, stopped or got stuck still learns within two of
+ * its heartbeat intervals (plus SLOT_ACK_WAIT_MS) that its run was fenced out (what
+ * takeoverRequeueDelayMs counts on). (Trusting the previous beat's acknowledgement alone, an
+ * acknowledgement one interval old, let a worker whose supervisor got stuck right after one run a
+ * whole interval longer unaware: review.)
  */
 
 /** The slot file's size and the offsets of its two fields. */
@@ -21,6 +27,13 @@ export const BEAT_SLOT = { bytes: 16, beat: 0, ack: 8 } as const;
 
 /** How often the supervisor reads the slots, ms. */
 export const SLOT_READ_MS = 500;
+
+/**
+ * How long a beat that went in the slot only waits for its acknowledgement before it is reported,
+ * ms: the supervisor reads the slots every SLOT_READ_MS, so twice that (a timer of a busy
+ * supervisor runs late; a beat reported for nothing costs one report answered from memory).
+ */
+export const SLOT_ACK_WAIT_MS = 2 * SLOT_READ_MS;
 
 /** How many of its last beats a worker looks among for the supervisor's acknowledgement. */
 export const SLOT_TRUSTED_BEATS = 1;

@@ -3,6 +3,7 @@
  * (callers pass `now` and a random source), no I/O.
  */
 import type { ReclaimReason } from './reasons.js';
+import { SLOT_ACK_WAIT_MS } from './beat-slot.js';
 
 export const RUN_OUTCOMES = [
   'completed',
@@ -235,13 +236,15 @@ export const REPORT_ANSWER_TIMEOUT_MS = 5000;
  * host needs to stop by itself: its next automatic heartbeat is refused (one heartbeat interval;
  * through the report channel of a supervisor that is stuck, a beat waits REPORT_ANSWER_TIMEOUT_MS
  * for nothing and the next goes to the board directly), it runs its shutdown hooks (within the grace), waits for a SIGTERM that does not come
- * (FENCED_SIGNAL_WAIT_MS) and exits 3; plus a margin. A worker that never heartbeats is only
+ * (FENCED_SIGNAL_WAIT_MS) and exits 3; plus a margin. A beat in the worker's heartbeat slot is
+ * reported once it was not acknowledged within SLOT_ACK_WAIT_MS (policies beat-slot.ts), which
+ * the delay counts too. A worker that never heartbeats is only
  * stopped by its own supervisor coming back (or its host going down): give such skills a
  * heartbeat timeout on shared boards.
  */
 export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, graceSeconds: number): number {
   // Two heartbeat intervals: a beat sent just before the fence closed passes, and timers run late on a busy host.
-  return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + REPORT_ANSWER_TIMEOUT_MS + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
+  return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + SLOT_ACK_WAIT_MS + REPORT_ANSWER_TIMEOUT_MS + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
 }
 
 /**

@@ -64,7 +64,7 @@ describe('heartbeat slots', () => {
     expect(beats.map((b) => b.at)).toEqual([2, 4]);
   });
 
-  it('not vouched for (the worker being stopped, ticks not committing): neither handed on nor acknowledged, until it is', () => {
+  it('not vouched for (the worker being stopped, ticks not committing): neither handed on nor acknowledged, nor counted later; the next beat is', () => {
     let vouch = false;
     const { s, beats } = slots({ vouch: () => vouch });
     const fd = workerFd(s.create(cred('r1'))!);
@@ -75,9 +75,18 @@ describe('heartbeat slots', () => {
     expect(readAck(fd)).toBe(0n);
     expect(slotTrusted(readAck(fd)!, [v])).toBe(false);
     vouch = true;
-    s.read(2);
-    expect(beats).toEqual([{ runId: 'r1', at: 2 }]);
-    expect(readAck(fd)).toBe(v);
+    // A beat seen while not vouching is not a heartbeat later (the worker reports it: no
+    // acknowledgement came): here nothing was written since, so nothing is handed on (review: it
+    // was, at the time of this read, a heartbeat recorded for a worker that may have been frozen
+    // since, e.g. for the whole of a quarantine).
+    s.read(600_000);
+    expect(beats).toEqual([]);
+    expect(readAck(fd)).toBe(0n);
+    const v2 = slotBeatValue(process.pid, 2);
+    writeBeat(fd, v2);
+    s.read(600_500);
+    expect(beats).toEqual([{ runId: 'r1', at: 600_500 }]);
+    expect(readAck(fd)).toBe(v2);
   });
 
   it('a fenced run is not acknowledged again (only for the token that was fenced)', () => {
@@ -117,6 +126,28 @@ describe('heartbeat slots', () => {
     cleanups.push(() => s.stop());
     expect(s.create(cred('r1'))).toBeNull();
     expect(existsSync(join(elsewhere, 'r1.beat'))).toBe(false);
+  });
+
+  it('the folder checked at every use: removed, it is made again; replaced by a symlink, nothing is made, removed or swept through it', () => {
+    const { s, dir } = slots();
+    expect(s.create(cred('r1'))).not.toBeNull();
+    // A worker (same user) removes the folder: the next run's slot is made in a new one.
+    execFileSync('rm', ['-rf', dir]);
+    const p2 = s.create(cred('r2'));
+    expect(p2, 'made again').toBe(join(dir, 'r2.beat'));
+    expect(existsSync(p2!)).toBe(true);
+    // It puts a symlink to a folder of its choice in its place: never followed.
+    const elsewhere = join(dir, '..', 'elsewhere');
+    execFileSync('mkdir', [elsewhere]);
+    const old = (Date.now() - SLOT_STALE_MS - 60_000) / 1000;
+    writeFileSync(join(elsewhere, 'victim.beat'), Buffer.alloc(16));
+    utimesSync(join(elsewhere, 'victim.beat'), old, old);
+    renameSync(dir, join(dir, '..', 'moved'));
+    symlinkSync(elsewhere, dir);
+    expect(s.create(cred('r3'))).toBeNull();
+    expect(existsSync(join(elsewhere, 'r3.beat')), 'a slot made through the symlink').toBe(false);
+    expect(s.sweep(Date.now())).toBe(0);
+    expect(existsSync(join(elsewhere, 'victim.beat')), 'swept through the symlink').toBe(true);
   });
 
   it("an adopted worker's slot is reopened only when it is one: a FIFO, a symlink, a short file are refused at once", () => {

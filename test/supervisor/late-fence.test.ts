@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { openBoard } from '@kanban-supervisor/board';
+import { boardFiles, openBoard } from '@kanban-supervisor/board';
 import { takeoverRequeueDelayMs } from '@kanban-supervisor/policies';
 import { Cleanups, FIXTURES, cli, logEvents, sleep, waitFor } from '../src/common.js';
 import { runCred } from '../src/channel-client.js';
@@ -68,4 +68,42 @@ describe('late heartbeats and the fence', () => {
     const logText = lp ? readFileSync(lp, 'utf8') : '';
     expect(existsSync(reasonFile) ? readFileSync(reasonFile, 'utf8') : 'still running, unaware', `worker ${wpid}, ${budget} ms after its fence closed (takeover requeue delay ${takeoverRequeueDelayMs(3, 1)} ms); its log:\n${logText}`).toBe('NotCurrentError');
   }, 60_000);
+
+  // Found by a review of the heartbeat slots: a worker trusted its slot for a beat because the
+  // supervisor had acknowledged the PREVIOUS one (an acknowledgement one interval old), so after
+  // the supervisor got stuck right after an acknowledgement its next beat went nowhere, the one
+  // after waited for the stuck channel, and only the third reached the board: three intervals
+  // unaware instead of two, past the requeue delay once an interval is over ~8 s (two live
+  // workers on a shared board). Beats 15 s apart here; the supervisor stops right after it
+  // acknowledged one.
+  it('automatic heartbeats 15 s apart in the slot: a supervisor stuck right after acknowledging one still leaves the worker within the takeover requeue delay', async () => {
+    const { dir, db } = cleanups.boardDir('ks-rlate-');
+    const ready = join(dir, 'ready');
+    const reasonFile = join(dir, 'reason');
+    expect((await cli(db, ['skill', 'add', 'w', '--heartbeat-timeout', '45', '--env', 'MODE=idle', '--env', `READY=${ready}`, '--env', `REASON=${reasonFile}`, '--', process.execPath, SKILL])).code).toBe(0);
+    const id = (await cli(db, ['add', '--skill', 'w'])).stdout.trim();
+    const sup = cleanups.startCli(db, ['run'], { TICK_INTERVAL_MS: '100', LOG_LEVEL: 'info', KANBAN_HTTP: 'off', RECLAIM_GRACE_SECONDS: '1' });
+    await waitFor(() => existsSync(ready));
+    const wpid = await waitFor(() => workerPid(db, id));
+    cleanups.push(() => {
+      try { process.kill(wpid, 'SIGKILL'); } catch { /* gone */ }
+    });
+    const cred = await waitFor(() => runCred(db, id));
+    const slot = join(boardFiles(db).beatDir, `${cred.run}.beat`);
+    const ack = () => readFileSync(slot).readBigUInt64LE(8);
+    // The first automatic beat (15 s after the start) is acknowledged: the supervisor is stuck right then.
+    await waitFor(() => ack() !== 0n, 30_000, 10);
+    process.kill(sup.pid!, 'SIGSTOP');
+    cleanups.push(() => {
+      try { process.kill(sup.pid!, 'SIGCONT'); } catch { /* gone */ }
+    });
+    const b = await openBoard(db);
+    cleanups.push(() => b.close());
+    expect(await b.beginReclaim(cred.run, 'timed_out', Date.now())).toBe(true);
+    const fencedAt = Date.now();
+    const budget = takeoverRequeueDelayMs(45, 1) + 2000;
+    while (Date.now() - fencedAt < budget && !existsSync(reasonFile)) await sleep(200);
+    const learnt = existsSync(reasonFile) ? `${readFileSync(reasonFile, 'utf8')} after ${Date.now() - fencedAt} ms` : 'still running, unaware';
+    expect(learnt, `worker ${wpid}, ${budget} ms after its fence closed (takeover requeue delay ${takeoverRequeueDelayMs(45, 1)} ms)`).toMatch(/^NotCurrentError/);
+  }, 120_000);
 });

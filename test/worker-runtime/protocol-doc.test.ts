@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BEAT_SLOT, SLOT_READ_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, FENCED_SIGNAL_WAIT_MS, EXIT } from '@kanban-supervisor/policies';
+import { BEAT_SLOT, SLOT_ACK_WAIT_MS, SLOT_READ_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, FENCED_SIGNAL_WAIT_MS, EXIT } from '@kanban-supervisor/policies';
 import {
   CHANNEL_RETRY_MS,
   CHANNEL_TIMEOUT_MS,
@@ -133,6 +133,7 @@ describe('docs/worker-protocol.md', () => {
     expect(flat).toContain(`bytes ${BEAT_SLOT.beat}-${BEAT_SLOT.ack - 1} are the worker's last beat`);
     expect(flat).toContain(`bytes ${BEAT_SLOT.ack}-${BEAT_SLOT.bytes - 1} are the supervisor's acknowledgement`);
     expect(flat).toContain(`reads every slot every ${SLOT_READ_MS} ms`);
+    expect(flat).toContain(`does not hold its own value ${SLOT_ACK_WAIT_MS} ms after it`);
     expect(slotBeatValue(7, 3)).toBe(7n * 2n ** 32n + 3n); // "pid × 2^32 + count"
     for (const v of [...REQUIRED_VARS, 'KANBAN_SOCKET', 'KANBAN_HEARTBEAT_SLOT', 'KANBAN_RECLAIM_GRACE_SECONDS', 'KANBAN_HEARTBEAT_TIMEOUT_SECONDS', 'KANBAN_SPOOL_DIR']) {
       expect(text).toContain(`| \`${v}\` |`);

@@ -18,7 +18,7 @@
  * What the handler sees (its context, result, options, errors) is api.ts.
  */
 import { BoardInputError, NotCurrentError, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
-import { FENCED_SIGNAL_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, slotTrusted } from '@kanban-supervisor/policies';
+import { FENCED_SIGNAL_WAIT_MS, SLOT_ACK_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, slotTrusted } from '@kanban-supervisor/policies';
 import { openSlot, readAck, writeBeat } from '@kanban-supervisor/reaper/beat-slot';
 import { checkpointAndClose, closeRemote, isBoardFault, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError, type WorkerEnv } from './env.js';
@@ -103,6 +103,8 @@ class WorkerProcess {
   private hbTimer: NodeJS.Timeout | null = null;
   /** The run's heartbeat slot (policies beat-slot.ts): its descriptor, the beats written, the last value. */
   private slot: { fd: number; count: number; last: bigint | null } | null = null;
+  /** The check that the last beat put in the slot only was acknowledged (SLOT_ACK_WAIT_MS after it). */
+  private slotCheck: NodeJS.Timeout | null = null;
   private hbInFlight = false;
   private lastBeatAt = 0;
   private hbWarned = false;
@@ -355,17 +357,50 @@ class WorkerProcess {
   private stopHeartbeats(): void {
     if (this.hbTimer) clearInterval(this.hbTimer);
     this.hbTimer = null;
+    if (this.slotCheck) clearTimeout(this.slotCheck);
+    this.slotCheck = null;
   }
 
   private async autoBeat(env: WorkerEnv, ms: number): Promise<void> {
     if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.reporter) return;
     if (Date.now() - this.lastBeatAt < ms / 2) return; // an explicit heartbeat just happened
+    if (this.slotCheck) clearTimeout(this.slotCheck);
+    this.slotCheck = null;
     // The slot first: this beat goes there only while the supervisor acknowledged the previous one
     // (it is alive, vouches for this run and reads the slot); otherwise it is reported as well.
+    // One that went there only must be acknowledged itself within SLOT_ACK_WAIT_MS, else it is
+    // reported then: the previous beat's acknowledgement is an interval old. (Beats at most that
+    // far apart need no timer: the next beat's own check comes first.)
     if (this.slot && this.slotBeat()) {
-      this.lastBeatAt = Date.now();
+      const at = (this.lastBeatAt = Date.now());
+      const v = this.slot.last;
+      if (ms > SLOT_ACK_WAIT_MS) {
+        this.slotCheck = setTimeout(() => this.slotAcked(v, at), SLOT_ACK_WAIT_MS);
+        this.slotCheck.unref();
+      }
       return;
     }
+    await this.reportBeat();
+  }
+
+  /** A beat put in the slot only: reported unless the supervisor acknowledged it (or a newer heartbeat went since). */
+  private slotAcked(v: bigint | null, at: number): void {
+    this.slotCheck = null;
+    const slot = this.slot;
+    if (!slot || slot.last !== v || this.lastBeatAt > at) return;
+    let ack: bigint | null;
+    try {
+      ack = readAck(slot.fd);
+    } catch {
+      ack = null;
+    }
+    if (ack !== null && ack === v) return;
+    void this.reportBeat();
+  }
+
+  /** An automatic heartbeat as a report (the channel, else the board): its answer tells whether the run is still current. */
+  private async reportBeat(): Promise<void> {
+    if (this.hbInFlight || this.fenced || this.signal || this.exiting || !this.reporter) return;
     this.hbInFlight = true;
     try {
       await this.reporter.heartbeat(undefined);

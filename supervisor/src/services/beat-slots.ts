@@ -50,7 +50,7 @@ export interface BeatSlotDeps {
 export class BeatSlots {
   private readonly slots = new Map<string, Slot>();
   private timer: NodeJS.Timeout | null = null;
-  /** The folder is usable (made and checked once); false: slots are off (said once). */
+  /** Whether the folder was usable at its last check (null: never checked); a change is said. */
   private ready: boolean | null = null;
   private lastSweep = 0;
 
@@ -65,25 +65,37 @@ export class BeatSlots {
     return join(this.deps.dir, `${runId}.beat`);
   }
 
+  /**
+   * The folder is usable now: a folder of ours (made when missing, 0700), never through a symbolic
+   * link. Checked at every use (a make, an adoption, a sweep), not once: a worker of the same user
+   * can remove it or put a symlink to a folder of its choice in its place (review: slots were then
+   * off for good, or made in, and swept from, that folder). Said when it changes.
+   */
   private folder(): boolean {
-    if (this.ready !== null) return this.ready;
     const dir = this.deps.dir;
+    let why: string | null = null;
     try {
+      let st;
       try {
-        mkdirSync(dir, { mode: 0o700 });
+        st = lstatSync(dir);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(dir, { mode: 0o700 });
+        st = lstatSync(dir);
       }
-      const st = lstatSync(dir);
       if (!st.isDirectory()) throw new Error(`${dir} is not a folder (a symbolic link is not followed)`);
       if (process.getuid && st.uid !== process.getuid()) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user`);
       if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
-      this.ready = true;
     } catch (e) {
-      this.ready = false;
-      this.deps.log.warn({ event: 'beat_slots_off', dir, error: (e as Error).message }, `heartbeat slots off (${(e as Error).message}): workers send every heartbeat through the channel`);
+      why = (e as Error).message;
     }
-    return this.ready;
+    const ready = why === null;
+    if (ready !== this.ready) {
+      if (!ready) this.deps.log.warn({ event: 'beat_slots_off', dir, error: why }, `heartbeat slots off (${why}): workers send every heartbeat through the channel`);
+      else if (this.ready === false) this.deps.log.info({ event: 'beat_slots_on', dir }, 'heartbeat slots usable again');
+      this.ready = ready;
+    }
+    return ready;
   }
 
   /** Make a run's slot before its worker is spawned. Returns its path for KANBAN_HEARTBEAT_SLOT, or null (no slot: the worker reports its beats). */
@@ -140,8 +152,11 @@ export class BeatSlots {
         continue;
       }
       if (v === null || v === 0n || v === s.last) continue;
-      if (!this.deps.vouch(s.cred.runId)) continue;
+      // Seen now, whether vouched for or not: a beat read while not vouching is never counted later
+      // (it gets no acknowledgement, so the worker reports it); counted at a later read, it would
+      // be a heartbeat at that read's time of a worker that may have been frozen since.
       s.last = v;
+      if (!this.deps.vouch(s.cred.runId)) continue;
       try {
         writeAck(s.fd, v);
       } catch {

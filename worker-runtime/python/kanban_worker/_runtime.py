@@ -27,6 +27,8 @@ from ._reporter import Reporter
 
 # runtime.ts BOARD_UNAVAILABLE_DEFER_SECONDS
 BOARD_UNAVAILABLE_DEFER_SECONDS = 5
+# policies SLOT_ACK_WAIT_MS: how long a beat put in the heartbeat slot only waits for its acknowledgement.
+SLOT_ACK_WAIT_S = 1.0
 
 Handler = Callable[[Context], Any]
 
@@ -367,18 +369,30 @@ class _Worker:
         threading.Thread(target=self._beat_loop, args=(interval,), name="kanban-heartbeat", daemon=True).start()
 
     def _beat_loop(self, interval: float) -> None:
-        while not self._hb_stop.wait(interval):
+        wait = interval
+        while not self._hb_stop.wait(wait):
+            wait = interval
             if self.fenced is not None or self.signal or self.exiting or self.reporter is None:
                 return
             if time.monotonic() - self._last_beat < interval / 2:
                 continue  # an explicit heartbeat just happened
             # The slot first: this beat goes there only while the supervisor acknowledged the previous
             # one (alive, vouching for this run, reading the slot); otherwise it is reported as well.
+            # One that went there only must be acknowledged itself within SLOT_ACK_WAIT_S, else it is
+            # reported then (beats at most that far apart need no wait: the next beat checks first).
             if self._slot is not None:
                 try:
                     if self._slot.beat():
-                        self._last_beat = time.monotonic()
-                        continue
+                        beat_at = self._last_beat = time.monotonic()
+                        if interval <= SLOT_ACK_WAIT_S:
+                            continue
+                        if self._hb_stop.wait(SLOT_ACK_WAIT_S):
+                            return
+                        wait = interval - SLOT_ACK_WAIT_S
+                        if self._slot.acked() or self._last_beat != beat_at:
+                            continue  # acknowledged, or a heartbeat was reported since
+                        if self.fenced is not None or self.signal or self.exiting:
+                            return
                 except OSError as e:
                     say(f"kanban worker: heartbeat slot failed ({_message(e)}): heartbeats go to the supervisor as reports")
                     self._slot = None
@@ -425,3 +439,8 @@ class _Slot:
         os.pwrite(self.fd, struct.pack("<Q", v), 0)
         self.last = v
         return trusted
+
+    def acked(self) -> bool:
+        """Whether the supervisor acknowledged the last beat."""
+        raw = os.pread(self.fd, 8, 8)
+        return len(raw) == 8 and self.last is not None and struct.unpack("<Q", raw)[0] == self.last
