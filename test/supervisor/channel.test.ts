@@ -54,6 +54,14 @@ describe('the report channel', () => {
     const id = (await cli(db, ['add', '--skill', 'w', '--payload', '{"x":1}'])).stdout.trim();
     const sup = supervise(db, ['--until-idle']);
     const pid = await waitFor(() => pidIn(ready));
+    // A failed check below must not leave the worker waiting for its go file (its supervisor is SIGKILLed at cleanup).
+    cleanups.push(() => {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    });
     await waitFor(() => logEvents(sup.output(), 'channel_listening').length > 0);
     const socket = socketOf(db);
     expect(lstatSync(socket).isSocket()).toBe(true);

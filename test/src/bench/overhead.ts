@@ -4,7 +4,7 @@
  * supervisor's CPU (≤ 2 % of one core) and RSS (≤ 100 MB) over a window. A second run sends each
  * bare heartbeat as a report (ctx.heartbeat(), answered): the workers' heartbeat p50 / p99 (p99 ≤
  * 20 ms). A third prices heartbeats that carry progress (each one the worker's data, committed
- * before its answer): INFO. The supervisor serves HTTP as by default
+ * before its answer), and one without heartbeats gives the floor: INFO. The supervisor serves HTTP as by default
  * (on a free loopback port); a second window measures its CPU with the web page open (page-client.ts:
  * the event stream, /api/status every 2 s, /api/history every 20 s), target ≤ 3 %.
  *
@@ -169,6 +169,17 @@ export async function benchOverhead(): Promise<void> {
     target: '≤ 100 MB',
     pass: rssMb <= 100,
   });
+  // The floor: the same workers without any heartbeat (what supervising them costs: ticks, /proc, logs).
+  const floor = await heartbeatRun('overhead-floor', { workers: n, windowS: P.hbWindowS, skillEnv: { HB_MODE: 'none' } });
+  res.add({
+    scenario: S,
+    figure: `CPU of the supervisor, ${floor.started} workers without heartbeats (the floor the rows above sit on)`,
+    value: `${fmt(floor.cpuPct, 2)} % of one core`,
+    number: floor.cpuPct,
+    target: 'none: the figure',
+    pass: null,
+    note: `heartbeats at 1 Hz through the slots add ${fmt(cpuPct - floor.cpuPct, 2)} points in this run`,
+  });
   // The same workers sending each bare heartbeat as a report (ctx.heartbeat(): answered, so timed).
   const rep = await heartbeatRun('overhead-reported', { workers: n, windowS: P.hbWindowS, env: { KANBAN_HTTP: '127.0.0.1:0' } });
   const beats = rep.beats;
@@ -201,6 +212,7 @@ export async function benchOverhead(): Promise<void> {
     pagePct,
     mem,
     counted: run.counted,
+    floorPct: floor.cpuPct,
     reported: { cpuPct: rep.cpuPct, n: beats.length, p50: median(beats), p99, max: Math.max(...beats), counted: rep.counted },
     progress: { cpuPct: prog.cpuPct, p50: median(prog.beats), p99: progP99 },
   };
