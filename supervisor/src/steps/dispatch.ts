@@ -94,7 +94,13 @@ export async function dispatch(ctx: TickContext, tx: TickTx, now: number): Promi
       const slot = s.slots.create({ taskId: task.id, runId: run.id, token });
       if (slot) env.KANBAN_HEARTBEAT_SLOT = slot;
     }
-    const res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
+    let res: Awaited<ReturnType<typeof reaper.spawn>>;
+    try {
+      res = await reaper.spawn({ argv: skill.argv, cwd, env, logPath: run.logPath! });
+    } catch (e) {
+      s.slots?.close(run.id); // no worker holds it
+      throw e;
+    }
     // The spawns of a slice run one after another (each holds the thread until its child exec'd):
     // a spawn's own duration is the reaper's measure, not the time until this line runs again (that
     // counts every spawn of the slice before it). A spawn that failed measured nothing.
