@@ -207,6 +207,30 @@ export function isOwnDirectory(dir: string): boolean {
   }
 }
 
+/**
+ * A private folder of this user at `dir` (the supervisor's sockets/, heartbeat slots): made (0700)
+ * when missing, its mode tightened to 0700 when it is ours; throws an Error naming `dir` when it is
+ * not a folder (a symlink there is never followed) or belongs to another uid. Its parent must exist.
+ */
+export function ensurePrivateDir(dir: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch (m) {
+      if ((m as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the folder ${dir}: ${(m as Error).message}`);
+    }
+    st = fs.lstatSync(dir);
+  }
+  if (!st.isDirectory()) throw new Error(`${dir} is not a folder (a symbolic link is not followed)`);
+  const euid = process.geteuid?.();
+  if (euid !== undefined && st.uid !== euid) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user`);
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+}
+
 /** fsync a directory so that a rename inside it is durable; best effort. */
 export function fsyncDirectory(dir: string): void {
   try {

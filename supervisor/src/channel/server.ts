@@ -17,9 +17,10 @@
  * A socket file left by a dead supervisor is replaced; one a live process answers on is never
  * touched (the channel stays off, said in the log: workers then report to the board directly).
  */
-import { chmodSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { peerUidOf, peerUidSupported } from '@kanban-supervisor/reaper';
+import { ensurePrivateDir } from '@kanban-supervisor/reaper/safe-fs';
 import { MAX_ANSWER_BYTES, MAX_FRAME_BYTES, OPS, PROTOCOL_VERSIONS, ProtocolError, parseRequest, requestId } from '@kanban-supervisor/worker-runtime';
 import type { ChannelDrop } from '../metrics/registry.js';
 import type { TickContext } from '../state.js';
@@ -231,14 +232,10 @@ function opLabel(v: unknown): string {
  */
 function ownSocketDir(dir: string): void {
   try {
-    mkdirSync(dir, { mode: 0o700 });
+    ensurePrivateDir(dir);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new ChannelSetupError(`cannot create its folder ${dir}: ${(e as Error).message}`);
+    throw new ChannelSetupError(`its folder: ${(e as Error).message}`);
   }
-  const st = lstatSync(dir);
-  if (!st.isDirectory()) throw new ChannelSetupError(`its folder ${dir} is not a folder (a symbolic link is not followed)`);
-  if (process.getuid && st.uid !== process.getuid()) throw new ChannelSetupError(`its folder ${dir} belongs to uid ${st.uid}, not to this user`);
-  if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
 }
 
 /**

@@ -15,10 +15,11 @@
  * worker's beats to the reporting way. A run's slot is closed and removed when the run is
  * forgotten; slots of runs nobody supervises (a supervisor SIGKILLed) are removed by the sweep.
  */
-import { closeSync, fstatSync, lstatSync, mkdirSync, readdirSync, chmodSync, unlinkSync } from 'node:fs';
+import { closeSync, fstatSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SLOT_READ_MS } from '@kanban-supervisor/policies';
 import { createSlot, openSlot, readBeat, writeAck } from '@kanban-supervisor/reaper/beat-slot';
+import { ensurePrivateDir } from '@kanban-supervisor/reaper/safe-fs';
 import type { RunCredentials } from '@kanban-supervisor/board';
 import type { Logger } from '../logger.js';
 
@@ -75,17 +76,7 @@ export class BeatSlots {
     const dir = this.deps.dir;
     let why: string | null = null;
     try {
-      let st;
-      try {
-        st = lstatSync(dir);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        mkdirSync(dir, { mode: 0o700 });
-        st = lstatSync(dir);
-      }
-      if (!st.isDirectory()) throw new Error(`${dir} is not a folder (a symbolic link is not followed)`);
-      if (process.getuid && st.uid !== process.getuid()) throw new Error(`${dir} belongs to uid ${st.uid}, not to this user`);
-      if ((st.mode & 0o077) !== 0) chmodSync(dir, 0o700);
+      ensurePrivateDir(dir);
     } catch (e) {
       why = (e as Error).message;
     }
