@@ -3,7 +3,7 @@
  * message (no socket round trip, no wake-up of the supervisor per beat).
  *
  * The supervisor makes a 16-byte file per run in its own folder (0700) before it spawns the
- * worker, holds it open, and names it in KANBAN_HEARTBEAT_SLOT. Layout, little-endian 64-bit:
+ * worker, holds it open, and names it in KANBAN_HEARTBEAT_SLOT. Layout (reaper beat-slot.ts BEAT_SLOT), little-endian 64-bit:
  *   bytes 0-7   the worker's last beat: a value the worker never wrote before (pid × 2^32 + count)
  *   bytes 8-15  the supervisor's acknowledgement: the last beat value it read and vouched for
  * The supervisor reads every slot every SLOT_READ_MS; a value that changed is a heartbeat, which it
@@ -21,9 +21,6 @@
  * acknowledgement one interval old, let a worker whose supervisor got stuck right after one run a
  * whole interval longer unaware: review.)
  */
-
-/** The slot file's size and the offsets of its two fields. */
-export const BEAT_SLOT = { bytes: 16, beat: 0, ack: 8 } as const;
 
 /** How often the supervisor reads the slots, ms. */
 export const SLOT_READ_MS = 500;

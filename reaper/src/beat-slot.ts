@@ -13,10 +13,11 @@
 import * as fs from 'node:fs';
 import { UnsafeFileError, openSafe } from './safe-fs.js';
 
-/** The slot's size and its two fields' offsets (policies BEAT_SLOT: the same numbers). */
-const SLOT_BYTES = 16;
-const BEAT_AT = 0;
-const ACK_AT = 8;
+/** The slot's size and its two fields' offsets (little-endian unsigned 64-bit): the file format's one definition. */
+export const BEAT_SLOT = { bytes: 16, beat: 0, ack: 8 } as const;
+const SLOT_BYTES = BEAT_SLOT.bytes;
+const BEAT_AT = BEAT_SLOT.beat;
+const ACK_AT = BEAT_SLOT.ack;
 
 /**
  * Make the slot at `path` (exclusive: an existing file, a planted symlink or FIFO there is an
@@ -87,4 +88,17 @@ export function writeBeat(fd: number, v: bigint): void {
 
 export function writeAck(fd: number, v: bigint): void {
   write64(fd, ACK_AT, v);
+}
+
+/**
+ * Close a slot the supervisor holds and remove its name, only while the name is still this file
+ * (one put in its place, or a slot moved there, is left alone).
+ */
+export function closeSlot(fd: number, path: string): void {
+  try {
+    if (fs.lstatSync(path).ino === fs.fstatSync(fd).ino) fs.unlinkSync(path);
+  } catch {
+    /* gone already */
+  }
+  fs.closeSync(fd);
 }

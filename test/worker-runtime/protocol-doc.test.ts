@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BEAT_SLOT, SLOT_ACK_WAIT_MS, SLOT_READ_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, FENCED_SIGNAL_WAIT_MS, EXIT } from '@kanban-supervisor/policies';
+import { SLOT_ACK_WAIT_MS, SLOT_READ_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, FENCED_SIGNAL_WAIT_MS, EXIT } from '@kanban-supervisor/policies';
 import {
   CHANNEL_RETRY_MS,
   CHANNEL_TIMEOUT_MS,
@@ -23,6 +23,7 @@ import {
   readSpool,
 } from '@kanban-supervisor/worker-runtime';
 import { MAX_JSON_CHARS } from '@kanban-supervisor/board';
+import { BEAT_SLOT } from '@kanban-supervisor/reaper/beat-slot';
 import { ROOT, tempDir } from '../src/common.js';
 
 const DOC = join(ROOT, 'docs', 'worker-protocol.md');

@@ -15,10 +15,10 @@
  * worker's beats to the reporting way. A run's slot is closed and removed when the run is
  * forgotten; slots of runs nobody supervises (a supervisor SIGKILLed) are removed by the sweep.
  */
-import { closeSync, fstatSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
+import { closeSync, lstatSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { SLOT_READ_MS } from '@kanban-supervisor/policies';
-import { createSlot, openSlot, readBeat, writeAck } from '@kanban-supervisor/reaper/beat-slot';
+import { closeSlot, createSlot, openSlot, readBeat, writeAck } from '@kanban-supervisor/reaper/beat-slot';
 import { ensurePrivateDir } from '@kanban-supervisor/reaper/safe-fs';
 import type { RunCredentials } from '@kanban-supervisor/board';
 import type { Logger } from '../logger.js';
@@ -31,7 +31,6 @@ const SWEEP_EVERY_MS = 10 * 60_000;
 interface Slot {
   fd: number;
   path: string;
-  ino: number;
   cred: RunCredentials;
   /** The last beat value read (0n: none yet). */
   last: bigint;
@@ -95,7 +94,7 @@ export class BeatSlots {
     const path = this.pathOf(cred.runId);
     try {
       const fd = createSlot(path);
-      this.add({ fd, path, ino: fstatSync(fd).ino, cred, last: 0n, fenced: false });
+      this.add({ fd, path, cred, last: 0n, fenced: false });
       return path;
     } catch (e) {
       this.deps.log.warn({ event: 'beat_slot_failed', run: cred.runId, task: cred.taskId, error: (e as Error).message }, 'heartbeat slot not made: the worker reports its beats');
@@ -115,7 +114,7 @@ export class BeatSlots {
     }
     const fd = r.fd;
     const v = readBeat(fd) ?? 0n;
-    this.add({ fd, path, ino: fstatSync(fd).ino, cred, last: v, fenced: false });
+    this.add({ fd, path, cred, last: v, fenced: false });
   }
 
   private add(slot: Slot): void {
@@ -162,12 +161,7 @@ export class BeatSlots {
     const s = this.slots.get(runId);
     if (!s) return;
     this.slots.delete(runId);
-    try {
-      if (lstatSync(s.path).ino === s.ino) unlinkSync(s.path);
-    } catch {
-      /* gone already */
-    }
-    closeSync(s.fd);
+    closeSlot(s.fd, s.path);
     if (this.slots.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = null;
