@@ -13,6 +13,32 @@ import { boardFiles, openBoard } from '@kanban-supervisor/board';
 import { takeoverRequeueDelayMs } from '@kanban-supervisor/policies';
 import { Cleanups, FIXTURES, cli, logEvents, sleep, waitFor } from '../src/common.js';
 import { runCred } from '../src/channel-client.js';
+import Database from 'better-sqlite3';
+
+/**
+ * SIGSTOP the supervisor between two of its transactions: stopped inside one, it would hold the
+ * board's write lock for good and the test's own fence could never be written (a test race, seen
+ * once under a full suite). Resumed and stopped again until the lock is free.
+ */
+async function stopOutsideWrite(pid: number, db: string): Promise<void> {
+  const c = new Database(db);
+  c.pragma('busy_timeout = 200');
+  try {
+    for (;;) {
+      process.kill(pid, 'SIGSTOP');
+      try {
+        c.exec('BEGIN IMMEDIATE');
+        c.exec('ROLLBACK');
+        return;
+      } catch {
+        process.kill(pid, 'SIGCONT');
+        await sleep(30);
+      }
+    }
+  } finally {
+    c.close();
+  }
+}
 
 /** The worker's pid, from the board (recorded by the tick after the spawn). */
 async function workerPid(db: string, id: string): Promise<number | null> {
@@ -50,7 +76,7 @@ describe('late heartbeats and the fence', () => {
     const cred = await waitFor(() => runCred(db, id));
     await sleep(1500); // a few beats went through the channel
     // The supervisor is stuck (alive, socket open, answering nothing).
-    process.kill(sup.pid!, 'SIGSTOP');
+    await stopOutsideWrite(sup.pid!, db);
     cleanups.push(() => {
       try { process.kill(sup.pid!, 'SIGCONT'); } catch { /* gone */ }
     });
@@ -93,7 +119,7 @@ describe('late heartbeats and the fence', () => {
     const ack = () => readFileSync(slot).readBigUInt64LE(8);
     // The first automatic beat (15 s after the start) is acknowledged: the supervisor is stuck right then.
     await waitFor(() => ack() !== 0n, 30_000, 10);
-    process.kill(sup.pid!, 'SIGSTOP');
+    await stopOutsideWrite(sup.pid!, db);
     cleanups.push(() => {
       try { process.kill(sup.pid!, 'SIGCONT'); } catch { /* gone */ }
     });
