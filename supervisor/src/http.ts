@@ -53,6 +53,8 @@ export class HttpSide {
     private readonly ctx: TickContext,
     /** Wake the loop (an operator write is waiting). */
     private readonly wake: () => void,
+    /** An event stream opened: the board's changes are to be followed from now on (see `watched`). */
+    private readonly onWatch: () => void = () => undefined,
   ) {}
 
   /** Whether anything follows the board's changes (an open event stream): only then is the feed polled for it. */
@@ -204,6 +206,7 @@ export class HttpSide {
       history: () => history(ctx),
       onCommit: (l) => {
         this.listeners.add(l);
+        this.onWatch();
         return () => this.listeners.delete(l);
       },
     };

@@ -6,7 +6,7 @@
  * order, Last-Event-ID resume without loss or duplicate), and the actions validated like the CLI.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { chmodSync, existsSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -316,6 +316,39 @@ describe('HTTP endpoints', () => {
     expect(past.headers['content-range']).toBe(`bytes */${size}`);
     expect((await s.get('/api/runs/r-nope/log')).status).toBe(404);
     expect((await s.get(`/api/runs/${runId}/log?tail=2000000`)).status).toBe(400);
+  });
+
+  it('a full pool sleeps between ticks (no 25 ms poll); an event stream opened then still sees other processes\' commits at once', async () => {
+    const { db } = await board();
+    // Ticks 10 s apart: a commit seen sooner was seen by the poll the open stream turned on.
+    const s = await sup(db, { MAX_CONCURRENT_WORKERS: '2', TICK_INTERVAL_MS: '10000' });
+    for (let i = 0; i < 2; i++) expect((await s.post('/api/tasks', { skill: 'sleep', title: `full${i}` })).status).toBe(201);
+    await waitFor(async () => (await cli(db, ['list', '--status', 'running', '--json'])).stdout.includes('full1') && (await cli(db, ['list', '--status', 'running', '--json'])).stdout.includes('full0') || null, 20_000);
+    await sleep(1500);
+    // The main thread's wake-ups over 3 s: a tick or so, the HTTP server idle. The 25 ms poll alone
+    // was 120.
+    const pid = s.child.pid!;
+    const switches = () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'))![1]);
+    const v0 = switches();
+    await sleep(3000);
+    const woke = switches() - v0;
+    expect(woke, `${woke} wake-ups of a full pool's supervisor in 3 s`).toBeLessThan(40);
+    // A stream opened now follows the board at once: another process's commit reaches it well
+    // before the next tick.
+    const a = sseClient(`${s.url}/api/events`);
+    cleanups.push(a.close);
+    expect(await a.status).toBe(200);
+    await waitFor(() => a.events.find((e) => e.event === 'hello'));
+    await sleep(300);
+    // Three commits, each seen within 700 ms (the stream's own fallback read, every 2 s, would
+    // make all three that quick about once in 25 runs).
+    for (const title of ['seen0', 'seen1', 'seen2']) {
+      const added = await cli(db, ['add', '--skill', 'sleep', '--title', title]);
+      expect(added.code).toBe(0);
+      const t0 = Date.now();
+      await waitFor(() => a.events.some((e) => e.event === 'transition' && e.data.task?.title === title) || null, 15_000);
+      expect(Date.now() - t0, `the CLI commit of ${title} reached the stream before the next tick`).toBeLessThan(700);
+    }
   });
 
   it('the event stream: transitions in commit order; Last-Event-ID resumes without loss or duplicate', async () => {
