@@ -494,6 +494,14 @@ export interface WorkerOps extends WorkerWrites {
  */
 export interface BoardTx extends SupervisorOps, WorkerWrites {
   /**
+   * Bare heartbeats of many runs at once (liveness times, no progress: the report channel's
+   * heartbeats answered from memory and read in heartbeat slots): each is fenced as `heartbeat` is
+   * and sets its run's `heartbeatAt` to its `at`; one statement per run at most, no savepoint of
+   * its own. Returns the ids of the runs refused (not current: the rest were written). Atomic as a
+   * whole: a failure (busy, I/O) writes none of them.
+   */
+  beats(items: ReadonlyArray<{ cred: RunCredentials; at: number }>): Promise<string[]>;
+  /**
    * Commit what was written since the last commit (a no-op if nothing). Throws WriteGroupLostError
    * when none of it landed (the backend rolled it back as a whole): the caller must write again
    * what it carried.

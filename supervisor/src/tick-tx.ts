@@ -164,6 +164,7 @@ export class TickTx implements BoardTx {
 
   // Worker writes, in this transaction (the report channel's: channel/batch.ts applies them).
   heartbeat: BoardTx['heartbeat'] = (cred, progress, now) => this.tx.heartbeat(cred, progress, now);
+  beats: BoardTx['beats'] = (items) => this.tx.beats(items);
   workerEvent: BoardTx['workerEvent'] = (cred, kind, data, now, seq) => this.tx.workerEvent(cred, kind, data, now, seq);
   report: BoardTx['report'] = (cred, report, now, seq) => this.tx.report(cred, report, now, seq);
   recordStop: BoardTx['recordStop'] = (cred, signal, now, seq) => this.tx.recordStop(cred, signal, now, seq);

@@ -148,6 +148,7 @@ export class PgBoard implements Board, ChangeFeed, SupervisorRegistry {
       // Worker reports that came through this supervisor's report channel (a savepoint each): of
       // a run this supervisor claimed, else refused as not current.
       heartbeat: (cred, progress, now) => worker.heartbeat(w, cred, progress, now, me?.id ?? null),
+      beats: (items) => worker.beats(w, items, me?.id ?? null),
       workerEvent: (cred, kind, data, now, seq) => worker.workerEvent(w, cred, kind, data, now, seq, me?.id ?? null),
       report: (cred, report, now, seq) => worker.report(w, cred, report, now, seq, me?.id ?? null),
       recordStop: (cred, signal, now, seq) => worker.recordStop(w, cred, signal, now, seq, me?.id ?? null),

@@ -121,6 +121,7 @@ export class SqliteBoard implements Board, ChangeFeed, Checkpointing, LocalConne
       setOwner: (info) => events.setOwner(c, w, info),
       // Worker reports that came through the supervisor's report channel (one savepoint each).
       heartbeat: (cred, progress, now) => worker.heartbeat(c, w, cred, progress, now),
+      beats: (items) => worker.beats(c, w, items),
       workerEvent: (cred, kind, data, now, seq) => worker.workerEvent(c, w, cred, kind, data, now, seq),
       report: (cred, report, now, seq) => worker.report(c, w, cred, report, now, seq),
       recordStop: (cred, signal, now, seq) => worker.recordStop(c, w, cred, signal, now, seq),

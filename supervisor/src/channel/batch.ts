@@ -405,8 +405,29 @@ export class ReportBatch {
   async applyQueued(tx: BoardTx): Promise<Applied> {
     const items = this.take();
     const results: Array<[Item, AnswerBody]> = [];
+    // Bare heartbeats first, all in one fenced write (BoardTx.beats: a statement per run, no
+    // savepoint each); a beat carries no data, so writing it before the reports that came with it
+    // changes nothing they do.
+    const bare = items.filter((it) => bareBeat(it.report));
+    if (bare.length) {
+      try {
+        const refused = new Set(await tx.beats(bare.map((it) => ({ cred: it.report.cred, at: it.at }))));
+        for (const it of bare) {
+          const { runId, taskId } = it.report.cred;
+          results.push([it, refused.has(runId) ? { ok: false, code: 'fenced', error: new NotCurrentError(runId, taskId).message } : { ok: true }]);
+        }
+      } catch (e) {
+        if (e instanceof WriteGroupLostError) {
+          new Applied(items.map((x) => [x, unavailable(e)]), this.answerItem).settle(e);
+          throw e;
+        }
+        // Busy, I/O: none written; their workers write them directly.
+        for (const it of bare) results.push([it, unavailable(e)]);
+      }
+    }
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
+      if (bareBeat(it.report)) continue;
       try {
         results.push([it, await applyOne(tx, it)]);
       } catch (e) {

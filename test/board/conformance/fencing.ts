@@ -56,6 +56,56 @@ export function fencingConformance(factory: BoardFactory): void {
       expect(await snapshot(b, t.id, t2.id)).toBe(before);
     });
 
+    it('beats (bare heartbeats of many runs in a transaction): each fenced as heartbeat is; the refused ones returned, nothing of theirs written', async () => {
+      await skill();
+      const now = Date.now();
+      const live = await running(now, 'live');
+      const live2 = await running(now, 'live2');
+      const reclaimed = await running(now, 'reclaimed');
+      const cancelled = await running(now, 'cancelled');
+      const ended = await running(now, 'ended');
+      const wrong = await running(now, 'wrong');
+      const elsewhere = await running(now, 'elsewhere');
+      await b.heartbeat(live2.cred, { step: 1 }, now);
+      expect(await b.beginReclaim(reclaimed.claim.run.id, 'stalled', now)).toBe(true);
+      await b.cancelTask(cancelled.task.id);
+      await b.report(ended.cred, { outcome: 'completed' }, now);
+      const others = [reclaimed, cancelled, ended, wrong, elsewhere].map((r) => r.task.id);
+      // Their tasks with runs and events (snapshot() would also show the live runs' beats).
+      const shown = async () => JSON.stringify(await Promise.all(others.map((id) => b.showTask(id))));
+      const before = await shown();
+      const tx = b.begin();
+      try {
+        expect(await tx.beats([])).toEqual([]);
+        const refused = await tx.beats([
+          { cred: live.cred, at: now + 5 },
+          { cred: reclaimed.cred, at: now + 5 },
+          { cred: cancelled.cred, at: now + 5 },
+          { cred: ended.cred, at: now + 5 },
+          { cred: { ...wrong.cred, token: '0'.repeat(32) }, at: now + 5 },
+          { cred: { ...elsewhere.cred, taskId: live.task.id }, at: now + 5 },
+          { cred: { ...wrong.cred, runId: 'r-none' }, at: now + 5 },
+          { cred: live2.cred, at: now + 6 },
+        ]);
+        expect(refused.sort()).toEqual([reclaimed.claim.run.id, cancelled.claim.run.id, ended.claim.run.id, wrong.claim.run.id, elsewhere.claim.run.id, 'r-none'].sort());
+        await tx.commit();
+      } finally {
+        tx.close();
+      }
+      expect(await b.getRun(live.claim.run.id)).toMatchObject({ heartbeatAt: now + 5, progress: null });
+      // A bare beat keeps the run's progress. (One item per run: the batch coalesces each run's beats.)
+      expect(await b.getRun(live2.claim.run.id)).toMatchObject({ heartbeatAt: now + 6, progress: { step: 1 } });
+      expect(await shown()).toBe(before);
+      // Not committed: nothing written.
+      const tx2 = b.begin();
+      try {
+        expect(await tx2.beats([{ cred: live.cred, at: now + 9 }])).toEqual([]);
+      } finally {
+        tx2.close();
+      }
+      expect((await b.getRun(live.claim.run.id))!.heartbeatAt).toBe(now + 5);
+    });
+
     it('after beginReclaim the worker\'s writes are refused, but recordStop is allowed', async () => {
       await skill();
       const now = Date.now();
