@@ -1,7 +1,7 @@
 // Finding a worker whose pid was never recorded (its supervisor died between spawn and record):
 // every worker carries KANBAN_RUN_ID in its environment, readable in /proc/PID/environ.
 import * as fs from 'node:fs';
-import { bootId, IS_LINUX, isDeadState, scanProcesses } from './platform.js';
+import { bootId, IS_LINUX, isDeadState, readProcText, scanProcesses } from './platform.js';
 import type { ProcessIdentity } from './identity.js';
 
 /**
@@ -89,18 +89,18 @@ export function findAllByEnv(name: string, values: Iterable<string>): Map<string
 }
 
 /**
- * Direct children of this process, from /proc/self/task/TID/children (one small file per thread,
- * far cheaper than a full /proc scan). null when the kernel does not provide the file.
+ * Direct children of this process, from /proc/self/task/PID/children: the main thread's, one small
+ * file (far cheaper than a full /proc scan, or than one file per thread: a Node process has ten).
+ * The main thread is the parent of every child this process spawns (posix_spawn and libuv's spawn
+ * run on it) and the one the kernel re-parents orphans to (a subreaper's first live thread, its
+ * leader while it runs); a child of another thread is found by the full scans (reapOrphans reads
+ * every process's parent). null when the kernel does not provide the file.
  */
 export function childPids(): number[] | null {
   if (!IS_LINUX) return null;
   try {
-    const out: number[] = [];
-    for (const tid of fs.readdirSync('/proc/self/task')) {
-      const text = fs.readFileSync(`/proc/self/task/${tid}/children`, 'latin1').trim();
-      if (text) for (const p of text.split(' ')) out.push(Number(p));
-    }
-    return out;
+    const text = readProcText(`/proc/self/task/${process.pid}/children`).trim();
+    return text ? text.split(' ').map(Number) : [];
   } catch {
     return null;
   }

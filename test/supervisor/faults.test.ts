@@ -177,6 +177,29 @@ describe('escapees (setsid + fork) of a worker across a supervisor SIGKILL', () 
     expect(s.runs).toHaveLength(1);
   });
 
+  it('an escapee re-parented to the supervisor is seen at once in its main thread\'s children (not only by the 30 s full scan)', async () => {
+    const { dir, db } = setup();
+    const pids = join(dir, 'pids.txt');
+    const esc = join(dir, 'escapees.txt');
+    cleanups.killPidsAtEnd(pids);
+    cleanups.killPidsAtEnd(esc);
+    await cli(db, ['skill', 'add', 'escaper', '--', join(SUP, 'escape.sh'), pids, esc, 'stay']);
+    await cli(db, ['add', '--skill', 'escaper']);
+    const a = supervise(db, [], { RECLAIM_GRACE_SECONDS: '1' });
+    await waitFor(() => pidsIn(esc)[0], 15_000);
+    const escapee = pidsIn(esc)[0]!;
+    const seenAt = Date.now();
+    // setsid -f left it to the nearest child subreaper: the supervisor, whose per-tick check lists
+    // the main thread's children only; it is terminated as an orphan (SIGTERM, ignored; SIGKILL
+    // after the grace) though its worker still runs.
+    const ev = await waitFor(() => logEvents(a.output(), 'orphans').find((e) => (e.terminated as number[]).includes(escapee)), 10_000);
+    expect(ev).toBeTruthy();
+    expect(Date.now() - seenAt, 'found well before the 30 s safety scan').toBeLessThan(5000);
+    await waitFor(() => !pidAlive(escapee), 15_000);
+    a.kill('SIGTERM');
+    await exited(a);
+  });
+
   it('of a run that ended before the restart are terminated by the next supervisor', async () => {
     const { dir, db } = setup();
     const pids = join(dir, 'pids.txt');
