@@ -35,7 +35,9 @@ interface QueuedOp {
 }
 
 /** The board methods a read handle forwards (BoardReads), each opening the read connection on first use. */
-const READ_METHODS = ['getSkill', 'listSkills', 'getTask', 'listTasks', 'listTasksPage', 'eventsAfter', 'showTask', 'getRun', 'listRuns', 'counts', 'idle', 'getOwner'] as const;
+const READ_METHODS = ['getSkill', 'listSkills', 'getTask', 'listTasks', 'listTasksPage', 'eventsAfter', 'showTask', 'getRun', 'listRuns', 'counts', 'taskCountsBySkill', 'idle', 'getOwner'] as const satisfies ReadonlyArray<keyof BoardReads>;
+/** The read handle's type: only what it forwards (a method missing from READ_METHODS is a compile error where it is used, not a TypeError at a scrape). */
+type HttpReads = Pick<BoardReads, (typeof READ_METHODS)[number]>;
 
 export class HttpSide {
   private server: HttpServerHandle | null = null;
@@ -152,7 +154,7 @@ export class HttpSide {
       this.readBoard = null;
       throw e;
     }));
-    const reads = Object.fromEntries(READ_METHODS.map((m) => [m, async (...args: unknown[]) => ((await readBoard())[m] as (...a: unknown[]) => unknown)(...args)])) as unknown as BoardReads;
+    const reads = Object.fromEntries(READ_METHODS.map((m) => [m, async (...args: unknown[]) => ((await readBoard())[m] as (...a: unknown[]) => unknown)(...args)])) as unknown as HttpReads;
     return {
       boardLabel: ctx.boardLabel,
       health: () => {

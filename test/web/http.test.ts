@@ -318,6 +318,21 @@ describe('HTTP endpoints', () => {
     expect((await s.get(`/api/runs/${runId}/log?tail=2000000`)).status).toBe(400);
   });
 
+  it('GET /metrics through the daemon\'s own read handle: tasks by status and skill are in it, no failed read', async () => {
+    const { db } = await board();
+    const s = await sup(db, { MAX_CONCURRENT_WORKERS: '1' });
+    for (let i = 0; i < 3; i++) expect((await s.post('/api/tasks', { skill: 'sleep', title: `m${i}` })).status).toBe(201);
+    await waitFor(async () => (await cli(db, ['list', '--status', 'running', '--json'])).stdout.includes('"m') || null, 20_000);
+    const m = await s.get('/metrics');
+    expect(m.status).toBe(200);
+    expect(m.headers['content-type']).toMatch(/^text\/plain/);
+    const line = (status: string) => m.body.split('\n').find((l) => l.startsWith(`kanban_tasks{status="${status}",skill="sleep"}`));
+    expect(line('running'), m.body.slice(0, 2000)).toMatch(/ 1$/);
+    expect(line('ready')).toMatch(/ 2$/);
+    expect(m.body).toMatch(/^kanban_metrics_board_read_errors_total 0$/m);
+    expect(logEvents(s.child.output(), 'metrics_read_failed')).toEqual([]);
+  });
+
   it('a full pool sleeps between ticks (no 25 ms poll); an event stream opened then still sees other processes\' commits at once', async () => {
     const { db } = await board();
     // Ticks 10 s apart: a commit seen sooner was seen by the poll the open stream turned on.

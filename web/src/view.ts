@@ -28,6 +28,9 @@ export interface Probe {
   reason?: string;
 }
 
+/** The board reads the web side makes (through the supervisor's read-only handle). */
+export type ViewReads = Pick<BoardReads, 'listTasksPage' | 'counts' | 'showTask' | 'getRun' | 'getTask' | 'eventsAfter'>;
+
 export interface SupervisorView {
   /** The board as logs and messages name it (a PostgreSQL URL's password masked). */
   readonly boardLabel: string;
@@ -38,7 +41,7 @@ export interface SupervisorView {
   /** The same JSON as `kanban-supervisor status --json`. */
   status(): Promise<unknown>;
   /** Reads, on a connection of their own (SQLite: a second, query-only connection; PostgreSQL: a small pool). */
-  readonly reads: BoardReads;
+  readonly reads: ViewReads;
   /** Run a state-changing action: queued, run by the supervisor's loop between ticks on a connection of its own. */
   operator<T>(fn: (ops: OperatorOps) => Promise<T>): Promise<T>;
   /** A run's log file (null: none recorded, or no such run). */
