@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { closeSync, mkdtempSync, openSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LogBound, LOG_CHECK_INTERVAL_MS, LOG_QUIET_CHECKS } from '../../supervisor/dist/services/log-bound.js';
+import { LogBound, LOG_CHECK_INTERVAL_MS, LOG_QUIET_CHECKS, WATCHED_LOG_CHECK_MS } from '../../supervisor/dist/services/log-bound.js';
 import type { TickContext } from '../../supervisor/dist/state.js';
 import { sleep, waitFor } from '../src/common.js';
 
@@ -77,6 +77,28 @@ describe('log bounding between ticks', () => {
       });
       expect(warnings).toContain('log_truncated');
       expect(statSync(victim).size).toBe(4 * MAX);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('a watched log whose watch event is lost is still bounded by a tick, within WATCHED_LOG_CHECK_MS; ticks in between skip it', async () => {
+    const { logPath, lb, warnings } = setup();
+    const t0 = Date.now();
+    lb.boundLogs(t0);
+    await waitFor(() => lb.mode('r1') === 'watched', 2000);
+    // Its watch goes deaf (an inotify queue overflow drops events): closed, left in place.
+    const b = (lb as unknown as { bounds: Map<string, { watch: { close(): void } | null }> }).bounds.get('r1')!;
+    b.watch!.close();
+    b.watch = { close: () => undefined };
+    const fd = openSync(logPath, 'a');
+    try {
+      writeSync(fd, Buffer.alloc(3 * MAX, 0x63));
+      lb.boundLogs(t0 + 1000); // a tick soon after: watched logs are not looked at
+      expect(statSync(logPath).size).toBe(5 + 3 * MAX);
+      lb.boundLogs(t0 + WATCHED_LOG_CHECK_MS); // the tick that checks them too
+      expect(statSync(logPath).size).toBeLessThanOrEqual(MAX);
+      expect(warnings).toContain('log_truncated');
     } finally {
       closeSync(fd);
     }

@@ -3,7 +3,8 @@
  * newest tail). A log that is being written is checked every LOG_CHECK_INTERVAL_MS; one found
  * unchanged LOG_QUIET_CHECKS times in a row is watched instead (reaper's watchFd: inotify on the
  * descriptor the supervisor holds, not on its name), and polled again from its first write on.
- * Every log is also checked at every tick, watched or not.
+ * Every polled log is also checked at every tick, and every watched one at a tick at most every
+ * WATCHED_LOG_CHECK_MS (a safety net, should a watch event be lost).
  */
 import { closeSync, fstatSync } from 'node:fs';
 import { boundLogFd, openLogForBounding, watchFd, type FdWatch } from '@kanban-supervisor/reaper';
@@ -25,6 +26,13 @@ export const LOG_CHECK_INTERVAL_MS = 20;
  */
 export const LOG_QUIET_CHECKS = 5;
 
+/**
+ * A watched log is also checked by a tick at most this often, ms. Its watch reports its first write
+ * at once; this check only bounds a log whose watch event was lost. (Checking all 64 logs of the
+ * bench at every tick was a tenth of its tick.)
+ */
+export const WATCHED_LOG_CHECK_MS = 5000;
+
 /** Per run: the descriptor its log is bounded through (null when it was refused), counters, and how it is watched. */
 interface Bound {
   fd: number | null;
@@ -42,18 +50,22 @@ interface Bound {
 export class LogBound {
   private readonly bounds = new Map<string, Bound>();
   private timer: NodeJS.Timeout | null = null;
+  /** When the last tick checked the watched logs too. */
+  private watchedCheckedAt = -Infinity;
 
   constructor(private readonly ctx: TickContext) {}
 
   /**
-   * Bound every run's log (at every tick), for as long as the run is in `workers`, i.e. while any
+   * Bound every run's log (at every tick; a watched one at most every WATCHED_LOG_CHECK_MS), for as long as the run is in `workers`, i.e. while any
    * process of its group lives, not only its leader. A run that left `workers` gets one last check
    * (what its processes wrote since the one before), then its descriptor is closed. Never throws.
    */
-  boundLogs(): void {
+  boundLogs(now = Date.now()): void {
     const { state, log } = this.ctx;
     try {
-      if (!state.stopped) for (const w of state.workers.values()) if (w.logPath) this.boundLog(w);
+      const watchedToo = now - this.watchedCheckedAt >= WATCHED_LOG_CHECK_MS;
+      if (watchedToo) this.watchedCheckedAt = now;
+      if (!state.stopped) for (const w of state.workers.values()) if (w.logPath && (watchedToo || !this.bounds.get(w.runId)?.watch)) this.boundLog(w);
       this.release();
       this.arm();
     } catch (e) {
