@@ -497,10 +497,11 @@ export interface BoardTx extends SupervisorOps, WorkerWrites {
    * Bare heartbeats of many runs at once (liveness times, no progress: the report channel's
    * heartbeats answered from memory and read in heartbeat slots): each is fenced as `heartbeat` is
    * and sets its run's `heartbeatAt` to its `at`; one statement per run at most, no savepoint of
-   * its own. Returns the ids of the runs refused (not current: the rest were written). Atomic as a
-   * whole: a failure (busy, I/O) writes none of them.
+   * its own. Returns the indexes (in `items`) of the heartbeats refused (not current: the rest were
+   * written); each item is judged on its own credentials, so two of one run with different tokens get
+   * their own answers. Atomic as a whole: a failure (busy, I/O) writes none of them.
    */
-  beats(items: ReadonlyArray<{ cred: RunCredentials; at: number }>): Promise<string[]>;
+  beats(items: ReadonlyArray<{ cred: RunCredentials; at: number }>): Promise<number[]>;
   /**
    * Commit what was written since the last commit (a no-op if nothing). Throws WriteGroupLostError
    * when none of it landed (the backend rolled it back as a whole): the caller must write again

@@ -90,6 +90,24 @@ describe('report channel group commit: the heartbeat window', () => {
     expect((await b.getTask(creds[1]!.taskId))!.status).toBe('done');
   });
 
+  it('in one batch: a bare heartbeat queued after its run\'s end is refused (the queue\'s order holds); a forged token beside the right one is refused alone', async () => {
+    const { b, creds, board } = await setup(2);
+    const batch = new ReportBatch({ board: () => board, log: pino({ level: 'silent' }), windowMs: 2, heartbeatWindowMs: 1 });
+    // Pushed in one go: one commit carries them all.
+    const end = answered(batch, { op: 'end', cred: creds[0]!, seq: null, report: { outcome: 'completed', result: null } });
+    const late = answered(batch, { op: 'heartbeat', cred: creds[0]!, progress: undefined });
+    const right = answered(batch, { op: 'heartbeat', cred: creds[1]!, progress: undefined });
+    const forged = answered(batch, { op: 'heartbeat', cred: { ...creds[1]!, token: '0'.repeat(32) }, progress: undefined });
+    const [ge, gl, gr, gf] = await Promise.all([end, late, right, forged]);
+    expect(batch.stats.commits).toBe(1);
+    expect(ge.a).toEqual({ ok: true });
+    expect(gl.a).toMatchObject({ ok: false, code: 'fenced' });
+    expect(gr.a).toEqual({ ok: true });
+    expect(gf.a).toMatchObject({ ok: false, code: 'fenced' });
+    expect((await b.getTask(creds[0]!.taskId))!.status).toBe('done');
+    expect((await b.getRun(creds[1]!.runId))!.heartbeatAt).not.toBeNull();
+  });
+
   it('a heartbeat with progress (data of the worker) commits durably', async () => {
     const { b, creds, board, begun } = await setup(1);
     const batch = new ReportBatch({ board: () => board, log: pino({ level: 'silent' }), windowMs: 2, heartbeatWindowMs: 1 });

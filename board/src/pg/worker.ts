@@ -87,23 +87,26 @@ export async function heartbeat(w: Writer, cred: RunCredentials, progress: Json 
 /**
  * Bare heartbeats of many runs (BoardTx.beats) in one statement: the runs that pass the fence of
  * `fence` (and `owner`) are locked with their tasks (FOR UPDATE, in id order) and written; the
- * ones it did not return are the refused ones.
+ * items it did not return are the refused ones.
  */
-export async function beats(w: Writer, items: ReadonlyArray<{ cred: RunCredentials; at: number }>, owner: string | null = null): Promise<string[]> {
+export async function beats(w: Writer, items: ReadonlyArray<{ cred: RunCredentials; at: number }>, owner: string | null = null): Promise<number[]> {
   if (items.length === 0) return [];
-  const ids = items.map((i) => i.cred.runId);
   return w.write(async (q) => {
+    // Each input row keeps its index (n): a row is written (and returned) only on its own
+    // credentials, so two items of one run with different tokens are answered each on its own.
     const rows = await q.all(
-      `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS v(id, task_id, token, at)),
-       ok AS (SELECT r.id, v.at FROM runs r JOIN v ON v.id = r.id AND v.task_id = r.task_id JOIN tasks t ON t.id = r.task_id
+      `WITH v AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS v(id, task_id, token, at, n)),
+       ok AS (SELECT r.id, v.at, v.n FROM runs r JOIN v ON v.id = r.id AND v.task_id = r.task_id JOIN tasks t ON t.id = r.task_id
                WHERE r.token = v.token AND r.status <> 'ended' AND r.exited_at IS NULL AND r.stop_reason IS NULL
                  AND t.status = 'running' AND t.current_run_id = r.id AND ($5::text IS NULL OR r.supervisor_id = $5)
                ORDER BY r.id FOR UPDATE OF r, t)
-       UPDATE runs SET heartbeat_at = ok.at FROM ok WHERE runs.id = ok.id RETURNING runs.id`,
-      [ids, items.map((i) => i.cred.taskId), items.map((i) => i.cred.token), items.map((i) => i.at), owner],
+       UPDATE runs SET heartbeat_at = ok.at FROM ok WHERE runs.id = ok.id RETURNING ok.n`,
+      [items.map((i) => i.cred.runId), items.map((i) => i.cred.taskId), items.map((i) => i.cred.token), items.map((i) => i.at), owner],
     );
-    const written = new Set(rows.map((r) => String(r.id)));
-    return ids.filter((id) => !written.has(id));
+    const written = new Set(rows.map((r) => Number(r.n) - 1));
+    const refused: number[] = [];
+    for (let i = 0; i < items.length; i++) if (!written.has(i)) refused.push(i);
+    return refused;
   });
 }
 

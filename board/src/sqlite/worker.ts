@@ -54,14 +54,15 @@ export async function heartbeat(c: Conn, w: Writer, cred: RunCredentials, progre
 
 /**
  * Bare heartbeats of many runs (BoardTx.beats): the fence of `fence` in each UPDATE's WHERE (one
- * statement per run instead of a savepoint, a read and a write); the runs it did not change are
+ * statement per run instead of a savepoint, a read and a write); the items it did not change are
  * the refused ones.
  */
-export async function beats(c: Conn, w: Writer, items: ReadonlyArray<{ cred: RunCredentials; at: number }>): Promise<string[]> {
+export async function beats(c: Conn, w: Writer, items: ReadonlyArray<{ cred: RunCredentials; at: number }>): Promise<number[]> {
   if (items.length === 0) return [];
   return w.write(() => {
-    const refused: string[] = [];
-    for (const { cred, at } of items) {
+    const refused: number[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const { cred, at } = items[i]!;
       const changed = c.run(
         `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND task_id = ? AND token = ? AND status != 'ended' AND exited_at IS NULL AND stop_reason IS NULL
            AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = runs.task_id AND t.status = 'running' AND t.current_run_id = runs.id)`,
@@ -70,7 +71,7 @@ export async function beats(c: Conn, w: Writer, items: ReadonlyArray<{ cred: Run
         cred.taskId,
         cred.token,
       ).changes;
-      if (changed === 0) refused.push(cred.runId);
+      if (changed === 0) refused.push(i);
     }
     return refused;
   });

@@ -405,17 +405,22 @@ export class ReportBatch {
   async applyQueued(tx: BoardTx): Promise<Applied> {
     const items = this.take();
     const results: Array<[Item, AnswerBody]> = [];
-    // Bare heartbeats first, all in one fenced write (BoardTx.beats: a statement per run, no
-    // savepoint each); a beat carries no data, so writing it before the reports that came with it
-    // changes nothing they do.
-    const bare = items.filter((it) => bareBeat(it.report));
+    // Bare heartbeats of runs with nothing else in this batch first, all in one fenced write
+    // (BoardTx.beats: a statement per run, no savepoint each): a beat carries no data, and its run
+    // has no other report here, so writing it first changes neither what is written nor any
+    // answer. A run with another report (an end, an event) keeps its beat in its place in the
+    // queue: a beat queued after its run's end is refused there, as it must be.
+    const others = new Set<string>();
+    for (const it of items) if (!bareBeat(it.report)) others.add(it.report.cred.runId);
+    const bare = items.filter((it) => bareBeat(it.report) && !others.has(it.report.cred.runId));
+    const inBulk = new Set(bare);
     if (bare.length) {
       try {
         const refused = new Set(await tx.beats(bare.map((it) => ({ cred: it.report.cred, at: it.at }))));
-        for (const it of bare) {
+        bare.forEach((it, i) => {
           const { runId, taskId } = it.report.cred;
-          results.push([it, refused.has(runId) ? { ok: false, code: 'fenced', error: new NotCurrentError(runId, taskId).message } : { ok: true }]);
-        }
+          results.push([it, refused.has(i) ? { ok: false, code: 'fenced', error: new NotCurrentError(runId, taskId).message } : { ok: true }]);
+        });
       } catch (e) {
         if (e instanceof WriteGroupLostError) {
           new Applied(items.map((x) => [x, unavailable(e)]), this.answerItem).settle(e);
@@ -427,7 +432,7 @@ export class ReportBatch {
     }
     for (let i = 0; i < items.length; i++) {
       const it = items[i]!;
-      if (bareBeat(it.report)) continue;
+      if (inBulk.has(it)) continue;
       try {
         results.push([it, await applyOne(tx, it)]);
       } catch (e) {

@@ -60,11 +60,12 @@ export class LogBound {
    * process of its group lives, not only its leader. A run that left `workers` gets one last check
    * (what its processes wrote since the one before), then its descriptor is closed. Never throws.
    */
-  boundLogs(now = Date.now()): void {
+  boundLogs(mono = performance.now()): void {
     const { state, log } = this.ctx;
     try {
-      const watchedToo = now - this.watchedCheckedAt >= WATCHED_LOG_CHECK_MS;
-      if (watchedToo) this.watchedCheckedAt = now;
+      // A monotonic clock: a wall clock stepped back must not skip the watched logs for that long.
+      const watchedToo = mono - this.watchedCheckedAt >= WATCHED_LOG_CHECK_MS;
+      if (watchedToo) this.watchedCheckedAt = mono;
       if (!state.stopped) for (const w of state.workers.values()) if (w.logPath && (watchedToo || !this.bounds.get(w.runId)?.watch)) this.boundLog(w);
       this.release();
       this.arm();

@@ -13,7 +13,7 @@ export const SAMPLE_INTERVAL_MS = 5000;
 
 export function sample(ctx: TickContext, logs: LogBound, now: number): void {
   const s = ctx.state;
-  logs.boundLogs(now); // every tick (a watched log every WATCHED_LOG_CHECK_MS); a log being written also on its own LOG_CHECK_INTERVAL_MS timer
+  logs.boundLogs(); // every tick (a watched log every WATCHED_LOG_CHECK_MS); a log being written also on its own LOG_CHECK_INTERVAL_MS timer
   if (now - s.lastSampleAt < SAMPLE_INTERVAL_MS || s.workers.size === 0) return;
   s.lastSampleAt = now;
   const ids = [...s.workers.values()].filter((w) => !w.leaderExit).map((w) => w.identity);

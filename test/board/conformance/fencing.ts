@@ -85,15 +85,17 @@ export function fencingConformance(factory: BoardFactory): void {
           { cred: { ...wrong.cred, token: '0'.repeat(32) }, at: now + 5 },
           { cred: { ...elsewhere.cred, taskId: live.task.id }, at: now + 5 },
           { cred: { ...wrong.cred, runId: 'r-none' }, at: now + 5 },
+          // Two of one run: the forged token is refused on its own, the right one written.
+          { cred: { ...live2.cred, token: 'f'.repeat(32) }, at: now + 7 },
           { cred: live2.cred, at: now + 6 },
         ]);
-        expect(refused.sort()).toEqual([reclaimed.claim.run.id, cancelled.claim.run.id, ended.claim.run.id, wrong.claim.run.id, elsewhere.claim.run.id, 'r-none'].sort());
+        expect(refused.sort((x, y) => x - y)).toEqual([1, 2, 3, 4, 5, 6, 7]);
         await tx.commit();
       } finally {
         tx.close();
       }
       expect(await b.getRun(live.claim.run.id)).toMatchObject({ heartbeatAt: now + 5, progress: null });
-      // A bare beat keeps the run's progress. (One item per run: the batch coalesces each run's beats.)
+      // A bare beat keeps the run's progress; the forged item's time was not written.
       expect(await b.getRun(live2.claim.run.id)).toMatchObject({ heartbeatAt: now + 6, progress: { step: 1 } });
       expect(await shown()).toBe(before);
       // Not committed: nothing written.
