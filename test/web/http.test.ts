@@ -339,6 +339,12 @@ describe('HTTP endpoints', () => {
     const s = await sup(db, { MAX_CONCURRENT_WORKERS: '2', TICK_INTERVAL_MS: '10000' });
     for (let i = 0; i < 2; i++) expect((await s.post('/api/tasks', { skill: 'sleep', title: `full${i}` })).status).toBe(201);
     await waitFor(async () => (await cli(db, ['list', '--status', 'running', '--json'])).stdout.includes('full1') && (await cli(db, ['list', '--status', 'running', '--json'])).stdout.includes('full0') || null, 20_000);
+    // A scrape turns Node's process metrics on (for the rest of the process's life): their event
+    // loop sampling must not wake the loop either (prom-client's default, every 10 ms, was 300
+    // wake-ups in 3 s). The lag gauges are still there.
+    const scraped = await s.get('/metrics');
+    expect(scraped.status).toBe(200);
+    expect(scraped.body).toMatch(/^nodejs_eventloop_lag_p99_seconds \S+$/m);
     await sleep(1500);
     // The main thread's wake-ups over 3 s: a tick or so, the HTTP server idle. The 25 ms poll alone
     // was 120.
