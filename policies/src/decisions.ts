@@ -171,10 +171,16 @@ export interface LiveRunView {
   /**
    * When this supervisor adopted the run's worker (null: it spawned it). Counts as a heartbeat: the
    * previous supervisor may have answered the worker's last beats from memory and died before it
-   * wrote their time (at most MEMORY_BEAT_FLUSH_MS of them), so a live worker is never judged
+   * wrote their time (at most MEMORY_BEAT_WRITE_MS of them), so a live worker is never judged
    * stalled on the board's time alone right after a restart.
    */
   adoptedAt?: number | null;
+  /**
+   * The latest heartbeat of the run this supervisor heard and vouched for (answered from memory or
+   * read in the worker's slot), whose time reaches the board up to MEMORY_BEAT_WRITE_MS later
+   * (null: none). Counts as a heartbeat: the worker beat then.
+   */
+  heardAt?: number | null;
 }
 
 /** Seconds a worker may linger after it reported its outcome before it is reclaimed. */
@@ -190,7 +196,7 @@ export function reclaimReason(run: LiveRunView, now: number): ReclaimReason | nu
   if (run.maxRuntimeSeconds && now - run.startedAt >= run.maxRuntimeSeconds * 1000) return 'timed_out';
   if (run.heartbeatTimeoutSeconds) {
     // A fresh run has not heartbeated yet: its start counts as the first beat (its adoption too).
-    const last = Math.max(run.heartbeatAt ?? 0, run.startedAt, run.adoptedAt ?? 0);
+    const last = Math.max(run.heartbeatAt ?? 0, run.startedAt, run.adoptedAt ?? 0, run.heardAt ?? 0);
     if (now - last >= run.heartbeatTimeoutSeconds * 1000) return 'stalled';
   }
   if (run.maxRssMb && run.rssBytes != null && run.rssBytes > run.maxRssMb * 1024 * 1024) return 'memory_exceeded';
@@ -246,6 +252,17 @@ export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, g
   // Two heartbeat intervals: a beat sent just before the fence closed passes, and timers run late on a busy host.
   return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + SLOT_ACK_WAIT_MS + REPORT_ANSWER_TIMEOUT_MS + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
 }
+
+/**
+ * How often the supervisor writes the times of the bare heartbeats it answered from memory (and of
+ * those it read in heartbeat slots) on the board, ms: all runs' together, with the first
+ * transaction once this long passed since the last time, not with every tick. 64 workers at 1 Hz
+ * were 64 fenced writes and a commit with its fsync every second; now a tick between two such
+ * writes has none of them. The supervisor's own verdicts use the beats it heard (LiveRunView
+ * heardAt); what lags is the board's time as other processes read it (`status` from the CLI,
+ * another supervisor after a restart, which counts its adoption as a heartbeat).
+ */
+export const MEMORY_BEAT_WRITE_MS = 5000;
 
 /**
  * How long after the supervisor's last tick commit (and, on a shared board, its last lease

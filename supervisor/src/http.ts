@@ -181,7 +181,7 @@ export class HttpSide {
         const board = await readBoard();
         const workerOf = (runId: string) => {
           const w = s.workers.get(runId);
-          return w && w.leaderExit === null ? { pid: w.identity.pid, cpuPercent: w.cpuPercent, rssBytes: w.rssBytes } : null;
+          return w && w.leaderExit === null ? { pid: w.identity.pid, cpuPercent: w.cpuPercent, rssBytes: w.rssBytes, heardAt: s.reports?.heardAt(runId) ?? null } : null;
         };
         return { ...(await statusReport(ctx.boardPath, this.sampler, { board, workerOf })), failureLimit: ctx.cfg.failureLimit };
       },

@@ -84,6 +84,15 @@ function stormOf(file: Record<string, unknown> | null, now: number): StatusRepor
   return { pausedUntil: s.pausedUntil, trips: Number(s.trips ?? 0), reason: String(s.reason ?? '') };
 }
 
+/**
+ * A live run's heartbeat age: from its board time, or from the latest beat its supervisor heard when
+ * it answers itself (the board's time of beats answered from memory lags up to MEMORY_BEAT_WRITE_MS).
+ */
+function heartbeatAge(boardAt: number | null, heardAt: number | null, now: number): number | null {
+  const last = Math.max(boardAt ?? -Infinity, heardAt ?? -Infinity);
+  return Number.isFinite(last) ? Math.max(0, now - last) : null;
+}
+
 function reclaimText(r: RunListing, now: number): string | null {
   if (r.stopReason !== null) {
     if (r.sigkillAt !== null) return `${r.stopReason}: SIGKILL sent ${fmtAge(now - r.sigkillAt)} ago`;
@@ -101,7 +110,7 @@ function reclaimText(r: RunListing, now: number): string | null {
 export interface InProcessStatus {
   board: Board;
   /** A supervised worker's last sample by run id; null: not one of ours (not alive here). */
-  workerOf(runId: string): { pid: number; cpuPercent: number | null; rssBytes: number | null } | null;
+  workerOf(runId: string): { pid: number; cpuPercent: number | null; rssBytes: number | null; heardAt?: number | null } | null;
 }
 
 export async function statusReport(db: string, sampler: UsageSampler = new UsageSampler(), own?: InProcessStatus): Promise<StatusReport> {
@@ -206,7 +215,7 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
           stopReason: r.stopReason,
           reclaim: reclaimText(r, at),
           ageMs: at - r.startedAt,
-          heartbeatAgeMs: r.heartbeatAt !== null ? at - r.heartbeatAt : null,
+          heartbeatAgeMs: heartbeatAge(r.heartbeatAt, own?.workerOf(r.id)?.heardAt ?? null, at),
           alive: id ? isAlive(r.id) : false,
           cpuPercent: u ? Math.round(u.cpuPercent * 10) / 10 : null,
           rssBytes: u ? u.rssBytes : null,

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { boardFiles, openBoard } from '@kanban-supervisor/board';
+import { MEMORY_BEAT_WRITE_MS } from '@kanban-supervisor/policies';
 import { Cleanups, FIXTURES, cli, exited, logEvents, sleep, waitFor } from '../src/common.js';
 import { startHttpSup, type HttpSup } from '../src/http-client.js';
 import { RUNTIMES } from '../fixtures/runtimes/runtimes.js';
@@ -38,16 +39,21 @@ async function metric(s: HttpSup, name: string, labels = ''): Promise<number> {
   return n;
 }
 
-/** Heartbeat times the board shows for a run, sampled every 300 ms for `ms`. */
-async function beatsSeen(db: string, id: string, ms: number): Promise<number[]> {
+/** Heartbeat times the board shows for a run, sampled every 300 ms for `ms`; and the oldest it showed (age at a sample, ms). */
+async function beatsSeen(db: string, id: string, ms: number): Promise<{ times: number[]; oldest: number; stopped: boolean }> {
   const seen = new Set<number>();
   const end = Date.now() + ms;
+  let oldest = 0;
+  let stopped = false;
   while (Date.now() < end) {
-    const at = (await runOf(db, id))?.heartbeatAt;
+    const r = await runOf(db, id);
+    const at = r?.heartbeatAt;
     if (at) seen.add(at);
+    if (at) oldest = Math.max(oldest, Date.now() - at);
+    stopped ||= r?.stopReason != null;
     await sleep(300);
   }
-  return [...seen];
+  return { times: [...seen].sort((a, b) => a - b), oldest, stopped };
 }
 
 async function startSup(cl: Cleanups, db: string): Promise<HttpSup> {
@@ -74,8 +80,21 @@ describe('heartbeat slots (real supervisor)', () => {
     const run = await waitFor(() => runOf(db, id).then((r) => (r?.pid ? r : null)));
     const slot = join(boardFiles(db).beatDir, `${run.id}.beat`);
     expect(existsSync(slot)).toBe(true);
-    const seen = await beatsSeen(db, id, 5000);
-    expect(seen.length, `heartbeat times on the board: ${seen.join(' ')}`).toBeGreaterThanOrEqual(3);
+    // The board gets the beats' times every MEMORY_BEAT_WRITE_MS (5 s), not at every beat: its time
+    // gets older than the 3 s timeout between two writes, and the worker is not reclaimed for it (the
+    // supervisor judges by the beats it heard).
+    const seen = await beatsSeen(db, id, 11_500);
+    const say = `heartbeat times on the board: ${seen.times.join(' ')}; oldest seen ${seen.oldest} ms`;
+    expect(seen.times.length, say).toBeGreaterThanOrEqual(2);
+    // Not one a second (eleven or so): a round every 5 s, and the run's first beats (reported, committed).
+    expect(seen.times.length, say).toBeLessThanOrEqual(5);
+    expect(seen.oldest, say).toBeGreaterThan(3000);
+    expect(seen.oldest, say).toBeLessThan(MEMORY_BEAT_WRITE_MS + 2500);
+    expect(seen.stopped, 'a live worker beating every second was reclaimed').toBe(false);
+    // The supervisor's own status answers from the beats it heard: a second old at most, not five.
+    const st = (await s.get('/api/status')).json;
+    const w = st.workers.find((x: { run: string }) => x.run === run.id);
+    expect(w.heartbeatAgeMs, JSON.stringify(w)).toBeLessThan(2500);
     const fromSlot = await metric(s, 'kanban_heartbeat_slot_beats_total');
     const reported = await metric(s, 'kanban_channel_reports_total', 'op="heartbeat"');
     expect(fromSlot, 'beats read in the slot').toBeGreaterThanOrEqual(3);
@@ -132,8 +151,12 @@ describe('heartbeat slots (real supervisor)', () => {
     const second = await startSup(cleanups, db);
     await waitFor(() => logEvents(second.child.output(), 'adopted').length >= 3, 15_000);
     // Every worker stays alive and current past several heartbeat timeouts: none is judged stalled.
-    const seen = await Promise.all(runs.map((r, i) => beatsSeen(db, ids[i]!, 8000)));
-    for (const [i, s] of seen.entries()) expect(s.length, `run ${i}: heartbeat times ${s.join(' ')}`).toBeGreaterThanOrEqual(3);
+    // (Their times reach the board every MEMORY_BEAT_WRITE_MS: two writes or more in 11 s.)
+    const seen = await Promise.all(runs.map((r, i) => beatsSeen(db, ids[i]!, 11_000)));
+    for (const [i, s] of seen.entries()) {
+      expect(s.times.length, `run ${i}: heartbeat times ${s.times.join(' ')}`).toBeGreaterThanOrEqual(2);
+      expect(s.stopped, `run ${i} reclaimed`).toBe(false);
+    }
     for (const id of ids) expect((await runOf(db, id))!.endedAt, 'still running').toBeNull();
     // The first through its reopened slot, the others by reports (their slots refused).
     expect(await metric(second, 'kanban_heartbeat_slot_beats_total')).toBeGreaterThanOrEqual(3);

@@ -14,7 +14,7 @@ import { closeSync, existsSync, lstatSync, openSync, readFileSync, renameSync, s
 import { join } from 'node:path';
 import pino from 'pino';
 import { SqliteBoard, type RunCredentials } from '@kanban-supervisor/board';
-import { slotBeatValue, slotTrusted } from '@kanban-supervisor/policies';
+import { MEMORY_BEAT_WRITE_MS, slotBeatValue, slotTrusted } from '@kanban-supervisor/policies';
 import { openSlot, readAck, writeBeat } from '@kanban-supervisor/reaper/beat-slot';
 import { BeatSlots, SLOT_STALE_MS } from '../../supervisor/dist/services/beat-slots.js';
 import { ReportBatch } from '../../supervisor/dist/channel/batch.js';
@@ -223,14 +223,15 @@ describe('heartbeat slots', () => {
     writeBeat(fd, 1n);
     s.read(5_000);
     expect(readAck(fd)).toBe(1n);
-    // Written by a commit of its own within MEMORY_BEAT_FLUSH_MS (no tick here).
+    // Written by a commit of its own (no tick here): the first of a round at once.
     await waitFor(async () => (await b.getRun(c.runId))!.heartbeatAt === 5_000, 5_000);
     // The run is fenced (reclaimed by someone else): the next slot beat is refused at its flush.
     expect(await b.beginReclaim(c.runId, 'timed_out', Date.now())).toBe(true);
     writeBeat(fd, 2n);
     s.read(6_000);
     expect(readAck(fd)).toBe(2n); // acknowledged when read (vouched); the board has not said yet
-    await waitFor(() => batch.size === 0, 5_000);
+    // Written with the next round of beats answered from memory (MEMORY_BEAT_WRITE_MS after the last).
+    await waitFor(() => batch.waiting === 0, MEMORY_BEAT_WRITE_MS + 3_000);
     await new Promise((r) => setTimeout(r, 50));
     expect((await b.getRun(c.runId))!.heartbeatAt).toBe(5_000);
     writeBeat(fd, 3n);

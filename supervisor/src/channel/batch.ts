@@ -16,17 +16,23 @@
  * One exception to "answered once committed": a *bare* heartbeat (no progress: a liveness time, no
  * data of the worker's) of a run whose credentials a committed heartbeat already proved is answered
  * from memory when the supervisor says its worker is live and not being stopped and its ticks
- * commit (deps.memoryBeat); its time goes on the board with the next transaction (the tick's, or
- * one of its own within MEMORY_BEAT_FLUSH_MS), fenced as any report, and a fenced one withdraws the
- * proof (the run's next beat goes through a transaction and is refused). What such an answer
+ * commit (deps.memoryBeat). The times of such beats (and of the beats read in heartbeat slots) go on
+ * the board all together, at most every MEMORY_BEAT_WRITE_MS (policies): with the first
+ * transaction that begins once that long passed since they were last written (a tick's), else a
+ * commit of their own then; fenced as any report, and a fenced one withdraws the proof (the run's
+ * next beat goes through a transaction and is refused). Meanwhile the supervisor's own verdicts
+ * use the latest beat it heard (heardAt: its stall verdicts, its status and page), so a tick
+ * between two such writes has nothing of them to write (no commit, no fsync). What such an answer
  * promises is what the supervisor knows: the run is its current worker's. What a SIGKILL of the
- * supervisor can lose is liveness times of the last MEMORY_BEAT_FLUSH_MS, never a worker's data (a
- * heartbeat with progress, an event, a result is always committed before it is answered).
+ * supervisor can lose is liveness times of the last MEMORY_BEAT_WRITE_MS, never a worker's data (a
+ * heartbeat with progress, an event, a result is always committed before it is answered; a
+ * restarted supervisor judges a stall of a worker it adopts from the adoption at the earliest).
  *
  * The supervisor's loop holds the batch while it ticks (hold/release): the board connection has
  * one transaction at a time, and the tick's carries the reports then.
  */
 import { BoardInputError, NotCurrentError, WriteGroupLostError, classifyError, type Board, type BoardTx, type Json } from '@kanban-supervisor/board';
+import { MEMORY_BEAT_WRITE_MS } from '@kanban-supervisor/policies';
 import { PARENTS_PAGE_BYTES, type Report, type WireAnswer } from '@kanban-supervisor/worker-runtime';
 import type { Logger } from '../logger.js';
 import type { ChannelOutcome, SupervisorMetrics } from '../metrics/registry.js';
@@ -50,14 +56,6 @@ export const BATCH_WINDOW_MS = 2;
  */
 export const HEARTBEAT_WINDOW_MS = 5;
 
-/**
- * The longest a heartbeat answered from memory waits for a transaction to write its time, ms: the
- * tick's takes it when one comes first (every TICK_INTERVAL_MS, 1 s by default), else a report commit
- * of its own (relaxed: bare heartbeats only). So the board's heartbeat times lag by at most this much
- * whatever the tick interval, and a supervisor SIGKILLed and restarted does not find a live worker's
- * heartbeat older than its interval plus this (a stall verdict counts on it).
- */
-export const MEMORY_BEAT_FLUSH_MS = 1000;
 
 /** Whether a report is a bare heartbeat (no progress: a liveness time, no data of the worker's). */
 function bareBeat(r: Report): boolean {
@@ -137,15 +135,19 @@ export class ReportBatch {
   private readonly beats = new Map<string, Item>();
   /** Runs whose credentials a committed heartbeat proved current, by run id: token and task. */
   private readonly proven = new Map<string, { token: string; taskId: string }>();
-  /** Bare heartbeats answered from memory, by run id (the latest), for the next transaction. */
+  /** Bare heartbeats answered from memory (or read in slots), by run id (the latest), for the next write of them. */
   private readonly remembered = new Map<string, Item>();
+  /** The latest bare heartbeat heard of each vouched-for run (answered from memory or read in its slot), wall ms. */
+  private readonly heard = new Map<string, number>();
+  /** When the beats answered from memory were last taken into a transaction, monotonic ms. */
+  private memoryWrittenAt = -Infinity;
   private inFlight: Promise<void> | null = null;
   private held = 0;
   private timer: NodeJS.Timeout | null = null;
   /** The timer is the heartbeats' wait (cut short by any other report). */
   private beatWait = false;
   private immediate: NodeJS.Immediate | null = null;
-  /** The timer that writes beats answered from memory when no transaction came for them (MEMORY_BEAT_FLUSH_MS). */
+  /** The timer that writes beats answered from memory when they are due and no transaction came for them (MEMORY_BEAT_WRITE_MS). */
   private flushTimer: NodeJS.Timeout | null = null;
   readonly stats: BatchStats = { applied: 0, duplicates: 0, fenced: 0, invalid: 0, unavailable: 0, commits: 0 };
   private readonly answerItem = (it: Item, a: AnswerBody): void => this.answer(it, a);
@@ -192,14 +194,38 @@ export class ReportBatch {
     for (const r of it.replies) r(a);
   }
 
-  /** Reports waiting to be applied (heartbeats answered from memory among them). */
+  /** Reports waiting to be applied now (heartbeats answered from memory among them once they are due). */
   get size(): number {
+    return this.queue.length + (this.memoryDue() ? this.remembered.size : 0);
+  }
+
+  /** Reports waiting, with every beat answered from memory not written yet (due or not). */
+  get waiting(): number {
     return this.queue.length + this.remembered.size;
+  }
+
+  /** Whether the beats answered from memory are to be written by the next transaction (MEMORY_BEAT_WRITE_MS since the last time). */
+  private memoryDue(now = performance.now()): boolean {
+    return now - this.memoryWrittenAt >= MEMORY_BEAT_WRITE_MS;
+  }
+
+  /**
+   * The latest bare heartbeat of a run the supervisor heard and vouched for (answered from memory,
+   * or read in its slot), wall ms; its board time may be up to MEMORY_BEAT_WRITE_MS older. Null:
+   * none (since the run was last forgotten).
+   */
+  heardAt(runId: string): number | null {
+    return this.heard.get(runId) ?? null;
   }
 
   /** A run is no longer supervised: its heartbeats are not answered from memory again. */
   forget(runId: string): void {
     this.proven.delete(runId);
+    this.heard.delete(runId);
+  }
+
+  private hear(runId: string, at: number): void {
+    if (at > (this.heard.get(runId) ?? -Infinity)) this.heard.set(runId, at);
   }
 
   /**
@@ -213,7 +239,8 @@ export class ReportBatch {
         prev.report = report;
         prev.at = at;
       } else this.remembered.set(report.cred.runId, { report, at, replies: [] });
-      this.flushSoon(MEMORY_BEAT_FLUSH_MS);
+      this.hear(report.cred.runId, at);
+      this.flushSoon();
       this.stats.applied++;
       this.deps.metrics?.channelAnswered('heartbeat', 'applied', 1);
       reply({ ok: true });
@@ -247,7 +274,8 @@ export class ReportBatch {
       prev.report = report;
       prev.at = Math.max(prev.at, at);
     } else this.remembered.set(cred.runId, { report, at, replies: [] });
-    this.flushSoon(MEMORY_BEAT_FLUSH_MS);
+    this.hear(cred.runId, at);
+    this.flushSoon();
   }
 
   /**
@@ -267,18 +295,20 @@ export class ReportBatch {
 
   /** Answer every queued report `unavailable` (the supervisor stops; quarantine); beats answered from memory are dropped. */
   failAll(why: string): void {
-    for (const it of this.take()) this.answer(it, { ok: false, code: 'unavailable', error: why });
+    for (const it of this.take(true)) this.answer(it, { ok: false, code: 'unavailable', error: why });
   }
 
   /**
-   * Write the beats answered from memory within `ms` if no transaction takes them first: a report
-   * commit of their own once the batch is neither held (a tick, which takes them) nor committing.
+   * Write the beats answered from memory once they are due (MEMORY_BEAT_WRITE_MS since they were
+   * last written) if no transaction takes them first: a report commit of their own once the batch
+   * is neither held (a tick, which takes them) nor committing.
    */
-  private flushSoon(ms: number): void {
+  private flushSoon(ms = Math.max(0, this.memoryWrittenAt + MEMORY_BEAT_WRITE_MS - performance.now())): void {
     if (this.flushTimer) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = null;
       if (this.remembered.size === 0) return;
+      if (!this.memoryDue()) return this.flushSoon(); // a transaction took them meanwhile: the next round
       if (this.held > 0 || this.inFlight) return this.flushSoon(50);
       this.inFlight = this.commitOwn().finally(() => {
         this.inFlight = null;
@@ -294,21 +324,33 @@ export class ReportBatch {
     return p !== undefined && p.token === r.cred.token && p.taskId === r.cred.taskId && (this.deps.memoryBeat?.(r.cred.runId) ?? false);
   }
 
-  private take(): Item[] {
+  /** What the next transaction applies: the queue, and the beats answered from memory when they are due (`all`: whatever their time). */
+  private take(all = false): Item[] {
     const items = this.queue;
-    // Beats answered from memory go on the board with this transaction (already answered: their
-    // outcome only updates the proof). A run with a beat queued too is written once, by that one,
-    // with the later time.
+    const now = performance.now();
+    const due = all || this.memoryDue(now);
+    // Beats answered from memory go on the board with this transaction when due (already answered:
+    // their outcome only updates the proof). A run with a beat queued too is written once, by that
+    // one, with the later time, due or not.
+    let taken = false;
     for (const [runId, it] of this.remembered) {
       const queued = this.beats.get(runId);
       if (queued) queued.at = Math.max(queued.at, it.at);
-      else items.push(it);
+      else if (!due) continue;
+      else {
+        items.push(it);
+        taken = true;
+      }
+      this.remembered.delete(runId);
+    }
+    // The round starts with a write (the first beats after a quiet spell go with the next transaction).
+    if (taken) this.memoryWrittenAt = now;
+    if (this.remembered.size === 0) {
+      if (this.flushTimer) clearTimeout(this.flushTimer);
+      this.flushTimer = null;
     }
     this.queue = [];
     this.beats.clear();
-    this.remembered.clear();
-    if (this.flushTimer) clearTimeout(this.flushTimer);
-    this.flushTimer = null;
     return items;
   }
 

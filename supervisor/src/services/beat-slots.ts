@@ -4,9 +4,10 @@
  * spawn and held open. Every SLOT_READ_MS (a timer that runs only while there are slots), each
  * slot's beat is read through the descriptor the supervisor holds (one pread: never a path a worker
  * could swap, never a blocking open); a changed value is a heartbeat, acknowledged in the slot and
- * handed to the report batch, which writes it with its next transaction (the tick's, or one of its
- * own within MEMORY_BEAT_FLUSH_MS) fenced with the run's token, only while the supervisor vouches
- * for the worker (the rules of a heartbeat answered from memory). A beat the board refuses as
+ * handed to the report batch, which writes it with the other beats answered from memory every
+ * MEMORY_BEAT_WRITE_MS (policies; the supervisor's stall verdicts use the beat it heard meanwhile)
+ * fenced with the run's token, only while the supervisor vouches for the worker (the rules of a
+ * heartbeat answered from memory). A beat the board refuses as
  * fenced stops the acknowledgements for that run: its worker's next beat goes the reporting way
  * and is refused there, which stops it.
  *

@@ -53,6 +53,8 @@ export async function reclaim(ctx: TickContext, tx: TickTx | null, live: LiveRun
         // Taken over by another supervisor while this one was away: its fence is closed, stop it now.
         leaseLost: run.stopReason === 'lease_lost' && run.sigtermAt === null,
         adoptedAt: w.adoptedAt,
+        // Beats it heard whose time is not on the board yet (written every MEMORY_BEAT_WRITE_MS).
+        heardAt: s.reports?.heardAt(w.runId) ?? null,
       },
       now,
     );
