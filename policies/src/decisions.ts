@@ -253,6 +253,29 @@ export function takeoverRequeueDelayMs(heartbeatTimeoutSeconds: number | null, g
   return 2 * heartbeatIntervalMs(heartbeatTimeoutSeconds) + SLOT_ACK_WAIT_MS + REPORT_ANSWER_TIMEOUT_MS + Math.round(Math.max(0, graceSeconds) * 1000) + FENCED_SIGNAL_WAIT_MS + 1000;
 }
 
+/** How often the supervisor polls between ticks while a slot is free or it is stopping, ms (another process's commit may be a task to dispatch at once; exits to collect). */
+export const DISPATCH_POLL_MS = 25;
+
+/**
+ * How often it polls while only an event stream follows the board (a full pool, a page open), ms:
+ * other processes' commits reach the stream within this; the supervisor's own commits go to it
+ * after each tick without waiting. Slower than DISPATCH_POLL_MS because a timer's wake-ups are what
+ * a poll costs (a 25 ms one: about half a percent of a core on the bench's VM) and a person
+ * watching a page does not see 25 ms from 200.
+ */
+export const WATCH_POLL_MS = 200;
+
+/**
+ * The supervisor's poll period now, ms, or null for no poll at all: a full pool with nothing
+ * watching sleeps between ticks (its workers' exits wake it by themselves: SIGCHLD). `dispatchMs`:
+ * the dispatch period (DISPATCH_POLL_MS unless configured); the watch period is never quicker.
+ */
+export function pollPeriodMs(o: { stopped: boolean; stopping: boolean; freeSlot: boolean; watched: boolean }, dispatchMs = DISPATCH_POLL_MS): number | null {
+  if (o.stopped) return null;
+  if (o.stopping || o.freeSlot) return dispatchMs;
+  return o.watched ? Math.max(dispatchMs, WATCH_POLL_MS) : null;
+}
+
 /**
  * How often the supervisor writes the times of the bare heartbeats it answered from memory (and of
  * those it read in heartbeat slots) on the board, ms: all runs' together, with the first

@@ -8,7 +8,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { OwnerLock, changeFeedOf, isPgLocation, localConnectionOf, resolveBoardPath, supervisorRegistryOf } from '@kanban-supervisor/board';
-import { EXIT, heartbeatFromMemory, type SupervisorConfig } from '@kanban-supervisor/policies';
+import { EXIT, heartbeatFromMemory, pollPeriodMs, type SupervisorConfig } from '@kanban-supervisor/policies';
 import { Reaper, SystemdNotifier } from '@kanban-supervisor/reaper';
 import { ReportBatch } from './channel/batch.js';
 import { ReportServer } from './channel/server.js';
@@ -36,6 +36,8 @@ export class Supervisor {
   /** A wake-up asked for while a tick was running: the next wait is skipped. */
   private wakeRequested = false;
   private pollTimer: NodeJS.Timeout | null = null;
+  /** The running poll timer's period (null: none). */
+  private pollTimerMs: number | null = null;
   /** One tick: its steps, guards and transaction (tick.ts). */
   private readonly ticker: Tick;
   /** sd_notify (NOTIFY_SOCKET): READY, WATCHDOG and STATUS from the loop, STOPPING on the way out. */
@@ -282,30 +284,31 @@ export class Supervisor {
   // ------------------------------------------------------------------ loop and wake-ups
 
   /**
-   * Whether the poll is needed: a free slot (another process's commit may be a task to dispatch at
-   * once), stopping (exits to collect), or an open event stream (every commit to follow). A full
-   * pool polls nothing: its workers' exits wake the loop by themselves (SIGCHLD, onExit), and the
-   * 25 ms timer's wake-ups alone cost about half a percent of a core on the bench's VM.
+   * The poll's period now (policies pollPeriodMs): quick with a free slot (another process's
+   * commit may be a task to dispatch at once) or while stopping (exits to collect), slower with only
+   * an open event stream (every commit to follow), none for a full pool with nothing watching (its
+   * workers' exits wake the loop by themselves: SIGCHLD, onExit).
    */
-  private pollWanted(): boolean {
+  private pollPeriod(): number | null {
     const s = this.state;
-    if (s.stopped) return false;
-    return this.http.watched || !!s.stopping || s.workers.size < this.cfg.maxConcurrentWorkers;
+    return pollPeriodMs({ stopped: s.stopped, stopping: !!s.stopping, freeSlot: s.workers.size < this.cfg.maxConcurrentWorkers, watched: this.http.watched }, this.opts.pollMs);
   }
 
-  /** Run the poll timer while it is wanted (checked after every tick, when a stream opens, and by the poll itself). */
+  /** Run the poll timer at the period wanted now (checked after every tick, when a stream opens, and by the poll itself). */
   private armPoll(): void {
-    const wanted = this.pollWanted();
-    if (wanted && !this.pollTimer) this.pollTimer = setInterval(() => this.poll(), this.opts.pollMs ?? 25);
-    else if (!wanted && this.pollTimer) {
-      clearInterval(this.pollTimer);
-      this.pollTimer = null;
-    }
+    const period = this.pollPeriod();
+    if (period === this.pollTimerMs) return;
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = period === null ? null : setInterval(() => this.poll(), period);
+    this.pollTimerMs = period;
   }
 
   private poll(): void {
     const s = this.state;
-    if (!this.pollWanted()) return this.armPoll();
+    if (this.pollPeriod() !== this.pollTimerMs) {
+      this.armPoll();
+      if (this.pollTimerMs === null) return;
+    }
     // The HTTP view's event streams follow every commit of other processes (workers, the CLI);
     // with no stream open, nothing is read for them (a full pool's poll then costs nothing).
     if (this.http.watched && s.board && !s.quarantine) {

@@ -26,6 +26,9 @@ import {
   SPAWN_SLICE,
   spawnSlice,
   nextSpawnMs,
+  pollPeriodMs,
+  DISPATCH_POLL_MS,
+  WATCH_POLL_MS,
 } from '@kanban-supervisor/policies';
 
 const backoff = { baseSeconds: 1, factor: 4, maxSeconds: 300, jitter: 0 };
@@ -200,6 +203,22 @@ describe('reclaim decisions', () => {
     expect(shutdownBudgetMs(30)).toBe(25_000);
     expect(shutdownBudgetMs(2)).toBe(1500);
     expect(shutdownBudgetMs(0)).toBe(0);
+  });
+});
+
+describe('the supervisor\'s poll between ticks (pollPeriodMs)', () => {
+  const base = { stopped: false, stopping: false, freeSlot: false, watched: false };
+  it('quick for a free slot or a stop, slow for a stream only, none for a full pool nobody watches', () => {
+    expect(pollPeriodMs(base)).toBeNull();
+    expect(pollPeriodMs({ ...base, freeSlot: true })).toBe(DISPATCH_POLL_MS);
+    expect(pollPeriodMs({ ...base, stopping: true })).toBe(DISPATCH_POLL_MS);
+    expect(pollPeriodMs({ ...base, watched: true })).toBe(WATCH_POLL_MS);
+    expect(pollPeriodMs({ ...base, watched: true, freeSlot: true })).toBe(DISPATCH_POLL_MS);
+    expect(pollPeriodMs({ ...base, stopped: true, freeSlot: true, watched: true })).toBeNull();
+    // A configured dispatch period; the watching one is never quicker than it.
+    expect(pollPeriodMs({ ...base, freeSlot: true }, 5)).toBe(5);
+    expect(pollPeriodMs({ ...base, watched: true }, 500)).toBe(500);
+    expect(DISPATCH_POLL_MS).toBeLessThan(WATCH_POLL_MS);
   });
 });
 

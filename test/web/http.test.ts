@@ -361,6 +361,12 @@ describe('HTTP endpoints', () => {
     expect(await a.status).toBe(200);
     await waitFor(() => a.events.find((e) => e.event === 'hello'));
     await sleep(300);
+    // It polls for them at the watching pace (policies WATCH_POLL_MS, 200 ms), not the dispatch
+    // pace (25 ms: 120 wake-ups in 3 s).
+    const w0 = switches();
+    await sleep(3000);
+    const watching = switches() - w0;
+    expect(watching, `${watching} wake-ups in 3 s of a full pool's supervisor with a stream open`).toBeLessThan(50);
     // Three commits, each seen within 700 ms (the stream's own fallback read, every 2 s, would
     // make all three that quick about once in 25 runs).
     for (const title of ['seen0', 'seen1', 'seen2']) {

@@ -169,8 +169,10 @@ export async function benchOverhead(): Promise<void> {
     target: '≤ 100 MB',
     pass: rssMb <= 100,
   });
-  // The floor: the same workers without any heartbeat (what supervising them costs: ticks, /proc, logs).
-  const floor = await heartbeatRun('overhead-floor', { workers: n, windowS: P.hbWindowS, skillEnv: { HB_MODE: 'none' } });
+  // The floor: the same workers without any heartbeat (what supervising them costs: ticks, /proc,
+  // logs), HTTP served and scraped before the window as in the first row (a scrape turns Node's
+  // process metrics on for good: a floor without them was not the floor of that row).
+  const floor = await heartbeatRun('overhead-floor', { workers: n, windowS: P.hbWindowS, env: { KANBAN_HTTP: '127.0.0.1:0' }, skillEnv: { HB_MODE: 'none' } });
   res.add({
     scenario: S,
     figure: `CPU of the supervisor, ${floor.started} workers without heartbeats (the floor the rows above sit on)`,
