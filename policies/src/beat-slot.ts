@@ -7,7 +7,7 @@
  *   bytes 0-7   the worker's last beat: a value the worker never wrote before (pid × 2^32 + count)
  *   bytes 8-15  the supervisor's acknowledgement: the last beat value it read and vouched for
  * The supervisor reads every slot every SLOT_READ_MS; a value that changed is a heartbeat, which it
- * writes on the board (fenced, with the run's token) with its next transaction, and acknowledges,
+ * writes on the board (fenced, with the run's token) within MEMORY_BEAT_WRITE_MS, and acknowledges,
  * only while it vouches for the worker (the rules of a heartbeat answered from memory:
  * heartbeatFromMemory). The worker trusts the slot while its previous beat (SLOT_TRUSTED_BEATS) was
  * acknowledged; otherwise (the supervisor dead, stopped, slow, no longer vouching, the run

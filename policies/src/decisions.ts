@@ -302,7 +302,7 @@ export function memoryBeatFreshMs(tickIntervalMs: number, leaseMs: number | null
 
 /**
  * Whether the supervisor may answer a bare heartbeat (no progress) of a run whose credentials a
- * committed heartbeat already proved from memory, its time written with its next transaction:
+ * committed heartbeat already proved from memory, its time written within MEMORY_BEAT_WRITE_MS:
  * the run's worker is live and not being stopped, the supervisor is neither stopping nor
  * quarantined, and its ticks (and lease) committed recently (memoryBeatFreshMs). Otherwise the
  * beat goes through a transaction, fenced, and is answered once that committed. Every time here

@@ -242,6 +242,7 @@ export class Supervisor {
         // What is still held for the board, in a transaction of its own; then the owner row.
         // The reports still queued on the channel go with it (its commit takes them).
         const tx = new TickTx(s);
+        s.reports?.writeMemoryBeatsNow();
         try {
           settleExitReports(this.ctx);
           await tx.writeHeld();

@@ -354,6 +354,14 @@ describe('HTTP endpoints', () => {
     await sleep(3000);
     const woke = switches() - v0;
     expect(woke, `${woke} wake-ups of a full pool's supervisor in 3 s`).toBeLessThan(40);
+    // The lag gauges say how late the loop ran, not how long their sampling period is (Node's delay
+    // histogram counts the period in: read raw, every one of them was ~1 s).
+    const lag = (await s.get('/metrics')).body;
+    for (const g of ['min', 'max', 'mean', 'p50', 'p90', 'p99']) {
+      const v = Number(new RegExp(`^nodejs_eventloop_lag_${g}_seconds (\\S+)$`, 'm').exec(lag)?.[1]);
+      expect(v, `nodejs_eventloop_lag_${g}_seconds`).toBeGreaterThanOrEqual(0);
+      expect(v, `nodejs_eventloop_lag_${g}_seconds`).toBeLessThan(0.5);
+    }
     // A stream opened now follows the board at once: another process's commit reaches it well
     // before the next tick.
     const a = sseClient(`${s.url}/api/events`);

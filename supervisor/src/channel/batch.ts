@@ -224,8 +224,17 @@ export class ReportBatch {
     this.heard.delete(runId);
   }
 
+  /** The latest beat heard: the last one (beats come in time order; a wall clock stepped back must not leave a time in the future here). */
   private hear(runId: string, at: number): void {
-    if (at > (this.heard.get(runId) ?? -Infinity)) this.heard.set(runId, at);
+    this.heard.set(runId, at);
+  }
+
+  /**
+   * The beats answered from memory go with the next transaction, due or not: the supervisor stops
+   * (its last commit takes them; only a SIGKILL loses them).
+   */
+  writeMemoryBeatsNow(): void {
+    this.memoryWrittenAt = -Infinity;
   }
 
   /**
@@ -265,7 +274,7 @@ export class ReportBatch {
 
   /**
    * A bare heartbeat the supervisor read in its worker's heartbeat slot (services/beat-slots.ts),
-   * already vouched for: written with the next transaction, as a heartbeat answered from memory.
+   * already vouched for: written with the beats answered from memory (within MEMORY_BEAT_WRITE_MS).
    */
   slotBeat(cred: { runId: string; taskId: string; token: string }, at: number): void {
     const report: Report = { op: 'heartbeat', cred, progress: undefined };

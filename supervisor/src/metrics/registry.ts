@@ -13,6 +13,7 @@
  * Names follow Prometheus conventions: prefix `kanban_`, base units (`_seconds`, `_bytes`),
  * counters end in `_total`. The README's "### Metrics" table lists them.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { countsAsFailure, type RunOutcome, type StopReason } from '@kanban-supervisor/policies';
 import { MinuteHistory } from './history.js';
@@ -22,6 +23,9 @@ import { MinuteHistory } from './history.js';
  * (prom-client's default is 10 ms: 100 wake-ups a second; see enableDefaults).
  */
 export const EVENT_LOOP_SAMPLE_MS = 1000;
+
+/** prom-client's event loop gauges read from its delay histogram, replaced by ours (enableDefaults). */
+const LAG_GAUGES = { min: 'min', max: 'max', mean: 'mean', stddev: 'stddev', p50: 50, p90: 90, p99: 99 } as const;
 
 /** Latency buckets, seconds: 1 ms … 60 s. */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -100,7 +104,7 @@ export class SupervisorMetrics {
   readonly boardSize = this.gauge('kanban_board_size_bytes', 'Size of the SQLite board files: file="db" (the board) and file="wal" (its write-ahead log).', ['file']);
   readonly slotBeats = new Counter({
     name: 'kanban_heartbeat_slot_beats_total',
-    help: "Workers' automatic heartbeats read in their heartbeat slots (no report sent), acknowledged and written on the board with the next transaction.",
+    help: "Workers' automatic heartbeats read in their heartbeat slots (no report sent), acknowledged and written on the board within 5 s (MEMORY_BEAT_WRITE_MS, all runs' together).",
     registers: [this.registry],
   });
   readonly channelReports = new Counter({
@@ -148,13 +152,43 @@ export class SupervisorMetrics {
    * scrape on. The event loop's delay is sampled every EVENT_LOOP_SAMPLE_MS, not prom-client's
    * default 10 ms: that is a timer waking the loop 100 times a second for as long as the process
    * lives, which cost the supervisor of 64 quiet workers 0.7-1.0 % of a core (half its CPU) once
-   * anything had scraped it. How long the loop was held is measured directly by the tick and
-   * write-lock histograms; the lag gauges stay, at a coarser grain.
+   * anything had scraped it. Node's delay histogram records the whole time between two of its
+   * timer's callbacks, sampling period included, so prom-client's `nodejs_eventloop_lag_{min,max,
+   * mean,stddev,p50,p90,p99}_seconds` would read ~1 s at this period: they are replaced by gauges of
+   * the same names over our own histogram with the period taken off (how late the timer fired;
+   * prom-client's own histogram is left to a timer an hour long). `nodejs_eventloop_lag_seconds`
+   * (a setImmediate at the scrape) is prom-client's. How long the loop was held by a tick is measured
+   * directly by the tick and write-lock histograms.
    */
   enableDefaults(): void {
     if (this.defaultsOn) return;
     this.defaultsOn = true;
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 3_600_000 });
+    const delay = monitorEventLoopDelay({ resolution: EVENT_LOOP_SAMPLE_MS });
+    delay.enable();
+    const period = EVENT_LOOP_SAMPLE_MS * 1e6; // ns
+    const late = (ns: number) => (Number.isFinite(ns) ? Math.max(0, ns - period) / 1e9 : 0);
+    const gauges: Array<[Gauge, (typeof LAG_GAUGES)[keyof typeof LAG_GAUGES]]> = [];
+    for (const [name, what] of Object.entries(LAG_GAUGES)) {
+      const full = `nodejs_eventloop_lag_${name}_seconds`;
+      this.registry.removeSingleMetric(full);
+      const help = `Event loop delay: ${typeof what === 'number' ? `the ${what}th percentile of` : `the ${what} of`} how late a ${EVENT_LOOP_SAMPLE_MS} ms timer fired since the last scrape, seconds.`;
+      // The first gauge's collect sets them all from the histogram, then resets it for the next scrape.
+      const g: Gauge = new Gauge({
+        name: full,
+        help,
+        registers: [this.registry],
+        collect: gauges.length === 0 ? () => {
+          const any = delay.count > 0;
+          for (const [gauge, w] of gauges) {
+            const ns = !any ? 0 : w === 'stddev' ? delay.stddev : typeof w === 'number' ? delay.percentile(w) : delay[w];
+            gauge.set(w === 'stddev' ? (any ? ns / 1e9 : 0) : late(ns));
+          }
+          delay.reset();
+        } : undefined,
+      });
+      gauges.push([g, what]);
+    }
   }
 
   // ------------------------------------------------------------------ hooks, called by the steps

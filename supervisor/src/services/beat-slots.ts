@@ -44,7 +44,7 @@ export interface BeatSlotDeps {
   log: Logger;
   /** Whether the supervisor vouches for this run's worker now (the rules of a heartbeat answered from memory). */
   vouch: (runId: string) => boolean;
-  /** A heartbeat read from a slot: written with the batch's next transaction. */
+  /** A heartbeat read from a slot: written by the batch with the beats answered from memory (within MEMORY_BEAT_WRITE_MS). */
   beat: (cred: RunCredentials, at: number) => void;
 }
 
