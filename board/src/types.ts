@@ -496,7 +496,7 @@ export interface BoardTx extends SupervisorOps, WorkerWrites {
   /**
    * Bare heartbeats of many runs at once (liveness times, no progress: the report channel's
    * heartbeats answered from memory and read in heartbeat slots): each is fenced as `heartbeat` is
-   * and sets its run's `heartbeatAt` to its `at`; one statement per run at most, no savepoint of
+   * and sets its run's `heartbeatAt` to its `at` unless that is later already (never back); one statement per run at most, no savepoint of
    * its own. Returns the indexes (in `items`) of the heartbeats refused (not current: the rest were
    * written); each item is judged on its own credentials, so two of one run with different tokens get
    * their own answers. Atomic as a whole: a failure (busy, I/O) writes none of them.

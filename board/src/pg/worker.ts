@@ -87,7 +87,8 @@ export async function heartbeat(w: Writer, cred: RunCredentials, progress: Json 
 /**
  * Bare heartbeats of many runs (BoardTx.beats) in one statement: the runs that pass the fence of
  * `fence` (and `owner`) are locked with their tasks (FOR UPDATE, in id order) and written; the
- * items it did not return are the refused ones.
+ * items it did not return are the refused ones. A run's time never goes back (beats heard earlier,
+ * written later: SQLite's `beats`).
  */
 export async function beats(w: Writer, items: ReadonlyArray<{ cred: RunCredentials; at: number }>, owner: string | null = null): Promise<number[]> {
   if (items.length === 0) return [];
@@ -100,7 +101,7 @@ export async function beats(w: Writer, items: ReadonlyArray<{ cred: RunCredentia
                WHERE r.token = v.token AND r.status <> 'ended' AND r.exited_at IS NULL AND r.stop_reason IS NULL
                  AND t.status = 'running' AND t.current_run_id = r.id AND ($5::text IS NULL OR r.supervisor_id = $5)
                ORDER BY r.id FOR UPDATE OF r, t)
-       UPDATE runs SET heartbeat_at = ok.at FROM ok WHERE runs.id = ok.id RETURNING ok.n`,
+       UPDATE runs SET heartbeat_at = GREATEST(runs.heartbeat_at, ok.at) FROM ok WHERE runs.id = ok.id RETURNING ok.n`,
       [items.map((i) => i.cred.runId), items.map((i) => i.cred.taskId), items.map((i) => i.cred.token), items.map((i) => i.at), owner],
     );
     const written = new Set(rows.map((r) => Number(r.n) - 1));

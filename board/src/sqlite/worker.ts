@@ -55,7 +55,8 @@ export async function heartbeat(c: Conn, w: Writer, cred: RunCredentials, progre
 /**
  * Bare heartbeats of many runs (BoardTx.beats): the fence of `fence` in each UPDATE's WHERE (one
  * statement per run instead of a savepoint, a read and a write); the items it did not change are
- * the refused ones.
+ * the refused ones. A run's time never goes back: these are beats the supervisor heard and writes
+ * later (every MEMORY_BEAT_WRITE_MS), and its worker may have written a later one itself meanwhile.
  */
 export async function beats(c: Conn, w: Writer, items: ReadonlyArray<{ cred: RunCredentials; at: number }>): Promise<number[]> {
   if (items.length === 0) return [];
@@ -64,7 +65,7 @@ export async function beats(c: Conn, w: Writer, items: ReadonlyArray<{ cred: Run
     for (let i = 0; i < items.length; i++) {
       const { cred, at } = items[i]!;
       const changed = c.run(
-        `UPDATE runs SET heartbeat_at = ? WHERE id = ? AND task_id = ? AND token = ? AND status != 'ended' AND exited_at IS NULL AND stop_reason IS NULL
+        `UPDATE runs SET heartbeat_at = MAX(COALESCE(heartbeat_at, 0), ?) WHERE id = ? AND task_id = ? AND token = ? AND status != 'ended' AND exited_at IS NULL AND stop_reason IS NULL
            AND EXISTS (SELECT 1 FROM tasks t WHERE t.id = runs.task_id AND t.status = 'running' AND t.current_run_id = runs.id)`,
         at,
         cred.runId,

@@ -106,6 +106,18 @@ export function fencingConformance(factory: BoardFactory): void {
         tx2.close();
       }
       expect((await b.getRun(live.claim.run.id))!.heartbeatAt).toBe(now + 5);
+      // A beat heard earlier and written later (the worker wrote a later one itself meanwhile): the
+      // run's time does not go back; the beat is still accepted (its run is current).
+      await b.heartbeat(live.cred, undefined, now + 20);
+      const tx3 = b.begin();
+      try {
+        expect(await tx3.beats([{ cred: live.cred, at: now + 12 }, { cred: live2.cred, at: now + 12 }])).toEqual([]);
+        await tx3.commit();
+      } finally {
+        tx3.close();
+      }
+      expect((await b.getRun(live.claim.run.id))!.heartbeatAt).toBe(now + 20);
+      expect((await b.getRun(live2.claim.run.id))!.heartbeatAt).toBe(now + 12);
     });
 
     it('after beginReclaim the worker\'s writes are refused, but recordStop is allowed', async () => {
