@@ -14,11 +14,23 @@
 // only for what lies outside the group, after the group kill, and only from a root whose identity
 // was checked (it then signals what its own `ps` walk finds below that root: processes born since
 // our table included, processes re-parented before its walk not).
-import treeKill from 'tree-kill';
-import pidusage from 'pidusage';
+import { createRequire } from 'node:module';
+import type TreeKill from 'tree-kill';
+import type Pidusage from 'pidusage';
 import { resolveExecutable } from './exec.js';
 import { runHelperSync } from './helper.js';
 import { isDeadState, readRawStat, type RawStat } from './platform.js';
+
+// Both are loaded at their first use (they are CommonJS: a synchronous require): a supervisor on the
+// Linux fast path, and every CLI call, never load them.
+const requireHere = createRequire(import.meta.url);
+let treeKillFn: typeof TreeKill | undefined;
+let pidusageFn: typeof Pidusage | undefined;
+const treeKill = (pid: number, signal: string | number, callback: (error?: Error) => void): void =>
+  (treeKillFn ??= requireHere('tree-kill') as typeof TreeKill)(pid, signal, callback);
+/** (async: a failed load rejects like a failed sampling, never throws at the caller) */
+const pidusage = async (pids: number[], options: Pidusage.Options): Promise<Record<string, Pidusage.Status | undefined>> =>
+  (pidusageFn ??= requireHere('pidusage') as typeof Pidusage)(pids, options);
 
 export const FALLBACK_ENV = 'KANBAN_REAPER_FALLBACK';
 
@@ -181,7 +193,7 @@ export class PortableSampler {
       { maxage: this.maxAgeMs },
     )
       // rejected as a whole only when no pid answered (or ps itself failed): nothing to record
-      .catch(() => ({}) as Record<string, pidusage.Status | undefined>)
+      .catch(() => ({}) as Record<string, Pidusage.Status | undefined>)
       .then((stats) => this.record(ask, stats))
       .finally(() => {
         if (this.inflight === p) this.inflight = null;
@@ -190,7 +202,7 @@ export class PortableSampler {
     return p;
   }
 
-  private record(ask: Array<[number, number]>, stats: Record<string, pidusage.Status | undefined>): void {
+  private record(ask: Array<[number, number]>, stats: Record<string, Pidusage.Status | undefined>): void {
     const at = Date.now();
     for (const [pid, start] of ask) {
       const s = stats[pid];
@@ -268,9 +280,15 @@ export function treeKillChecked(pid: number, start: number, signal: number, onEr
   const s = readRawStat(pid);
   if (!s || s.startTime !== start || isDeadState(s.state)) return 'gone';
   walking.add(k);
-  treeKill(pid, signal, (err) => {
+  try {
+    treeKill(pid, signal, (err) => {
+      walking.delete(k);
+      if (err) onError(err);
+    });
+  } catch (e) {
+    // (tree-kill failed to load)
     walking.delete(k);
-    if (err) onError(err);
-  });
+    onError(e as Error);
+  }
   return 'sent';
 }

@@ -7,22 +7,16 @@
  * Exit codes (`EXIT`, policies/src/reasons.ts): 0 ok, 1 failure, 2 usage or configuration error, 3 fenced
  * out (worker), 4 board owned by another supervisor.
  */
-import { ReaperConfigError } from '@kanban-supervisor/reaper';
-import { BoardOwnedError, BoardPathError } from '@kanban-supervisor/board';
 import { ConfigError, EXIT } from '@kanban-supervisor/policies';
-import { workerCli } from '@kanban-supervisor/worker-runtime';
 import { argvTokens, flagName, UsageError } from './args.js';
 import { printableLines } from './text.js';
 import { DEFAULT_DB, isAccessError, type Globals } from './commands/board.js';
 import { HELP, USAGE } from './commands/help.js';
-import { cmdCheck, cmdInit, cmdRecover } from './commands/maintenance.js';
-import { cmdMigrate } from './commands/migrate.js';
-import { cmdRun, cmdStatus } from './commands/run.js';
-import { cmdLogs, cmdRuns } from './commands/runs.js';
-import { cmdSkill } from './commands/skills.js';
-import { cmdAdd, cmdList, cmdShow, cmdTaskChange } from './commands/tasks.js';
-import { cmdLink } from './commands/graph.js';
-import { cmdPrune } from './commands/bulk.js';
+
+// Each command's module is imported when that command runs: a worker's `worker heartbeat` or a
+// `status` does not load the daemon (HTTP server, metrics, process scan), which took most of a CLI
+// call's start-up (0.35 of 0.45 s on this VM for `worker heartbeat --help`; test/supervisor/cli-startup.test.ts).
+const workerCli = async (args: string[]): Promise<number> => (await import('@kanban-supervisor/worker-runtime')).workerCli(args, process.env);
 
 const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 
@@ -72,8 +66,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   const [cmd, ...args] = g.rest;
   // `worker … --help` is the worker CLI's (per verb); `COMMAND --help` and `help COMMAND` print the command's.
-  if (cmd === 'worker' && g.help) return workerCli([...args, '--help'], process.env);
-  if (cmd === 'help' && args[0] === 'worker') return workerCli([...args.slice(1), '--help'], process.env);
+  if (cmd === 'worker' && g.help) return workerCli([...args, '--help']);
+  if (cmd === 'help' && args[0] === 'worker') return workerCli([...args.slice(1), '--help']);
   const topic = cmd === 'help' ? args[0] : g.help ? cmd : undefined;
   if (topic !== undefined) {
     const text = HELP[topic];
@@ -93,44 +87,44 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case 'init':
-        return await cmdInit(g, args);
+        return await (await import('./commands/maintenance.js')).cmdInit(g, args);
       case 'skill':
-        return await cmdSkill(g, args);
+        return await (await import('./commands/skills.js')).cmdSkill(g, args);
       case 'add':
-        return await cmdAdd(g, args);
+        return await (await import('./commands/tasks.js')).cmdAdd(g, args);
       case 'list':
-        return await cmdList(g, args);
+        return await (await import('./commands/tasks.js')).cmdList(g, args);
       case 'show':
-        return await cmdShow(g, args);
+        return await (await import('./commands/tasks.js')).cmdShow(g, args);
       case 'cancel':
       case 'block':
       case 'unblock':
       case 'retry':
-        return await cmdTaskChange(g, cmd, args);
+        return await (await import('./commands/tasks.js')).cmdTaskChange(g, cmd, args);
       case 'link':
       case 'unlink':
-        return await cmdLink(g, cmd, args);
+        return await (await import('./commands/graph.js')).cmdLink(g, cmd, args);
       case 'runs':
-        return await cmdRuns(g, args);
+        return await (await import('./commands/runs.js')).cmdRuns(g, args);
       case 'logs':
-        return await cmdLogs(g, args);
+        return await (await import('./commands/runs.js')).cmdLogs(g, args);
       case 'prune':
-        return await cmdPrune(g, args);
+        return await (await import('./commands/bulk.js')).cmdPrune(g, args);
       case 'check':
-        return await cmdCheck(g, args);
+        return await (await import('./commands/maintenance.js')).cmdCheck(g, args);
       case 'recover':
-        return await cmdRecover(g, args);
+        return await (await import('./commands/maintenance.js')).cmdRecover(g, args);
       case 'migrate':
-        return await cmdMigrate(g, args);
+        return await (await import('./commands/migrate.js')).cmdMigrate(g, args);
       case 'run': {
-        const code = await cmdRun(g, args);
+        const code = await (await import('./commands/run.js')).cmdRun(g, args);
         // Detached workers (and their exit watchers) must not keep the daemon alive once it is done.
         process.exit(code);
       }
       case 'status':
-        return await cmdStatus(g, args);
+        return await (await import('./commands/status.js')).cmdStatus(g, args);
       case 'worker':
-        return await workerCli(args, process.env);
+        return await workerCli(args);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see kanban-supervisor --help)`);
     }
@@ -140,6 +134,9 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`kanban-supervisor: ${printableLines(msg)}\n`);
     // Configuration: flags, variables, the board path, a board this user may not write.
     // In use by a supervisor (migrate): exit 4, as a second `run`.
+    // (Their classes are loaded by now: the module that threw them imported them.)
+    const { BoardOwnedError, BoardPathError } = await import('@kanban-supervisor/board');
+    const { ReaperConfigError } = await import('@kanban-supervisor/reaper');
     if (e instanceof BoardOwnedError) return EXIT.boardOwned;
     if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return EXIT.usage;
     return EXIT.failed;

@@ -283,6 +283,10 @@ exec "$KANBAN_CLI" worker complete --result "{\\"words\\": $words}"
     expect(byId.get(ids.summarize)!.result).toEqual({ words: 4, chars: 19 });
     expect(byId.get(ids.shout)!.result.shout).toBe('HELLO THERE');
     expect(byId.get(ids.count)!.result).toEqual({ words: 4 });
+    // `status` of the installed CLI (its own module, and web's `token` entry point).
+    const status = await ks('--json', 'status');
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toHaveProperty('owner');
     // The supervisor that ran them is the installed one: it handed workers its own CLI as $KANBAN_CLI.
     expect(realpathSync(byId.get(ids.shout)!.result.cli)).toBe(realpathSync(join(proj, 'node_modules/kanban-supervisor/dist/cli.js')));
     // With the addon built, no warning about it.
