@@ -166,9 +166,12 @@ interface VarSpec {
   envOnly?: boolean;
 }
 
+/** The board when neither --db nor KANBAN_DB names one. */
+export const DEFAULT_DB = './.kanban/kanban.db';
+
 /** The single table of tunables: README, `--help` and validation all come from it. */
 export const CONFIG_VARS: readonly VarSpec[] = [
-  { key: 'db', env: 'KANBAN_DB', flag: '--db', kind: 'string', def: './.kanban/kanban.db', help: 'board path' },
+  { key: 'db', env: 'KANBAN_DB', flag: '--db', kind: 'string', def: DEFAULT_DB, help: 'board path' },
   { key: 'maxConcurrentWorkers', env: 'MAX_CONCURRENT_WORKERS', flag: '--max-concurrent-workers', kind: 'int', def: '4', range: { min: 1, max: 1024 }, help: 'live workers at once' },
   { key: 'reclaimGraceSeconds', env: 'RECLAIM_GRACE_SECONDS', flag: '--reclaim-grace', kind: 'number', def: '30', range: LIMITS.reclaimGraceSeconds, help: 'SIGTERM → SIGKILL grace' },
   { key: 'crashGraceSeconds', env: 'CRASH_GRACE_SECONDS', flag: '--crash-grace', kind: 'number', def: '30', range: { min: 0, max: 86_400 }, help: 'how young a run whose pid looks dead may be before it is judged crashed' },

@@ -7,15 +7,16 @@
  * Exit codes (`EXIT`, policies/src/reasons.ts): 0 ok, 1 failure, 2 usage or configuration error, 3 fenced
  * out (worker), 4 board owned by another supervisor.
  */
-import { ConfigError, EXIT } from '@kanban-supervisor/policies';
+import { ConfigError, DEFAULT_DB, EXIT } from '@kanban-supervisor/policies';
 import { argvTokens, flagName, UsageError } from './args.js';
 import { printableLines } from './text.js';
-import { DEFAULT_DB, isAccessError, type Globals } from './commands/board.js';
+import type { Globals } from './commands/board.js';
 import { HELP, USAGE } from './commands/help.js';
 
-// Each command's module is imported when that command runs: a worker's `worker heartbeat` or a
-// `status` does not load the daemon (HTTP server, metrics, process scan), which took most of a CLI
-// call's start-up (0.35 of 0.45 s on this VM for `worker heartbeat --help`; test/supervisor/cli-startup.test.ts).
+// Each command's module is imported when that command runs: a worker's `worker heartbeat` does not
+// load the board's backends (unless it falls back to writing the board) nor the daemon (HTTP server,
+// metrics, process scan); `status` not the daemon. Loading all of it took most of a CLI call's
+// start-up (0.40 s for `worker heartbeat --help`, now 0.15; bare node 0.10; test/supervisor/cli-startup.test.ts).
 const workerCli = async (args: string[]): Promise<number> => (await import('@kanban-supervisor/worker-runtime')).workerCli(args, process.env);
 
 const GLOBAL_FLAGS = { db: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
@@ -135,7 +136,8 @@ export async function main(argv: string[]): Promise<number> {
     // Configuration: flags, variables, the board path, a board this user may not write.
     // In use by a supervisor (migrate): exit 4, as a second `run`.
     // (Their classes are loaded by now: the module that threw them imported them.)
-    const { BoardOwnedError, BoardPathError } = await import('@kanban-supervisor/board');
+    const { BoardOwnedError, BoardPathError } = await import('@kanban-supervisor/board/light');
+    const { isAccessError } = await import('./commands/board.js');
     const { ReaperConfigError } = await import('@kanban-supervisor/reaper');
     if (e instanceof BoardOwnedError) return EXIT.boardOwned;
     if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return EXIT.usage;

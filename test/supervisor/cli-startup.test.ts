@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, Cleanups, FIXTURES, cleanEnv, cli, run } from '../src/common.js';
+import { CLI, Cleanups, FIXTURES, cleanEnv, cli, exited, run } from '../src/common.js';
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
@@ -10,6 +10,11 @@ afterEach(() => cleanups.run());
 const DAEMON_ONLY = ['fastify', 'prom-client', 'pino'];
 // What only the portable process backend needs (loaded at its first use, never on Linux's fast path).
 const PORTABLE_ONLY = ['pidusage', 'tree-kill', 'execa'];
+// The board's backends: loaded by a worker only when it writes the board itself (the channel down).
+const BACKENDS = ['better-sqlite3', 'pg'];
+
+const packagesIn = (urls: string[]): Set<string> =>
+  new Set(urls.map((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1]).filter((p): p is string => p !== undefined));
 
 /** The third-party packages and workspace modules a CLI call loads (ESM resolutions). */
 async function loaded(db: string, args: string[]): Promise<{ code: number | null; packages: Set<string>; urls: string[] }> {
@@ -18,8 +23,7 @@ async function loaded(db: string, args: string[]): Promise<{ code: number | null
     env: cleanEnv({ RECORD_IMPORTS: file }),
   });
   const urls = existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : [];
-  const packages = new Set(urls.map((u) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u)?.[1]).filter((p): p is string => p !== undefined));
-  return { code: r.code, packages, urls };
+  return { code: r.code, packages: packagesIn(urls), urls };
 }
 
 describe('CLI start-up', () => {
@@ -32,11 +36,32 @@ describe('CLI start-up', () => {
       expect(r.urls.length, args.join(' ')).toBeGreaterThan(10);
       expect([...DAEMON_ONLY, ...PORTABLE_ONLY].filter((p) => r.packages.has(p)), args.join(' ')).toEqual([]);
       expect(r.urls.filter((u) => u.includes('/supervisor/dist/supervisor.js')), args.join(' ')).toEqual([]);
+      if (args[0] === 'worker') expect(BACKENDS.filter((p) => r.packages.has(p))).toEqual([]);
     }
     // The daemon's command loads them: a bad flag is refused after its module is imported.
     const daemon = await loaded(db, ['run', '--no-such-flag']);
     expect(daemon.code).toBe(2);
     expect(DAEMON_ONLY.filter((p) => !daemon.packages.has(p))).toEqual([]);
     expect(PORTABLE_ONLY.filter((p) => daemon.packages.has(p))).toEqual([]);
+  });
+
+  it('workers reporting through the channel load neither better-sqlite3 nor pg: a Node worker (runWorker) and a shell worker (the worker CLI)', async () => {
+    const dir = cleanups.tempDir('ks-startup-');
+    const db = join(dir, 'kanban.db');
+    const record = join(FIXTURES, 'cli/record-imports.mjs');
+    const files = { node: join(dir, 'node.txt'), sh: join(dir, 'sh.txt') };
+    const env = (file: string) => ['--env', `NODE_OPTIONS=--import ${record}`, '--env', `RECORD_IMPORTS=${file}`];
+    expect((await cli(db, ['skill', 'add', 'node', ...env(files.node), '--env', 'MODE=return', '--', process.execPath, join(FIXTURES, 'runtimes/skill.mjs')])).code).toBe(0);
+    expect((await cli(db, ['skill', 'add', 'sh', ...env(files.sh), '--', 'sh', join(FIXTURES, 'runtimes/count.sh')])).code).toBe(0);
+    const ids = [];
+    for (const skill of ['node', 'sh']) ids.push(JSON.parse((await cli(db, ['--json', 'add', '--skill', skill, '--payload', '{"result":{"ok":1}}'])).stdout).id as string);
+    const sup = cleanups.startCli(db, ['run', '--until-idle'], { TICK_INTERVAL_MS: '100', LOG_LEVEL: 'info' });
+    expect((await exited(sup)).code, sup.output()).toBe(0);
+    for (const id of ids) expect(JSON.parse((await cli(db, ['--json', 'show', id])).stdout).status, sup.output()).toBe('done');
+    for (const [kind, file] of Object.entries(files)) {
+      const urls = readFileSync(file, 'utf8').trim().split('\n');
+      expect(urls.some((u) => u.includes('/worker-runtime/dist/')), kind).toBe(true);
+      expect(BACKENDS.filter((p) => packagesIn(urls).has(p)), kind).toEqual([]);
+    }
   });
 });

@@ -94,7 +94,8 @@ describe('bare heartbeats answered from memory', () => {
     expect((await b.getRun(c1.runId))!.heartbeatAt).toBe(2_000);
     expect((await b.getRun(c2.runId))!.heartbeatAt).toBe(1_000);
     // Both written by one commit once the round is due.
-    await waitFor(async () => (await b.getRun(c1.runId))!.heartbeatAt === 3_000 || null, MEMORY_BEAT_WRITE_MS + 3_000);
+    // (The bound is below: not before the round is due; the wait is long for a loaded machine.)
+    await waitFor(async () => (await b.getRun(c1.runId))!.heartbeatAt === 3_000 || null, MEMORY_BEAT_WRITE_MS + 15_000);
     const took = performance.now() - t0;
     expect(took).toBeGreaterThanOrEqual(MEMORY_BEAT_WRITE_MS - 50);
     expect((await b.getRun(c2.runId))!.heartbeatAt).toBe(3_500);

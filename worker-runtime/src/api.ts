@@ -3,7 +3,7 @@
  * onShutdown, defer, the abort signal), its result, the options of `runWorker`, and the errors it
  * may see (WorkerStoppedError as the abort reason on a signal; DeferRequest from `ctx.defer()`).
  */
-import type { Json, NotCurrentError } from '@kanban-supervisor/board';
+import type { Json, NotCurrentError } from '@kanban-supervisor/board/light';
 
 /** What the handler sees of its task. */
 export interface WorkerTask {

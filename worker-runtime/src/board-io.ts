@@ -3,16 +3,7 @@
  * spool fallback, and the close that checkpoints what is free to checkpoint.
  * On a SQLite board every operation is synchronous inside (one BEGIN IMMEDIATE … COMMIT, no await in it).
  */
-import {
-  BoardInputError,
-  NotCurrentError,
-  classifyError,
-  localConnectionOf,
-  openBoard,
-  type Board,
-  type RunCredentials,
-  type WorkerReport,
-} from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, classifyError, localConnectionOf, type Board, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board/light';
 import { writeSpool } from './spool.js';
 
 /** The worker's busy timeout: long enough to ride out a supervisor transaction, short enough to stay responsive. */
@@ -24,7 +15,10 @@ export const WORKER_BUSY_RETRIES = 10;
  * Open an existing board the way workers do (same hardened open; never creates a board). On
  * PostgreSQL a worker holds at most one connection (a pool of one; no change feed is ever opened).
  */
-export function openWorkerBoard(dbPath: string): Promise<Board> {
+export async function openWorkerBoard(dbPath: string): Promise<Board> {
+  // Loaded here, at the first direct write: a worker whose reports all go through the channel never
+  // loads the board's backends (better-sqlite3, pg), a third of a Node worker's start-up.
+  const { openBoard } = await import('@kanban-supervisor/board');
   return openBoard(dbPath, { busyTimeoutMs: WORKER_BUSY_TIMEOUT_MS, busyRetries: WORKER_BUSY_RETRIES, create: false, pgPoolMax: 1 });
 }
 

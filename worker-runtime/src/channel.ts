@@ -16,7 +16,7 @@
  * process alive only while a request waits for its answer.
  */
 import { createConnection, type Socket } from 'node:net';
-import { BoardInputError, NotCurrentError, type RunCredentials } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, type RunCredentials } from '@kanban-supervisor/board/light';
 import { REPORT_ANSWER_TIMEOUT_MS } from '@kanban-supervisor/policies';
 import { MAX_ANSWER_BYTES, MAX_FRAME_BYTES, PROTOCOL_VERSION, type WireAnswer, type WireRequest } from './protocol.js';
 

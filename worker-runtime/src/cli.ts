@@ -7,7 +7,7 @@
  * (`run R is no longer current for task T`, nothing written).
  */
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
-import { BoardInputError, NotCurrentError, localConnectionOf, type Json, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, localConnectionOf, type Json, type WorkerReport } from '@kanban-supervisor/board/light';
 import { ConfigError, LIMITS, parseLimit } from '@kanban-supervisor/policies';
 import { checkpointAndClose } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';

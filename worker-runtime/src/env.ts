@@ -4,7 +4,7 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { CONFIG_VARS, EXIT, LIMITS, readLimit, type LimitRange } from '@kanban-supervisor/policies';
-import { boardFiles, isPgLocation, type RunCredentials } from '@kanban-supervisor/board';
+import { boardFiles, isPgLocation, type RunCredentials } from '@kanban-supervisor/board/light';
 
 /** Process exit statuses of a worker (runtime and CLI): the table every command of the product uses. */
 export { EXIT };

@@ -29,7 +29,7 @@ export {
 } from './board-io.js';
 export { writeSpool, readSpool, removeSpoolEntry, spoolDir, spoolPath, SPOOL_VERSION, MAX_SPOOL_ENTRY_BYTES, type SpoolEntry, type SpoolRead } from './spool.js';
 /** Rejection of ctx.heartbeat/ctx.event (and abort reason of ctx.signal) when the run was fenced out. */
-export { NotCurrentError } from '@kanban-supervisor/board';
+export { NotCurrentError } from '@kanban-supervisor/board/light';
 export {
   PROTOCOL_VERSION,
   PROTOCOL_VERSIONS,

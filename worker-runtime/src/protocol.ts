@@ -25,7 +25,7 @@
  * A request is at most MAX_FRAME_BYTES; an answer at most MAX_ANSWER_BYTES (it may carry a board
  * value: up to 4 Mi UTF-16 units of JSON text, so up to 12 MiB of UTF-8).
  */
-import type { Json, RunCredentials, WorkerReport } from '@kanban-supervisor/board';
+import type { Json, RunCredentials, WorkerReport } from '@kanban-supervisor/board/light';
 
 export const PROTOCOL_VERSIONS = [1] as const;
 export const PROTOCOL_VERSION = 1;

@@ -10,7 +10,7 @@
  *
  * A fenced answer is the board's NotCurrentError, whichever way it came.
  */
-import { localConnectionOf, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
+import { localConnectionOf, type Board, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board/light';
 import { deliverReport, openWorkerBoard, setBusyTimeout, type Delivery } from './board-io.js';
 import { ChannelDownError, ChannelLateError, ReportChannel } from './channel.js';
 import type { WorkerEnv } from './env.js';

@@ -17,7 +17,7 @@
  *
  * What the handler sees (its context, result, options, errors) is api.ts.
  */
-import { BoardInputError, NotCurrentError, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board';
+import { BoardInputError, NotCurrentError, type Json, type Task, type WorkerReport } from '@kanban-supervisor/board/light';
 import { FENCED_SIGNAL_WAIT_MS, SLOT_ACK_WAIT_MS, heartbeatIntervalMs, shutdownBudgetMs, slotBeatValue, slotTrusted } from '@kanban-supervisor/policies';
 import { openSlot, readAck, writeBeat } from '@kanban-supervisor/reaper/beat-slot';
 import { checkpointAndClose, closeRemote, isBoardFault, WORKER_BUSY_TIMEOUT_MS } from './board-io.js';

@@ -13,7 +13,7 @@
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { boardFiles, isPgLocation, pgLocationLabel, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board';
+import { boardFiles, isPgLocation, pgLocationLabel, type RunCredentials, type WorkerReport } from '@kanban-supervisor/board/light';
 import { isOwnDirectory, readFileBounded, writeFileAtomic } from '@kanban-supervisor/reaper/safe-fs';
 
 export const SPOOL_VERSION = 1;

@@ -6,7 +6,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { BoardPathError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, type Board } from '@kanban-supervisor/board';
-import { CONFIG_VARS } from '@kanban-supervisor/policies';
+import { DEFAULT_DB } from '@kanban-supervisor/policies';
 
 /** The global flags, as a command sees them: the board path (--db, KANBAN_DB or the default), --json, and the command's own arguments. */
 export interface Globals {
@@ -14,8 +14,6 @@ export interface Globals {
   json: boolean;
   rest: string[];
 }
-
-export const DEFAULT_DB = CONFIG_VARS.find((v) => v.key === 'db')!.def;
 
 /**
  * The board path of a command, checked before anything is opened or created (BoardPathError, exit 2).
