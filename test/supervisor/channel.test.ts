@@ -4,7 +4,7 @@
  * supervisors, real workers, real sockets.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, lstatSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { openBoard } from '@kanban-supervisor/board';
 import { CLI, Cleanups, FIXTURES, cli, exited, fdTargets, logEvents, run, waitFor } from '../src/common.js';
@@ -46,6 +46,19 @@ function workerCli(db: string, cred: { task: string; run: string; token: string 
 }
 
 describe('the report channel', () => {
+  it('reports after the run\'s own complete are refused (exit 3), a bare heartbeat too, though its worker is still alive', async () => {
+    const { dir, db } = cleanups.boardDir('ks-chan-');
+    const out = join(dir, 'after.txt');
+    expect((await cli(db, ['skill', 'add', 'w', '--', join(FIXTURES, 'ops', 'after-end.sh'), out])).code).toBe(0);
+    const id = (await cli(db, ['add', '--skill', 'w'])).stdout.trim();
+    const sup = supervise(db, ['--until-idle']);
+    expect((await exited(sup)).code, sup.output()).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('heartbeat 3\nheartbeat 3\nevent 3\n');
+    const t = JSON.parse((await cli(db, ['--json', 'show', id])).stdout);
+    expect(t).toMatchObject({ status: 'done', result: { ok: 1 } });
+    expect(t.runs).toHaveLength(1);
+  });
+
   it('a Node worker loads its task, reports and completes through the channel and never opens the board', async () => {
     const { dir, db } = cleanups.boardDir('ks-chan-');
     const ready = join(dir, 'ready');

@@ -113,6 +113,25 @@ describe('bare heartbeats answered from memory', () => {
     expect(batch.heardAt(c2.runId)).toBeNull();
   });
 
+  it('a run that ended by its own report is no longer answered from memory: its next beat waits for the board, which refuses it (fenced)', async () => {
+    const { b, creds, batch } = await setup(1);
+    const cred = creds[0]!;
+    expect((await send(batch, beat(cred), 1_000)).sync).toBe(false); // committed: proven
+    const end = send(batch, { op: 'end', cred, seq: null, report: { outcome: 'completed', result: { ok: 1 } } });
+    await flush(b, batch);
+    expect((await end).a).toEqual({ ok: true });
+    expect((await b.getRun(cred.runId))!.endedAt).not.toBeNull();
+    // The worker's process is still alive (the supervisor still vouches for it), its run is not.
+    const after = send(batch, beat(cred), 3_000);
+    let sync = true;
+    void after.then(() => (sync = false));
+    await flush(b, batch);
+    const a = await after;
+    expect(a.sync, 'not answered from memory').toBe(false);
+    expect(a.a).toMatchObject({ ok: false, code: 'fenced' });
+    expect(sync).toBe(false);
+  });
+
   it('a beat heard but not yet on the board counts for the stall verdict (policies reclaimReason)', () => {
     const run = { startedAt: 0, heartbeatAt: 10_000, maxRuntimeSeconds: null, heartbeatTimeoutSeconds: 3, maxRssMb: null, rssBytes: null, taskCancelled: false, endedAt: null };
     expect(reclaimReason(run, 13_500)).toBe('stalled');

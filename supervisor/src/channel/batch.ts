@@ -186,6 +186,12 @@ export class ReportBatch {
         if (this.proven.get(r.cred.runId)?.token === r.cred.token) this.proven.delete(r.cred.runId);
         this.deps.fenced?.(r.cred.runId, r.cred.token);
       }
+    } else if (r.op === 'end' && (outcome === 'applied' || outcome === 'duplicate')) {
+      // The run has ended by its own report: a later beat of it is no longer current, and must hear
+      // so from the board (fenced, exit 3 in the worker CLI), not be answered from memory while its
+      // process is still alive.
+      this.proven.delete(r.cred.runId);
+      this.remembered.delete(r.cred.runId);
     }
     const n = it.replies.length;
     if (outcome === 'duplicate') this.stats.duplicates += n;
