@@ -215,6 +215,13 @@ export class Supervisor {
       await this.shutdown(0, 'all workers gone');
       return true;
     }
+    // Quarantined (the board is damaged: check and recover are an operator's) with nothing left to
+    // supervise, --until-idle can never become idle: it gives up (exit 1) rather than wait forever.
+    if (this.opts.untilIdle && !s.stopping && s.quarantine && nothingLeft) {
+      this.log.error({ event: 'until_idle_gave_up', board: this.ctx.boardPath, reason: s.quarantine.reason }, 'the board is damaged (quarantined): --until-idle gives up; run `kanban-supervisor check` and `kanban-supervisor recover`');
+      await this.shutdown(EXIT.failed, 'the board is quarantined: --until-idle gave up');
+      return true;
+    }
     if (this.opts.untilIdle && !s.stopping && !s.quarantine && nothingLeft) {
       let idle = false;
       await this.ticker.guard('idle', async () => {

@@ -25,6 +25,25 @@ function swapIn(db: string, fresh: string, aside: string) {
 }
 
 describe('a damaged board under the supervisor', () => {
+  it('run --until-idle on a damaged board gives up (exit 1, naming check and recover) instead of waiting forever; a text file at the board path too', async () => {
+    const dir = cleanups.tempDir('ks-q-');
+    const db = join(dir, 'board', 'kanban.db');
+    await makeBoard(db, { tasks: 300 });
+    zeroInteriorPage(db);
+    const text = join(dir, 'text.db');
+    writeFileSync(text, 'hello\n');
+    for (const path of [db, text]) {
+      const p = supervise(path, ['--until-idle']);
+      const started = Date.now();
+      expect((await exited(p)).code, p.output()).toBe(1);
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(p.output()).toContain('board_quarantined');
+      expect(p.output()).toContain('until_idle_gave_up');
+      expect(p.output()).toContain('kanban-supervisor recover');
+    }
+    expect(readFileSync(text, 'utf8')).toBe('hello\n');
+  });
+
   it('quarantines with one backup over many ticks and two restarts, then resumes by itself after recovery', async () => {
     const dir = cleanups.tempDir('ks-q-');
     const db = join(dir, 'board', 'kanban.db');

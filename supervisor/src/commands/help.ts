@@ -58,7 +58,8 @@ Run the supervisor on the board: claim ready tasks, spawn their workers, watch, 
 account for them. One supervisor owns a board; a second is refused (exit 4) and names the owner.
 
   --standby              wait for the board's owner to go away, then take over
-  --until-idle           exit 0 once nothing is ready, running or waiting for accounting
+  --until-idle           exit 0 once nothing is ready, running or waiting for accounting;
+                         exit 1 once a damaged (quarantined) board has no worker left
   --detach-on-exit       on SIGTERM/SIGINT leave the workers running (a restart adopts them)
   --pass-env NAME        give every worker this variable of the supervisor's environment
                          (repeatable; values are read at each spawn, never stored)
