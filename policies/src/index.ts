@@ -6,3 +6,4 @@ export * from './reasons.js';
 export * from './schedule.js';
 export * from './exit-skills.js';
 export * from './beat-slot.js';
+export * from './text.js';

@@ -117,6 +117,15 @@ describe('worker CLI', () => {
     expect(res.stderr).toContain('KANBAN_TASK_ID is not set');
   });
 
+  it('messages are terminal-safe: a task id with an escape sequence and a newline is printed escaped (exit 3)', async () => {
+    const { board } = await setup();
+    const r = await claimRun(board, null);
+    const res = await worker({ ...r.env, KANBAN_TASK_ID: 't\u001b[31mred\nforged line' }, ['payload']);
+    expect(res.code, res.stderr).toBe(3);
+    expect(res.stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+    expect(res.stderr).toBe(`run ${r.runId} is no longer current for task t\\x1b[31mred\\nforged line\n`);
+  });
+
   it('--help prints the usage and exits 0', async () => {
     const res = await run(process.execPath, [WORKER_CLI, '--help']);
     expect(res.code).toBe(0);

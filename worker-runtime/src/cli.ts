@@ -8,7 +8,7 @@
  */
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 import { BoardInputError, NotCurrentError, localConnectionOf, type Json, type WorkerReport } from '@kanban-supervisor/board/light';
-import { ConfigError, LIMITS, parseLimit } from '@kanban-supervisor/policies';
+import { ConfigError, LIMITS, parseLimit, printable } from '@kanban-supervisor/policies';
 import { checkpointAndClose } from './board-io.js';
 import { EXIT, readWorkerEnv, WorkerEnvError } from './env.js';
 import { Reporter } from './reporter.js';
@@ -28,7 +28,9 @@ const stdio: CliIo = {
   },
   err: (t) => {
     try {
-      process.stderr.write(t);
+      // Messages quote what the environment and the board say (ids, errors): terminal-safe, one
+      // line each (a newline inside one would forge another).
+      process.stderr.write(t.endsWith('\n') ? `${printable(t.slice(0, -1))}\n` : printable(t));
     } catch {
       /* reader gone */
     }
