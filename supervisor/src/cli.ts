@@ -127,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'worker':
         return await workerCli(args);
       default:
-        throw new UsageError(`unknown command ${JSON.stringify(cmd)} (see kanban-supervisor --help)`);
+        throw new UsageError(`unknown ${cmd.startsWith('-') ? 'option' : 'command'} ${JSON.stringify(cmd)} (see kanban-supervisor --help)`);
     }
   } catch (e) {
     const msg = (e as Error).message ?? String(e);

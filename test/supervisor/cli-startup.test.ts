@@ -64,4 +64,15 @@ describe('CLI start-up', () => {
       expect(BACKENDS.filter((p) => packagesIn(urls).has(p)), kind).toEqual([]);
     }
   });
+
+  it('an unknown option before any command is named as an option, an unknown word as a command (exit 2, nothing created)', async () => {
+    const db = join(cleanups.tempDir('ks-startup-'), 'kanban.db');
+    const opt = await cli(db, ['--bogus']);
+    expect(opt.code).toBe(2);
+    expect(opt.stderr).toContain('unknown option "--bogus" (see kanban-supervisor --help)');
+    const word = await cli(db, ['frobnicate']);
+    expect(word.code).toBe(2);
+    expect(word.stderr).toContain('unknown command "frobnicate"');
+    expect(existsSync(db)).toBe(false);
+  });
 });

@@ -28,6 +28,11 @@ describe('worker CLI', () => {
     expect((await worker(r, ['payload', '--get', 'greeting'])).stdout).toBe('hi\n');
     expect((await worker(r, ['payload', '--get', 'nested.list.1'])).stdout).toBe('20\n');
     expect(await worker(r, ['payload', '--get', 'missing'])).toMatchObject({ code: 0, stdout: '' });
+    for (const bad of ['', 'nested..list', '.greeting', 'greeting.']) {
+      const res = await worker(r, ['payload', '--get', bad]);
+      expect(res, bad).toMatchObject({ code: 2, stdout: '' });
+      expect(res.stderr).toContain(`--get ${JSON.stringify(bad)} has an empty field name`);
+    }
     const d = (await board.showTask(r.taskId))!;
     expect(d.runs[0]!.progress).toEqual({ step: 2 });
     expect(d.runs[0]!.heartbeatAt).not.toBeNull();

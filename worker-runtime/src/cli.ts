@@ -95,7 +95,8 @@ ${ENV_NOTE}
 
 Print the task's payload as JSON on stdout. --get prints one field of it instead, by a dotted path
 (array elements by index: --get items.0.url); a string field is printed raw (no quotes), anything
-else as JSON; a missing field prints nothing (exit 0). Example in a shell skill:
+else as JSON; a missing field prints nothing (exit 0), an empty field name (--get '', a..b)
+is a usage error (exit 2). Example in a shell skill:
   url=$("$KANBAN_CLI" worker payload --get url)
 ${ENV_NOTE}
 `,
@@ -186,6 +187,10 @@ function parseArgs(args: string[]): Parsed | 'help' | { help: string } {
   }
   for (const r of spec.required ?? []) {
     if (!flags.has(r)) throw new UsageError(`worker ${command}: ${r} is required`);
+  }
+  const get = flags.get('--get');
+  if (typeof get === 'string' && get.split('.').some((part) => part === '')) {
+    throw new UsageError(`worker ${command}: --get ${JSON.stringify(get)} has an empty field name (FIELD[.FIELD...], e.g. items.0.url)`);
   }
   return { command, positional, flags };
 }
