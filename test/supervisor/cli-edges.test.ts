@@ -155,7 +155,7 @@ describe('--help', () => {
     const help = (await cli(db, ['add', '--help'])).stdout;
     expect(help).toContain('--max-attempts N       attempts in total');
     expect(help).toContain('--max-retries N        deprecated name of --max-attempts');
-    expect((await cli(db, ['run', '--help'])).stdout).toMatch(/--failure-limit\s+FAILURE_LIMIT\s+default 2\s+attempts per task/);
+    expect((await cli(db, ['run', '--help'])).stdout).toMatch(/--failure-limit\s+FAILURE_LIMIT\s+\(default 2\)\s+attempts per task/);
     const spawns = join(dir, 'spawns.txt');
     await cli(db, ['skill', 'add', 'crash', '--', join(SUP, 'crash.sh'), spawns]);
     const a = (await cli(db, ['add', '--skill', 'crash', '--max-attempts', '3'])).stdout.trim();

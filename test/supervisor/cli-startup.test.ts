@@ -75,4 +75,14 @@ describe('CLI start-up', () => {
     expect(word.stderr).toContain('unknown command "frobnicate"');
     expect(existsSync(db)).toBe(false);
   });
+
+  it('every help text fits 100 columns', async () => {
+    const db = join(cleanups.tempDir('ks-startup-'), 'kanban.db');
+    const topics = ['', 'run', 'status', 'init', 'skill', 'add', 'list', 'show', 'runs', 'logs', 'cancel', 'block', 'unblock', 'retry', 'check', 'recover', 'migrate', 'link', 'prune'];
+    const texts = await Promise.all(topics.map((t) => cli(db, t ? [t, '--help'] : ['--help'])));
+    for (const [i, r] of texts.entries()) {
+      expect(r.code, topics[i]).toBe(0);
+      expect(r.stdout.split('\n').filter((l) => l.length > 100), topics[i]).toEqual([]);
+    }
+  });
 });

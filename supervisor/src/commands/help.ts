@@ -42,11 +42,33 @@ Worker (inside a worker, with the KANBAN_* variables the supervisor sets; see wo
   worker parents                        the results of the task's parents (JSON, by id)
 
 Tuning (environment variable, or flag for run):
-${CONFIG_VARS.map((v) => `  ${v.env.padEnd(26)} ${v.flag.padEnd(26)} default ${shownDefault(v).padEnd(20)} ${v.help}`).join('\n')}
+${tuningRows(CONFIG_VARS, 'env')}
 
 Exit status: 0 ok, 1 failure, 2 usage or configuration error, 3 fenced out (worker),
 4 board owned by another supervisor (migrate: by any supervisor).
 `;
+
+/** Words of `text` on lines of at most `width` characters, each after `indent`. */
+function wrap(text: string, indent: string, width = 78): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(indent + line);
+  return lines.join('\n');
+}
+
+/**
+ * The tuning table: per variable, its names and default on one line, what it does wrapped below
+ * (a one-line table overflowed any terminal: names up to 27 characters, texts up to 150).
+ */
+function tuningRows(vars: readonly (typeof CONFIG_VARS)[number][], first: 'env' | 'flag'): string {
+  return vars.map((v) => `  ${first === 'env' ? `${v.env}  ${v.flag}` : `${v.flag}  ${v.env}`}  (default ${shownDefault(v)})\n${wrap(v.help, '      ')}`).join('\n');
+}
 
 const GLOBAL_OPTS = `Global options: --db PATH (or KANBAN_DB; default ./.kanban/kanban.db), --json (machine output).`;
 
@@ -70,7 +92,7 @@ account for them. One supervisor owns a board; a second is refused (exit 4) and 
                          (one line per event) or json; or LOG_FORMAT
 
 Tuning (flag, or environment variable; the flag wins):
-${CONFIG_VARS.filter((v) => v.flag !== '--db').map((v) => `  ${v.flag.padEnd(26)} ${v.env.padEnd(26)} default ${shownDefault(v).padEnd(10)} ${v.help}`).join('\n')}
+${tuningRows(CONFIG_VARS.filter((v) => v.flag !== '--db'), 'flag')}
 
 A worker gets only PATH, HOME, LANG, TZ, TMPDIR, the --env-file variables, its skill's --env and
 --pass-env variables, the run's --pass-env variables and the KANBAN_* variables.
@@ -111,8 +133,6 @@ skill add registers (or replaces) a skill: the command its workers run (argv, no
   --max-concurrent N     at most N live workers of this skill at once, board-wide (a worker
                          being reclaimed counts until it is gone), within MAX_CONCURRENT_WORKERS;
                          its backlog never holds back other skills' tasks
-
-skill set changes a registered skill's cap without re-adding its command (none: no cap).
   --report MODE          how its workers report: board (default: through the board, with the
                          run token) or exit (an exit-code skill: any command, nothing to change;
                          the supervisor ends the run from its exit status: 0 completed, 75
@@ -123,6 +143,8 @@ skill set changes a registered skill's cap without re-adding its command (none: 
                          unless --heartbeat-timeout is given)
   --result stdout-json   exit-code skill: the result is the last non-empty line of the run's log
                          (stdout and stderr) parsed as JSON; a missing or bad line fails the run
+
+skill set changes a registered skill's cap without re-adding its command (none: no cap).
 skill list shows each skill's command (report=exit for exit-code skills); skill show NAME all of
 one skill's fields (with --json: the skill as stored, its report mode included).
 ${GLOBAL_OPTS}
@@ -189,7 +211,8 @@ ${GLOBAL_OPTS}
 
 Runs across tasks, newest first: run, task, skill, attempt, outcome, start, duration, pid.
   --task ID              only the runs of this task
-  --outcome O            only runs that ended with O (${RUN_OUTCOMES.join(', ')})
+  --outcome O            only runs that ended with O:
+${wrap(RUN_OUTCOMES.join(', '), ' '.repeat(25))}
   --limit N              at most N runs (default 100)
 ${GLOBAL_OPTS}
 `,
@@ -259,7 +282,8 @@ only read); --in-place backs the damaged files up and swaps the recovered board 
 supervisor owns the board).
 ${GLOBAL_OPTS}
 `,
-  migrate: `Usage: kanban-supervisor migrate --from PATH.db --to postgres://USER@HOST/DB[?schema=NAME] [--dry-run]
+  migrate: `Usage: kanban-supervisor migrate --from PATH.db --to postgres://USER@HOST/DB[?schema=NAME]
+                                 [--dry-run]
 
 Copy a SQLite board to a PostgreSQL board: its skills, tasks, runs and events as they are (ids,
 tokens, timestamps, statuses, current runs, the order of runs and events). The SQLite board is only
