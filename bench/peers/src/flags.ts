@@ -23,7 +23,7 @@ export const SERIES: readonly SeriesInfo[] = [
   { key: 'graphile', label: 'graphile-worker 0.17 + PostgreSQL', durability: 'PostgreSQL, fsync on, synchronous_commit on; the job row is deleted' },
   { key: 'ks-exit', label: 'kanban-supervisor, exit-code skill (sh -c \'exit 0\')', durability: "SQLite WAL, synchronous=FULL: the supervisor's accounting commit (one per tick)" },
   { key: 'ks-native', label: 'kanban-supervisor, native command reporting with sh + sqlite3', durability: "SQLite WAL, synchronous=FULL: the task's own fenced report" },
-  { key: 'ks-cli', label: 'kanban-supervisor, native command reporting with the worker CLI', durability: "SQLite WAL, synchronous=FULL: the task's own fenced report", optIn: 'the CLI costs ~0.5 s of CPU to start, per task' },
+  { key: 'ks-cli', label: 'kanban-supervisor, native command reporting with the worker CLI', durability: "SQLite WAL, synchronous=FULL: the task's own fenced report", optIn: 'each report is a Node start (~0.1 s of CPU)' },
   { key: 'ks-node', label: 'kanban-supervisor, Node worker (runWorker)', durability: "SQLite WAL, synchronous=FULL: the task's own fenced report" },
   { key: 'ks-channel', label: 'kanban-supervisor, Node worker through the report channel', durability: "SQLite WAL, synchronous=FULL: the supervisor's group commit" },
 ];
