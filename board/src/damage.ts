@@ -22,6 +22,8 @@ export interface MadeBoard {
   tasks: number;
   runs: number;
   events: number;
+  /** Task graph links (see MakeBoardOptions.children). */
+  links: number;
   pageSize: number;
   pageCount: number;
 }
@@ -38,6 +40,11 @@ export interface MakeBoardOptions {
    * process has, heartbeat sent, no report): a board a supervisor was running when it was damaged.
    */
   liveRuns?: number;
+  /**
+   * Then add this many child tasks (title `child K`), each after two of the first tasks (the task
+   * graph: two links each): `waiting` while a parent is not done, else `ready`. Default 0.
+   */
+  children?: number;
 }
 
 function assertClosed(path: string, what: string): string {
@@ -51,7 +58,7 @@ function assertClosed(path: string, what: string): string {
 /**
  * Create a real board at `path` through SqliteBoard: one skill `s`, N tasks, a run for every
  * `runEvery`-th task (completed or failed, alternately, then accounted), optionally `liveRuns`
- * running tasks, their events, and an owner row. The
+ * running tasks and `children` tasks waiting for two others (links), their events, and an owner row. The
  * board is closed with a TRUNCATE checkpoint, so everything is in the main file and no -wal remains.
  */
 export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Promise<MadeBoard> {
@@ -87,6 +94,12 @@ export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Prom
       await b.recordSpawns([{ runId: c.run.id, info: { pid: 3_000_000 + i, pgid: 3_000_000 + i, procStartTime: 1, bootId: 'fixture-boot' } }], now);
       await b.heartbeat({ taskId: c.task.id, runId: c.run.id, token: c.token }, { live: i }, now);
     }
+    const ids = (b.db.prepare(`SELECT id FROM tasks ORDER BY created_at, id`).pluck().all() as string[]).slice(0, n);
+    for (let k = 0; k < (opts.children ?? 0) && ids.length >= 2; k++) {
+      const p1 = ids[(k * 7) % ids.length]!;
+      const p2 = ids[(k * 13 + 1) % ids.length]!;
+      await b.createTask({ skill: 's', title: `child ${k}`, payload: { k, pad }, after: p1 === p2 ? [p1] : [p1, p2] });
+    }
     await b.setOwner({ pid: 4242, host: 'fixture-host', startedAt: Date.now(), state: 'stopped' });
     const count = (t: string) => Number((b.db.prepare(`SELECT count(*) AS n FROM ${t}`).get() as { n: number }).n);
     const made = {
@@ -95,6 +108,7 @@ export async function makeBoard(path: string, opts: MakeBoardOptions = {}): Prom
       tasks: count('tasks'),
       runs: count('runs'),
       events: count('events'),
+      links: count('links'),
       pageSize: Number(b.db.pragma('page_size', { simple: true })),
       pageCount: 0,
     };

@@ -27,7 +27,9 @@
  * - Fix-ups keep the result consistent and visible: a task referenced by salvaged runs or events
  *   but itself lost gets a `blocked` placeholder task (so foreign keys hold and the loss shows up
  *   in `list`); a `running` task whose run was lost is blocked (its worker may still be alive, so
- *   it is not re-queued); each fix-up adds a `recovery` event to the task.
+ *   it is not re-queued); a link naming a task that was lost (and not rebuilt) is dropped, and a
+ *   task not yet started whose parent was lost, or left waiting on nothing, is blocked; each fix-up
+ *   adds a `recovery` event to the task and an entry to the report.
  *
  * This module holds the entry points and runs the phases in order (`buildRecovered`); each phase
  * lives in its own module, with its reasoning next to its code:
@@ -57,7 +59,7 @@ import { removeQuiet, statOrNull } from './io.js';
 import { fillFromPageScan, scanSnapshotPages, type ScanSource } from './page-scan.js';
 import { settleLostRanges } from './ranges.js';
 import { emptyReport, summarize, type RecoverInPlaceOptions, type RecoverInPlaceReport, type RecoverOptions, type RecoverReport } from './report.js';
-import { sourceShapes, TABLE_ORDER, tableShape } from './shape.js';
+import { schemaTables, sourceShapes, TABLE_ORDER, tableShape } from './shape.js';
 import { takeSnapshot, type OpenedSchema } from './snapshot.js';
 import { readSnapshotWal } from './wal.js';
 import { walkTables } from './walk.js';
@@ -145,6 +147,10 @@ function buildRecovered(srcAbs: string, outAbs: string, opts: RecoverOptions): R
 
     // --- the destination board, through the hardened open
     dst = openDatabase(outAbs, { create: true });
+    // Every table of the current schema is carried over: one this module does not know would be
+    // left empty while the report said every row was salvaged.
+    const unknown = schemaTables(dst).filter((t) => !(TABLE_ORDER as readonly string[]).includes(t));
+    if (unknown.length) throw new BoardError(`recovery of ${srcAbs}: table(s) ${unknown.join(', ')} of the current schema are not carried over by recover (recover/shape.ts: TABLE_ORDER)`);
     const targets = TABLE_ORDER.map((t) => tableShape(dst!, t)!);
     dst.pragma('foreign_keys = OFF'); // parents may be lost: placeholders are made below, then checked
     const source = sourceShapes(opened?.db ?? null, opened?.tables ?? [], targets);
@@ -158,7 +164,7 @@ function buildRecovered(srcAbs: string, outAbs: string, opts: RecoverOptions): R
     settleLostRanges(dst, report.tables, unreadable);
 
     // --- fix-ups, then the foreign keys must hold
-    applyFixups(dst, report.fixups);
+    applyFixups(dst, report.fixups, report.tables);
     verifyNewBoard(dst, srcAbs);
   } finally {
     dst?.close();

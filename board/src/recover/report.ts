@@ -13,7 +13,7 @@ export interface TableRecovery {
   table: string;
   /** complete: every row read; partial: some rowids unreadable or rows invalid; unreadable: nothing could be read. */
   status: 'complete' | 'partial' | 'unreadable';
-  /** Rows written to the new board (fromTree + fromPageScan). */
+  /** Rows on the new board: written (fromTree + fromPageScan) and not dropped by a fix-up. */
   salvaged: number;
   /** Rows read through SQLite's b-tree walk. */
   fromTree: number;
@@ -25,6 +25,11 @@ export interface TableRecovery {
   invalidRowids: number[];
   /** Rows read twice with the same primary key: the later copy was dropped. */
   duplicates: number;
+  /**
+   * Rows read, then dropped by a fix-up (not in `salvaged`): a link naming a task that was lost and
+   * not rebuilt as a placeholder (each one is in `RecoverReport.fixups` as `dropped_link`).
+   */
+  dropped: number;
   /** Cells SQLite returned outside the asked rowid range or out of order (garbage from a damaged page): ignored. */
   phantoms: number;
   /** Rowid ranges that could not be read by either method (may include rowids that never held a row). */
@@ -40,8 +45,19 @@ export interface TableRecovery {
 }
 
 export interface RecoverFixup {
+  /** The task fixed; for `dropped_link` the link's child (which may itself be the lost task). */
   taskId: string;
-  action: 'placeholder' | 'blocked' | 'cleared_run';
+  /**
+   * placeholder: a lost task rebuilt as a blocked placeholder from its runs and events;
+   * blocked: a running task whose run was lost, blocked;
+   * cleared_run: a reference to a lost run cleared;
+   * dropped_link: a link (taskId waits for `parent`) naming a task that was lost, dropped;
+   * blocked_child: a task not yet started (waiting or ready) blocked because a parent of it was
+   * lost, or because it was waiting with no parent left that is not done (its links were lost).
+   */
+  action: 'placeholder' | 'blocked' | 'cleared_run' | 'dropped_link' | 'blocked_child';
+  /** dropped_link: the link's parent. */
+  parent?: string;
   reason: string;
 }
 
@@ -162,6 +178,7 @@ export function formatRecoverReport(r: RecoverReport | RecoverInPlaceReport): st
     for (const n of t.notes) lines.push(`${' '.repeat(w)}  note: ${n}`);
     if (t.invalid > 0) lines.push(`${' '.repeat(w)}  invalid rowids: ${t.invalidRowids.slice(0, 20).join(', ')}${t.invalid > 20 ? ', …' : ''}`);
     if (t.duplicates > 0) lines.push(`${' '.repeat(w)}  ${t.duplicates} duplicate row(s) dropped`);
+    if (t.dropped > 0) lines.push(`${' '.repeat(w)}  ${t.dropped} row(s) read but dropped: they name a task that was lost (see below)`);
     if (t.phantoms > 0) lines.push(`${' '.repeat(w)}  ${t.phantoms} garbage cell(s) outside the asked rowid ranges ignored`);
   }
   if (r.fixups.length) {
@@ -170,9 +187,21 @@ export function formatRecoverReport(r: RecoverReport | RecoverInPlaceReport): st
     const ph = by('placeholder');
     const bl = by('blocked');
     const cl = by('cleared_run');
+    const dl = by('dropped_link');
+    const bc = by('blocked_child');
     if (ph.length) lines.push(`${ph.length} lost task(s) rebuilt as blocked placeholders (payload lost): ${ph.slice(0, 10).map((f) => f.taskId).join(', ')}${ph.length > 10 ? ', …' : ''}`);
     if (bl.length) lines.push(`${bl.length} running task(s) blocked because their run was lost (check their workers): ${bl.slice(0, 10).map((f) => f.taskId).join(', ')}${bl.length > 10 ? ', …' : ''}`);
     if (cl.length) lines.push(`${cl.length} task(s) had a reference to a lost run cleared`);
+    if (dl.length) {
+      const shown = dl.slice(0, 10).map((f) => `${f.taskId} after ${f.parent ?? '?'}`);
+      lines.push(`${dl.length} link(s) naming a lost task dropped (child after parent): ${shown.join(', ')}${dl.length > 10 ? ', …' : ''}`);
+    }
+    if (bc.length) {
+      lines.push(
+        `${bc.length} task(s) not yet started blocked because a parent or their links were lost (check what they wait for, then unblock): ` +
+          `${bc.slice(0, 10).map((f) => f.taskId).join(', ')}${bc.length > 10 ? ', …' : ''}`,
+      );
+    }
   }
   if (r.notes.length) {
     lines.push('');

@@ -3,11 +3,31 @@
  * the page scan is attributed to a table by these shapes; the walk inserts by column name.
  */
 import type { Db } from '../open.js';
+import { MIGRATIONS } from '../schema.js';
 
 /** A SQLite value as read from the snapshot (integers as bigint). */
 export type Value = null | bigint | number | string | Buffer;
 
-export const TABLE_ORDER = ['skills', 'tasks', 'runs', 'events', 'owner'] as const;
+/**
+ * Every table of the current schema, each carried over (a parent before the tables naming it).
+ * `buildRecovered` refuses to run when the new board has a table missing here, so a table added by
+ * a later migration cannot be dropped silently (as `links` once was).
+ */
+export const TABLE_ORDER = ['skills', 'tasks', 'links', 'runs', 'events', 'owner'] as const;
+
+/**
+ * The schema version that created a table (its first `CREATE TABLE name (` in MIGRATIONS): a
+ * source board older than that never had it, so its absence from the source's schema loses nothing.
+ */
+export function tableSince(table: string): number {
+  const re = new RegExp(`CREATE TABLE ${table}\\s*\\(`);
+  return MIGRATIONS.find((m) => re.test(m.sql))?.version ?? 1;
+}
+
+/** The tables of a board's schema (SQLite's own excluded). */
+export function schemaTables(db: Db): string[] {
+  return db.prepare(`SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name`).pluck().all() as string[];
+}
 
 /**
  * Columns added by ALTER TABLE … ADD COLUMN to tables whose old rows were not rewritten (too many):

@@ -13,7 +13,7 @@ import type { Db } from '../open.js';
 import type { ScanHit } from './pages.js';
 import { addRange, type Unreadable } from './ranges.js';
 import type { RecoverReport, RowidRange, TableRecovery } from './report.js';
-import type { SourceShapes, TableShape, Value } from './shape.js';
+import { tableSince, type SourceShapes, type TableShape, type Value } from './shape.js';
 import { openSnapshot } from './snapshot.js';
 
 export function isDamage(e: unknown): boolean {
@@ -57,7 +57,7 @@ export function makeInserter(dst: Db, target: TableShape, sourceColumns: string[
 }
 
 export function newTableReport(table: string): TableRecovery {
-  return { table, status: 'complete', salvaged: 0, fromTree: 0, fromPageScan: 0, invalid: 0, invalidRowids: [], duplicates: 0, phantoms: 0, lostRanges: [], maxRowid: null, lostAbove: null, notes: [] };
+  return { table, status: 'complete', salvaged: 0, fromTree: 0, fromPageScan: 0, invalid: 0, invalidRowids: [], duplicates: 0, dropped: 0, phantoms: 0, lostRanges: [], maxRowid: null, lostAbove: null, notes: [] };
 }
 
 /** Rowids the tree walk read but could not insert (invalid, duplicate): the page scan does not retry them. */
@@ -250,6 +250,13 @@ export function walkTables(
       const shape = source.shapes.get(target.name)!;
       let scanMax: number | null = null;
       for (const h of hits.get(target.name) ?? []) scanMax = Math.max(scanMax ?? h.rowid, h.rowid);
+      const since = tableSince(target.name);
+      if (src && !source.inSourceSchema.has(target.name) && report.sourceSchemaVersion !== null && report.sourceSchemaVersion < since) {
+        // The source's schema is readable and its version predates the table: it never had one.
+        rep.notes.push(`the source board (schema version ${report.sourceSchemaVersion}) is older than this table (version ${since}): none to carry over`);
+        unreadable.set(target.name, { ranges: [], whole: false, rightEdgeOk: true });
+        continue;
+      }
       if (!src || !source.inSourceSchema.has(target.name)) {
         if (src) rep.notes.push("not in the readable part of the source's schema (a damaged schema entry, or a board older than this table)");
         unreadable.set(target.name, { ranges: [], whole: true, rightEdgeOk: false });
