@@ -9,6 +9,7 @@ import { exitReportApplies, reclaimMayBegin, type RunOutcome, type StopReason, t
 import { BoardInputError } from '../errors.js';
 import type { ExitObservation, LiveRun, Run, RunFilter, RunListing, SpawnInfo, Task } from '../types.js';
 import { runLimit } from '../validate.js';
+import { releaseChildren } from './graph.js';
 import { PG_HOT_SQL } from './hot-sql.js';
 import { num, toLiveRun, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
@@ -75,6 +76,9 @@ export async function recordExits(w: Writer, observations: ExitObservation[]): P
               o.at,
               run.taskId,
             ]);
+            // Its waiting children whose parents are now all done are ready in this same transaction
+            // (as with a worker's own complete: accounting releases only a task still running).
+            await releaseChildren(q, run.taskId, o.at);
           }
           await q.event(run.taskId, run.id, 'ended', { outcome: end.outcome, error: end.error, report: 'exit' }, o.at);
         }

@@ -8,6 +8,7 @@ import type { ExitObservation, LiveRun, Run, RunFilter, RunListing, SpawnInfo, T
 import { BoardInputError } from '../errors.js';
 import { runLimit } from '../validate.js';
 import type { Conn } from './connection.js';
+import { releaseChildren } from './graph.js';
 import { HOT_SQL } from './hot-sql.js';
 import { num, toLiveRun, toRun, toTask } from './rows.js';
 import type { Writer } from './tx.js';
@@ -81,6 +82,9 @@ export async function recordExits(c: Conn, w: Writer, observations: ExitObservat
               o.at,
               run.taskId,
             );
+            // Its waiting children whose parents are now all done are ready in this same transaction
+            // (as with a worker's own complete: accounting releases only a task still running).
+            releaseChildren(c, run.taskId, o.at);
           }
           c.event(run.taskId, run.id, 'ended', { outcome: end.outcome, error: end.error, report: 'exit' }, o.at);
         }

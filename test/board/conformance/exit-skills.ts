@@ -95,6 +95,26 @@ export function exitSkillsConformance(factory: BoardFactory): void {
       expect(await task(t.id)).toMatchObject({ status: 'done', currentRunId: null, result: { answer: 42 } });
     });
 
+    it('exit 0 releases the task\'s waiting children in the same write (the last parent done: ready; another parent not done: still waiting)', async () => {
+      await exitSkill();
+      const now = Date.now();
+      const { t, runId } = await runningExit(now);
+      const other = await b.createTask({ skill: 'echo', title: 'other parent', priority: 10 });
+      const child = await b.createTask({ skill: 'echo', title: 'child', after: [t.id] });
+      const both = await b.createTask({ skill: 'echo', title: 'both', after: [t.id, other.id] });
+      expect(await task(child.id)).toMatchObject({ status: 'waiting' });
+      await b.recordExits([exitObs(runId, now + 5, 0, null)]);
+      expect(await task(t.id)).toMatchObject({ status: 'done' });
+      expect(await task(child.id)).toMatchObject({ status: 'ready' });
+      expect(await task(both.id)).toMatchObject({ status: 'waiting' });
+      expect((await b.showTask(child.id))!.events.map((e) => e.kind)).toContain('released');
+      // A failed exit releases nothing.
+      const o = await claimRun(now + 10);
+      expect(o.t.id).toBe(other.id);
+      await b.recordExits([exitObs(o.runId, now + 11, 3, null)]);
+      expect(await task(both.id)).toMatchObject({ status: 'waiting' });
+    });
+
     it('exit 0 without a result source: done with a null result; a bad result line fails the run (counted) with the parse error', async () => {
       await exitSkill();
       const now = Date.now();
