@@ -80,6 +80,20 @@ describe('exit-code skills', () => {
     expect(logEvents(out, 'task_blocked').map((e) => e.task)).toEqual([bad]);
   });
 
+  it('a graph of exit-code skills runs to the end: each child runs after its parents exited 0 (ok -> json -> json)', async () => {
+    const s = setup('ks-exit-graph-');
+    await exitSkill(s, 'ok', 'ok');
+    await exitSkill(s, 'json', 'json', { result: true });
+    const a = await addTask(s, 'ok');
+    const b = await addTask(s, 'json', ['--after', a, '--payload', '{"n": 1}']);
+    const c = await addTask(s, 'json', ['--after', a, '--after', b, '--payload', '{"n": 2}']);
+    await runUntilIdle(s, {}, 30_000);
+    const [ta, tb, tc] = [await show(s.db, a), await show(s.db, b), await show(s.db, c)];
+    for (const t of [ta, tb, tc]) expect(t.status, JSON.stringify(t.events.map((e: { kind: string }) => e.kind))).toBe('done');
+    expect(tb.runs[0].started_at).toBeGreaterThanOrEqual(ta.runs[0].ended_at);
+    expect(tc.runs[0].started_at).toBeGreaterThanOrEqual(tb.runs[0].ended_at);
+  });
+
   it('exit 75 is deferred, not counted, and retried after a backoff step', async () => {
     const s = setup('ks-exit-75-');
     await exitSkill(s, 'later', 'defer-once');
