@@ -3,7 +3,8 @@
  * all or nothing in one transaction; a bad line is refused naming its line number and field.
  * `prune --older-than 7d [--status done,cancelled]`: retention in bounded batches.
  */
-import { readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
 import { BoardInputError, boardFiles, checkpointingOf, MAX_PARENTS, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
 import {
   ConfigError,
@@ -94,20 +95,36 @@ export function tasksOfJsonl(text: string, now: number): Array<{ line: number; t
   return out;
 }
 
-function readFrom(source: string): string {
+/**
+ * The text of `--from` (a file, a FIFO such as `<(…)`, a device, or stdin for `-`), read as a
+ * stream and refused as soon as it holds more than MAX_FROM_BYTES: never more than the limit and
+ * one chunk in memory, whatever the source (`/dev/zero`, an endless `yes | … --from -`).
+ */
+async function readFrom(source: string): Promise<string> {
+  const name = source === '-' ? 'stdin' : JSON.stringify(source);
+  const input: Readable = source === '-' ? process.stdin : createReadStream(source, { highWaterMark: 1024 * 1024 });
+  const chunks: Buffer[] = [];
+  let total = 0;
   try {
-    const buf = readFileSync(source === '-' ? 0 : source);
-    if (buf.length > MAX_FROM_BYTES) throw new UsageError(`--from ${source}: larger than ${MAX_FROM_BYTES / 1024 / 1024} MiB; split it`);
-    return buf.toString('utf8');
+    for await (const chunk of input) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+      total += buf.length;
+      if (total > MAX_FROM_BYTES) throw new UsageError(`--from ${name}: larger than ${MAX_FROM_BYTES / 1024 / 1024} MiB; split it into several files`);
+      chunks.push(buf);
+    }
   } catch (e) {
     if (e instanceof UsageError) throw e;
-    throw new UsageError(`--from ${source === '-' ? 'stdin' : JSON.stringify(source)}: cannot read it: ${(e as Error).message}`);
+    throw new UsageError(`--from ${name}: cannot read it: ${(e as Error).message}`);
+  } finally {
+    // Stop reading (an endless writer gets EPIPE, a file or device is closed).
+    input.destroy();
   }
+  return Buffer.concat(chunks, total).toString('utf8');
 }
 
 /** `add --from FILE.jsonl|-`: prints the ids, one a line (--json: [{id, created}]). */
 export async function addFrom(g: Globals, source: string): Promise<number> {
-  const lines = tasksOfJsonl(readFrom(source), Date.now());
+  const lines = tasksOfJsonl(await readFrom(source), Date.now());
   if (lines.length === 0) throw new UsageError(`--from ${source === '-' ? 'stdin' : JSON.stringify(source)}: no task in it`);
   const added = await withBoard(g, async (b) => {
     // Unknown skills are named by line before anything is written (the board checks again, in its transaction).
