@@ -48,6 +48,16 @@ export class BoardInputError extends BoardError {
 }
 
 /**
+ * A BoardInputError about the input alone, whatever the board holds (validate.ts: a name, a
+ * range, a size, a shape): bad input, exit status 2 in the CLI, as its own checks of the same
+ * things. A refusal that depends on the board's contents (an unknown task or skill, a change the
+ * task's status refuses, a cycle) stays a plain BoardInputError: the operation failed, exit 1.
+ */
+export class BoardValidationError extends BoardInputError {
+  override name = 'BoardValidationError';
+}
+
+/**
  * The board path itself is wrong (a directory, a missing folder, a board file with several hard
  * links, not writable by this user): a configuration error, exit status 2 in the CLI.
  */

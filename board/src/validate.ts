@@ -1,14 +1,14 @@
 /**
  * The input rules of the board's operations, outside the SQL: every backend runs its inputs through
  * these functions before touching its store, so a refusal reads the same whatever the backend.
- * Each throws BoardInputError naming the thing at fault (the CLI and the README quote the messages),
- * and returns the values as the store keeps them (JSON texts, defaults applied, limits checked).
+ * Each throws BoardValidationError (a BoardInputError: the input alone is at fault, exit 2 in the
+ * CLI) naming the thing at fault (the CLI and the README quote the messages), and returns the values as the store keeps them (JSON texts, defaults applied, limits checked).
  *
  * Rules that depend on what the board holds (an unknown skill, a task that is running) are not
  * here: they are checked inside the operation's transaction.
  */
-import { LIMITS, limitProblem, REPORT_MODES, RESULT_SOURCES, TASK_STATUSES, type LimitRange, type ReportMode, type ResultSource, type TaskStatus } from '@kanban-supervisor/policies';
-import { BoardInputError } from './errors.js';
+import { LIMITS, limitProblem, PRIORITY_RANGE, REPORT_MODES, RESULT_SOURCES, TASK_STATUSES, type LimitRange, type ReportMode, type ResultSource, type TaskStatus } from '@kanban-supervisor/policies';
+import { BoardInputError, BoardValidationError } from './errors.js';
 import type { Json, PruneQuery, RunFilter, SkillInput, TaskInput, TaskKey, TaskPageQuery, WorkerReport } from './types.js';
 
 const SKILL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -28,10 +28,10 @@ export function jsonText(what: string, v: Json | undefined | null): string | nul
   try {
     s = JSON.stringify(v);
   } catch (e) {
-    throw new BoardInputError(`${what} is not serialisable as JSON: ${(e as Error).message}`);
+    throw new BoardValidationError(`${what} is not serialisable as JSON: ${(e as Error).message}`);
   }
-  if (s === undefined) throw new BoardInputError(`${what} is not serialisable as JSON`);
-  if (s.length > MAX_JSON_CHARS) throw new BoardInputError(`${what} is larger than 4 MiB of JSON`);
+  if (s === undefined) throw new BoardValidationError(`${what} is not serialisable as JSON`);
+  if (s.length > MAX_JSON_CHARS) throw new BoardValidationError(`${what} is larger than 4 MiB of JSON`);
   return s;
 }
 
@@ -39,7 +39,7 @@ export function jsonText(what: string, v: Json | undefined | null): string | nul
 export function optLimit(what: string, v: number | null | undefined, range: LimitRange): number | null {
   if (v === null || v === undefined) return null;
   const problem = limitProblem(v, range);
-  if (problem !== null) throw new BoardInputError(`${what} ${problem}`);
+  if (problem !== null) throw new BoardValidationError(`${what} ${problem}`);
   return v;
 }
 
@@ -61,33 +61,33 @@ export interface ValidSkill {
 
 export function validSkill(input: SkillInput): ValidSkill {
   if (!SKILL_NAME.test(input.name)) {
-    throw new BoardInputError(`skill name ${JSON.stringify(input.name)} is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
+    throw new BoardValidationError(`skill name ${JSON.stringify(input.name)} is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
   }
   if (!Array.isArray(input.argv) || input.argv.length === 0 || !input.argv.every((a) => typeof a === 'string')) {
-    throw new BoardInputError(`skill ${input.name}: the command must be a non-empty array of strings`);
+    throw new BoardValidationError(`skill ${input.name}: the command must be a non-empty array of strings`);
   }
-  if (input.argv[0] === '') throw new BoardInputError(`skill ${input.name}: the command name is empty`);
+  if (input.argv[0] === '') throw new BoardValidationError(`skill ${input.name}: the command name is empty`);
   const env = input.env ?? {};
   for (const [k, v] of Object.entries(env)) {
-    if (!ENV_NAME.test(k)) throw new BoardInputError(`skill ${input.name}: invalid environment variable name ${JSON.stringify(k)}`);
-    if (typeof v !== 'string') throw new BoardInputError(`skill ${input.name}: environment variable ${k} must be a string`);
-    if (k.startsWith('KANBAN_')) throw new BoardInputError(`skill ${input.name}: environment variable ${k} is reserved for the supervisor`);
+    if (!ENV_NAME.test(k)) throw new BoardValidationError(`skill ${input.name}: invalid environment variable name ${JSON.stringify(k)}`);
+    if (typeof v !== 'string') throw new BoardValidationError(`skill ${input.name}: environment variable ${k} must be a string`);
+    if (k.startsWith('KANBAN_')) throw new BoardValidationError(`skill ${input.name}: environment variable ${k} is reserved for the supervisor`);
   }
   const passEnv = [...new Set(input.passEnv ?? [])];
   for (const k of passEnv) {
-    if (typeof k !== 'string' || !ENV_NAME.test(k)) throw new BoardInputError(`skill ${input.name}: --pass-env must name an environment variable, got ${JSON.stringify(k)}`);
-    if (k.startsWith('KANBAN_')) throw new BoardInputError(`skill ${input.name}: --pass-env ${k}: KANBAN_* variables are set by the supervisor`);
+    if (typeof k !== 'string' || !ENV_NAME.test(k)) throw new BoardValidationError(`skill ${input.name}: --pass-env must name an environment variable, got ${JSON.stringify(k)}`);
+    if (k.startsWith('KANBAN_')) throw new BoardValidationError(`skill ${input.name}: --pass-env ${k}: KANBAN_* variables are set by the supervisor`);
   }
   const report = input.report ?? 'board';
   if (!(REPORT_MODES as readonly unknown[]).includes(report)) {
-    throw new BoardInputError(`skill ${input.name}: --report must be one of ${REPORT_MODES.join(', ')}, got ${JSON.stringify(report)}`);
+    throw new BoardValidationError(`skill ${input.name}: --report must be one of ${REPORT_MODES.join(', ')}, got ${JSON.stringify(report)}`);
   }
   const resultFrom = input.resultFrom ?? null;
   if (resultFrom !== null && !(RESULT_SOURCES as readonly unknown[]).includes(resultFrom)) {
-    throw new BoardInputError(`skill ${input.name}: --result must be one of ${RESULT_SOURCES.join(', ')}, got ${JSON.stringify(resultFrom)}`);
+    throw new BoardValidationError(`skill ${input.name}: --result must be one of ${RESULT_SOURCES.join(', ')}, got ${JSON.stringify(resultFrom)}`);
   }
   if (resultFrom !== null && report !== 'exit') {
-    throw new BoardInputError(`skill ${input.name}: --result ${resultFrom} is for exit-code skills only (add --report exit)`);
+    throw new BoardValidationError(`skill ${input.name}: --result ${resultFrom} is for exit-code skills only (add --report exit)`);
   }
   return {
     name: input.name,
@@ -126,13 +126,13 @@ export const MAX_PARENTS = 100;
 /** A task's parents as given (`add --after`, the API's `after`): 1-100 distinct ids. */
 export function validParents(after: unknown): string[] {
   if (after === undefined || after === null) return [];
-  if (!Array.isArray(after)) throw new BoardInputError('after must be an array of task ids');
+  if (!Array.isArray(after)) throw new BoardValidationError('after must be an array of task ids');
   const out: string[] = [];
   for (const [i, id] of after.entries()) {
-    if (typeof id !== 'string' || id.length === 0 || id.length > 200) throw new BoardInputError(`after[${i}] must be a task id, got ${JSON.stringify(id)}`);
+    if (typeof id !== 'string' || id.length === 0 || id.length > 200) throw new BoardValidationError(`after[${i}] must be a task id, got ${JSON.stringify(id)}`);
     if (!out.includes(id)) out.push(id);
   }
-  if (out.length > MAX_PARENTS) throw new BoardInputError(`a task waits for at most ${MAX_PARENTS} parents, got ${out.length}`);
+  if (out.length > MAX_PARENTS) throw new BoardValidationError(`a task waits for at most ${MAX_PARENTS} parents, got ${out.length}`);
   return out;
 }
 
@@ -140,17 +140,18 @@ export function validParents(after: unknown): string[] {
 export const MAX_KEY_CHARS = 200;
 
 export function validTask(input: TaskInput): ValidTask {
-  if (typeof input.skill !== 'string' || input.skill === '') throw new BoardInputError('skill must be a non-empty string');
-  if (input.title !== undefined && typeof input.title !== 'string') throw new BoardInputError('title must be a string');
+  if (typeof input.skill !== 'string' || input.skill === '') throw new BoardValidationError('skill must be a non-empty string');
+  if (input.title !== undefined && typeof input.title !== 'string') throw new BoardValidationError('title must be a string');
   const key = input.key ?? null;
   if (key !== null && (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_CHARS)) {
-    throw new BoardInputError(`key must be a string of 1-${MAX_KEY_CHARS} characters, got ${JSON.stringify(key)}`);
+    throw new BoardValidationError(`key must be a string of 1-${MAX_KEY_CHARS} characters, got ${JSON.stringify(key)}`);
   }
   const notBefore = input.notBefore ?? 0;
-  if (!Number.isSafeInteger(notBefore) || notBefore < 0) throw new BoardInputError(`notBefore must be a time in ms since the epoch, got ${String(input.notBefore)}`);
+  if (!Number.isSafeInteger(notBefore) || notBefore < 0) throw new BoardValidationError(`notBefore must be a time in ms since the epoch, got ${String(input.notBefore)}`);
   const payload = jsonText('payload', input.payload ?? null) ?? 'null';
   const priority = input.priority ?? 0;
-  if (!Number.isSafeInteger(priority)) throw new BoardInputError(`priority must be an integer, got ${String(input.priority)}`);
+  const priorityProblem = limitProblem(priority, PRIORITY_RANGE);
+  if (priorityProblem !== null) throw new BoardValidationError(`priority ${priorityProblem}`);
   const maxRuntimeSeconds = optLimit('max runtime', input.maxRuntimeSeconds, LIMITS.maxRuntimeSeconds);
   const maxRetries = optLimit('max retries', input.maxRetries, LIMITS.failureLimit);
   return {
@@ -171,13 +172,18 @@ export function createdData(t: ValidTask): { [k: string]: Json } {
   return { skill: t.skill, priority: t.priority, ...(t.key !== null ? { key: t.key } : {}), ...(t.notBefore > 0 ? { not_before: t.notBefore } : {}) };
 }
 
+/** `e` with another message, of the same class (a validation error stays one: exit 2 in the CLI). */
+export function renamed(e: BoardInputError, message: string): BoardInputError {
+  return e instanceof BoardValidationError ? new BoardValidationError(message) : new BoardInputError(message);
+}
+
 /**
  * A refusal about one task of a bulk add (an unknown parent, found in the board's transaction)
  * names its place, `tasks[i]: ` as validTasks does (a single add is not prefixed).
  */
 export function placed<T>(valid: ValidTask[], t: ValidTask, fn: () => T): T {
   const name = (e: unknown): unknown =>
-    e instanceof BoardInputError && valid.length > 1 ? new BoardInputError(`tasks[${valid.indexOf(t)}]: ${e.message}`) : e;
+    e instanceof BoardInputError && valid.length > 1 ? renamed(e, `tasks[${valid.indexOf(t)}]: ${e.message}`) : e;
   try {
     const r = fn();
     return (r instanceof Promise ? r.catch((e: unknown) => Promise.reject(name(e))) : r) as T;
@@ -191,12 +197,12 @@ export function placed<T>(valid: ValidTask[], t: ValidTask, fn: () => T): T {
  * (`what(i)`, e.g. "line 3"), so a file's bad line is found at once.
  */
 export function validTasks(inputs: TaskInput[], what: (i: number) => string = (i) => `tasks[${i}]`): ValidTask[] {
-  if (!Array.isArray(inputs)) throw new BoardInputError('tasks must be an array');
+  if (!Array.isArray(inputs)) throw new BoardValidationError('tasks must be an array');
   return inputs.map((input, i) => {
     try {
       return validTask(input);
     } catch (e) {
-      if (e instanceof BoardInputError) throw new BoardInputError(`${what(i)}: ${e.message}`);
+      if (e instanceof BoardInputError) throw renamed(e, `${what(i)}: ${e.message}`);
       throw e;
     }
   });
@@ -204,26 +210,26 @@ export function validTasks(inputs: TaskInput[], what: (i: number) => string = (i
 
 /** A retention query, checked: a time, known finished statuses (default done and cancelled), a limit of 1-10,000. */
 export function pruneQuery(query: PruneQuery): { before: number; statuses: Array<'done' | 'cancelled'>; limit: number } {
-  if (!Number.isSafeInteger(query.before)) throw new BoardInputError(`prune: before must be a time in ms, got ${String(query.before)}`);
+  if (!Number.isSafeInteger(query.before)) throw new BoardValidationError(`prune: before must be a time in ms, got ${String(query.before)}`);
   const statuses = query.statuses ?? ['done', 'cancelled'];
-  if (statuses.length === 0) throw new BoardInputError('prune: give at least one status (done, cancelled)');
+  if (statuses.length === 0) throw new BoardValidationError('prune: give at least one status (done, cancelled)');
   for (const s of statuses) {
-    if (s !== 'done' && s !== 'cancelled') throw new BoardInputError(`prune: only finished tasks are pruned (done, cancelled), got ${JSON.stringify(s)}`);
+    if (s !== 'done' && s !== 'cancelled') throw new BoardValidationError(`prune: only finished tasks are pruned (done, cancelled), got ${JSON.stringify(s)}`);
   }
-  if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > 10_000) throw new BoardInputError(`prune: a batch's limit must be an integer from 1 to 10000, got ${String(query.limit)}`);
+  if (!Number.isInteger(query.limit) || query.limit < 1 || query.limit > 10_000) throw new BoardValidationError(`prune: a batch's limit must be an integer from 1 to 10000, got ${String(query.limit)}`);
   return { before: query.before, statuses: [...new Set(statuses)], limit: query.limit };
 }
 
 /** An operator's block needs a reason (it becomes the task's last error). */
 export function blockReason(reason: string): string {
-  if (!reason.trim()) throw new BoardInputError('a block needs a reason');
+  if (!reason.trim()) throw new BoardValidationError('a block needs a reason');
   return reason;
 }
 
 /** The kind of an event a worker appends. */
 export function eventKind(kind: string): string {
   if (!EVENT_KIND.test(kind)) {
-    throw new BoardInputError(`event kind ${JSON.stringify(kind)} is invalid: use 1-64 letters, digits, '.', '_', ':' or '-'`);
+    throw new BoardValidationError(`event kind ${JSON.stringify(kind)} is invalid: use 1-64 letters, digits, '.', '_', ':' or '-'`);
   }
   return kind;
 }
@@ -235,7 +241,7 @@ export function eventKind(kind: string): string {
  */
 export function reportSeq(seq: string | null | undefined): string | null {
   if (seq === null || seq === undefined) return null;
-  if (typeof seq !== 'string' || !/^[0-9]{1,20}$/.test(seq)) throw new BoardInputError(`a report's seq must be 1-20 decimal digits, got ${JSON.stringify(seq)}`);
+  if (typeof seq !== 'string' || !/^[0-9]{1,20}$/.test(seq)) throw new BoardValidationError(`a report's seq must be 1-20 decimal digits, got ${JSON.stringify(seq)}`);
   return seq;
 }
 
@@ -268,7 +274,7 @@ export function validReport(report: WorkerReport): ValidReport {
       return { outcome: 'failed', error: prefix(report.error, RUN_ERROR_MAX_CHARS), eventError: prefix(report.error, EVENT_ERROR_MAX_CHARS) };
     case 'deferred':
       if (!Number.isFinite(report.seconds) || report.seconds < 0) {
-        throw new BoardInputError(`defer seconds must be a non-negative number, got ${String(report.seconds)}`);
+        throw new BoardValidationError(`defer seconds must be a non-negative number, got ${String(report.seconds)}`);
       }
       return { outcome: 'deferred', deferMs: Math.round(report.seconds * 1000), reason: report.reason ?? null };
   }
@@ -277,7 +283,7 @@ export function validReport(report: WorkerReport): ValidReport {
 /** A task listing's filter: a known status, the default limit applied. */
 export function taskFilter(filter: { status?: TaskStatus; skill?: string; limit?: number }): { status?: TaskStatus; skill?: string; limit: number } {
   if (filter.status && !(TASK_STATUSES as readonly string[]).includes(filter.status)) {
-    throw new BoardInputError(`unknown status ${JSON.stringify(filter.status)}; one of ${TASK_STATUSES.join(', ')}`);
+    throw new BoardValidationError(`unknown status ${JSON.stringify(filter.status)}; one of ${TASK_STATUSES.join(', ')}`);
   }
   return { status: filter.status || undefined, skill: filter.skill, limit: filter.limit ?? 1000 };
 }
@@ -286,15 +292,15 @@ export function taskFilter(filter: { status?: TaskStatus; skill?: string; limit?
 export function taskPageQuery(query: TaskPageQuery): { status?: TaskStatus; skill?: string; q?: string; limit: number; after: TaskKey | null; scan: number } {
   const f = taskFilter({ status: query.status, skill: query.skill });
   const limit = query.limit ?? 50;
-  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BoardInputError(`limit must be an integer from 1 to 500, got ${JSON.stringify(query.limit)}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new BoardValidationError(`limit must be an integer from 1 to 500, got ${JSON.stringify(query.limit)}`);
   const q = query.q === undefined || query.q === '' ? undefined : query.q;
-  if (q !== undefined && q.length > 200) throw new BoardInputError(`a search must be at most 200 characters, got ${q.length}`);
+  if (q !== undefined && q.length > 200) throw new BoardValidationError(`a search must be at most 200 characters, got ${q.length}`);
   const a = query.after ?? null;
   if (a !== null && (!Number.isSafeInteger(a.createdAt) || typeof a.id !== 'string' || a.id === '' || a.id.length > 200)) {
-    throw new BoardInputError('the page cursor is not valid');
+    throw new BoardValidationError('the page cursor is not valid');
   }
   const scan = query.scan ?? TASK_SEARCH_SCAN;
-  if (!Number.isInteger(scan) || scan < 1 || scan > TASK_SEARCH_SCAN) throw new BoardInputError(`a search's scan budget must be an integer from 1 to ${TASK_SEARCH_SCAN}, got ${JSON.stringify(query.scan)}`);
+  if (!Number.isInteger(scan) || scan < 1 || scan > TASK_SEARCH_SCAN) throw new BoardValidationError(`a search's scan budget must be an integer from 1 to ${TASK_SEARCH_SCAN}, got ${JSON.stringify(query.scan)}`);
   return { status: f.status, skill: f.skill === '' ? undefined : f.skill, q, limit, after: a, scan };
 }
 
@@ -308,7 +314,7 @@ export const TASK_SEARCH_SCAN = 5000;
 
 /** An event feed read's limit: 1 to 1,000. */
 export function feedLimit(limit: number): number {
-  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BoardInputError(`an event read's limit must be an integer from 1 to 1000, got ${JSON.stringify(limit)}`);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new BoardValidationError(`an event read's limit must be an integer from 1 to 1000, got ${JSON.stringify(limit)}`);
   return limit;
 }
 

@@ -36,6 +36,9 @@ export const LIMITS = {
 
 export type LimitName = keyof typeof LIMITS;
 
+/** A task's priority (`add --priority`, a line's `priority`, the board's check): any whole number JavaScript holds exactly. */
+export const PRIORITY_RANGE: LimitRange = { min: Number.MIN_SAFE_INTEGER, max: Number.MAX_SAFE_INTEGER, integer: true, unit: '' };
+
 /** "a number from 0 to 86400", "an integer from 1 to 1000": the words of the config parser's messages too. */
 export function describeRange(r: LimitRange): string {
   return `${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}`;

@@ -110,14 +110,3 @@ export function parseJsonArg(flag: string, raw: string): unknown {
     throw new UsageError(`${flag} must be valid JSON, got ${JSON.stringify(raw.length > 80 ? raw.slice(0, 80) + '…' : raw)}: ${(e as Error).message}`);
   }
 }
-
-export function parseNumberArg(flag: string, raw: string, opts: { integer?: boolean; min?: number } = {}): number {
-  const n = Number(raw);
-  const ok = raw.trim() !== '' && Number.isFinite(n) && (!opts.integer || Number.isInteger(n)) && (opts.min === undefined || n >= opts.min);
-  if (!ok) {
-    throw new UsageError(
-      `${flag} must be ${opts.integer ? 'an integer' : 'a number'}${opts.min !== undefined ? ` of at least ${opts.min}` : ''}, got ${JSON.stringify(raw)}`,
-    );
-  }
-  return n;
-}

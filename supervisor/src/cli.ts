@@ -133,14 +133,17 @@ export async function main(argv: string[]): Promise<number> {
     const msg = (e as Error).message ?? String(e);
     // Messages quote board text (task ids, skill names): escaped like every human output.
     process.stderr.write(`kanban-supervisor: ${printableLines(msg)}\n`);
-    // Configuration: flags, variables, the board path, a board this user may not write.
+    // Configuration: flags, variables, the board path, a board this user may not write; input the
+    // board refuses for itself (a skill name, a range, a size: BoardValidationError), as the CLI's
+    // own checks of flags. A refusal that depends on the board's contents (an unknown task or
+    // skill, a change the task's status refuses) is a failure (1).
     // In use by a supervisor (migrate): exit 4, as a second `run`.
     // (Their classes are loaded by now: the module that threw them imported them.)
-    const { BoardOwnedError, BoardPathError } = await import('@kanban-supervisor/board/light');
+    const { BoardOwnedError, BoardPathError, BoardValidationError } = await import('@kanban-supervisor/board/light');
     const { isAccessError } = await import('./commands/board.js');
     const { ReaperConfigError } = await import('@kanban-supervisor/reaper');
     if (e instanceof BoardOwnedError) return EXIT.boardOwned;
-    if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || isAccessError(e)) return EXIT.usage;
+    if (e instanceof ConfigError || e instanceof ReaperConfigError || e instanceof BoardPathError || e instanceof BoardValidationError || isAccessError(e)) return EXIT.usage;
     return EXIT.failed;
   }
 }

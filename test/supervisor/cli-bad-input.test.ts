@@ -2,6 +2,7 @@
 // exit 2 for usage and configuration errors, and leaves nothing lost or half-written.
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, Cleanups, cli, memory } from '../src/common.js';
 
@@ -72,4 +73,46 @@ describe('add --from reads at most its limit', () => {
     expect(ok.stdout.trim().split('\n')).toHaveLength(2);
     w.kill('SIGKILL');
   }, 120_000);
+});
+
+describe('input refused for itself is a usage error (exit 2) naming the flag or field', () => {
+  it('add --priority out of range, skill add with a bad name, env or command, an oversized payload line: exit 2; an unknown skill stays exit 1', async () => {
+    const { dir, db } = cleanups.boardDir('ks-exit2-');
+    expect((await cli(db, ['skill', 'add', 'echo', '--', '/bin/true'])).code).toBe(0);
+    const range = 'must be an integer from -9007199254740991 to 9007199254740991';
+    const cases: Array<[string[], string]> = [
+      [['add', '--skill', 'echo', '--priority', '1e300'], `--priority ${range}, got "1e300"`],
+      [['add', '--skill', 'echo', '--priority', '9007199254740993'], `--priority ${range}, got "9007199254740993"`],
+      [['add', '--skill', 'echo', '--priority', '1.5'], `--priority ${range}, got "1.5"`],
+      [['skill', 'add', 'a b', '--', 'true'], 'skill name "a b" is invalid'],
+      [['skill', 'add', '', '--', 'true'], 'skill name "" is invalid'],
+      [['skill', 'add', 'x'.repeat(65), '--', 'true'], `skill name "${'x'.repeat(65)}" is invalid`],
+      [['skill', 'add', 'a\x1bb', '--', 'true'], 'skill name "a\\u001bb" is invalid'],
+      [['skill', 'add', 'x', '--env', 'KANBAN_DB=x', '--', 'true'], '--env KANBAN_DB: KANBAN_* variables are set by the supervisor'],
+      [['skill', 'add', 'x', '--env', '1A=x', '--', 'true'], '--env "1A=x": "1A" is not an environment variable name'],
+      [['skill', 'add', 'x', '--pass-env', 'KANBAN_DB', '--', 'true'], '--pass-env KANBAN_DB'],
+      [['skill', 'add', 'x', '--', ''], 'the command name is empty'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await cli(db, args);
+      expect(r.code, `${JSON.stringify(args)}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(msg);
+    }
+    const file = join(dir, 'big.jsonl');
+    writeFileSync(file, JSON.stringify({ skill: 'echo', payload: 'x'.repeat(5 * 1024 * 1024) }) + '\n');
+    const big = await cli(db, ['add', '--from', file]);
+    expect(big.code, big.stderr).toBe(2);
+    expect(big.stderr).toContain('--from: line 1: payload is larger than 4 MiB of JSON');
+    writeFileSync(file, '{"skill":"echo","priority":1e300}\n');
+    const prio = await cli(db, ['add', '--from', file]);
+    expect(prio.code, prio.stderr).toBe(2);
+    expect(prio.stderr).toContain(`--from: line 1, field "priority": ${range}, got 1e+300`);
+    // What the board holds decides: an unknown skill is the board's refusal, a failure (exit 1).
+    const unknown = await cli(db, ['add', '--skill', 'ghost']);
+    expect(unknown.code, unknown.stderr).toBe(1);
+    expect(unknown.stderr).toContain('unknown skill "ghost"');
+    // Nothing was stored by any refusal.
+    expect(JSON.parse((await cli(db, ['--json', 'list'])).stdout)).toEqual([]);
+    expect(JSON.parse((await cli(db, ['--json', 'skill', 'list'])).stdout).map((s: { name: string }) => s.name)).toEqual(['echo']);
+  });
 });

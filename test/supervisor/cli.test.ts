@@ -48,7 +48,7 @@ describe('board CLI', () => {
     expect(unknownFlag.stderr).toContain('unknown option --bogus');
     const badPriority = await cli(d, ['add', '--skill', 'echo', '--priority', 'high']);
     expect(badPriority.code).toBe(2);
-    expect(badPriority.stderr).toContain('--priority must be an integer, got "high"');
+    expect(badPriority.stderr).toContain('--priority must be an integer from -9007199254740991 to 9007199254740991, got "high"');
     const badEnv = await cli(d, ['run'], { MAX_CONCURRENT_WORKERS: 'abc' });
     expect(badEnv.code).toBe(2);
     expect(badEnv.stderr).toContain('MAX_CONCURRENT_WORKERS must be an integer from 1 to 1024, got "abc"');

@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { BoardInputError, boardFiles, checkpointingOf, MAX_PARENTS, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
+import { BoardInputError, BoardValidationError, boardFiles, checkpointingOf, MAX_PARENTS, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
 import {
   ConfigError,
   EXIT,
@@ -17,6 +17,7 @@ import {
   parseIsoTime,
   PRUNE_BATCH,
   prunePauseMs,
+  PRIORITY_RANGE,
 } from '@kanban-supervisor/policies';
 import { parseArgs, UsageError } from '../args.js';
 import { removeRunLogs } from '../services/retention.js';
@@ -45,7 +46,10 @@ export function taskOfLine(text: string, line: number, now: number): TaskInput {
   if (typeof o.skill !== 'string' || o.skill === '') throw bad('skill', 'is required: a skill name');
   if (o.title !== undefined && typeof o.title !== 'string') throw bad('title', 'must be a string');
   if (o.key !== undefined && (typeof o.key !== 'string' || o.key.length < 1 || o.key.length > 200)) throw bad('key', 'must be a string of 1-200 characters');
-  if (o.priority !== undefined && !Number.isSafeInteger(o.priority)) throw bad('priority', `must be an integer, got ${JSON.stringify(o.priority)}`);
+  if (o.priority !== undefined) {
+    const problem = limitProblem(o.priority, PRIORITY_RANGE);
+    if (problem) throw bad('priority', problem);
+  }
   // after: the ids of tasks already on the board (as add --after), one id or an array of them.
   const after = o.after === undefined || o.after === null ? [] : typeof o.after === 'string' ? [o.after] : o.after;
   if (!Array.isArray(after) || after.some((x) => typeof x !== 'string' || x.length < 1 || x.length > 200)) {
@@ -145,9 +149,13 @@ export async function addFrom(g: Globals, source: string): Promise<number> {
       return await b.createTasks(lines.map((l) => l.task));
     } catch (e) {
       // The board names a task by its place (tasks[i]): say which line it was.
+      // (Of the same class: a line the board refuses for itself is bad input, exit 2.)
       if (e instanceof BoardInputError) {
         const m = /^tasks\[(\d+)\]: (.*)$/s.exec(e.message);
-        if (m) throw new BoardInputError(`--from: line ${lines[Number(m[1])]!.line}: ${m[2]}`);
+        if (m) {
+          const text = `--from: line ${lines[Number(m[1])]!.line}: ${m[2]}`;
+          throw e instanceof BoardValidationError ? new BoardValidationError(text) : new BoardInputError(text);
+        }
       }
       throw e;
     }

@@ -34,7 +34,10 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
     for (const kv of p.multi['--env'] ?? []) {
       const eq = kv.indexOf('=');
       if (eq <= 0) throw new UsageError(`--env must be KEY=VALUE, got ${JSON.stringify(kv)}`);
-      env[kv.slice(0, eq)] = kv.slice(eq + 1);
+      const key = kv.slice(0, eq);
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new UsageError(`--env ${JSON.stringify(kv)}: ${JSON.stringify(key)} is not an environment variable name`);
+      if (key.startsWith('KANBAN_')) throw new UsageError(`--env ${key}: KANBAN_* variables are set by the supervisor`);
+      env[key] = kv.slice(eq + 1);
     }
     const passEnv = p.multi['--pass-env'] ?? [];
     for (const name of passEnv) checkPassEnv(name);

@@ -3,9 +3,9 @@
  * its runs and events) and the changes `cancel`, `block`, `unblock` and `retry`.
  */
 import { BoardInputError, type Json } from '@kanban-supervisor/board';
-import { EXIT, LIMITS, notBeforeOf, parseDuration, parseIsoTime, parseLimit, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
+import { EXIT, LIMITS, notBeforeOf, parseDuration, parseIsoTime, parseLimit, PRIORITY_RANGE, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
 import { addFrom } from './bulk.js';
-import { parseArgs, parseJsonArg, parseNumberArg, UsageError } from '../args.js';
+import { parseArgs, parseJsonArg, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
 import { fmtAge } from '../status.js';
 import { boardLabel, withBoard, type Globals } from './board.js';
@@ -56,7 +56,7 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
       skill,
       title: p.values['--title'],
       payload,
-      priority: p.values['--priority'] !== undefined ? parseNumberArg('--priority', p.values['--priority']!, { integer: true }) : 0,
+      priority: p.values['--priority'] !== undefined ? parseLimit('--priority', p.values['--priority']!, PRIORITY_RANGE) : 0,
       maxRuntimeSeconds: optLimit(p.values, '--max-runtime', LIMITS.maxRuntimeSeconds),
       maxRetries: optLimit(p.values, attemptsFlag, LIMITS.failureLimit),
       after: p.multi['--after'] ?? [],
