@@ -18,4 +18,4 @@ export { recoverBoard, recoverInPlace, formatRecoverReport, RecoverRefusedError,
 export { fsyncDir } from './fsutil.js';
 export { migrateBoard, COPY_TABLES, type MigrateOptions, type MigrateReport, type MigrateSourceInfo, type CopyCounts, type CopyTable, type UnexitedRun } from './migrate-board.js';
 export { detailJson, eventsInTime, holdText, linkedJson, runJson, taskJson } from './json-shapes.js';
-export { MAX_PARENTS, MAX_JSON_CHARS } from './validate.js';
+export { MAX_PARENTS, MAX_JSON_CHARS, validSkill, validTask } from './validate.js';

@@ -2,7 +2,7 @@
 // exit 2 for usage and configuration errors, and leaves nothing lost or half-written.
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, Cleanups, cli, memory } from '../src/common.js';
 
@@ -114,5 +114,24 @@ describe('input refused for itself is a usage error (exit 2) naming the flag or 
     // Nothing was stored by any refusal.
     expect(JSON.parse((await cli(db, ['--json', 'list'])).stdout)).toEqual([]);
     expect(JSON.parse((await cli(db, ['--json', 'skill', 'list'])).stdout).map((s: { name: string }) => s.name)).toEqual(['echo']);
+  });
+});
+
+describe('a refused command leaves nothing behind', () => {
+  it('skill add with a bad name, command or env on a new board path creates no board, lock or folder (exit 2); a good one creates it', async () => {
+    const dir = cleanups.tempDir('ks-nohalf-');
+    const db = join(dir, 'newb', 'k.db');
+    for (const args of [
+      ['skill', 'add', 'bad name', '--', 'true'],
+      ['skill', 'add', 'x', '--', ''],
+      ['skill', 'add', 'x', '--env', 'KANBAN_DB=x', '--', 'true'],
+      ['skill', 'add', 'x', '--report', 'exit', '--result', 'stdout-json', '--max-rss-mb', '-1', '--', 'true'],
+    ]) {
+      const r = await cli(db, args);
+      expect(r.code, `${JSON.stringify(args)}: ${r.stderr}`).toBe(2);
+      expect(readdirSync(dir), JSON.stringify(args)).toEqual([]);
+    }
+    expect((await cli(db, ['skill', 'add', 'ok', '--', 'true'])).code).toBe(0);
+    expect(existsSync(db)).toBe(true);
   });
 });

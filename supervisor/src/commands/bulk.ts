@@ -5,7 +5,7 @@
  */
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { BoardInputError, BoardValidationError, boardFiles, checkpointingOf, MAX_PARENTS, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
+import { BoardInputError, BoardValidationError, boardFiles, checkpointingOf, MAX_PARENTS, validTask, type Board, type Json, type TaskInput } from '@kanban-supervisor/board';
 import {
   ConfigError,
   EXIT,
@@ -76,7 +76,7 @@ export function taskOfLine(text: string, line: number, now: number): TaskInput {
   if (o.at !== undefined) at = field('at', () => parseIsoTime('at', String(o.at)));
   if (delayMs !== null && at !== null) throw bad('at', 'give delay or at, not both');
   const notBefore = notBeforeOf(now, delayMs, at);
-  return {
+  const task: TaskInput = {
     skill: o.skill,
     title: o.title as string | undefined,
     payload: (o.payload ?? null) as Json,
@@ -87,6 +87,14 @@ export function taskOfLine(text: string, line: number, now: number): TaskInput {
     notBefore,
     key: (o.key as string | undefined) ?? null,
   };
+  // The board's own checks of the line (a payload over 4 MiB …), before the board is opened.
+  try {
+    validTask(task);
+  } catch (e) {
+    if (e instanceof BoardInputError) throw bad(null, e.message);
+    throw e;
+  }
+  return task;
 }
 
 /** Every task of a JSONL text (blank lines skipped), with the line number of each. */

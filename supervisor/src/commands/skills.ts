@@ -3,9 +3,9 @@
  * the skills on the board (the command each skill's workers run, how they report, their
  * environment and their limits).
  */
-import { BoardInputError } from '@kanban-supervisor/board';
+import { BoardInputError, validSkill } from '@kanban-supervisor/board';
 import { EXIT, LIMITS, REPORT_MODES, RESULT_SOURCES, type ReportMode, type ResultSource } from '@kanban-supervisor/policies';
-import type { Skill } from '@kanban-supervisor/board';
+import type { Skill, SkillInput } from '@kanban-supervisor/board';
 import { parseArgs, UsageError } from '../args.js';
 import { printable as safe } from '../text.js';
 import { boardLabel, withBoard, type Globals } from './board.js';
@@ -54,21 +54,24 @@ export async function cmdSkill(g: Globals, args: string[]): Promise<number> {
       throw new UsageError(`--result must be ${RESULT_SOURCES.join(' or ')}, got ${JSON.stringify(resultFrom)}`);
     }
     if (resultFrom !== null && report !== 'exit') throw new UsageError(`--result ${resultFrom} is for exit-code skills: add --report exit`);
-    const skill = await withBoard(g, (b) =>
-      b.putSkill({
-        name,
-        argv: p.rest!,
-        cwd: p.values['--cwd'] ?? null,
-        env,
-        passEnv,
-        maxRuntimeSeconds,
-        heartbeatTimeoutSeconds,
-        reclaimGraceSeconds,
-        maxRssMb,
-        maxConcurrent,
-        report: report as ReportMode,
-        resultFrom: resultFrom as ResultSource | null,
-      }), 'build');
+    const input: SkillInput = {
+      name,
+      argv: p.rest,
+      cwd: p.values['--cwd'] ?? null,
+      env,
+      passEnv,
+      maxRuntimeSeconds,
+      heartbeatTimeoutSeconds,
+      reclaimGraceSeconds,
+      maxRssMb,
+      maxConcurrent,
+      report: report as ReportMode,
+      resultFrom: resultFrom as ResultSource | null,
+    };
+    // The board's own checks (name, command, environment), before the board is opened: a refused
+    // skill creates no board (skill add creates a missing one) and no folder (exit 2).
+    validSkill(input);
+    const skill = await withBoard(g, (b) => b.putSkill(input), 'build');
     out(g, `skill ${safe(skill.name)}: ${safe(JSON.stringify(skill.argv))}${reportText(skill)}`, skill);
     return EXIT.ok;
   }

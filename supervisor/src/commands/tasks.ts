@@ -2,7 +2,7 @@
  * The task commands: `add` (a ready task), `list`, `show ID` (a task, or the task of a run id, with
  * its runs and events) and the changes `cancel`, `block`, `unblock` and `retry`.
  */
-import { BoardInputError, type Json } from '@kanban-supervisor/board';
+import { BoardInputError, validTask, type Json, type TaskInput } from '@kanban-supervisor/board';
 import { EXIT, LIMITS, notBeforeOf, parseDuration, parseIsoTime, parseLimit, PRIORITY_RANGE, TASK_STATUSES, type TaskStatus } from '@kanban-supervisor/policies';
 import { addFrom } from './bulk.js';
 import { parseArgs, parseJsonArg, UsageError } from '../args.js';
@@ -51,20 +51,22 @@ export async function cmdAdd(g: Globals, args: string[]): Promise<number> {
   );
   const key = p.values['--key'];
   if (key !== undefined && (key.length < 1 || key.length > 200)) throw new UsageError(`--key must be 1-200 characters, got ${key.length}`);
-  const [added] = await withBoard(g, (b) =>
-    b.createTasks([{
-      skill,
-      title: p.values['--title'],
-      payload,
-      priority: p.values['--priority'] !== undefined ? parseLimit('--priority', p.values['--priority']!, PRIORITY_RANGE) : 0,
-      maxRuntimeSeconds: optLimit(p.values, '--max-runtime', LIMITS.maxRuntimeSeconds),
-      maxRetries: optLimit(p.values, attemptsFlag, LIMITS.failureLimit),
-      after: p.multi['--after'] ?? [],
-      notBefore,
-      key: key ?? null,
-    }]),
-    'write',
-  );
+  const after = p.multi['--after'] ?? [];
+  for (const id of after) if (id.length < 1 || id.length > 200) throw new UsageError(`--after must be a task id (1-200 characters), got ${JSON.stringify(id.slice(0, 80))}`);
+  const input: TaskInput = {
+    skill,
+    title: p.values['--title'],
+    payload,
+    priority: p.values['--priority'] !== undefined ? parseLimit('--priority', p.values['--priority']!, PRIORITY_RANGE) : 0,
+    maxRuntimeSeconds: optLimit(p.values, '--max-runtime', LIMITS.maxRuntimeSeconds),
+    maxRetries: optLimit(p.values, attemptsFlag, LIMITS.failureLimit),
+    after,
+    notBefore,
+    key: key ?? null,
+  };
+  // The board's own checks of the task, before the board is opened (exit 2).
+  validTask(input);
+  const [added] = await withBoard(g, (b) => b.createTasks([input]), 'write');
   // A key already on the board: its task's id, nothing added (exit 0).
   const task = added!.task;
   out(g, safe(task.id), { id: task.id, created: added!.created });
