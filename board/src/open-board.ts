@@ -10,7 +10,10 @@ import { SqliteBoard } from './sqlite/board.js';
 import type { Board, OwnerInfo } from './types.js';
 
 export interface OpenBoardOptions {
-  /** Create the board when it does not exist yet (default true; migrations run either way). */
+  /**
+   * Create the board when it does not exist yet, or make one of an empty file (default true;
+   * migrations run either way). Without it, a file that holds no board is refused (BoardPathError).
+   */
   create?: boolean;
   /** Read only: no schema change, no writes (inspecting a board one does not own). */
   readonly?: boolean;

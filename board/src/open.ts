@@ -20,7 +20,10 @@ export type Db = Database.Database;
 export interface OpenOptions {
   /** Busy timeout per statement. Keep it small in the supervisor (its event loop blocks meanwhile). */
   busyTimeoutMs?: number;
-  /** Create the board when it does not exist (default true). */
+  /**
+   * Create the board when it does not exist, or make one of an empty file (default true). Without
+   * it (and read-only), a file that holds no board (empty, or schema version 0) is refused.
+   */
   create?: boolean;
   /** Open read-only (no WAL change, no migration): for `check`, `status` of a board one does not own. */
   readonly?: boolean;
@@ -366,7 +369,11 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
     if (create) ensureFile(abs);
     else if (!existsSync(abs)) throw new BoardPathError(abs, 'does not exist (run `kanban-supervisor init`)');
   }
-  if (!holdsConnection(abs)) checkHeaderByFs(abs);
+  // Only `create` makes a board of a file: an open that may not create one (every command but
+  // `init`, `skill add` and `run`, workers, readers) refuses an empty file or a database without
+  // the board's schema, naming it, and writes nothing to it (no WAL, no tables, no init lock).
+  const mayInit = create && !opts.readonly;
+  if (!holdsConnection(abs) && checkHeaderByFs(abs).empty && !mayInit) throw notABoard(abs, 'is an empty file');
   let db: Db;
   try {
     db = connect(abs, opts);
@@ -375,6 +382,9 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
     throw e;
   }
   try {
+    if (!mayInit && Number(db.pragma('user_version', { simple: true })) === 0) {
+      throw notABoard(abs, 'is a SQLite database without the board\'s schema (user_version 0)');
+    }
     if (!opts.readonly) {
       const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
       if (mode !== 'wal') enableWalOnce(db, abs);
@@ -389,6 +399,11 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
     throw e;
   }
   return db;
+}
+
+/** The refusal of a file that holds no board, saying how to make one (BoardPathError: exit 2 in the CLI). */
+function notABoard(abs: string, what: string): BoardPathError {
+  return new BoardPathError(abs, `${what}, not a board: give the path of a board, or create one with \`kanban-supervisor --db ${abs} init\``);
 }
 
 /** Open a raw connection to a small lock database with a private umask (used by the owner lock). */

@@ -8,7 +8,7 @@
  * file it writes right after taking the owner lock: its pid, checked to be the same process.
  */
 import { hostname } from 'node:os';
-import { classifyError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, supervisorRegistryOf, type Board, type RunListing } from '@kanban-supervisor/board';
+import { BoardPathError, classifyError, isPgLocation, openBoard, pgLocationLabel, resolveBoardPath, supervisorRegistryOf, type Board, type RunListing } from '@kanban-supervisor/board';
 import { EXIT } from '@kanban-supervisor/policies';
 import { Reaper, alive, findByEnv, type ProcessIdentity } from '@kanban-supervisor/reaper';
 import { printable } from './text.js';
@@ -126,6 +126,9 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     // The board cannot be read (damaged? not ours?): report what the owner says about it.
     const owner = fromFile ? liveOwner(fromFile) : null;
     const ownerLive = owner?.live === true;
+    // No owner to say anything, and the path holds no board (an empty file, a database without
+    // the board's schema): refused naming the path, as every other command does (exit 2).
+    if (!ownerLive && e instanceof BoardPathError) throw e;
     return {
       board: isPgLocation(path) ? pgLocationLabel(path) : path,
       at: now,
@@ -330,6 +333,7 @@ export async function watchStatus(db: string, intervalMs: number, json: boolean)
   process.on('SIGTERM', stopNow);
   out.on('error', stopNow); // EPIPE: the reader went away
   if (tty) out.write('\x1b[?1049h\x1b[?25l');
+  let first = true;
   try {
     while (!stopped) {
       let lines: string[];
@@ -338,8 +342,12 @@ export async function watchStatus(db: string, intervalMs: number, json: boolean)
         if (json) lines = [JSON.stringify(r)];
         else lines = [`${printable(hostname())}  ${new Date(r.at).toISOString()}${tty ? `  (every ${intervalMs / 1000}s; Ctrl-C to quit)` : ''}`, ...formatStatus(r)];
       } catch (e) {
+        // A path that holds no board at the start is refused as `status` refuses it (exit 2);
+        // later, a failed refresh is shown and the next one tried.
+        if (first && e instanceof BoardPathError) throw e;
         lines = [`${new Date().toISOString()}  status failed: ${printable((e as Error).message ?? String(e))}`];
       }
+      first = false;
       if (stopped) break;
       if (tty) {
         const cols = out.columns || 80;

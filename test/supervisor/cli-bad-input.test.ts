@@ -2,7 +2,8 @@
 // exit 2 for usage and configuration errors, and leaves nothing lost or half-written.
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { CLI, Cleanups, cli, memory } from '../src/common.js';
 
@@ -133,5 +134,35 @@ describe('a refused command leaves nothing behind', () => {
     }
     expect((await cli(db, ['skill', 'add', 'ok', '--', 'true'])).code).toBe(0);
     expect(existsSync(db)).toBe(true);
+  });
+});
+
+describe('a file that holds no board is not made one by a command that needs a board', () => {
+  it('an empty file, or a SQLite database without the board schema: list, show, runs, logs, status, add refuse it (exit 2 naming the path and init) and touch nothing; init makes a board of an empty file', async () => {
+    const dir = cleanups.tempDir('ks-notboard-');
+    const empty = join(dir, 'e.db');
+    const foreign = join(dir, 'f.db');
+    const db = new Database(foreign);
+    db.exec('CREATE TABLE mine (x INTEGER)');
+    db.close();
+    const foreignBytes = readFileSync(foreign);
+    for (const args of [['list'], ['show', 'nosuch'], ['runs'], ['logs', 'nosuch'], ['status'], ['status', '--watch', '--interval', '0.2'], ['add', '--skill', 'echo'], ['skill', 'list']]) {
+      writeFileSync(empty, '');
+      const r = await cli(empty, args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`board ${empty} is an empty file, not a board`);
+      expect(r.stderr).toContain(`kanban-supervisor --db ${empty} init`);
+      const f = await cli(foreign, args);
+      expect(f.code, `${args.join(' ')}: ${f.stderr}`).toBe(2);
+      expect(f.stderr).toContain(`board ${foreign} is a SQLite database without the board's schema`);
+      // Nothing written: no WAL, no tables, no init lock.
+      expect(readdirSync(dir).sort(), args.join(' ')).toEqual(['e.db', 'f.db']);
+      expect(statSync(empty).size).toBe(0);
+      expect(readFileSync(foreign).equals(foreignBytes)).toBe(true);
+    }
+    // init is the command that makes a board, of an empty file too (what it would have created itself).
+    const init = await cli(empty, ['init']);
+    expect(init.code, init.stderr).toBe(0);
+    expect((await cli(empty, ['--json', 'list'])).stdout.trim()).toBe('[]');
   });
 });

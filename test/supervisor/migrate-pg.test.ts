@@ -374,7 +374,7 @@ describe('migrate a SQLite board to PostgreSQL', () => {
       [['--from', join(dir, 'missing.db'), '--to', url], `board ${join(dir, 'missing.db')} does not exist`],
       [['--from', dir, '--to', url], `board ${dir} is a directory`],
       [['--from', text, '--to', url], `board ${text} is not a SQLite board`],
-      [['--from', empty, '--to', url], `board ${empty} is a SQLite database but not a kanban board`],
+      [['--from', empty, '--to', url], `board ${empty} is an empty file, not a board`],
       [['--from', db, '--to', url.replace(/schema=[^&]+/, 'schema=Bad')], 'names schema "Bad"'],
       [['--from', db], '--to URL'],
       [['--to', url], '--from PATH'],

@@ -23,7 +23,8 @@ export interface Globals {
  * - `run` creates a missing board only where its folder exists, or at the default location
  *   ./.kanban/kanban.db (creating ./.kanban): a mistyped --db must not start a supervisor on a new
  *   empty board;
- * - every other command needs an existing board.
+ * - every other command needs an existing board (and openBoard without `create` refuses a file
+ *   that holds none: an empty file, a SQLite database without the board's schema).
  * Whatever the command: a directory, a non-regular file and a board file with several hard links
  * are refused, and a symlinked board file is followed to its target (one board, one owner lock).
  */
