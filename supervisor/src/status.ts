@@ -127,8 +127,14 @@ export async function statusReport(db: string, sampler: UsageSampler = new Usage
     const owner = fromFile ? liveOwner(fromFile) : null;
     const ownerLive = owner?.live === true;
     // No owner to say anything, and the path holds no board (an empty file, a database without
-    // the board's schema): refused naming the path, as every other command does (exit 2).
+    // the board's schema) or this user may not read it: refused naming the path, as every other
+    // command does (exit 2). (With a live owner, its status file says what it knows, and whether
+    // its workers can reach the board.)
     if (!ownerLive && e instanceof BoardPathError) throw e;
+    if (!ownerLive && classifyError(e) === 'access') {
+      const label = isPgLocation(path) ? pgLocationLabel(path) : path;
+      throw new BoardPathError(label, `cannot be read by this user (uid ${process.getuid?.() ?? '?'}): ${(e as Error).message}`, { cause: e });
+    }
     return {
       board: isPgLocation(path) ? pgLocationLabel(path) : path,
       at: now,

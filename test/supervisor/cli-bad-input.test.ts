@@ -1,8 +1,8 @@
 // Bad input to the board CLI (a hostile review): each is refused naming the thing at fault, with
 // exit 2 for usage and configuration errors, and leaves nothing lost or half-written.
 import { afterEach, describe, expect, it } from 'vitest';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { CLI, Cleanups, cli, memory } from '../src/common.js';
@@ -164,5 +164,30 @@ describe('a file that holds no board is not made one by a command that needs a b
     const init = await cli(empty, ['init']);
     expect(init.code, init.stderr).toBe(0);
     expect((await cli(empty, ['--json', 'list'])).stdout.trim()).toBe('[]');
+  });
+});
+
+describe('status of a board this user cannot read', () => {
+  // Root ignores permissions: as root, status runs as nobody (65534) on a board of mode 0600 owned by root.
+  const ROOTED = process.getuid?.() === 0;
+  const AS = ROOTED ? { uid: 65534, gid: 65534 } : {};
+  const nobodyCanRun = !ROOTED || spawnSync(process.execPath, [CLI, '--help'], { ...AS, timeout: 30_000 }).status === 0;
+  it.skipIf(!nobodyCanRun)('with no supervisor: exit 2 naming the board and the access error, as list (not "dispatch held", exit 0)', async () => {
+    const dir = cleanups.tempDir('ks-status-eacces-');
+    chmodSync(dir, 0o755);
+    const db = join(dir, 'k.db');
+    expect((await cli(db, ['init'])).code).toBe(0);
+    for (const f of readdirSync(dir)) chmodSync(join(dir, f), ROOTED ? 0o600 : 0o000);
+    cleanups.push(() => {
+      for (const f of readdirSync(dir)) chmodSync(join(dir, f), 0o600);
+    });
+    const as = (args: string[]) => spawnSync(process.execPath, [CLI, '--db', db, ...args], { ...AS, encoding: 'utf8', timeout: 30_000 });
+    for (const args of [['status'], ['--json', 'status'], ['status', '--watch', '--interval', '0.2'], ['list']]) {
+      const r = as(args);
+      expect(r.status, `${args.join(' ')}: ${r.stdout}${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`board ${db} cannot be `);
+      expect(r.stderr).toContain('EACCES');
+      expect(r.stdout).not.toContain('dispatch held');
+    }
   });
 });
