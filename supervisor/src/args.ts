@@ -11,7 +11,8 @@
  * - an argument with a single dash (`-5`, `-x`) is a positional, not an option;
  * - a bare `--` ends the options: everything after it is `rest`, untouched (`skill add NAME -- CMD
  *   ARGS...` keeps the command's own flags).
- * `parseOptions` (`runs`, `logs`, `status`): node's strict mode, with its short aliases (`logs -f`).
+ * `parseOptions` (`runs`, `logs`, `status`): node's strict mode, with its short aliases (`logs -f`);
+ * a negative number after an option that takes a value is that option's value (`--tail -1`).
  */
 import { parseArgs as nodeParseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError } from '@kanban-supervisor/policies';
@@ -93,12 +94,32 @@ export function parseOptions<T extends NonNullable<ParseArgsConfig['options']>>(
   options: T,
   cmd: string,
 ): ReturnType<typeof nodeParseArgs<{ args: string[]; options: T; allowPositionals: true; strict: true }>> {
+  // node refuses `--tail -1` as ambiguous (a value that starts with a dash): a negative number is
+  // given to its option (`--tail=-1`), whose own check then names it and its range.
+  const given: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      given.push(...args.slice(i));
+      break;
+    }
+    const next = args[i + 1];
+    if (a.startsWith('--') && !a.includes('=') && options[a.slice(2)]?.type === 'string' && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      given.push(`${a}=${next}`);
+      i++;
+    } else given.push(a);
+  }
   try {
-    return nodeParseArgs({ args, options, allowPositionals: true, strict: true });
+    return nodeParseArgs({ args: given, options, allowPositionals: true, strict: true });
   } catch (e) {
     const code = (e as { code?: string }).code;
     const opt = /'([^']+)'/.exec((e as Error).message)?.[1];
     if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`${cmd}: unknown option ${opt ?? ''} (see ${cmd} --help)`);
+    const flag = opt?.split(' ')[0];
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /argument missing/.test((e as Error).message) && flag) throw new UsageError(`${cmd}: option ${flag} needs a value`);
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /ambiguous/.test((e as Error).message) && opt) {
+      throw new UsageError(`${cmd}: option ${opt} needs a value, and the next argument starts with a dash (for such a value write ${opt}=VALUE)`);
+    }
     throw new UsageError(`${cmd}: ${(e as Error).message.split('\n')[0]}`);
   }
 }

@@ -191,3 +191,23 @@ describe('status of a board this user cannot read', () => {
     }
   });
 });
+
+describe('small ones', () => {
+  it('a negative number after --tail, --interval or --limit is that flag’s value, refused naming the flag and its range (not node’s "argument is ambiguous")', async () => {
+    const { db } = cleanups.boardDir('ks-negative-');
+    expect((await cli(db, ['init'])).code).toBe(0);
+    const cases: Array<[string[], string]> = [
+      [['logs', 'tx', '--tail', '-1'], '--tail must be an integer from 0 to 100000000, got "-1"'],
+      [['status', '--watch', '--interval', '-1'], '--interval must be a number from 0.2 to 3600, got "-1"'],
+      [['runs', '--limit', '-3'], '--limit must be an integer from 1 to 1000000, got "-3"'],
+      [['runs', '--task', '-x'], 'runs: option --task needs a value, and the next argument starts with a dash (for such a value write --task=VALUE)'],
+      [['runs', '--outcome'], 'runs: option --outcome needs a value'],
+    ];
+    for (const [args, msg] of cases) {
+      const r = await cli(db, args);
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(msg);
+      expect(r.stderr).not.toContain('ambiguous');
+    }
+  });
+});
