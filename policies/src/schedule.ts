@@ -28,9 +28,22 @@ export function parseDuration(name: string, raw: string): number {
  */
 export function parseIsoTime(name: string, raw: string): number {
   const text = raw.trim();
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i.test(text)) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|([+-])(\d{2}):?(\d{2}))$/i.exec(text);
+  if (!m) {
     throw new ConfigError(`${name} must be an ISO-8601 time with its offset, e.g. 2026-12-24T09:00:00Z, got ${JSON.stringify(raw)}`);
   }
+  // Every field in its range, the day in its month: Date.parse takes 2026-02-30 for March 2.
+  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4], m[5], m[6] ?? '0'].map(Number) as [number, number, number, number, number, number];
+  // (setUTCFullYear, not Date.UTC: that one reads years 0-99 as 1900-1999.)
+  const daysInMonth = month >= 1 && month <= 12 ? new Date(new Date(0).setUTCFullYear(year, month, 0)).getUTCDate() : 0;
+  const bad =
+    month < 1 || month > 12 ? `month ${m[2]}` :
+    day < 1 || day > daysInMonth ? `day ${m[3]} (${year}-${m[2]} has ${daysInMonth} days)` :
+    hour > 23 ? `hour ${m[4]}` :
+    minute > 59 ? `minute ${m[5]}` :
+    second > 59 ? `second ${m[6]}` :
+    m[9] !== undefined && (Number(m[10]) > 23 || Number(m[11]) > 59) ? `offset ${m[8]}` : null;
+  if (bad) throw new ConfigError(`${name} is not a valid time: ${JSON.stringify(raw)} has no ${bad}`);
   const t = Date.parse(text);
   if (!Number.isFinite(t)) throw new ConfigError(`${name} is not a valid time: ${JSON.stringify(raw)}`);
   return t;

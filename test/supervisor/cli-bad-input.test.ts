@@ -210,4 +210,30 @@ describe('small ones', () => {
       expect(r.stderr).not.toContain('ambiguous');
     }
   });
+
+  it('add --at an impossible date (2026-02-30, hour 24) is refused naming --at, as is a --from line\'s at; a real leap day is taken', async () => {
+    const { dir, db } = cleanups.boardDir('ks-at-');
+    expect((await cli(db, ['skill', 'add', 'echo', '--', '/bin/true'])).code).toBe(0);
+    for (const [at, msg] of [
+      ['2026-02-30T09:00:00Z', 'has no day 30 (2026-02 has 28 days)'],
+      ['2027-02-29T09:00:00Z', 'has no day 29 (2027-02 has 28 days)'],
+      ['2026-04-31T09:00:00Z', 'has no day 31 (2026-04 has 30 days)'],
+      ['2026-13-01T09:00:00Z', 'has no month 13'],
+      ['2026-12-24T24:00:00Z', 'has no hour 24'],
+      ['2026-12-24T09:00:00+25:00', 'has no offset +25:00'],
+    ]) {
+      const r = await cli(db, ['add', '--skill', 'echo', '--at', at!]);
+      expect(r.code, `${at}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`--at is not a valid time: "${at}" ${msg}`);
+    }
+    const file = join(dir, 'at.jsonl');
+    writeFileSync(file, '{"skill":"echo","at":"2026-02-30T09:00:00Z"}\n');
+    const line = await cli(db, ['add', '--from', file]);
+    expect(line.code, line.stderr).toBe(2);
+    expect(line.stderr).toContain('--from: line 1, field "at": at is not a valid time');
+    expect(JSON.parse((await cli(db, ['--json', 'list'])).stdout)).toEqual([]);
+    const leap = await cli(db, ['--json', 'add', '--skill', 'echo', '--at', '2096-02-29T09:00:00Z']);
+    expect(leap.code, leap.stderr).toBe(0);
+    expect((await cli(db, ['--json', 'show', JSON.parse(leap.stdout).id])).stdout).toContain(String(Date.UTC(2096, 1, 29, 9)));
+  });
 });
