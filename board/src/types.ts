@@ -54,6 +54,7 @@ export interface Skill {
 
 export interface TaskInput {
   skill: string;
+  /** Default (absent or empty): the skill name. */
   title?: string;
   payload?: Json;
   priority?: number;

@@ -156,7 +156,8 @@ export function validTask(input: TaskInput): ValidTask {
   const maxRetries = optLimit('max retries', input.maxRetries, LIMITS.failureLimit);
   return {
     skill: input.skill,
-    title: input.title ?? input.skill,
+    // No title, or an empty one: the skill's name (as `add --help` says), never a blank card or row.
+    title: input.title === undefined || input.title === '' ? input.skill : input.title,
     payload,
     priority,
     maxRuntimeSeconds,

@@ -236,4 +236,15 @@ describe('small ones', () => {
     expect(leap.code, leap.stderr).toBe(0);
     expect((await cli(db, ['--json', 'show', JSON.parse(leap.stdout).id])).stdout).toContain(String(Date.UTC(2096, 1, 29, 9)));
   });
+
+  it('add --title \'\' takes the skill name, as the help promises for no title (add and a --from line)', async () => {
+    const { dir, db } = cleanups.boardDir('ks-title-');
+    expect((await cli(db, ['skill', 'add', 'echo', '--', '/bin/true'])).code).toBe(0);
+    const id = (await cli(db, ['add', '--skill', 'echo', '--title', ''])).stdout.trim();
+    expect(JSON.parse((await cli(db, ['--json', 'show', id])).stdout).title).toBe('echo');
+    const file = join(dir, 't.jsonl');
+    writeFileSync(file, '{"skill":"echo","title":""}\n');
+    const fromLine = (await cli(db, ['add', '--from', file])).stdout.trim();
+    expect(JSON.parse((await cli(db, ['--json', 'show', fromLine])).stdout).title).toBe('echo');
+  });
 });

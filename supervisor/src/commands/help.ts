@@ -153,7 +153,7 @@ ${GLOBAL_OPTS}
 
 Add a ready task (waiting, with --after); prints its id.
   --skill NAME           the skill that runs it (required)
-  --title T              a title (default: the skill name)
+  --title T              a title (default, and for an empty T: the skill name)
   --payload JSON         the task's input (default null)
   --priority N           higher runs first (default 0)
   --max-runtime S        seconds a run of this task may take (overrides the skill and
