@@ -2,7 +2,7 @@
 // exit 2 for usage and configuration errors, and leaves nothing lost or half-written.
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { CLI, Cleanups, cli, memory } from '../src/common.js';
@@ -246,5 +246,30 @@ describe('small ones', () => {
     writeFileSync(file, '{"skill":"echo","title":""}\n');
     const fromLine = (await cli(db, ['add', '--from', file])).stdout.trim();
     expect(JSON.parse((await cli(db, ['--json', 'show', fromLine])).stdout).title).toBe('echo');
+  });
+
+  it('recover --out an existing file (the board itself too, by any name) exits 2 naming --out and overwrites nothing; a missing board exits 2', async () => {
+    const dir = cleanups.tempDir('ks-recover-out-');
+    const db = join(dir, 'k.db');
+    expect((await cli(db, ['init'])).code).toBe(0);
+    const other = join(dir, 'other.db');
+    writeFileSync(other, 'keep me');
+    symlinkSync(db, join(dir, 'link.db'));
+    for (const [out, msg] of [
+      [other, `recover --out ${other}: it already exists; give a new path`],
+      [db, `recover --out ${db}: that is the board itself; use --in-place`],
+      [join(dir, 'link.db'), `recover --out ${join(dir, 'link.db')}: that is the board itself`],
+    ]) {
+      const r = await cli(db, ['recover', '--out', out!]);
+      expect(r.code, `${out}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(msg);
+    }
+    expect(readFileSync(other, 'utf8')).toBe('keep me');
+    const missing = await cli(join(dir, 'nope.db'), ['recover', '--out', join(dir, 'new.db')]);
+    expect(missing.code, missing.stderr).toBe(2);
+    expect(missing.stderr).toContain(`board ${join(dir, 'nope.db')} does not exist`);
+    const ok = await cli(db, ['recover', '--out', join(dir, 'new.db')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(existsSync(join(dir, 'new.db'))).toBe(true);
   });
 });

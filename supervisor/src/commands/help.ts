@@ -277,9 +277,9 @@ ${GLOBAL_OPTS}
 `,
   recover: `Usage: kanban-supervisor recover --out NEW.db | --in-place
 
-Salvage every readable row of a damaged board into a fresh one: --out writes NEW.db (the board is
-only read); --in-place backs the damaged files up and swaps the recovered board in (refused while a
-supervisor owns the board).
+Salvage every readable row of a damaged board into a fresh one: --out writes NEW.db, a path that
+must not exist (the board is only read); --in-place backs the damaged files up and swaps the
+recovered board in (refused while a supervisor owns the board).
 ${GLOBAL_OPTS}
 `,
   migrate: `Usage: kanban-supervisor migrate --from PATH.db --to postgres://USER@HOST/DB[?schema=NAME]

@@ -3,6 +3,8 @@
  * damaged: exit 1) and `recover --out NEW.db | --in-place` (salvage every readable row).
  */
 import { checkBoard, formatRecoverReport, isPgLocation, recoverBoard, recoverInPlace } from '@kanban-supervisor/board';
+import { existsSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { EXIT } from '@kanban-supervisor/policies';
 import { parseArgs, UsageError } from '../args.js';
 import { printable as safe, printableLines } from '../text.js';
@@ -52,8 +54,18 @@ export async function cmdRecover(g: Globals, args: string[]): Promise<number> {
   const outPath = p.values['--out'];
   const inPlace = p.bools.has('--in-place');
   if (!outPath === !inPlace) throw new UsageError('recover: give exactly one of --out NEW.db or --in-place');
+  // The board as every command takes it (missing, a directory, hard links: exit 2), and a new
+  // --out path: an existing file (the board itself among them) is never overwritten (exit 2).
+  const src = boardPath(g.db, 'existing');
+  if (outPath !== undefined) {
+    const outAbs = resolve(outPath);
+    if (existsSync(outAbs) || existsSync(outAbs + '-wal')) {
+      if (existsSync(outAbs) && realpathSync(outAbs) === realpathSync(src)) throw new UsageError(`recover --out ${outAbs}: that is the board itself; use --in-place to replace it`);
+      throw new UsageError(`recover --out ${outAbs}: it already exists; give a new path (nothing is overwritten)`);
+    }
+  }
   const log = g.json ? undefined : (line: string) => process.stderr.write(line + '\n');
-  const report = inPlace ? recoverInPlace(g.db, { log }) : recoverBoard(g.db, outPath!, { log });
+  const report = inPlace ? recoverInPlace(src, { log }) : recoverBoard(src, outPath!, { log });
   out(g, printableLines(formatRecoverReport(report)), report);
   return EXIT.ok;
 }
