@@ -172,9 +172,10 @@ Add a ready task (waiting, with --after); prints its id.
                          printed (--json: {"id": ..., "created": false}; exit 0); the existing
                          task is left as it is (no links added)
   --from FILE.jsonl      add one task per line (- for stdin; at most 64 MiB), all or nothing in
-                         one transaction; fields: skill, title, payload, priority, max_runtime, max_attempts,
-                         after (an array of existing task ids), delay, at, key. A bad line is
-                         refused naming its line number and field; prints the ids, one a line
+                         one transaction; fields: skill, title, payload, priority, max_runtime,
+                         max_attempts, after (an array of existing task ids), delay, at, key.
+                         A bad line is refused naming its line number and field; prints the
+                         ids, one a line
                          (--json: [{"id", "created"}])
 ${GLOBAL_OPTS}
 `,
