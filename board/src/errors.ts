@@ -70,6 +70,15 @@ export class BoardPathError extends BoardError {
 }
 
 /**
+ * The path holds no board: an empty file, or a SQLite database without the board's schema, where
+ * the command may not create one (exit 2 in the CLI). For a worker it is the board's fault, not its
+ * own (classifyError: damaged): its board was truncated or replaced under it.
+ */
+export class NotABoardError extends BoardPathError {
+  override name = 'NotABoardError';
+}
+
+/**
  * The board is in use by a supervisor (a live owner, a held host lock, an unexpired lease): an
  * operation that needs it idle is refused, naming the owner. Exit status 4 in the CLI.
  */
@@ -136,7 +145,7 @@ function classifySqlState(code: string): ErrorClass {
  * From PostgreSQL (classifySqlState) and its connection: busy, io, access or other, never damage.
  */
 export function classifyError(err: unknown): ErrorClass {
-  if (err instanceof BoardDamagedError) return 'damaged';
+  if (err instanceof BoardDamagedError || err instanceof NotABoardError) return 'damaged';
   if (err instanceof WriteGroupLostError) return classifyError(err.cause);
   // A path refused because of the errno it met (EACCES …) is classified by that errno.
   if (err instanceof BoardPathError && err.cause !== undefined) return classifyError(err.cause);

@@ -12,7 +12,7 @@
 import Database from 'better-sqlite3';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { BoardDamagedError, BoardError, BoardPathError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
+import { BoardDamagedError, BoardError, BoardPathError, NotABoardError, SchemaTooNewError, WalUnavailableError, classifyError } from './errors.js';
 import { MIGRATIONS, SCHEMA_VERSION } from './schema.js';
 
 export type Db = Database.Database;
@@ -402,8 +402,8 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
 }
 
 /** The refusal of a file that holds no board, saying how to make one (BoardPathError: exit 2 in the CLI). */
-function notABoard(abs: string, what: string): BoardPathError {
-  return new BoardPathError(abs, `${what}, not a board: give the path of a board, or create one with \`kanban-supervisor --db ${abs} init\``);
+function notABoard(abs: string, what: string): NotABoardError {
+  return new NotABoardError(abs, `${what}, not a board: give the path of a board, or create one with \`kanban-supervisor --db ${abs} init\``);
 }
 
 /** Open a raw connection to a small lock database with a private umask (used by the owner lock). */

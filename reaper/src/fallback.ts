@@ -21,13 +21,21 @@ import { resolveExecutable } from './exec.js';
 import { runHelperSync } from './helper.js';
 import { isDeadState, readRawStat, type RawStat } from './platform.js';
 
-// Both are loaded at their first use (they are CommonJS: a synchronous require): a supervisor on the
-// Linux fast path, and every CLI call, never load them.
+// Both are loaded when the portable backend is chosen (they are CommonJS: a synchronous require): a
+// supervisor on the Linux fast path, and every CLI call, never load them.
 const requireHere = createRequire(import.meta.url);
 let treeKillFn: typeof TreeKill | undefined;
 let pidusageFn: typeof Pidusage | undefined;
 const treeKill = (pid: number, signal: string | number, callback: (error?: Error) => void): void =>
   (treeKillFn ??= requireHere('tree-kill') as typeof TreeKill)(pid, signal, callback);
+/**
+ * Load both now: the portable backend calls it when it is chosen, so a broken install (either
+ * package missing) fails the supervisor's start naming it, not silently at the first sample or kill.
+ */
+function loadPortableDeps(): void {
+  pidusageFn ??= requireHere('pidusage') as typeof Pidusage;
+  treeKillFn ??= requireHere('tree-kill') as typeof TreeKill;
+}
 /** (async: a failed load rejects like a failed sampling, never throws at the caller) */
 const pidusage = async (pids: number[], options: Pidusage.Options): Promise<Record<string, Pidusage.Status | undefined>> =>
   (pidusageFn ??= requireHere('pidusage') as typeof Pidusage)(pids, options);
@@ -135,6 +143,7 @@ export class PortableSampler {
   private cadenceMs = 0;
 
   constructor(opts: PortableSamplerOptions = {}) {
+    loadPortableDeps();
     this.maxAgeMs = opts.historyMaxAgeMs ?? 15_000;
     this.defaultRefreshMs = opts.refreshMs ?? 1000;
   }

@@ -138,6 +138,11 @@ export async function main(argv: string[]): Promise<number> {
     // own checks of flags. A refusal that depends on the board's contents (an unknown task or
     // skill, a change the task's status refuses) is a failure (1).
     // In use by a supervisor (migrate): exit 4, as a second `run`.
+    // A command's module missing (a partial build): say so, without loading anything more.
+    if ((e as { code?: unknown })?.code === 'ERR_MODULE_NOT_FOUND') {
+      process.stderr.write('kanban-supervisor: part of the build is missing: run `npm run build` in the repository (or reinstall the package)\n');
+      return EXIT.failed;
+    }
     // (Their classes are loaded by now: the module that threw them imported them.)
     const { BoardOwnedError, BoardPathError, BoardValidationError } = await import('@kanban-supervisor/board/light');
     const { isAccessError } = await import('./commands/board.js');

@@ -77,7 +77,9 @@ export async function probeQuarantine(ctx: TickContext, now: number): Promise<vo
   if (existsSync(ctx.boardPath) && !probeAccess(ctx, now)) return;
   // integrity_check, not quick_check: index damage passes quick_check but fails writes.
   const report = checkBoard(ctx.boardPath, { full: true });
-  if (!report.exists) return; // being swapped by an operator: look again later
+  // Being swapped by an operator (a `cp` over it empties it first): look again later. An empty file
+  // is never reopened here, which would make a new board of it under the copy.
+  if (!report.exists || report.fileSize === 0) return;
   if (!report.healthy) {
     await backupOnce(ctx, false); // a new fingerprint gets its own (single) backup and log line
     writeStatusFile(ctx);

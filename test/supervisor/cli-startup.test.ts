@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLI, Cleanups, FIXTURES, cleanEnv, cli, exited, run } from '../src/common.js';
+import { CLI, Cleanups, FIXTURES, ROOT, cleanEnv, cli, exited, run } from '../src/common.js';
 
 const cleanups = new Cleanups();
 afterEach(() => cleanups.run());
@@ -84,5 +84,21 @@ describe('CLI start-up', () => {
       expect(r.code, topics[i]).toBe(0);
       expect(r.stdout.split('\n').filter((l) => l.length > 100), topics[i]).toEqual([]);
     }
+  });
+
+  it('a command whose module is missing (a partial build) says the build is incomplete, exit 1, no stack', async () => {
+    // A copy of the CLI's build inside its package (so that its packages resolve), one command's module removed.
+    const copy = join(ROOT, 'supervisor', `dist-partial-${process.pid}`);
+    cleanups.push(() => rmSync(copy, { recursive: true, force: true }));
+    cpSync(join(ROOT, 'supervisor', 'dist'), copy, { recursive: true });
+    rmSync(join(copy, 'commands', 'tasks.js'));
+    const db = join(cleanups.tempDir('ks-startup-'), 'kanban.db');
+    expect((await cli(db, ['init'])).code).toBe(0);
+    const r = await run(process.execPath, [join(copy, 'cli.js'), '--db', db, 'list'], { env: cleanEnv() });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toContain('part of the build is missing: run `npm run build`');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    // The other commands still work from it.
+    expect((await run(process.execPath, [join(copy, 'cli.js'), '--db', db, 'status'], { env: cleanEnv() })).code).toBe(0);
   });
 });

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { garbageHeader, makeBoard, zeroInteriorPage } from '@kanban-supervisor/board';
 import { Cleanups, FIXTURES, cli, exited, sleep, waitFor } from '../src/common.js';
@@ -25,6 +25,26 @@ function swapIn(db: string, fresh: string, aside: string) {
 }
 
 describe('a damaged board under the supervisor', () => {
+  it('a quarantined board emptied in place (a cp over it truncates it first) is not made a new board by the probe; the copy, once whole, is resumed', async () => {
+    const dir = cleanups.tempDir('ks-q-');
+    const db = join(dir, 'board', 'kanban.db');
+    await makeBoard(db, { tasks: 50 });
+    zeroInteriorPage(db);
+    const p = supervise(db);
+    await waitFor(() => p.output().includes('board_quarantined'));
+    const rec = await cli(db, ['recover', '--out', join(dir, 'new.db')]);
+    expect(rec.code, rec.stderr).toBe(0);
+    for (const s of ['-wal', '-shm']) rmSync(db + s, { force: true });
+    truncateSync(db, 0); // the first step of `cp new.db kanban.db`
+    await sleep(1500); // several probes (every 0.2 s, doubling)
+    expect(statSync(db).size, p.output()).toBe(0);
+    expect(p.output()).not.toContain('quarantine_lifted');
+    writeFileSync(db, readFileSync(join(dir, 'new.db'))); // the copy's end
+    await waitFor(() => p.output().includes('quarantine_lifted'), 30_000);
+    p.kill('SIGTERM');
+    expect((await exited(p)).code).toBe(0);
+  });
+
   it('run --until-idle on a damaged board gives up (exit 1, naming check and recover) instead of waiting forever; a text file at the board path too', async () => {
     const dir = cleanups.tempDir('ks-q-');
     const db = join(dir, 'board', 'kanban.db');

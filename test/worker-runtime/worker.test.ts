@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EXAMPLES, sleep, waitFor } from '../src/common.js';
 import { SKILL, boardSetup, claimRun, events, integrity, spawnWorker } from '../fixtures/worker/harness.js';
@@ -25,6 +25,22 @@ describe('runWorker: outcomes and exit codes', () => {
     const detail = (await board.showTask(task.id))!;
     expect(detail.runs[0]!.outcome).toBe('completed');
     expect(events(board, run.runId).map((e) => e.kind)).toEqual(['claimed', 'spawned', 'echo', 'reported']);
+  });
+
+  it('a board truncated to an empty file under a worker (no channel): not the worker\'s fault, its run ends deferred through the spool (exit 75), the file is left empty', async () => {
+    const { dir, board } = await setup();
+    await board.putSkill({ name: 'echo', argv: node(join(EXAMPLES, 'echo.js')) });
+    const run = await claimRun(board, { hello: 1 });
+    const empty = join(dir, 'truncated.db');
+    writeFileSync(empty, '');
+    const spool = join(dir, 'spool');
+    const w = await spawnWorker(null, { ...run, env: { ...run.env, KANBAN_DB: empty, KANBAN_SPOOL_DIR: spool } }, node(join(EXAMPLES, 'echo.js')));
+    expect((await w.done).code, w.output()).toBe(75);
+    expect(w.output()).toContain('is an empty file, not a board');
+    expect(readFileSync(empty, 'utf8')).toBe('');
+    const spooled = readdirSync(spool).filter((f) => f.endsWith('.json'));
+    expect(spooled).toHaveLength(1);
+    expect(JSON.parse(readFileSync(join(spool, spooled[0]!), 'utf8')).report).toMatchObject({ outcome: 'deferred' });
   });
 
   it('a throwing handler → exit 1, run failed with the message, task left for accounting', async () => {
