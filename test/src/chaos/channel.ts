@@ -74,6 +74,10 @@ export async function scenarioChannel(): Promise<void> {
         sup = next.sup;
         gaps.push([killAt, next.listeningAt]);
       }
+      // The last supervisor gets a run period of new work too (its workers report over its channel:
+      // the report-path row below reads its totals); without it, a run whose tasks were all running
+      // at the last SIGKILL left it nothing but workers that had fallen back to the board.
+      await sleep(rand(cfg.runMs[0], cfg.runMs[1]));
     } finally {
       stop = true;
       await feeder;
