@@ -12,6 +12,7 @@
  */
 import { join } from 'node:path';
 import { Sup, fmt, openBoard, openSql, rand, sleep } from '../lib.js';
+import { CHANNEL_RETRY_MS } from '@kanban-supervisor/worker-runtime';
 import { ledgerRows, reportPathRow } from './ledger.js';
 import { CHAOS, SHORT, boards, h, integrityRow, one, outcomes, res, rows, tail, tickErrors, waitIdle } from './setup.js';
 
@@ -74,10 +75,11 @@ export async function scenarioChannel(): Promise<void> {
         sup = next.sup;
         gaps.push([killAt, next.listeningAt]);
       }
-      // The last supervisor gets a run period of new work too (its workers report over its channel:
-      // the report-path row below reads its totals); without it, a run whose tasks were all running
-      // at the last SIGKILL left it nothing but workers that had fallen back to the board.
-      await sleep(rand(cfg.runMs[0], cfg.runMs[1]));
+      // The last supervisor gets a run period too, longer than a worker's channel retry: its adopted
+      // workers come back to the channel (they had fallen back to the board while no supervisor
+      // listened, CHANNEL_RETRY_MS) and new ones start; the report-path row below reads its totals.
+      // Without it, a run whose tasks were all running at the last SIGKILL left it nothing to apply.
+      await sleep(CHANNEL_RETRY_MS + rand(cfg.runMs[0], cfg.runMs[1]));
     } finally {
       stop = true;
       await feeder;

@@ -69,9 +69,11 @@ export function reportPathRow(scenario: string, listening: boolean, stats: { app
   res.add({
     scenario,
     figure: 'report path: the report channel (REPORT_CHANNEL=on, the default)',
-    value: listening
-      ? `channel: ${fmt(applied)} reports applied over it in ${fmt(stats?.commits ?? 0)} commits, ${fmt(stats?.duplicates ?? 0)} duplicates, ${fmt(stats?.unavailable ?? 0)} answered unavailable (written directly)`
-      : 'the channel did not listen',
+    value: !listening
+      ? 'the channel did not listen'
+      : stats === null
+        ? 'the last supervisor logged no report totals (no stopped event with reports in its log)'
+        : `channel: ${fmt(applied)} reports applied over it in ${fmt(stats.commits ?? 0)} commits, ${fmt(stats.duplicates ?? 0)} duplicates, ${fmt(stats.unavailable ?? 0)} answered unavailable (written directly)`,
     target: 'channel, reports applied over it',
     pass: listening && applied > 0,
   });
