@@ -395,7 +395,7 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
     }
   } catch (e) {
     db.close();
-    if (classifyError(e) === 'damaged') throw new BoardDamagedError(abs, (e as Error).message, { cause: e });
+    if (classifyError(e) === 'damaged' && !(e instanceof NotABoardError)) throw new BoardDamagedError(abs, (e as Error).message, { cause: e });
     throw e;
   }
   return db;

@@ -6,7 +6,7 @@
  * Every operation module runs its statements through a `Conn`; none holds a statement of its own.
  */
 import type Database from 'better-sqlite3';
-import { BoardDamagedError, classifyError } from '../errors.js';
+import { BoardDamagedError, NotABoardError, classifyError } from '../errors.js';
 import { openDatabase, resolveBoardPath, type Db, type OpenOptions } from '../open.js';
 import type { Json } from '../types.js';
 import type { Row } from './rows.js';
@@ -56,7 +56,7 @@ export class Conn {
 
   /** A SQLite error that means damage, as BoardDamagedError naming the board; any other error as is. */
   wrap(e: unknown): unknown {
-    if (classifyError(e) === 'damaged' && !(e instanceof BoardDamagedError)) {
+    if (classifyError(e) === 'damaged' && !(e instanceof BoardDamagedError) && !(e instanceof NotABoardError)) {
       return new BoardDamagedError(this.path, (e as Error).message, { cause: e });
     }
     return e;
