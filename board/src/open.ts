@@ -382,8 +382,14 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
     throw e;
   }
   try {
-    if (!mayInit && Number(db.pragma('user_version', { simple: true })) === 0) {
+    const version = Number(db.pragma('user_version', { simple: true }));
+    if (!mayInit && version === 0) {
       throw notABoard(abs, 'is a SQLite database without the board\'s schema (user_version 0)');
+    }
+    // Another application's database (a schema version of its own, no board tables): refused by
+    // every open, before anything is written to it (no WAL switch, no init lock, no migration).
+    if (version > 0 && db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tasks'`).get() === undefined) {
+      throw notABoard(abs, `is a SQLite database without the board's tables (user_version ${version}, no tasks table)`);
     }
     if (!opts.readonly) {
       const mode = String(db.pragma('journal_mode', { simple: true })).toLowerCase();

@@ -9,7 +9,7 @@
  *   here is never damage: it fails the start (the caller releases what it holds and reports it).
  */
 import { existsSync } from 'node:fs';
-import { BoardDamagedError, BoardPathError, checkBoard, classifyError } from '@kanban-supervisor/board';
+import { BoardDamagedError, BoardPathError, NotABoardError, checkBoard, classifyError } from '@kanban-supervisor/board';
 import { boardAccessProblem } from './board-access.js';
 import { checkConnectionBudget, registerSelf } from './host-owner.js';
 import { enterQuarantine } from './quarantine.js';
@@ -31,7 +31,8 @@ export async function openAtStart(ctx: TickContext): Promise<void> {
     if (pre && !pre.healthy) throw new BoardDamagedError(path, pre.problems.join('; '));
     s.board = await openSupervisorBoard(path);
   } catch (e) {
-    if (classifyError(e) !== 'damaged') throw e;
+    // Another application's database is not a damaged board: refused at start (exit 2), not quarantined.
+    if (classifyError(e) !== 'damaged' || e instanceof NotABoardError) throw e;
     await enterQuarantine(ctx, e instanceof BoardDamagedError ? e.detail : (e as Error).message, false);
   }
 }

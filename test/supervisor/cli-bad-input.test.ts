@@ -2,7 +2,7 @@
 // exit 2 for usage and configuration errors, and leaves nothing lost or half-written.
 import { afterEach, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { CLI, Cleanups, cli, memory } from '../src/common.js';
@@ -160,6 +160,23 @@ describe('a file that holds no board is not made one by a command that needs a b
       expect(statSync(empty).size).toBe(0);
       expect(readFileSync(foreign).equals(foreignBytes)).toBe(true);
     }
+    // Another application's database with a schema version of its own: refused by every command,
+    // init and run too, byte for byte untouched (no WAL switch, no init lock, no migration).
+    const app = join(dir, 'app.db');
+    const adb = new Database(app);
+    adb.exec('CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES (\'keep\'); PRAGMA user_version = 3');
+    adb.close();
+    const appBytes = readFileSync(app);
+    for (const args of [['list'], ['status'], ['add', '--skill', 'echo'], ['init'], ['skill', 'add', 'echo', '--', 'true'], ['run', '--until-idle']]) {
+      const r = await cli(app, args, { KANBAN_HTTP: 'off' });
+      expect(r.code, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(`board ${app} is a SQLite database without the board's tables (user_version 3, no tasks table)`);
+      expect(readFileSync(app).equals(appBytes), args.join(' ')).toBe(true);
+      // (run takes its owner lock next to the path before it opens it; nothing else writes beside it.)
+      if (args[0] !== 'run') expect(readdirSync(dir).filter((f) => f.startsWith('app.db')), args.join(' ')).toEqual(['app.db']);
+      expect(existsSync(`${app}-wal`) || existsSync(`${app}.init-lock`), args.join(' ')).toBe(false);
+    }
+    for (const f of readdirSync(dir).filter((n) => n.startsWith('app.db'))) rmSync(join(dir, f), { recursive: true, force: true });
     // init is the command that makes a board, of an empty file too (what it would have created itself).
     const init = await cli(empty, ['init']);
     expect(init.code, init.stderr).toBe(0);
